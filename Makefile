@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` and `make test`. Both bootstrap what is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bootstrap chain serve bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+bootstrap: $(STAMP) node_modules/.package-lock.json
+
+demo: bootstrap
+	$(BIN)/tidewater demo
+
+test: bootstrap
+	$(BIN)/pytest
+
+lint: bootstrap
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+chain: bootstrap
+	$(BIN)/tidewater chain
+
+serve: bootstrap
+	$(BIN)/tidewater serve
+
+bench: bootstrap
+	$(BIN)/python bench/job_overhead.py
+	$(BIN)/python bench/provider_throughput.py
+	$(BIN)/python bench/result_download.py
+
+clean:
+	rm -rf .tidewater .pytest_cache

@@ -1,0 +1,1 @@
+"""The operator engine: runs compute jobs in isolated containers through Ocean's statuses."""

@@ -1,0 +1,182 @@
+"""The values that cross the boundary between the provider and the engine.
+
+The provider builds a :class:`JobRequest` from a validated compute request (DDOs resolved,
+orders checked, file objects decrypted) and hands it to ``Engine.submit``; the engine answers
+with :class:`Job` values, which :meth:`Job.to_ocean` turns into the wire shape clients read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from operator_engine.statuses import JobStatus, status_text
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+def unix_text(moment: datetime | None) -> str | None:
+    """Unix seconds as a string (the wire form of Ocean job dates), or None."""
+    return None if moment is None else str(int(moment.timestamp()))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """What may leave a job as results: at most ``max_bytes`` in at most ``max_files`` files."""
+
+    max_bytes: int = 1024**3
+    max_files: int = 1000
+
+
+@dataclass(frozen=True)
+class ComputeEnvironment:
+    """Where and how jobs run (PROTOCOL.md §11). Field names follow Ocean's env JSON."""
+
+    id: str
+    description: str = ""
+    cpu_number: int = 1
+    cpu_type: str = ""
+    ram_gb: float = 1.0
+    disk_gb: float = 10.0
+    gpu_number: int = 0
+    gpu_type: str = ""
+    max_jobs: int = 1
+    max_job_duration: int = 3600
+    storage_expiry: int = 7 * 24 * 3600
+    price_min: float = 0.0
+    fee_token: str = ZERO_ADDRESS
+    consumer_address: str = ""
+    allowed_images: tuple[str, ...] = ()
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+
+    def to_ocean(self, current_jobs: int, last_seen: float) -> dict[str, Any]:
+        """The env object of ``GET computeEnvironments`` (numbers stay JSON numbers)."""
+        return {
+            "id": self.id,
+            "desc": self.description,
+            "cpuType": self.cpu_type,
+            "gpuType": self.gpu_type,
+            "cpuNumber": self.cpu_number,
+            "gpuNumber": self.gpu_number,
+            "ramGB": self.ram_gb,
+            "diskGB": self.disk_gb,
+            "maxJobs": self.max_jobs,
+            "currentJobs": current_jobs,
+            "maxJobDuration": self.max_job_duration,
+            "storageExpiry": self.storage_expiry,
+            "priceMin": self.price_min,
+            "feeToken": self.fee_token,
+            "consumerAddress": self.consumer_address,
+            "lastSeen": last_seen,
+        }
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """One dataset of a job: its DDO and the decrypted file objects of the ordered service."""
+
+    did: str
+    ddo: dict[str, Any]
+    service_id: str
+    files: list[dict[str, Any]]
+    transfer_tx_id: str | None = None
+    userdata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AlgorithmInput:
+    """The algorithm: a published asset (``did`` and ``files``) or raw code (``rawcode``)."""
+
+    container: dict[str, Any]
+    did: str | None = None
+    ddo: dict[str, Any] | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    rawcode: str | None = None
+    service_id: str | None = None
+    transfer_tx_id: str | None = None
+    userdata: dict[str, Any] | None = None
+    algocustomdata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated compute request. ``agreement_id`` (the first dataset's order tx) makes
+    ``submit`` idempotent: one order starts at most one job."""
+
+    owner: str
+    environment: str
+    datasets: list[DatasetInput]
+    algorithm: AlgorithmInput
+    agreement_id: str | None = None
+    expire_timestamp: int | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """One downloadable result; ``index`` is its position in ``Job.results``."""
+
+    filename: str
+    filesize: int
+    type: str
+    index: int
+    sha256: str = ""
+
+    def to_ocean(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "filesize": self.filesize,
+            "type": self.type,
+            "index": self.index,
+        }
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the store holds it (the store row is the one truth)."""
+
+    job_id: str
+    owner: str
+    environment: str
+    status: JobStatus
+    date_created: datetime
+    input_dids: list[str]
+    algo_did: str
+    date_finished: datetime | None = None
+    agreement_id: str | None = None
+    expire_timestamp: int | None = None
+    stopreq: int = 0
+    exit_code: int | None = None
+    oom_killed: bool = False
+    reason: str | None = None
+    results: list[JobResult] = field(default_factory=list)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def to_ocean(self) -> dict[str, Any]:
+        """The Ocean job object (PROTOCOL.md §6) that status, stop and delete return."""
+        body: dict[str, Any] = {
+            "owner": self.owner,
+            "did": self.input_dids[0] if self.input_dids else None,
+            "jobId": self.job_id,
+            "dateCreated": unix_text(self.date_created),
+            "dateFinished": unix_text(self.date_finished),
+            "status": int(self.status),
+            "statusText": status_text(self.status),
+            "results": [r.to_ocean() for r in self.results],
+            "inputDID": list(self.input_dids),
+            "algoDID": self.algo_did,
+            "agreementId": self.agreement_id,
+            "expireTimestamp": self.expire_timestamp,
+            "environment": self.environment,
+            "stopreq": self.stopreq,
+        }
+        if self.exit_code is not None or self.oom_killed:
+            body["terminationDetails"] = {"exitCode": self.exit_code, "OOMKilled": self.oom_killed}
+        return body

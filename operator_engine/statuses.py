@@ -1,0 +1,99 @@
+"""Job statuses (PROTOCOL.md §9): the codes, their texts, and the one transition table.
+
+Every status write in the engine goes through the store's guarded ``transition``, which
+consults :data:`TRANSITIONS`; a terminal status never changes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class JobStatus(IntEnum):
+    WARMING_UP = 1
+    STOPPED = 7
+    DELETED = 8
+    STARTED = 10
+    CONFIGURING = 20
+    PROVISIONED = 30
+    DATA_PROVISIONING_FAILED = 31
+    ALGO_PROVISIONING_FAILED = 32
+    RUNNING = 40
+    RUN_FAILED = 41
+    EGRESS_EXCEEDED = 42
+    FILTERING = 50
+    PUBLISHING = 60
+    UPLOAD_FAILED = 62
+    FINISHED = 70
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+STATUS_TEXT: dict[JobStatus, str] = {
+    JobStatus.WARMING_UP: "Warming up",
+    JobStatus.STOPPED: "Job stopped",
+    JobStatus.DELETED: "Job deleted successfully",
+    JobStatus.STARTED: "Job started",
+    JobStatus.CONFIGURING: "Configuring volumes",
+    JobStatus.PROVISIONED: "Provisioning success",
+    JobStatus.DATA_PROVISIONING_FAILED: "Data provisioning failed",
+    JobStatus.ALGO_PROVISIONING_FAILED: "Algorithm provisioning failed",
+    JobStatus.RUNNING: "Running algorithm ",
+    JobStatus.RUN_FAILED: "Failed to run algorithm",
+    JobStatus.EGRESS_EXCEEDED: "Error: disk quota exceeded",
+    JobStatus.FILTERING: "Filtering results",
+    JobStatus.PUBLISHING: "Publishing results",
+    JobStatus.UPLOAD_FAILED: "Failed to upload results to storage",
+    JobStatus.FINISHED: "Job finished",
+}
+
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {
+        JobStatus.STOPPED,
+        JobStatus.DELETED,
+        JobStatus.DATA_PROVISIONING_FAILED,
+        JobStatus.ALGO_PROVISIONING_FAILED,
+        JobStatus.RUN_FAILED,
+        JobStatus.EGRESS_EXCEEDED,
+        JobStatus.UPLOAD_FAILED,
+        JobStatus.FINISHED,
+    }
+)
+
+S = JobStatus
+#: Allowed moves. Any live status may also move to STOPPED (stop at any stage).
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    S.WARMING_UP: frozenset({S.STARTED, S.STOPPED}),
+    S.STARTED: frozenset({S.CONFIGURING, S.STOPPED}),
+    S.CONFIGURING: frozenset(
+        {S.PROVISIONED, S.DATA_PROVISIONING_FAILED, S.ALGO_PROVISIONING_FAILED, S.STOPPED}
+    ),
+    S.PROVISIONED: frozenset({S.RUNNING, S.RUN_FAILED, S.ALGO_PROVISIONING_FAILED, S.STOPPED}),
+    S.RUNNING: frozenset({S.FILTERING, S.RUN_FAILED, S.STOPPED}),
+    S.FILTERING: frozenset({S.PUBLISHING, S.EGRESS_EXCEEDED, S.STOPPED}),
+    S.PUBLISHING: frozenset({S.FINISHED, S.UPLOAD_FAILED, S.STOPPED}),
+    **{terminal: frozenset() for terminal in TERMINAL},
+}
+del S
+
+#: Statuses a job is in while a worker owns it (they hold a lease).
+IN_FLIGHT: frozenset[JobStatus] = frozenset(
+    s for s in JobStatus if s not in TERMINAL and s is not JobStatus.WARMING_UP
+)
+
+
+def status_text(status: JobStatus) -> str:
+    """The statusText clients know for ``status``."""
+    return STATUS_TEXT[status]
+
+
+def can_transition(from_: JobStatus, to: JobStatus) -> bool:
+    """True when the table allows ``from_`` → ``to``."""
+    return to in TRANSITIONS[from_]
+
+
+def sources_of(to: JobStatus) -> frozenset[JobStatus]:
+    """Every status from which ``to`` may be reached (for ``UPDATE … WHERE status IN``)."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if to in targets)

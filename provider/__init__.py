@@ -1,0 +1,1 @@
+"""The provider: the Ocean Protocol V4 provider API for compute, as a Flask application."""

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install the Debian packages tidewater's tests and demo need, if any is missing (needs root).
+set -euo pipefail
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || need+=(busybox-static)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v pg_ctlcluster >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
+  || need+=(postgresql)
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+import pytest
+
+from tidewater.settings import Settings, SettingsError
+
+KEY = "0x" + "11" * 32
+
+
+def test_defaults_derive_from_data_dir() -> None:
+    s = Settings.from_env({"TIDEWATER_DATA_DIR": "/srv/tw"})
+    assert s.data_dir == Path("/srv/tw")
+    assert s.address_file == Path("/srv/tw/address.json")
+    assert s.db_url == "sqlite:////srv/tw/tidewater.db"
+    assert s.allow_non_public_ip is False
+    assert s.provider_private_key is None
+
+
+def test_key_is_normalized_and_hidden_from_repr() -> None:
+    s = Settings.from_env({"PROVIDER_PRIVATE_KEY": "11" * 32})
+    assert s.provider_private_key == KEY
+    assert KEY[2:] not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"PROVIDER_PRIVATE_KEY": "0x1234"}, "PROVIDER_PRIVATE_KEY"),
+        ({"ALLOW_NON_PUBLIC_IP": "maybe"}, "ALLOW_NON_PUBLIC_IP"),
+        ({"NETWORK_URL": "localhost:8545"}, "NETWORK_URL"),
+        ({"TIDEWATER_WORKERS": "two"}, "TIDEWATER_WORKERS"),
+        ({"TIDEWATER_LOG_LEVEL": "LOUD"}, "TIDEWATER_LOG_LEVEL"),
+    ],
+)
+def test_malformed_values_name_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(SettingsError, match=names):
+        Settings.from_env(env)
+
+
+def test_missing_key_says_how_to_fix() -> None:
+    with pytest.raises(SettingsError, match="PROVIDER_PRIVATE_KEY is not set"):
+        Settings.from_env({}).require_private_key()

@@ -1,0 +1,1 @@
+"""One module per `tidewater` subcommand, each with ``add_arguments(parser)`` and ``run(args)``."""

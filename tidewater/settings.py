@@ -1,0 +1,128 @@
+"""Every setting tidewater reads, in one typed place.
+
+Settings are read once into a frozen dataclass with :meth:`Settings.from_env`; tests pass a
+plain mapping. A missing or malformed value raises :class:`SettingsError` whose message names
+the variable and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+#: Every environment variable tidewater reads, with its default and meaning (the README's
+#: configuration table is checked against this by a test).
+VARIABLES: dict[str, tuple[str, str]] = {
+    "NETWORK_URL": ("http://127.0.0.1:8545", "JSON-RPC URL of the chain"),
+    "PROVIDER_PRIVATE_KEY": ("(none)", "0x-hex key that signs provider fees and decrypts"),
+    "ADDRESS_FILE": ("$TIDEWATER_DATA_DIR/address.json", "Ocean address.json of the contracts"),
+    "TIDEWATER_DATA_DIR": ("./.tidewater", "jobs, results, logs and the SQLite store"),
+    "TIDEWATER_DB": ("sqlite:///$TIDEWATER_DATA_DIR/tidewater.db", "SQLAlchemy URL of the store"),
+    "ALLOW_NON_PUBLIC_IP": ("false", "allow dataset/algorithm URLs on loopback/private nets"),
+    "TIDEWATER_ENVIRONMENTS": ("(built-in free env)", "JSON or YAML file of compute envs"),
+    "TIDEWATER_WORKERS": ("2", "engine worker threads run inside `tidewater serve`"),
+    "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
+    "TIDEWATER_LOG_LEVEL": ("INFO", "log level (DEBUG, INFO, WARNING, ERROR)"),
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean: use true or false")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def normalize_private_key(raw: str, name: str = "PROVIDER_PRIVATE_KEY") -> str:
+    """Return ``raw`` as a 0x-prefixed 64-hex-digit key, or raise :class:`SettingsError`."""
+    value = raw.strip()
+    if not _KEY_RE.match(value):
+        raise SettingsError(f"{name} must be 32 bytes of hex (0x followed by 64 hex digits)")
+    return value if value.startswith("0x") else "0x" + value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """tidewater's configuration. Build it with :meth:`from_env`."""
+
+    network_url: str = "http://127.0.0.1:8545"
+    provider_private_key: str | None = field(default=None, repr=False)
+    data_dir: Path = Path(".tidewater")
+    address_file: Path = Path(".tidewater/address.json")
+    db_url: str = "sqlite:///.tidewater/tidewater.db"
+    allow_non_public_ip: bool = False
+    environments_file: Path | None = None
+    workers: int = 2
+    aquarius_url: str | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``environ`` (default: ``os.environ``), validating each."""
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("TIDEWATER_DATA_DIR") or ".tidewater").expanduser()
+        key = env.get("PROVIDER_PRIVATE_KEY") or None
+        network_url = (env.get("NETWORK_URL") or "http://127.0.0.1:8545").strip()
+        if not re.match(r"^(https?|wss?)://", network_url):
+            raise SettingsError(
+                f"NETWORK_URL={network_url!r} is not an RPC URL: use http://host:port"
+            )
+        envs_file = env.get("TIDEWATER_ENVIRONMENTS") or None
+        log_level = (env.get("TIDEWATER_LOG_LEVEL") or "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError(f"TIDEWATER_LOG_LEVEL={log_level!r}: use DEBUG/INFO/WARNING/ERROR")
+        return cls(
+            network_url=network_url,
+            provider_private_key=normalize_private_key(key) if key else None,
+            data_dir=data_dir,
+            address_file=Path(env.get("ADDRESS_FILE") or data_dir / "address.json").expanduser(),
+            db_url=env.get("TIDEWATER_DB") or f"sqlite:///{data_dir / 'tidewater.db'}",
+            allow_non_public_ip=_bool(env, "ALLOW_NON_PUBLIC_IP", False),
+            environments_file=Path(envs_file).expanduser() if envs_file else None,
+            workers=_int(env, "TIDEWATER_WORKERS", 2),
+            aquarius_url=env.get("AQUARIUS_URL") or None,
+            log_level=log_level,
+        )
+
+    def with_(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (tests and the CLI use this)."""
+        return replace(self, **changes)
+
+    def require_private_key(self) -> str:
+        """Return the provider key or raise a :class:`SettingsError` saying how to set it."""
+        if not self.provider_private_key:
+            raise SettingsError(
+                "PROVIDER_PRIVATE_KEY is not set: export the provider's 0x-hex private key "
+                "(`tidewater chain` prints a funded development key)"
+            )
+        return self.provider_private_key
