@@ -127,11 +127,13 @@ class JobResult:
     sha256: str = ""
 
     def to_ocean(self) -> dict[str, Any]:
+        """Ocean's result entry, plus ``sha256`` so clients can verify what they download."""
         return {
             "filename": self.filename,
             "filesize": self.filesize,
             "type": self.type,
             "index": self.index,
+            "sha256": self.sha256,
         }
 
 
