@@ -63,7 +63,8 @@ TERMINAL: frozenset[JobStatus] = frozenset(
 )
 
 S = JobStatus
-#: Allowed moves. Any live status may also move to STOPPED (stop at any stage).
+#: Allowed moves. Any live status may also move to STOPPED (stop at any stage). A run killed
+#: for filling its disk quota ends 40 -> 42; results that cannot be checked or stored, 62.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.WARMING_UP: frozenset({S.STARTED, S.STOPPED}),
     S.STARTED: frozenset({S.CONFIGURING, S.STOPPED}),
@@ -71,8 +72,8 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
         {S.PROVISIONED, S.DATA_PROVISIONING_FAILED, S.ALGO_PROVISIONING_FAILED, S.STOPPED}
     ),
     S.PROVISIONED: frozenset({S.RUNNING, S.RUN_FAILED, S.ALGO_PROVISIONING_FAILED, S.STOPPED}),
-    S.RUNNING: frozenset({S.FILTERING, S.RUN_FAILED, S.STOPPED}),
-    S.FILTERING: frozenset({S.PUBLISHING, S.EGRESS_EXCEEDED, S.STOPPED}),
+    S.RUNNING: frozenset({S.FILTERING, S.RUN_FAILED, S.EGRESS_EXCEEDED, S.STOPPED}),
+    S.FILTERING: frozenset({S.PUBLISHING, S.EGRESS_EXCEEDED, S.UPLOAD_FAILED, S.STOPPED}),
     S.PUBLISHING: frozenset({S.FINISHED, S.UPLOAD_FAILED, S.STOPPED}),
     **{terminal: frozenset() for terminal in TERMINAL},
 }

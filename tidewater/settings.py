@@ -23,6 +23,7 @@ _KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 VARIABLES: dict[str, tuple[str, str]] = {
     "NETWORK_URL": ("http://127.0.0.1:8545", "JSON-RPC URL of the chain"),
     "PROVIDER_PRIVATE_KEY": ("(none)", "0x-hex key that signs provider fees and decrypts"),
+    "DEPLOYER_PRIVATE_KEY": ("(none)", "funded key `tidewater chain --rpc URL` deploys with"),
     "ADDRESS_FILE": ("$TIDEWATER_DATA_DIR/address.json", "Ocean address.json of the contracts"),
     "TIDEWATER_DATA_DIR": ("./.tidewater", "jobs, results, logs and the SQLite store"),
     "TIDEWATER_DB": ("sqlite:///$TIDEWATER_DATA_DIR/tidewater.db", "SQLAlchemy URL of the store"),
@@ -30,6 +31,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "TIDEWATER_ENVIRONMENTS": ("(built-in free env)", "JSON or YAML file of compute envs"),
     "TIDEWATER_WORKERS": ("2", "engine worker threads run inside `tidewater serve`"),
     "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
+    "TIDEWATER_ADMIN_TOKEN": ("(none)", "admin token `tidewater admin` sends (client side only)"),
     "TIDEWATER_LOG_LEVEL": ("INFO", "log level (DEBUG, INFO, WARNING, ERROR)"),
 }
 

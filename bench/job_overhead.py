@@ -1,0 +1,126 @@
+"""Job overhead: no-op jobs through the engine versus raw ``docker run`` of the same image.
+
+Prints figures only (no pass/fail). Run: ``.venv/bin/python bench/job_overhead.py [--n 10]
+[--queue 40]``. The engine side includes everything a job costs: store transitions, fetching a
+small dataset from a local HTTP server (127.0.0.1), the hardened container, log streaming,
+output filtering and result hashing. Target: engine median <= 1.5 x raw median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import docker
+
+from operator_engine.api import Engine
+from operator_engine.docker_runner import DockerRunner
+from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
+from tidewater.images import ensure_python_image
+from tidewater.settings import Settings
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"a,b\n1,2\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _request(url: str, image: str, env_id: str) -> JobRequest:
+    name, tag = image.rsplit(":", 1)
+    return JobRequest(
+        owner="0x0000000000000000000000000000000000000b",
+        environment=env_id,
+        datasets=[DatasetInput("did:op:" + "ab" * 32, {}, "svc", [{"type": "url", "url": url}])],
+        algorithm=AlgorithmInput(
+            container={"image": name, "tag": tag, "entrypoint": "python3 $ALGO"}, rawcode="pass"
+        ),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10, help="no-op jobs for each side (default 10)")
+    parser.add_argument("--queue", type=int, default=40, help="queued jobs for throughput")
+    args = parser.parse_args()
+
+    client = docker.from_env(timeout=120)
+    image = ensure_python_image(client)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/data.csv"
+    base = {"cpuNumber": 2, "ramGB": 1, "diskGB": 1, "maxJobDuration": 120, "priceMin": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        envs = Path(tmp) / "envs.json"
+        envs.write_text(
+            json.dumps(
+                [
+                    {"id": "latency", "maxJobs": 1, **base},
+                    {"id": "throughput", "maxJobs": 2, **base},
+                ]
+            )
+        )
+        settings = Settings(
+            data_dir=Path(tmp) / "data",
+            db_url=f"sqlite:///{tmp}/bench.db",
+            environments_file=envs,
+            allow_non_public_ip=True,
+        )
+        engine = Engine.from_settings(settings, runner=DockerRunner(client, pull=False))
+        raw_cmd = ["docker", "run", "--rm", "--network", "none", image, "python3", "-c", "pass"]
+        subprocess.run(raw_cmd, check=True)  # warm the page cache for both sides
+        engine_times: list[float] = []
+        raw_times: list[float] = []
+        for _ in range(args.n):  # interleaved: both sides see the same machine load
+            start = time.perf_counter()
+            job = engine.submit(_request(url, image, "latency"))
+            engine.run_until_idle()
+            engine_times.append(time.perf_counter() - start)
+            assert engine.get(job.job_id).status == 70  # type: ignore[union-attr]
+            start = time.perf_counter()
+            subprocess.run(raw_cmd, check=True)
+            raw_times.append(time.perf_counter() - start)
+        eng, raw = statistics.median(engine_times), statistics.median(raw_times)
+        print(
+            f"no-op job, n={args.n}: engine median {eng:.3f}s  raw docker run median "
+            f"{raw:.3f}s  ratio {eng / raw:.2f}"
+        )
+        print(
+            f"  engine min/max {min(engine_times):.3f}/{max(engine_times):.3f}s, "
+            f"raw min/max {min(raw_times):.3f}/{max(raw_times):.3f}s"
+        )
+
+        jobs = [engine.submit(_request(url, image, "throughput")) for _ in range(args.queue)]
+        start = time.perf_counter()
+        engine.start(2)
+        while not all(engine.get(j.job_id).is_terminal for j in jobs):  # type: ignore[union-attr]
+            time.sleep(0.2)
+        took = time.perf_counter() - start
+        engine.shutdown()
+        finished = sum(engine.get(j.job_id).status == 70 for j in jobs)  # type: ignore[union-attr]
+        print(
+            f"throughput: {args.queue} queued no-op jobs, maxJobs 2, 2 workers: {took:.1f}s, "
+            f"{args.queue / took:.2f} jobs/s ({finished} finished)"
+        )
+        engine.db.dispose()
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""The engine facade the provider calls: submit, look up, stop, delete, results, environments,
+and embedded workers (``start``/``shutdown``) or synchronous processing (``run_until_idle``)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine as SqlEngine
+
+from operator_engine.db import make_engine
+from operator_engine.environments import EnvironmentRegistry
+from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult
+from operator_engine.runner import ContainerRunner, RunnerError
+from operator_engine.statuses import TERMINAL, JobStatus
+from operator_engine.store import JobStore, TransitionError
+from operator_engine.worker import Services, Worker, worker_is_dead
+from tidewater.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def engine_scope(settings: Settings) -> str:
+    """A stable id of this engine's store and data dir (labels its containers)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.db_url).render_as_string(hide_password=True)
+    text = f"{url}|{Path(settings.data_dir).resolve()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class EngineError(Exception):
+    """Base of the engine's errors."""
+
+
+class UnknownEnvironment(EngineError):
+    pass
+
+
+class EnvironmentUnavailable(EngineError):
+    """The environment exists but takes no new jobs (draining, errored or being created)."""
+
+
+class InvalidJobRequest(EngineError):
+    pass
+
+
+class JobNotFound(EngineError):
+    pass
+
+
+class ResultNotFound(EngineError):
+    pass
+
+
+class Engine:
+    """One engine: a store, a container runner and (optionally) worker threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: SqlEngine,
+        runner: ContainerRunner,
+        *,
+        lease_seconds: float = 30.0,
+        poll_seconds: float = 0.5,
+        sweep_seconds: float = 15.0,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.store = JobStore(db)
+        self.runner = runner
+        if getattr(runner, "scope", None) is None:
+            runner.scope = engine_scope(settings)
+        self.registry = EnvironmentRegistry(settings.environments_file, self.store)
+        self.services = Services(
+            store=self.store,
+            runner=runner,
+            registry=self.registry,
+            data_dir=Path(settings.data_dir),
+            allow_non_public_ip=settings.allow_non_public_ip,
+            lease_seconds=lease_seconds,
+        )
+        self._stopping = self.services.stopping
+        self.poll_seconds = poll_seconds
+        self.sweep_seconds = sweep_seconds
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._workers: list[Worker] = []
+        self._sync_worker: Worker | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, runner: ContainerRunner | None = None, **options: float
+    ) -> Engine:
+        """Build the store (tables created) and a Docker runner unless ``runner`` is given."""
+        db = make_engine(settings.db_url)
+        JobStore(db).create_tables()
+        if runner is None:
+            from operator_engine.docker_runner import DockerRunner
+
+            try:
+                runner = DockerRunner()
+            except RunnerError as exc:
+                raise EngineError(str(exc)) from exc
+        return cls(settings, db, runner, **options)
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def submit(self, request: JobRequest) -> Job:
+        """Queue a job (status 1). The same ``agreement_id`` returns the job it started."""
+        entry = self.registry.entries().get(request.environment)
+        if entry is None:
+            raise UnknownEnvironment(f"unknown compute environment {request.environment!r}")
+        if not request.datasets:
+            raise InvalidJobRequest("a job needs at least one dataset")
+        if request.algorithm.rawcode is None and not request.algorithm.files:
+            raise InvalidJobRequest("the algorithm needs raw code or files")
+        algo_did = request.algorithm.did or "raw"
+        if request.agreement_id is not None:
+            existing = self.store.by_agreement(request.agreement_id)
+            if existing is not None:
+                return existing
+        if not entry.accepts_jobs:
+            raise EnvironmentUnavailable(
+                f"compute environment {request.environment!r} takes no new jobs ({entry.status})"
+            )
+        job, _created = self.store.insert(request, algo_did=algo_did)
+        self._wake.set()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.store.get(job_id)
+
+    def find(self, owner: str, *, job_id: str | None = None, did: str | None = None) -> list[Job]:
+        return self.store.find(owner, job_id=job_id, did=did)
+
+    def stop(self, job_id: str, *, stopreq: int = 1, wait: float = 10.0) -> Job:
+        """Stop at any stage: the job ends at 7 with ``stopreq``; its container is killed and
+        the logs so far stay as results. Stopping a finished job changes nothing."""
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id}")
+        if job.is_terminal:
+            return job
+        reason = "stopped by its owner" if stopreq == 1 else "stopped: time limit reached"
+        try:
+            previous = self.store.transition(
+                job_id, None, JobStatus.STOPPED, detail=reason, stopreq=stopreq, reason=reason
+            )
+        except TransitionError:
+            return self.store.get(job_id) or job
+        self._kill(job_id)
+        if previous is not JobStatus.WARMING_UP:
+            self._await_release(job_id, wait)
+        return self.store.get(job_id) or job
+
+    def delete(self, job_id: str) -> Job:
+        """Stop the job if live, then remove its containers, files and rows. Returns the job
+        as it was just before removal."""
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id}")
+        if not job.is_terminal:
+            job = self.stop(job_id, wait=5.0)
+        self._kill(job_id, remove=True)
+        self.services.folder(job_id).remove()
+        self.store.delete(job_id)
+        return job
+
+    def _kill(self, job_id: str, *, remove: bool = False) -> None:
+        try:
+            for cid, _job in self.runner.containers(job_id):
+                self.runner.remove(cid) if remove else self.runner.kill(cid)
+        except RunnerError:
+            log.warning("cannot reach the container backend for job %s", job_id, exc_info=True)
+
+    def _await_release(self, job_id: str, wait: float) -> None:
+        """Give the job's worker a moment to publish the logs of a stopped job; a dead worker's
+        job is cleaned up here."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            row = self.store.row(job_id)
+            if row is None or row.worker_id is None:
+                return
+            if worker_is_dead(row.worker_id, row.heartbeat_at, self.services.lease_seconds):
+                break
+            time.sleep(0.05)
+        helper = self._sync_worker or Worker(self.services, 99)
+        helper.cleanup_interrupted(job_id)
+        if helper is not self._sync_worker:
+            helper.retire()
+
+    def open_result(self, job_id: str, index: int) -> tuple[Path, JobResult]:
+        """The file of result ``index`` (its position in ``results``) and its entry."""
+        found = self.store.result_path(job_id, index)
+        if found is None:
+            raise ResultNotFound(f"job {job_id} has no result {index}")
+        rel, result = found
+        root = self.services.folder(job_id).root
+        path = root / rel
+        if path.is_symlink() or not path.is_file() or root not in path.resolve().parents:
+            raise ResultNotFound(f"result {index} of job {job_id} is no longer stored")
+        return path, result
+
+    # -- environments ------------------------------------------------------------------------
+
+    def environments(self) -> list[ComputeEnvironment]:
+        """Environments that take jobs now (draining and errored ones are not offered)."""
+        return [e.env for e in self.registry.entries().values() if e.accepts_jobs]
+
+    def environment(self, env_id: str) -> ComputeEnvironment | None:
+        entry = self.registry.entries().get(env_id)
+        return entry.env if entry is not None and entry.accepts_jobs else None
+
+    def current_jobs(self) -> dict[str, int]:
+        """Live (queued and running) jobs per environment id."""
+        return self.store.live_counts()
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def start(self, workers: int) -> None:
+        """Run ``workers`` background worker threads in this process (after one sweep)."""
+        self._stopping.clear()
+        for n in range(workers):
+            worker = Worker(self.services, n)
+            if n == 0:
+                self._safe_sweep(worker)
+            thread = threading.Thread(
+                target=self._loop, args=(worker, n == 0), name=f"tidewater-worker-{n}", daemon=True
+            )
+            self._workers.append(worker)
+            self._threads.append(thread)
+            thread.start()
+
+    def _safe_sweep(self, worker: Worker) -> None:
+        try:
+            worker.sweep()
+        except Exception:
+            log.exception("sweep failed")
+
+    def _loop(self, worker: Worker, sweeper: bool) -> None:
+        next_sweep = time.monotonic() + self.sweep_seconds
+        while not self._stopping.is_set():
+            try:
+                if worker.step():
+                    self._wake.set()  # capacity freed: let the others look
+                    continue
+            except Exception:
+                log.exception("worker %s: claim failed", worker.id)
+            if sweeper and time.monotonic() >= next_sweep:
+                self._safe_sweep(worker)
+                next_sweep = time.monotonic() + self.sweep_seconds
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop claiming; each worker finishes its current job step and releases its lease."""
+        self._stopping.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+        for worker in self._workers:
+            worker.retire()
+        self._threads.clear()
+        self._workers.clear()
+        if self._sync_worker is not None:
+            self._sync_worker.retire()
+            self._sync_worker = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run_until_idle(self, timeout: float = 120.0) -> int:
+        """Process queued jobs in the calling thread until none is left that could run (tests).
+        Returns how many jobs this call ran; raises TimeoutError past ``timeout``."""
+        if self._sync_worker is None:
+            self._sync_worker = Worker(self.services, 1000)
+            self._safe_sweep(self._sync_worker)
+        deadline = time.monotonic() + timeout
+        ran = 0
+        while True:
+            if self._sync_worker.step():
+                ran += 1
+                continue
+            if not self._has_pending_work():
+                return ran
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jobs still pending after {timeout}s")
+            time.sleep(0.05)
+
+    def _has_pending_work(self) -> bool:
+        schedulable = self.services.schedulable_envs()
+        live = {int(s) for s in JobStatus if s not in TERMINAL}
+        for job_id in self.store.job_ids([JobStatus(s) for s in live]):
+            row = self.store.row(job_id)
+            if row is not None and row.environment in schedulable:
+                return True
+        return False

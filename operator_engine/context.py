@@ -1,0 +1,65 @@
+"""What every pipeline stage receives, and what it answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from operator_engine.models import ComputeEnvironment, JobRequest
+from operator_engine.runner import ContainerRunner
+from operator_engine.workspace import CONFIGURE_LOG, PUBLISH_LOG, JobFolder, append_log
+
+
+class Kind(Enum):
+    """How a stage ended; :mod:`operator_engine.pipeline` maps these to statuses."""
+
+    OK = "ok"
+    DATA_FAILED = "data_failed"
+    ALGO_FAILED = "algo_failed"
+    RUN_FAILED = "run_failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"  # stopped or deleted by someone else while the stage ran
+    EGRESS_EXCEEDED = "egress_exceeded"
+    PUBLISH_FAILED = "publish_failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Kind
+    reason: str | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+
+    @classmethod
+    def ok(cls) -> Outcome:
+        return cls(Kind.OK)
+
+
+@dataclass
+class JobContext:
+    """A job being worked on: its request, environment, folder and the engine's services."""
+
+    job_id: str
+    request: JobRequest
+    env: ComputeEnvironment
+    folder: JobFolder
+    runner: ContainerRunner
+    allow_non_public_ip: bool
+    is_cancelled: Callable[[], bool]
+    on_container: Callable[[str], None] = lambda _cid: None
+    should_yield: Callable[[], bool] = lambda: False  # the engine is shutting down
+    fetch_timeout: float = 30.0
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def configure_log(self, text: str) -> None:
+        append_log(self.folder.log(CONFIGURE_LOG), text)
+
+    def publish_log(self, text: str) -> None:
+        append_log(self.folder.log(PUBLISH_LOG), text)
+
+    @property
+    def root(self) -> Path:
+        return self.folder.root

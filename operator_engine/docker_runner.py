@@ -1,0 +1,201 @@
+"""Docker behind :class:`~operator_engine.runner.ContainerRunner`: hardened algorithm containers.
+
+Every container gets (see the README's isolation table): no network, a read-only root, a
+small noexec tmpfs ``/tmp``, no capabilities, ``no-new-privileges``, the ``nobody`` user, PID,
+memory (no extra swap) and CPU limits, bounded daemon-side logs, and only ``/data/outputs`` and
+``/data/logs`` writable. Images are run by their verified id, never by a mutable tag.
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+
+import docker
+import docker.errors
+import requests
+from docker.types import Mount as DockerMount
+from docker.types import Ulimit
+
+from operator_engine.runner import (
+    JOB_LABEL,
+    SCOPE_LABEL,
+    ContainerSpec,
+    ExitInfo,
+    ImageError,
+    RunnerError,
+)
+
+ALGORITHM_USER = "65534:65534"
+
+
+def _image_ref(image: str, tag: str | None) -> str:
+    last = image.rsplit("/", 1)[-1]
+    if "@" in image or ":" in last:
+        return image
+    return f"{image}:{tag or 'latest'}"
+
+
+class DockerRunner:
+    """Runs algorithm containers on the local Docker engine."""
+
+    def __init__(self, client: docker.DockerClient | None = None, *, pull: bool = True) -> None:
+        try:
+            self.client = client or docker.from_env(timeout=60)
+            # Log streams last as long as the job: a client without a read timeout; the
+            # supervisor enforces time limits by killing the container, which ends the stream.
+            self._stream = docker.from_env(timeout=None).api  # type: ignore[arg-type]
+        except docker.errors.DockerException as exc:
+            raise RunnerError(f"Docker is not reachable: {exc}") from exc
+        self.pull = pull
+        self.scope: str | None = None  # set by the Engine: see runner.SCOPE_LABEL
+
+    def close(self) -> None:
+        self._stream.close()
+
+    # -- images ------------------------------------------------------------------------------
+
+    def _local(self, ref: str) -> Any | None:
+        try:
+            return self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if exc.status_code in (400, 404):
+                return None
+            raise RunnerError(f"Docker image lookup failed: {exc.explanation}") from exc
+
+    @staticmethod
+    def _matches(img: Any, checksum: str) -> bool:
+        digests = {d.split("@", 1)[-1] for d in img.attrs.get("RepoDigests") or []}
+        return checksum == img.id or checksum in digests
+
+    def _pull(self, ref: str) -> Any | None:
+        if not self.pull:
+            return None
+        try:
+            return self.client.images.pull(ref)
+        except (docker.errors.APIError, requests.RequestException):
+            return None
+
+    def resolve_image(self, image: str, tag: str | None, checksum: str | None) -> str:
+        ref = _image_ref(image, tag)
+        if checksum:
+            if not checksum.startswith("sha256:"):
+                raise ImageError(f"container checksum {checksum!r} must start with 'sha256:'")
+            name = image.split("@", 1)[0]
+            for candidate in (ref, f"{name}@{checksum}"):
+                img = self._local(candidate)
+                if img is not None and self._matches(img, checksum):
+                    return str(img.id)
+            pulled = self._pull(f"{name}@{checksum}")
+            if pulled is not None and self._matches(pulled, checksum):
+                return str(pulled.id)
+            present = self._local(ref)
+            if present is not None:
+                raise ImageError(
+                    f"image {ref} is {present.id}, which does not match checksum {checksum}"
+                )
+            raise ImageError(f"image {name}@{checksum} is not present and could not be pulled")
+        img = self._local(ref) or self._pull(ref)
+        if img is None:
+            raise ImageError(f"image {ref} is not present and could not be pulled")
+        return str(img.id)
+
+    # -- containers --------------------------------------------------------------------------
+
+    def start(self, spec: ContainerSpec) -> str:
+        try:
+            container = self.client.containers.create(
+                image=spec.image,
+                entrypoint=["/bin/sh", "-c", spec.command],
+                working_dir="/",
+                environment=spec.environment,
+                labels={
+                    JOB_LABEL: spec.job_id,
+                    **({SCOPE_LABEL: self.scope} if self.scope else {}),
+                },
+                user=ALGORITHM_USER,
+                network_mode="none",
+                read_only=True,
+                tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={spec.tmpfs_bytes}"},
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                privileged=False,
+                ipc_mode="private",
+                pids_limit=spec.pids_limit,
+                mem_limit=spec.mem_bytes,
+                memswap_limit=spec.mem_bytes,
+                nano_cpus=spec.nano_cpus,
+                oom_score_adj=500,
+                ulimits=[
+                    Ulimit(name="core", soft=0, hard=0),
+                    Ulimit(name="nofile", soft=1024, hard=1024),
+                ],
+                log_config={"type": "json-file", "config": {"max-size": "20m", "max-file": "1"}},
+                mounts=[
+                    DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
+                    for m in spec.mounts
+                ],
+                hostname="algorithm",
+                detach=True,
+            )
+            container.start()
+        except docker.errors.ImageNotFound as exc:
+            raise ImageError(
+                f"image {spec.image} vanished before the run: {exc.explanation}"
+            ) from exc
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise RunnerError(f"Docker could not start the algorithm container: {exc}") from exc
+        return str(container.id)
+
+    def follow_logs(self, container_id: str, sink: BinaryIO, limit: int) -> None:
+        written = 0
+        truncated = False
+        try:
+            for chunk in self._stream.logs(container_id, stream=True, follow=True):
+                if written < limit:
+                    part = chunk[: limit - written]
+                    sink.write(part)
+                    sink.flush()
+                    written += len(part)
+                elif not truncated:
+                    truncated = True
+                    sink.write(f"\n[tidewater: log truncated at {limit} bytes]\n".encode())
+                    sink.flush()
+        except (docker.errors.APIError, requests.RequestException):
+            pass  # container removed under us (stop/delete): the supervisor knows why
+
+    def wait(self, container_id: str) -> ExitInfo:
+        try:
+            container = self.client.containers.get(container_id)
+            status = container.wait(timeout=60)
+            container.reload()
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise RunnerError(f"cannot read the container's exit: {exc}") from exc
+        state = container.attrs.get("State", {})
+        return ExitInfo(int(status.get("StatusCode", -1)), bool(state.get("OOMKilled")))
+
+    def kill(self, container_id: str) -> None:
+        try:
+            self.client.api.kill(container_id)
+        except docker.errors.APIError:
+            pass  # already stopped or gone
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise RunnerError(f"cannot remove container {container_id}: {exc}") from exc
+
+    def containers(self, job_id: str | None = None) -> list[tuple[str, str]]:
+        labels = [JOB_LABEL if job_id is None else f"{JOB_LABEL}={job_id}"]
+        if self.scope:
+            labels.append(f"{SCOPE_LABEL}={self.scope}")
+        try:
+            found = self.client.api.containers(all=True, filters={"label": labels})
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise RunnerError(f"cannot list containers: {exc}") from exc
+        return [(c["Id"], c["Labels"].get(JOB_LABEL, "")) for c in found]

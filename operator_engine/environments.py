@@ -1,0 +1,207 @@
+"""Compute environments: parsed from a JSON/YAML file and from the store, read fresh each time.
+
+File environments are read-only; store-managed ones (``compute_envs``, written by the admin
+API) take effect at the next scheduling decision. An environment in status ``DELETING`` is
+draining: it accepts no new jobs, its queued and running ones finish, then the sweep deletes it.
+
+Resources: ``cpuNumber``, ``ramGB`` and ``diskGB`` are what the environment may use in total;
+each of its at most ``maxJobs`` concurrent jobs gets an equal share, so running jobs together
+never exceed what the environment declares.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from operator_engine.models import ZERO_ADDRESS, ComputeEnvironment, EgressPolicy
+
+DEFAULT_ENV_ID = "tidewater-free"
+
+#: file key -> (ComputeEnvironment field, type, minimum)
+_FIELDS: dict[str, tuple[str, type, float | None]] = {
+    "description": ("description", str, None),
+    "desc": ("description", str, None),
+    "cpuNumber": ("cpu_number", int, 1),
+    "cpuType": ("cpu_type", str, None),
+    "ramGB": ("ram_gb", float, 0.0625),
+    "diskGB": ("disk_gb", float, 0.001),
+    "gpuNumber": ("gpu_number", int, 0),
+    "gpuType": ("gpu_type", str, None),
+    "maxJobs": ("max_jobs", int, 1),
+    "maxJobDuration": ("max_job_duration", int, 1),
+    "storageExpiry": ("storage_expiry", int, 0),
+    "priceMin": ("price_min", float, 0),
+    "feeToken": ("fee_token", str, None),
+    "consumerAddress": ("consumer_address", str, None),
+}
+
+
+class EnvironmentConfigError(ValueError):
+    """A malformed environment definition; the message names the source and the field."""
+
+
+def default_environment() -> ComputeEnvironment:
+    """The built-in free environment used when no environments file is configured."""
+    return ComputeEnvironment(
+        id=DEFAULT_ENV_ID,
+        description="Free environment: 1 CPU, 1 GB RAM, 10 minutes per job",
+        cpu_number=1,
+        ram_gb=1.0,
+        disk_gb=2.0,
+        max_jobs=2,
+        max_job_duration=600,
+        storage_expiry=7 * 24 * 3600,
+        price_min=0.0,
+        fee_token=ZERO_ADDRESS,
+        egress=EgressPolicy(max_bytes=256 * 1024**2, max_files=100),
+    )
+
+
+def _number(source: str, key: str, value: Any, kind: type, minimum: float | None) -> Any:
+    if kind is str:
+        if not isinstance(value, str):
+            raise EnvironmentConfigError(f"{source}: {key} must be a string")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EnvironmentConfigError(f"{source}: {key} must be a number, got {value!r}")
+    if kind is int and float(value) != int(value):
+        raise EnvironmentConfigError(f"{source}: {key} must be a whole number, got {value!r}")
+    number = kind(value)
+    if minimum is not None and number < minimum:
+        raise EnvironmentConfigError(f"{source}: {key} must be at least {minimum}, got {value!r}")
+    return number
+
+
+def parse_environment(data: Any, source: str) -> ComputeEnvironment:
+    """One environment from its Ocean-style mapping; ``source`` names it in errors."""
+    if not isinstance(data, dict):
+        raise EnvironmentConfigError(f"{source}: an environment must be a mapping")
+    env_id = data.get("id")
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise EnvironmentConfigError(f"{source}: id is missing (a non-empty string)")
+    where = f"{source} (environment {env_id!r})"
+    values: dict[str, Any] = {"id": env_id}
+    for key, value in data.items():
+        if key == "id":
+            continue
+        if key == "allowedImages":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise EnvironmentConfigError(f"{where}: allowedImages must be a list of strings")
+            values["allowed_images"] = tuple(value)
+        elif key == "egress":
+            values["egress"] = _egress(value, where)
+        elif key in _FIELDS:
+            name, kind, minimum = _FIELDS[key]
+            values[name] = _number(where, key, value, kind, minimum)
+        else:
+            raise EnvironmentConfigError(f"{where}: unknown field {key!r}")
+    return ComputeEnvironment(**values)
+
+
+def _egress(value: Any, where: str) -> EgressPolicy:
+    if not isinstance(value, dict):
+        raise EnvironmentConfigError(f"{where}: egress must be a mapping {{maxBytes, maxFiles}}")
+    unknown = set(value) - {"maxBytes", "maxFiles"}
+    if unknown:
+        raise EnvironmentConfigError(f"{where}: unknown egress field {sorted(unknown)[0]!r}")
+    default = EgressPolicy()
+    return EgressPolicy(
+        max_bytes=_number(
+            where, "egress.maxBytes", value.get("maxBytes", default.max_bytes), int, 0
+        ),
+        max_files=_number(
+            where, "egress.maxFiles", value.get("maxFiles", default.max_files), int, 0
+        ),
+    )
+
+
+def load_file(path: Path) -> list[ComputeEnvironment]:
+    """Parse an environments file (JSON, or YAML by suffix): a list or {environments: [...]}."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise EnvironmentConfigError(
+            f"{path}: cannot read environments file ({exc.strerror})"
+        ) from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise EnvironmentConfigError(
+            f"{path}: not valid {path.suffix[1:] or 'JSON'}: {exc}"
+        ) from None
+    if isinstance(data, dict) and "environments" in data:
+        data = data["environments"]
+    if not isinstance(data, list) or not data:
+        raise EnvironmentConfigError(f"{path}: expected a non-empty list of environments")
+    envs = [parse_environment(item, f"{path}[{i}]") for i, item in enumerate(data)]
+    seen: set[str] = set()
+    for env in envs:
+        if env.id in seen:
+            raise EnvironmentConfigError(f"{path}: environment id {env.id!r} appears twice")
+        seen.add(env.id)
+    return envs
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """An environment with where it comes from and whether it takes jobs."""
+
+    env: ComputeEnvironment
+    status: str = "AVAILABLE"
+    source: str = "file"
+    message: str | None = None
+
+    @property
+    def accepts_jobs(self) -> bool:
+        return self.status == "AVAILABLE"
+
+    @property
+    def schedulable(self) -> bool:
+        """Queued jobs run in AVAILABLE and draining (DELETING) environments."""
+        return self.status in ("AVAILABLE", "DELETING")
+
+
+class EnvironmentRegistry:
+    """File environments merged with store-managed ones; :meth:`entries` reads both afresh."""
+
+    def __init__(self, path: Path | None, store: Any) -> None:
+        self.path = path
+        self.store = store
+
+    def file_envs(self) -> list[ComputeEnvironment]:
+        return load_file(self.path) if self.path is not None else [default_environment()]
+
+    def entries(self) -> dict[str, EnvEntry]:
+        merged = {env.id: EnvEntry(env) for env in self.file_envs()}
+        for row in self.store.env_rows():
+            if row.id in merged and merged[row.id].source == "file":
+                continue  # a file environment is read-only: the API cannot shadow it
+            try:
+                env = parse_environment(
+                    {"id": row.id, **dict(row.config)}, f"compute_envs[{row.id}]"
+                )
+            except EnvironmentConfigError as exc:
+                merged[row.id] = EnvEntry(
+                    ComputeEnvironment(id=row.id), "ERRORED", row.source, str(exc)
+                )
+                continue
+            merged[row.id] = EnvEntry(env, row.status, row.source, row.message)
+        return merged
+
+
+def job_share(env: ComputeEnvironment) -> tuple[float, int, int]:
+    """(CPUs, RAM bytes, disk bytes) one job of ``env`` may use."""
+    jobs = max(env.max_jobs, 1)
+    return (
+        env.cpu_number / jobs,
+        int(env.ram_gb * 1024**3 / jobs),
+        int(env.disk_gb * 1024**3 / jobs),
+    )

@@ -1,0 +1,134 @@
+"""The one place where stage outcomes become statuses.
+
+A job walks ``STEPS`` in order; before each step it enters that step's status (through the
+store's guarded transition, so a stop or delete in between ends the walk with
+:class:`~operator_engine.store.TransitionError`). A failed step ends the job at
+``FAILURE[kind]`` with the reason in its publish log and its logs as results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from operator_engine.configure import configure
+from operator_engine.context import JobContext, Kind, Outcome
+from operator_engine.egress import filter_outputs
+from operator_engine.models import utcnow
+from operator_engine.provision import provision
+from operator_engine.publish import publish, record_logs
+from operator_engine.run import run
+from operator_engine.statuses import JobStatus
+from operator_engine.store import JobStore
+from operator_engine.workspace import JobFolder
+
+log = logging.getLogger(__name__)
+S = JobStatus
+Stage = Callable[[JobContext], Outcome]
+
+
+class Cancelled(Exception):
+    """The job was stopped, deleted or taken over while a stage ran."""
+
+
+class Yielded(Exception):
+    """The engine is shutting down: the job stays at a resumable status, lease released."""
+
+
+#: (status entered before the stage, stage, what an unexpected exception in it means)
+STEPS: list[tuple[JobStatus, Stage | None, Kind]] = [
+    (S.CONFIGURING, configure, Kind.DATA_FAILED),
+    (S.CONFIGURING, provision, Kind.DATA_FAILED),
+    (S.PROVISIONED, None, Kind.DATA_FAILED),
+    (S.RUNNING, run, Kind.RUN_FAILED),
+    (S.FILTERING, filter_outputs, Kind.PUBLISH_FAILED),
+    (S.PUBLISHING, publish, Kind.PUBLISH_FAILED),
+]
+
+FAILURE: dict[Kind, JobStatus] = {
+    Kind.DATA_FAILED: S.DATA_PROVISIONING_FAILED,
+    Kind.ALGO_FAILED: S.ALGO_PROVISIONING_FAILED,
+    Kind.RUN_FAILED: S.RUN_FAILED,
+    Kind.TIMED_OUT: S.STOPPED,
+    Kind.EGRESS_EXCEEDED: S.EGRESS_EXCEEDED,
+    Kind.PUBLISH_FAILED: S.UPLOAD_FAILED,
+}
+
+
+def resume_step(status: JobStatus) -> int | None:
+    """Where a job found at ``status`` without a live worker resumes; None = it cannot
+    (its algorithm run was interrupted and is not repeated behind the owner's back)."""
+    if status <= S.PROVISIONED:
+        return 0
+    if status is S.RUNNING:
+        return None
+    return 4  # filtering and publishing are repeatable
+
+
+def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0) -> JobStatus:
+    """Walk the job from step ``start``; return its terminal status."""
+    for entry, stage, crash_kind in STEPS[start:]:
+        if ctx.should_yield() and resume_step(current) is not None:
+            raise Yielded
+        if current < entry:
+            store.transition(ctx.job_id, current, entry)
+            current = entry
+        if stage is None:
+            continue
+        if ctx.is_cancelled():
+            raise Cancelled
+        try:
+            outcome = stage(ctx)
+        except Exception as exc:  # one place turns surprises into a failed job
+            log.exception("job %s: %s failed unexpectedly", ctx.job_id, stage.__name__)
+            outcome = Outcome(
+                crash_kind, f"internal error in {stage.__name__} ({type(exc).__name__})"
+            )
+        if outcome.kind is Kind.CANCELLED:
+            raise Cancelled
+        if outcome.kind is not Kind.OK:
+            return fail(ctx, store, current, outcome)
+    store.set_results(ctx.job_id, ctx.state.get("records", []))
+    ctx.folder.remove_inputs()
+    store.transition(
+        ctx.job_id,
+        current,
+        S.FINISHED,
+        results_expire_at=utcnow() + timedelta(seconds=ctx.env.storage_expiry),
+    )
+    return S.FINISHED
+
+
+def fail(ctx: JobContext, store: JobStore, current: JobStatus, outcome: Outcome) -> JobStatus:
+    """End the job at the status ``outcome`` maps to, logs published, inputs removed."""
+    status = FAILURE[outcome.kind]
+    end(store, ctx.folder, ctx.job_id, current, status, outcome, ctx.env.storage_expiry)
+    return status
+
+
+def end(
+    store: JobStore,
+    folder: JobFolder,
+    job_id: str,
+    current: JobStatus,
+    status: JobStatus,
+    outcome: Outcome,
+    storage_expiry: int,
+) -> None:
+    """Move ``job_id`` from ``current`` to the terminal ``status`` with ``outcome``'s reason."""
+    reason = outcome.reason or status.name.lower()
+    if folder.exists():
+        record_logs(store, job_id, folder, reason)
+        folder.remove_inputs()
+    store.transition(
+        job_id,
+        current,
+        status,
+        detail=reason,
+        reason=reason,
+        exit_code=outcome.exit_code,
+        oom_killed=outcome.oom_killed,
+        stopreq=2 if outcome.kind is Kind.TIMED_OUT else 0,
+        results_expire_at=utcnow() + timedelta(seconds=storage_expiry),
+    )

@@ -1,0 +1,553 @@
+"""The job store: the one truth about every job (SQLAlchemy Core; SQLite or PostgreSQL).
+
+Every status write goes through :meth:`JobStore.transition`, a guarded ``UPDATE … WHERE status
+IN (allowed sources)`` that raises :class:`TransitionError` when no row changed and writes a
+``job_events`` row in the same transaction. Claims are atomic: SQLite takes the write lock up
+front (``BEGIN IMMEDIATE``, see :mod:`operator_engine.db`); PostgreSQL serialises claims with a
+transaction-scoped advisory lock (so per-environment capacity is counted consistently) and
+locks the claimed row ``FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+
+from operator_engine.models import (
+    AlgorithmInput,
+    ComputeEnvironment,
+    DatasetInput,
+    Job,
+    JobRequest,
+    JobResult,
+    utcnow,
+)
+from operator_engine.statuses import IN_FLIGHT, TERMINAL, JobStatus, sources_of
+
+metadata = sa.MetaData()
+_TS = sa.DateTime(timezone=True)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False, index=True),
+    sa.Column("environment", sa.String(128), nullable=False, index=True),
+    sa.Column("status", sa.Integer, nullable=False, index=True),
+    sa.Column("stopreq", sa.Integer, nullable=False, default=0),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("oom_killed", sa.Boolean, nullable=False, default=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("agreement_id", sa.String(128), unique=True),
+    # Private engine state (decrypted file objects): never served, scrubbed once terminal.
+    sa.Column("request", sa.JSON),
+    sa.Column("input_dids", sa.JSON, nullable=False),
+    sa.Column("algo_did", sa.String(128), nullable=False),
+    sa.Column("date_created", _TS, nullable=False),
+    sa.Column("date_started", _TS),
+    sa.Column("date_finished", _TS),
+    sa.Column("expire_timestamp", sa.BigInteger),
+    sa.Column("worker_id", sa.String(200)),
+    sa.Column("heartbeat_at", _TS),
+    sa.Column("container_id", sa.String(100)),
+    sa.Column("results_expire_at", _TS),
+)
+
+job_results = sa.Table(
+    "job_results",
+    metadata,
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.job_id", ondelete="CASCADE")),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("filesize", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("job_id", "idx"),
+)
+
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "job_id",
+        sa.String(64),
+        sa.ForeignKey("jobs.job_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("from_status", sa.Integer),
+    sa.Column("to_status", sa.Integer, nullable=False),
+    sa.Column("at", _TS, nullable=False),
+    sa.Column("detail", sa.Text),
+)
+
+compute_envs = sa.Table(
+    "compute_envs",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("platform", sa.String(64), nullable=False, default="docker"),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, default="CREATING"),
+    sa.Column("message", sa.Text),
+    sa.Column("is_primary", sa.Boolean, nullable=False, default=False),
+    sa.Column("source", sa.String(8), nullable=False, default="api"),
+    sa.Column("date_created", _TS, nullable=False),
+    sa.Column("last_updated", _TS, nullable=False),
+    sa.Column("last_used", _TS),
+)
+
+ENV_STATUSES = ("CREATING", "AVAILABLE", "ERRORED", "DELETING")
+_CLAIM_LOCK_KEY = 0x7469_6465  # "tide": one advisory lock serialises PostgreSQL claims
+
+
+class StoreError(RuntimeError):
+    """Base of the store's errors."""
+
+
+class TransitionError(StoreError):
+    """A guarded transition changed no row: the job is gone or not in an allowed status."""
+
+    def __init__(self, job_id: str, to: JobStatus, current: JobStatus | None) -> None:
+        self.job_id = job_id
+        self.to = to
+        self.current = current
+        where = "does not exist" if current is None else f"is at {int(current)}"
+        super().__init__(f"job {job_id} cannot move to {int(to)}: it {where}")
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def request_to_json(request: JobRequest) -> dict[str, Any]:
+    return dataclasses.asdict(request)
+
+
+def request_from_json(data: Mapping[str, Any]) -> JobRequest:
+    return JobRequest(
+        owner=data["owner"],
+        environment=data["environment"],
+        datasets=[DatasetInput(**d) for d in data["datasets"]],
+        algorithm=AlgorithmInput(**data["algorithm"]),
+        agreement_id=data.get("agreement_id"),
+        expire_timestamp=data.get("expire_timestamp"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultRecord:
+    """A result as publish records it (``path`` is relative to the job folder)."""
+
+    filename: str
+    filesize: int
+    type: str
+    sha256: str
+    path: str
+
+
+class JobStore:
+    """Job rows, results and events on one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    def create_tables(self) -> None:
+        metadata.create_all(self.engine)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _job(self, conn: Connection, row: Any) -> Job:
+        results = conn.execute(
+            sa.select(job_results)
+            .where(job_results.c.job_id == row.job_id)
+            .order_by(job_results.c.idx)
+        ).all()
+        return Job(
+            job_id=row.job_id,
+            owner=row.owner,
+            environment=row.environment,
+            status=JobStatus(row.status),
+            date_created=_aware(row.date_created),  # type: ignore[arg-type]
+            input_dids=list(row.input_dids),
+            algo_did=row.algo_did,
+            date_finished=_aware(row.date_finished),
+            agreement_id=row.agreement_id,
+            expire_timestamp=row.expire_timestamp,
+            stopreq=row.stopreq,
+            exit_code=row.exit_code,
+            oom_killed=bool(row.oom_killed),
+            reason=row.reason,
+            results=[JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256) for r in results],
+        )
+
+    def get(self, job_id: str) -> Job | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
+            return None if row is None else self._job(conn, row)
+
+    def row(self, job_id: str) -> Any | None:
+        """The raw row (includes private columns: request, worker_id, container_id…)."""
+        with self.engine.begin() as conn:
+            return conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
+
+    def request_of(self, job_id: str) -> JobRequest | None:
+        row = self.row(job_id)
+        return None if row is None or not row.request else request_from_json(row.request)
+
+    def find(self, owner: str, *, job_id: str | None = None, did: str | None = None) -> list[Job]:
+        query = sa.select(jobs).where(jobs.c.owner == owner.lower())
+        if job_id is not None:
+            query = query.where(jobs.c.job_id == job_id)
+        with self.engine.begin() as conn:
+            rows = conn.execute(query.order_by(jobs.c.date_created, jobs.c.job_id)).all()
+            found = [self._job(conn, r) for r in rows]
+        return [j for j in found if did is None or did in j.input_dids]
+
+    def result_path(self, job_id: str, index: int) -> tuple[str, JobResult] | None:
+        with self.engine.begin() as conn:
+            r = conn.execute(
+                sa.select(job_results).where(
+                    job_results.c.job_id == job_id, job_results.c.idx == index
+                )
+            ).first()
+        if r is None:
+            return None
+        return r.path, JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256)
+
+    def events(self, job_id: str) -> list[tuple[int | None, int, str | None]]:
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(job_events.c.from_status, job_events.c.to_status, job_events.c.detail)
+                .where(job_events.c.job_id == job_id)
+                .order_by(job_events.c.id)
+            ).all()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def live_counts(self) -> dict[str, int]:
+        """Live (queued and in-flight) jobs per environment."""
+        live = [int(s) for s in JobStatus if s not in TERMINAL]
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.environment, sa.func.count())
+                .where(jobs.c.status.in_(live))
+                .group_by(jobs.c.environment)
+            ).all()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def job_ids(self, statuses: Iterable[JobStatus] | None = None) -> list[str]:
+        query = sa.select(jobs.c.job_id)
+        if statuses is not None:
+            query = query.where(jobs.c.status.in_([int(s) for s in statuses]))
+        with self.engine.begin() as conn:
+            return [r[0] for r in conn.execute(query).all()]
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def insert(self, request: JobRequest, *, algo_did: str) -> tuple[Job, bool]:
+        """Insert a queued job; returns (job, created). The same ``agreement_id`` returns the
+        existing job (created False)."""
+        now = utcnow()
+        job_id = uuid.uuid4().hex
+        values = {
+            "job_id": job_id,
+            "owner": request.owner.lower(),
+            "environment": request.environment,
+            "status": int(JobStatus.WARMING_UP),
+            "stopreq": 0,
+            "oom_killed": False,
+            "agreement_id": request.agreement_id,
+            "request": request_to_json(request),
+            "input_dids": [d.did for d in request.datasets],
+            "algo_did": algo_did,
+            "date_created": now,
+            "expire_timestamp": request.expire_timestamp,
+        }
+        if request.agreement_id is not None:
+            existing = self.by_agreement(request.agreement_id)
+            if existing is not None:
+                return existing, False
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(jobs.insert().values(**values))
+                conn.execute(
+                    job_events.insert().values(
+                        job_id=job_id, from_status=None, to_status=1, at=now, detail="submitted"
+                    )
+                )
+        except sa.exc.IntegrityError:
+            existing = self.by_agreement(request.agreement_id) if request.agreement_id else None
+            if existing is None:
+                raise
+            return existing, False
+        job = self.get(job_id)
+        assert job is not None
+        return job, True
+
+    def by_agreement(self, agreement_id: str) -> Job | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.agreement_id == agreement_id)).first()
+            return None if row is None else self._job(conn, row)
+
+    def transition(
+        self,
+        job_id: str,
+        from_: JobStatus | Iterable[JobStatus] | None,
+        to: JobStatus,
+        *,
+        detail: str | None = None,
+        **values: Any,
+    ) -> JobStatus:
+        """Move ``job_id`` to ``to`` if it is in ``from_`` (default: any allowed source).
+
+        Returns the status it left. ``values`` are extra columns set in the same UPDATE
+        (``stopreq``, ``exit_code``, ``oom_killed``, ``reason``, ``worker_id``…). Terminal
+        targets set ``date_finished`` and scrub the private request.
+        """
+        allowed = sources_of(to)
+        if from_ is not None:
+            wanted = {from_} if isinstance(from_, JobStatus) else set(from_)
+            allowed = allowed & frozenset(wanted)
+        now = utcnow()
+        if to in TERMINAL:
+            values = {"date_finished": now, "request": None, **values}
+        if to is JobStatus.STARTED:
+            values = {"date_started": now, **values}
+        with self.engine.begin() as conn:
+            current = conn.execute(sa.select(jobs.c.status).where(jobs.c.job_id == job_id)).scalar()
+            if current is None or current not in {int(s) for s in allowed}:
+                raise TransitionError(job_id, to, None if current is None else JobStatus(current))
+            changed = conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id == job_id, jobs.c.status == current)
+                .values(status=int(to), **values)
+            ).rowcount
+            if changed != 1:
+                raise TransitionError(job_id, to, JobStatus(current))
+            conn.execute(
+                job_events.insert().values(
+                    job_id=job_id, from_status=current, to_status=int(to), at=now, detail=detail
+                )
+            )
+        return JobStatus(current)
+
+    def update(self, job_id: str, **values: Any) -> bool:
+        """Set non-status columns (never ``status``: that is :meth:`transition`'s)."""
+        if "status" in values:
+            raise ValueError("status changes go through transition()")
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(jobs.update().where(jobs.c.job_id == job_id).values(**values)).rowcount
+            )
+
+    def claim(self, worker_id: str, envs: Mapping[str, ComputeEnvironment]) -> Job | None:
+        """Atomically move the oldest queued job whose environment has room to STARTED, owned
+        by ``worker_id``. Room = fewer than ``maxJobs`` in-flight jobs in that environment."""
+        in_flight = [int(s) for s in IN_FLIGHT]
+        now = utcnow()
+        with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CLAIM_LOCK_KEY)))
+            busy = dict(
+                conn.execute(
+                    sa.select(jobs.c.environment, sa.func.count())
+                    .where(jobs.c.status.in_(in_flight))
+                    .group_by(jobs.c.environment)
+                ).all()
+            )
+            open_envs = [
+                env_id for env_id, env in envs.items() if busy.get(env_id, 0) < env.max_jobs
+            ]
+            if not open_envs:
+                return None
+            query = (
+                sa.select(jobs.c.job_id)
+                .where(jobs.c.status == int(JobStatus.WARMING_UP))
+                .where(jobs.c.environment.in_(open_envs))
+                .order_by(jobs.c.date_created, jobs.c.job_id)
+                .limit(1)
+            )
+            if not self.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            job_id = conn.execute(query).scalar()
+            if job_id is None:
+                return None
+            changed = conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id == job_id, jobs.c.status == int(JobStatus.WARMING_UP))
+                .values(
+                    status=int(JobStatus.STARTED),
+                    worker_id=worker_id,
+                    heartbeat_at=now,
+                    date_started=now,
+                )
+            ).rowcount
+            if changed != 1:
+                return None
+            conn.execute(
+                job_events.insert().values(
+                    job_id=job_id,
+                    from_status=1,
+                    to_status=10,
+                    at=now,
+                    detail=f"claimed by {worker_id}",
+                )
+            )
+            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).one()
+            return self._job(conn, row)
+
+    def heartbeat(self, job_id: str, worker_id: str) -> bool:
+        """Renew the lease; False when the job is no longer this worker's."""
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.job_id == job_id, jobs.c.worker_id == worker_id)
+                    .values(heartbeat_at=utcnow())
+                ).rowcount
+            )
+
+    def release(self, job_id: str, worker_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id == job_id, jobs.c.worker_id == worker_id)
+                .values(worker_id=None, heartbeat_at=None)
+            )
+
+    def abandoned(self, lease_seconds: float) -> list[Any]:
+        """In-flight rows whose lease ran out (or that no worker holds)."""
+        cutoff = utcnow() - timedelta(seconds=lease_seconds)
+        with self.engine.begin() as conn:
+            return list(
+                conn.execute(
+                    sa.select(jobs.c.job_id, jobs.c.status, jobs.c.worker_id, jobs.c.heartbeat_at)
+                    .where(jobs.c.status.in_([int(s) for s in IN_FLIGHT]))
+                    .where(
+                        sa.or_(
+                            jobs.c.worker_id.is_(None),
+                            jobs.c.heartbeat_at.is_(None),
+                            jobs.c.heartbeat_at < cutoff,
+                        )
+                    )
+                ).all()
+            )
+
+    def in_flight_rows(self) -> list[Any]:
+        with self.engine.begin() as conn:
+            return list(
+                conn.execute(
+                    sa.select(
+                        jobs.c.job_id, jobs.c.status, jobs.c.worker_id, jobs.c.heartbeat_at
+                    ).where(jobs.c.status.in_([int(s) for s in IN_FLIGHT]))
+                ).all()
+            )
+
+    def take_over(self, job_id: str, old_worker: str | None, new_worker: str) -> bool:
+        """Take a lost job's lease, only if nobody else did first."""
+        cond = jobs.c.worker_id.is_(None) if old_worker is None else jobs.c.worker_id == old_worker
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.job_id == job_id, cond)
+                    .where(jobs.c.status.in_([int(s) for s in IN_FLIGHT]))
+                    .values(worker_id=new_worker, heartbeat_at=utcnow())
+                ).rowcount
+            )
+
+    def set_results(self, job_id: str, results: list[ResultRecord]) -> None:
+        """Replace the job's results (idempotent: a resumed publish rewrites them)."""
+        with self.engine.begin() as conn:
+            conn.execute(job_results.delete().where(job_results.c.job_id == job_id))
+            if results:
+                conn.execute(
+                    job_results.insert(),
+                    [
+                        {"job_id": job_id, "idx": i, **dataclasses.asdict(r)}
+                        for i, r in enumerate(results)
+                    ],
+                )
+
+    def expired(self, now: datetime | None = None) -> list[str]:
+        """Terminal jobs whose results are past their storage expiry."""
+        with self.engine.begin() as conn:
+            return [
+                r[0]
+                for r in conn.execute(
+                    sa.select(jobs.c.job_id).where(
+                        jobs.c.results_expire_at.is_not(None),
+                        jobs.c.results_expire_at < (now or utcnow()),
+                    )
+                ).all()
+            ]
+
+    def clear_results(self, job_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(job_results.delete().where(job_results.c.job_id == job_id))
+            conn.execute(
+                jobs.update().where(jobs.c.job_id == job_id).values(results_expire_at=None)
+            )
+
+    def delete(self, job_id: str) -> bool:
+        with self.engine.begin() as conn:
+            conn.execute(job_results.delete().where(job_results.c.job_id == job_id))
+            conn.execute(job_events.delete().where(job_events.c.job_id == job_id))
+            return bool(conn.execute(jobs.delete().where(jobs.c.job_id == job_id)).rowcount)
+
+    # -- environments managed through the API ------------------------------------------------
+
+    def env_rows(self) -> list[Any]:
+        with self.engine.begin() as conn:
+            return list(conn.execute(sa.select(compute_envs).order_by(compute_envs.c.id)).all())
+
+    def put_env(
+        self, env_id: str, config: dict[str, Any], *, status: str = "AVAILABLE", **values: Any
+    ) -> None:
+        """Create or replace a store-managed environment (used by the admin API and tests)."""
+        if status not in ENV_STATUSES:
+            raise ValueError(f"environment status must be one of {ENV_STATUSES}")
+        now = utcnow()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                compute_envs.update()
+                .where(compute_envs.c.id == env_id)
+                .values(config=config, status=status, last_updated=now, **values)
+            ).rowcount
+            if not changed:
+                conn.execute(
+                    compute_envs.insert().values(
+                        id=env_id,
+                        config=config,
+                        status=status,
+                        date_created=now,
+                        last_updated=now,
+                        name=values.pop("name", env_id),
+                        **values,
+                    )
+                )
+
+    def delete_env(self, env_id: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(compute_envs.delete().where(compute_envs.c.id == env_id)).rowcount
+            )
+
+    def touch_env(self, env_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                compute_envs.update().where(compute_envs.c.id == env_id).values(last_used=utcnow())
+            )

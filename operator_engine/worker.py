@@ -1,0 +1,320 @@
+"""Workers: claim a job, hold its lease (heartbeat), walk it through the pipeline; and the sweep
+that recovers jobs of dead workers and reconciles Docker and the disk against the store.
+
+A worker id is ``host:pid-starttime:n:random``. A job's lease is lost at once when its worker
+ran on this host in a process that no longer exists, and for workers on other hosts (sharing
+PostgreSQL) when its heartbeat is older than the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta
+from pathlib import Path
+from typing import Any
+
+from operator_engine import pipeline
+from operator_engine.context import JobContext, Kind, Outcome
+from operator_engine.environments import EnvironmentRegistry
+from operator_engine.models import utcnow
+from operator_engine.publish import record_logs
+from operator_engine.runner import ContainerRunner, RunnerError
+from operator_engine.statuses import TERMINAL, JobStatus
+from operator_engine.store import JobStore, TransitionError
+from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log, jobs_root
+
+log = logging.getLogger(__name__)
+HOST = socket.gethostname()
+
+_active: set[str] = set()
+_active_lock = threading.Lock()
+
+
+@dataclass
+class Services:
+    """What workers share."""
+
+    store: JobStore
+    runner: ContainerRunner
+    registry: EnvironmentRegistry
+    data_dir: Path
+    allow_non_public_ip: bool
+    lease_seconds: float = 30.0
+    fetch_timeout: float = 30.0
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def folder(self, job_id: str) -> JobFolder:
+        return JobFolder.of(self.data_dir, job_id)
+
+    def schedulable_envs(self) -> dict[str, Any]:
+        return {k: e.env for k, e in self.registry.entries().items() if e.schedulable}
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (None: no such live process; zombies count as dead).
+    With the pid it identifies a process even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def process_id() -> str:
+    """This process as ``pid-starttime`` (computed each time: a forked child is its own)."""
+    return f"{os.getpid()}-{_process_start(os.getpid())}"
+
+
+def worker_is_dead(worker_id: str | None, heartbeat_at: Any, lease_seconds: float) -> bool:
+    """True when the job's lease can be taken over. On this host the worker's process is
+    checked directly (alive, even if slow to heartbeat: not taken over; gone: at once);
+    elsewhere the heartbeat must be older than the lease."""
+    if worker_id is None or heartbeat_at is None:
+        return True
+    with _active_lock:
+        if worker_id in _active:
+            return False
+    parts = worker_id.split(":")
+    if len(parts) >= 2 and parts[0] == HOST:
+        if parts[1] == process_id():
+            return True  # this process, but no active worker: a previous engine's job
+        pid, _, start = parts[1].partition("-")
+        if pid.isdigit():
+            return _process_start(int(pid)) != start
+    moment = heartbeat_at if heartbeat_at.tzinfo else heartbeat_at.replace(tzinfo=UTC)
+    return bool(moment < utcnow() - timedelta(seconds=lease_seconds))
+
+
+class Worker:
+    """One worker: :meth:`step` claims and runs at most one job."""
+
+    def __init__(self, services: Services, index: int = 0) -> None:
+        self.services = services
+        self.id = f"{HOST}:{process_id()}:{index}:{uuid.uuid4().hex[:8]}"
+        with _active_lock:
+            _active.add(self.id)
+
+    def retire(self) -> None:
+        with _active_lock:
+            _active.discard(self.id)
+
+    def step(self) -> bool:
+        """Claim one queued job and run it; False when nothing could be claimed."""
+        job = self.services.store.claim(self.id, self.services.schedulable_envs())
+        if job is None:
+            return False
+        self.process(job.job_id, JobStatus.STARTED, 0)
+        return True
+
+    # -- one job -----------------------------------------------------------------------------
+
+    def _cancelled(self, job_id: str, lost: threading.Event) -> bool:
+        if lost.is_set():
+            return True
+        row = self.services.store.row(job_id)
+        return row is None or JobStatus(row.status) in TERMINAL or row.worker_id != self.id
+
+    def _heartbeat(self, job_id: str, done: threading.Event, lost: threading.Event) -> None:
+        interval = max(self.services.lease_seconds / 3, 0.2)
+        while not done.wait(interval):
+            try:
+                if not self.services.store.heartbeat(job_id, self.id):
+                    lost.set()
+                    return
+            except Exception:  # a store hiccup must not kill the heartbeat
+                log.warning("heartbeat of job %s failed", job_id, exc_info=True)
+
+    def process(self, job_id: str, current: JobStatus, start: int) -> None:
+        """Walk ``job_id`` (held by this worker) from ``start``; always releases the lease."""
+        svc = self.services
+        done, lost = threading.Event(), threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job_id, done, lost), daemon=True)
+        beat.start()
+        folder = svc.folder(job_id)
+        try:
+            request = svc.store.request_of(job_id)
+            entry = svc.registry.entries().get(request.environment) if request else None
+            if request is None:
+                raise pipeline.Cancelled
+            if entry is None:
+                if current < JobStatus.CONFIGURING:
+                    svc.store.transition(job_id, current, JobStatus.CONFIGURING)
+                    current = JobStatus.CONFIGURING
+                reason = f"environment {request.environment} no longer exists"
+                outcome = Outcome(Kind.DATA_FAILED, reason)
+                pipeline.end(
+                    svc.store,
+                    folder,
+                    job_id,
+                    current,
+                    pipeline.FAILURE[Kind.DATA_FAILED],
+                    outcome,
+                    0,
+                )
+                return
+            ctx = JobContext(
+                job_id=job_id,
+                request=request,
+                env=entry.env,
+                folder=folder,
+                runner=svc.runner,
+                allow_non_public_ip=svc.allow_non_public_ip,
+                is_cancelled=lambda: self._cancelled(job_id, lost),
+                on_container=lambda cid: svc.store.update(job_id, container_id=cid),
+                fetch_timeout=svc.fetch_timeout,
+                should_yield=svc.stopping.is_set,
+            )
+            pipeline.execute(ctx, svc.store, current, start)
+        except pipeline.Yielded:
+            log.info("job %s left at a resumable status for another worker", job_id)
+        except (TransitionError, pipeline.Cancelled):
+            self.cleanup_interrupted(job_id)
+        except Exception:
+            log.exception("job %s failed in the worker", job_id)
+            self.fail_unexpectedly(job_id)
+        finally:
+            done.set()
+            svc.store.release(job_id, self.id)
+
+    def cleanup_interrupted(self, job_id: str) -> None:
+        """After a stop or delete: remove containers; keep logs of a stopped job, nothing of a
+        deleted one; touch nothing of a job another worker took over."""
+        svc = self.services
+        row = svc.store.row(job_id)
+        if row is not None and row.status not in {int(s) for s in TERMINAL}:
+            return  # taken over by another worker: it owns the job now
+        self._remove_containers(job_id)
+        folder = svc.folder(job_id)
+        if row is None:
+            folder.remove()
+            return
+        if folder.exists():
+            record_logs(
+                svc.store, job_id, folder, f"{row.reason or 'stopped'} (status {row.status})"
+            )
+            folder.remove_inputs()
+        entry = svc.registry.entries().get(row.environment)
+        expiry = entry.env.storage_expiry if entry else 0
+        svc.store.update(job_id, results_expire_at=utcnow() + timedelta(seconds=expiry))
+
+    def fail_unexpectedly(self, job_id: str) -> None:
+        svc = self.services
+        row = svc.store.row(job_id)
+        if row is None or JobStatus(row.status) in TERMINAL:
+            self.cleanup_interrupted(job_id)
+            return
+        self._remove_containers(job_id)
+        current = JobStatus(row.status)
+        target = {
+            JobStatus.STARTED: JobStatus.STOPPED,
+            JobStatus.CONFIGURING: JobStatus.DATA_PROVISIONING_FAILED,
+            JobStatus.PROVISIONED: JobStatus.RUN_FAILED,
+            JobStatus.RUNNING: JobStatus.RUN_FAILED,
+            JobStatus.FILTERING: JobStatus.UPLOAD_FAILED,
+            JobStatus.PUBLISHING: JobStatus.UPLOAD_FAILED,
+        }[current]
+        try:
+            pipeline.end(
+                svc.store,
+                svc.folder(job_id),
+                job_id,
+                current,
+                target,
+                Outcome(Kind.RUN_FAILED, "internal engine error"),
+                0,
+            )
+        except TransitionError:
+            self.cleanup_interrupted(job_id)
+
+    def _remove_containers(self, job_id: str) -> None:
+        try:
+            for cid, _job in self.services.runner.containers(job_id):
+                self.services.runner.remove(cid)
+        except RunnerError:
+            log.warning("cannot remove containers of job %s", job_id, exc_info=True)
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Recover abandoned jobs, then reconcile containers, folders, expiry and draining
+        environments against the store. Returns how many jobs it recovered."""
+        svc = self.services
+        recovered = 0
+        for row in svc.store.in_flight_rows():
+            if not worker_is_dead(row.worker_id, row.heartbeat_at, svc.lease_seconds):
+                continue
+            if not svc.store.take_over(row.job_id, row.worker_id, self.id):
+                continue
+            recovered += 1
+            self.recover(row.job_id, JobStatus(row.status), row.worker_id)
+        self.reconcile()
+        return recovered
+
+    def recover(self, job_id: str, status: JobStatus, old_worker: str | None) -> None:
+        """Resume a job this worker just took over, or end it with a reason."""
+        svc = self.services
+        start = pipeline.resume_step(status)
+        log.warning("job %s at %d lost its worker %s; recovering", job_id, status, old_worker)
+        if start is not None:
+            folder = svc.folder(job_id)
+            if folder.exists():
+                note = f"resumed at status {int(status)} after its worker was lost"
+                append_log(folder.log(PUBLISH_LOG), note)
+            self.process(job_id, status, start)
+            return
+        self._remove_containers(job_id)
+        request = svc.store.request_of(job_id)
+        entry = svc.registry.entries().get(request.environment) if request else None
+        outcome = Outcome(
+            Kind.RUN_FAILED,
+            "the worker running this job was lost while the algorithm ran; "
+            "the run was interrupted and is not repeated",
+        )
+        try:
+            pipeline.end(
+                svc.store,
+                svc.folder(job_id),
+                job_id,
+                status,
+                JobStatus.RUN_FAILED,
+                outcome,
+                entry.env.storage_expiry if entry else 0,
+            )
+        except TransitionError:
+            self.cleanup_interrupted(job_id)
+        finally:
+            svc.store.release(job_id, self.id)
+
+    def reconcile(self) -> None:
+        svc = self.services
+        terminal = {int(s) for s in TERMINAL}
+        try:
+            containers = svc.runner.containers()
+        except RunnerError:
+            log.warning("cannot list containers to reconcile", exc_info=True)
+            containers = []
+        for cid, job_id in containers:
+            row = svc.store.row(job_id)
+            if row is None or row.status in terminal or row.status != int(JobStatus.RUNNING):
+                svc.runner.remove(cid)
+        root = jobs_root(svc.data_dir)
+        if root.is_dir():
+            for child in root.iterdir():
+                row = svc.store.row(child.name)
+                if row is None:
+                    JobFolder(child.resolve()).remove()
+                elif row.status in terminal:
+                    JobFolder(child.resolve()).remove_inputs()
+        for job_id in svc.store.expired():
+            svc.folder(job_id).remove()
+            svc.store.clear_results(job_id)
+        live = svc.store.live_counts()
+        for env_row in svc.store.env_rows():
+            if env_row.status == "DELETING" and not live.get(env_row.id):
+                svc.store.delete_env(env_row.id)

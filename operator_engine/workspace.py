@@ -1,0 +1,121 @@
+"""A job's folder on the host (PROTOCOL.md §10 layout) and its engine-written logs.
+
+``<data_dir>/jobs/<job_id>/`` holds ``inputs/``, ``transformations/``, ``ddos/`` (mounted
+read-only), ``outputs/`` (owned by the algorithm user) and ``logs/`` (sticky, world-writable:
+the algorithm may add files but can neither replace nor alter the engine's own logs, which are
+created before the container starts). The job folder itself is 0700: other host users cannot
+read a dataset copy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ALGORITHM_UID = 65534
+ALGORITHM_LOG = "algorithm.log"
+CONFIGURE_LOG = "configure.log"
+PUBLISH_LOG = "publish.log"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+class UnsafeName(ValueError):
+    """A DID or name that cannot be a single path component."""
+
+
+def did_dirname(did: str) -> str:
+    """``did:op:abc`` -> ``abc``, refusing anything that is not one safe path component."""
+    name = did[len("did:op:") :] if did.startswith("did:op:") else did
+    if not _SAFE_NAME.match(name) or name in (".", ".."):
+        raise UnsafeName(f"DID {did!r} cannot name a folder")
+    return name
+
+
+def jobs_root(data_dir: Path) -> Path:
+    return data_dir / "jobs"
+
+
+@dataclass(frozen=True)
+class JobFolder:
+    root: Path
+
+    @classmethod
+    def of(cls, data_dir: Path, job_id: str) -> JobFolder:
+        return cls(jobs_root(data_dir).resolve() / job_id)
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def transformations(self) -> Path:
+        return self.root / "transformations"
+
+    @property
+    def algorithm(self) -> Path:
+        return self.transformations / "algorithm"
+
+    @property
+    def ddos(self) -> Path:
+        return self.root / "ddos"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def log(self, name: str) -> Path:
+        return self.logs / name
+
+    def create(self) -> None:
+        """(Re)create the tree empty, with the engine's logs in place."""
+        self.remove()
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root.parent, 0o700)
+        self.root.mkdir(mode=0o700)
+        for sub in (self.inputs, self.transformations, self.ddos):
+            sub.mkdir(mode=0o755)
+        self.outputs.mkdir(mode=0o700)
+        try:
+            os.chown(self.outputs, ALGORITHM_UID, ALGORITHM_UID)
+        except PermissionError:  # engine not root: let the algorithm user write anyway
+            os.chmod(self.outputs, 0o777)
+        self.logs.mkdir()
+        os.chmod(self.logs, 0o1777)
+        for name in (ALGORITHM_LOG, CONFIGURE_LOG, PUBLISH_LOG):
+            fd = os.open(
+                self.log(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644
+            )
+            os.close(fd)
+
+    def remove_inputs(self) -> None:
+        """Drop the dataset copy, algorithm and DDOs once the job is over."""
+        for sub in (self.inputs, self.transformations, self.ddos):
+            shutil.rmtree(sub, ignore_errors=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def exists(self) -> bool:
+        return self.root.exists()
+
+
+def append_log(path: Path, text: str) -> None:
+    """Append timestamped lines to an engine log (never through a symlink)."""
+    if not path.parent.exists():
+        return
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = "".join(f"{stamp} {line}\n" for line in text.splitlines() or [""])
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError:
+        return
+    with os.fdopen(fd, "a") as handle:
+        handle.write(lines)

@@ -1,0 +1,244 @@
+"""Compute environments as managed resources: request validation and the Tower-style views.
+
+API-managed environments live in the store's ``compute_envs`` table; file environments (and the
+built-in default) are listed too but are read-only. The engine's registry reads the table at
+each scheduling decision, so a change here takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sqlalchemy as sa
+
+from operator_engine.environments import (
+    EnvEntry,
+    EnvironmentConfigError,
+    EnvironmentRegistry,
+    parse_environment,
+)
+from operator_engine.runner import RunnerError
+from operator_engine.store import JobStore, compute_envs, jobs
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+PLATFORMS = ("docker",)
+RESERVED_PLATFORMS = ("kubernetes",)
+#: API config key -> environments-file key (others pass through unchanged)
+_ALIASES = {"cpu": "cpuNumber", "gpu": "gpuNumber"}
+
+
+class AdminError(Exception):
+    """An admin request that cannot be served; becomes ``{"message": ...}`` with the status."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+def _iso(moment: Any) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def parse_body(body: Any, env_id: str) -> dict[str, Any]:
+    """Validate a ``{"computeEnv": {...}}`` body; the column values to store. Raises 400."""
+    if not isinstance(body, dict) or not isinstance(body.get("computeEnv"), dict):
+        raise AdminError('body must be a JSON object {"computeEnv": {...}}')
+    spec = body["computeEnv"]
+    unknown = set(spec) - {"name", "description", "platform", "config"}
+    if unknown:
+        raise AdminError(f"computeEnv.{sorted(unknown)[0]}: unknown field")
+    name = spec.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise AdminError(
+            "computeEnv.name: required, 1-100 characters of letters, digits, '.', '_' or '-' "
+            "(it is the environment id consumers use)"
+        )
+    description = spec.get("description", "")
+    if not isinstance(description, str):
+        raise AdminError("computeEnv.description: must be a string")
+    platform = spec.get("platform", "docker")
+    if platform in RESERVED_PLATFORMS:
+        raise AdminError(f"computeEnv.platform: {platform!r} is not supported yet (use docker)")
+    if platform not in PLATFORMS:
+        raise AdminError(f"computeEnv.platform: must be one of {list(PLATFORMS)}")
+    config = spec.get("config")
+    if not isinstance(config, dict):
+        raise AdminError("computeEnv.config: required, an object")
+    stored = {_ALIASES.get(k, k): v for k, v in config.items()}
+    if "description" not in stored and description:
+        stored["description"] = description
+    try:
+        parse_environment({"id": env_id, **stored}, "computeEnv.config")
+    except EnvironmentConfigError as exc:
+        raise AdminError(str(exc)) from None
+    return {"name": name, "description": description, "platform": platform, "config": stored}
+
+
+class EnvAdmin:
+    """Environment operations over the store and the merged registry."""
+
+    def __init__(self, store: JobStore, registry: EnvironmentRegistry, runner: Any = None) -> None:
+        self.store = store
+        self.registry = registry
+        self.runner = runner
+
+    def health(self, config: dict[str, Any]) -> tuple[str, str | None]:
+        """(status, message) for a config: ERRORED when an allowed image cannot be resolved
+        (which also covers Docker being unreachable), else AVAILABLE."""
+        if self.runner is None:
+            return "AVAILABLE", None
+        for ref in config.get("allowedImages") or ():
+            name, _, tag = ref.partition(":")
+            try:
+                self.runner.resolve_image(name, tag or None, None)
+            except RunnerError as exc:
+                return "ERRORED", f"allowedImages: {ref}: {exc}"
+        return "AVAILABLE", None
+
+    def last_used(self) -> dict[str, Any]:
+        """The newest job creation time per environment."""
+        with self.store.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.environment, sa.func.max(jobs.c.date_created)).group_by(
+                    jobs.c.environment
+                )
+            ).all()
+        return {r[0]: r[1] for r in rows}
+
+    def rows(self) -> dict[str, Any]:
+        return {row.id: row for row in self.store.env_rows()}
+
+    def entries(self) -> dict[str, EnvEntry]:
+        """The merged registry, after deleting drained environments (the engine's sweep does
+        the same; doing it here too makes "gone once drained" visible at once)."""
+        self.finish_drains()
+        try:
+            return self.registry.entries()
+        except EnvironmentConfigError as exc:
+            raise AdminError(f"environments file: {exc}", 500) from None
+
+    def _summary(self, entry: EnvEntry, row: Any | None, used: Any = None) -> dict[str, Any]:
+        last = row.last_used if row is not None and row.last_used is not None else used
+        return {
+            "id": entry.env.id,
+            "name": row.name if row is not None else entry.env.id,
+            "platform": row.platform if row is not None else "docker",
+            "status": entry.status,
+            "message": entry.message,
+            "lastUsed": _iso(last),
+            "primary": bool(row.is_primary) if row is not None else False,
+            "source": entry.source,
+        }
+
+    def summaries(self) -> list[dict[str, Any]]:
+        rows, used = self.rows(), self.last_used()
+        return [self._summary(e, rows.get(i), used.get(i)) for i, e in self.entries().items()]
+
+    def entry(self, env_id: str) -> EnvEntry:
+        entry = self.entries().get(env_id)
+        if entry is None:
+            raise AdminError(f"compute environment {env_id!r} not found", 404)
+        return entry
+
+    def describe(self, env_id: str) -> dict[str, Any]:
+        entry = self.entry(env_id)
+        row = self.rows().get(env_id)
+        summary = self._summary(entry, row, self.last_used().get(env_id))
+        config = dict(row.config) if row is not None else _file_config(entry)
+        return {
+            "computeEnv": {
+                **summary,
+                "description": row.description if row is not None else entry.env.description,
+                "config": config,
+            },
+            "dateCreated": _iso(row.date_created) if row is not None else None,
+            "lastUpdated": _iso(row.last_updated) if row is not None else None,
+            "lastUsed": summary["lastUsed"],
+            "status": summary["status"],
+            "message": summary["message"],
+            "primary": summary["primary"],
+        }
+
+    def managed(self, env_id: str) -> Any:
+        """The store row of an API-managed environment; 404 unknown, 403 file-defined."""
+        entry = self.entry(env_id)
+        row = self.rows().get(env_id)
+        if row is None or entry.source != "api":
+            raise AdminError(
+                f"compute environment {env_id!r} comes from TIDEWATER_ENVIRONMENTS and is "
+                "read-only: edit the file and restart instead",
+                403,
+            )
+        return row
+
+    def create(self, body: Any, env_id: str) -> str:
+        values = parse_body(body, env_id)
+        if env_id in self.entries():
+            raise AdminError(f"computeEnv.name: an environment with id {env_id!r} exists")
+        config = values.pop("config")
+        status, message = self.health(config)
+        self.store.put_env(env_id, config, status=status, message=message, source="api", **values)
+        return env_id
+
+    def update(self, env_id: str, body: Any) -> None:
+        row = self.managed(env_id)
+        if row.status == "DELETING":
+            raise AdminError(f"compute environment {env_id!r} is being deleted")
+        values = parse_body(body, env_id)
+        config = values.pop("config")
+        status, message = self.health(config)
+        self.store.put_env(env_id, config, status=status, message=message, **values)
+
+    def make_primary(self, env_id: str) -> None:
+        self.managed(env_id)
+        with self.store.engine.begin() as conn:
+            conn.execute(compute_envs.update().values(is_primary=False))
+            conn.execute(
+                compute_envs.update().where(compute_envs.c.id == env_id).values(is_primary=True)
+            )
+
+    def delete(self, env_id: str, *, drain: bool) -> None:
+        """Delete now when idle; with ``drain`` mark DELETING (the engine's sweep deletes it
+        once its live jobs end); otherwise refuse while jobs are live."""
+        row = self.managed(env_id)
+        live = self.store.live_counts().get(env_id, 0)
+        if live == 0:
+            self.store.delete_env(env_id)
+            return
+        if not drain:
+            raise AdminError(
+                f"compute environment {env_id!r} has {live} live job(s): "
+                "retry with ?drain=true to stop accepting jobs and delete when they end"
+            )
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                compute_envs.update()
+                .where(compute_envs.c.id == row.id)
+                .values(status="DELETING", message=f"draining: {live} live job(s)")
+            )
+
+    def finish_drains(self) -> list[str]:
+        """Delete DELETING environments whose jobs have all ended; their ids."""
+        live = self.store.live_counts()
+        done = [
+            r.id for r in self.store.env_rows() if r.status == "DELETING" and not live.get(r.id)
+        ]
+        for env_id in done:
+            self.store.delete_env(env_id)
+        return done
+
+
+def _file_config(entry: EnvEntry) -> dict[str, Any]:
+    env = entry.env
+    return {
+        "cpuNumber": env.cpu_number,
+        "ramGB": env.ram_gb,
+        "diskGB": env.disk_gb,
+        "maxJobs": env.max_jobs,
+        "maxJobDuration": env.max_job_duration,
+        "storageExpiry": env.storage_expiry,
+        "priceMin": env.price_min,
+        "feeToken": env.fee_token,
+    }

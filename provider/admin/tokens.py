@@ -1,0 +1,102 @@
+"""Admin bearer tokens: created once, stored as sha256 hashes, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from operator_engine.models import utcnow
+
+metadata = sa.MetaData()
+admin_tokens = sa.Table(
+    "admin_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("date_created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+
+class TokenError(ValueError):
+    """A token operation that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: str
+    name: str
+    date_created: datetime
+    revoked_at: datetime | None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """Admin tokens in the job store's database (table ``admin_tokens``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    def create(self, name: str) -> str:
+        """A new token named ``name``; the clear token is returned once and never stored."""
+        if not name.strip():
+            raise TokenError("a token needs a non-empty name")
+        token = "tw_" + secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(admin_tokens.c.id).where(admin_tokens.c.name == name)
+            ).first()
+            if exists is not None:
+                raise TokenError(f"a token named {name!r} already exists")
+            conn.execute(
+                admin_tokens.insert().values(
+                    id=uuid.uuid4().hex[:12],
+                    name=name,
+                    token_hash=_digest(token),
+                    date_created=utcnow(),
+                )
+            )
+        return token
+
+    def list(self) -> list[TokenInfo]:
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(admin_tokens).order_by(admin_tokens.c.date_created))
+            return [TokenInfo(r.id, r.name, r.date_created, r.revoked_at) for r in rows]
+
+    def revoke(self, name_or_id: str) -> bool:
+        """Revoke the token with this name or id; False when none is live."""
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    admin_tokens.update()
+                    .where(
+                        sa.or_(admin_tokens.c.name == name_or_id, admin_tokens.c.id == name_or_id),
+                        admin_tokens.c.revoked_at.is_(None),
+                    )
+                    .values(revoked_at=utcnow())
+                ).rowcount
+            )
+
+    def is_valid(self, token: str) -> bool:
+        """True when ``token`` is a live (unrevoked) admin token."""
+        digest = _digest(token)
+        with self.engine.begin() as conn:
+            hashes = conn.execute(
+                sa.select(admin_tokens.c.token_hash).where(admin_tokens.c.revoked_at.is_(None))
+            ).all()
+        found = False
+        for (stored,) in hashes:
+            found |= hmac.compare_digest(stored, digest)
+        return found

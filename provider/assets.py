@@ -1,0 +1,139 @@
+"""DDO resolution: ``AssetResolver.resolve(did) -> Asset | None`` in one lookup.
+
+Backed by the embedded indexer (provider/indexer.py) by default, or by an Aquarius instance
+(``AQUARIUS_URL``: ``GET {url}/api/aquarius/assets/ddo/<did>``) when configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import requests
+
+from provider.indexer import Indexer
+
+if TYPE_CHECKING:
+    from provider.app import Services
+
+log = logging.getLogger(__name__)
+
+#: Metadata states (PROTOCOL §7).
+STATE_ACTIVE = 0
+STATE_END_OF_LIFE = 1
+STATE_DEPRECATED = 2
+STATE_REVOKED = 3
+STATE_ORDERING_DISABLED = 4
+STATE_UNLISTED = 5
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A resolved asset: its DDO and the on-chain facts the provider checks."""
+
+    did: str
+    ddo: dict[str, Any]
+    state: int
+    nft_address: str
+    nft_owner: str
+    chain_id: int
+
+    @property
+    def services(self) -> list[dict[str, Any]]:
+        services = self.ddo.get("services")
+        return services if isinstance(services, list) else []
+
+    def service(self, service_id: str) -> tuple[int, dict[str, Any]] | None:
+        """(position, service) of the service called ``service_id``, or None."""
+        for index, service in enumerate(self.services):
+            if isinstance(service, dict) and service.get("id") == service_id:
+                return index, service
+        return None
+
+    @property
+    def asset_type(self) -> str:
+        return str((self.ddo.get("metadata") or {}).get("type") or "")
+
+
+class AssetResolver(Protocol):
+    def resolve(self, did: str) -> Asset | None: ...
+
+
+class IndexerResolver:
+    """Resolves from the embedded indexer; a miss triggers one bounded catch-up first."""
+
+    def __init__(self, indexer: Indexer) -> None:
+        self.indexer = indexer
+
+    def resolve(self, did: str) -> Asset | None:
+        found = self.indexer.get(did)
+        if found is None:
+            try:
+                self.indexer.sync()
+            except Exception as exc:  # a chain outage reads as "not found", logged
+                log.warning("indexer catch-up failed: %s", exc)
+            found = self.indexer.get(did)
+        if found is None:
+            return None
+        return Asset(
+            did=found.did,
+            ddo=found.ddo,
+            state=found.state,
+            nft_address=found.nft_address,
+            nft_owner=found.nft_owner,
+            chain_id=found.chain_id,
+        )
+
+
+class AquariusResolver:
+    """Resolves through an Aquarius-compatible HTTP API."""
+
+    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def resolve(self, did: str) -> Asset | None:
+        try:
+            response = requests.get(
+                f"{self.base_url}/api/aquarius/assets/ddo/{did}", timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            log.warning("aquarius lookup of %s failed: %s", did, exc)
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            ddo = response.json()
+        except ValueError:
+            return None
+        if not isinstance(ddo, dict) or ddo.get("id") != did:
+            return None
+        nft = ddo.get("nft") or {}
+        return Asset(
+            did=did,
+            ddo=ddo,
+            state=int(nft.get("state") or 0),
+            nft_address=str(ddo.get("nftAddress") or nft.get("address") or ""),
+            nft_owner=str(nft.get("owner") or ""),
+            chain_id=int(ddo.get("chainId") or 0),
+        )
+
+
+def build_resolver(services: Services) -> AssetResolver | None:
+    """The resolver ``create_app`` hangs on ``Services.assets`` (None without a chain)."""
+    settings = services.settings
+    if settings.aquarius_url:
+        return AquariusResolver(settings.aquarius_url)
+    factory = (services.addresses or {}).get("ERC721Factory")
+    if not factory or services.web3 is None:
+        return None
+    indexer = Indexer(
+        services.web3,
+        services.db,
+        factory=factory,
+        chain_id=services.chain_id,
+        private_key=settings.provider_private_key,
+        start_block=int(services.addresses.get("startBlock") or 0),
+    )
+    return IndexerResolver(indexer)

@@ -1,0 +1,398 @@
+"""Compute-start validation (PROTOCOL §6): a request in, a ``JobRequest`` out.
+
+Every refusal is a :class:`ResourceError` ``{"error": {resource: code}}`` (or a validation /
+business error for missing fields and unknown environments). Checks run in this order: fields,
+signature + nonce, environment, each dataset (DDO, service, state, credentials, files, order),
+the algorithm (meta or DID: container, trust, checksums, files, order), provider fee paid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import ecies
+from web3 import Web3
+
+from contracts_abi.checksums import container_section_checksum, files_checksum
+from operator_engine.fetch import FetchError, fetch_bytes
+from operator_engine.models import AlgorithmInput, ComputeEnvironment, DatasetInput, JobRequest
+from provider.assets import (
+    STATE_ACTIVE,
+    STATE_UNLISTED,
+    Asset,
+)
+from provider.errors import ProviderError, RequestValidationError, ResourceError
+from provider.fees import fee_amount, token_decimals
+from provider.orders import Order, OrderError, OrderValidator, ProviderFeeInvalid
+from provider.params import require, text_param
+
+log = logging.getLogger(__name__)
+
+#: Algorithm files fetched to verify ``filesChecksum`` are capped at this size.
+MAX_ALGORITHM_BYTES = 16 * 1024 * 1024
+UNKNOWN_ENVIRONMENT = "Compute environment does not exist"
+
+
+@dataclass(frozen=True)
+class ValidatedCompute:
+    """What the route needs to submit the job."""
+
+    request: JobRequest
+    orders: list[Order]
+
+
+def decrypt_files(private_key: str, ciphertext: Any) -> dict[str, Any]:
+    """The plaintext ``{"datatokenAddress", "nftAddress", "files"}`` of a service's ``files``."""
+    if not isinstance(ciphertext, str) or not ciphertext.startswith("0x"):
+        raise ValueError("service files are not 0x-hex ciphertext")
+    plain = ecies.decrypt(private_key, bytes.fromhex(ciphertext[2:]))
+    payload = json.loads(plain.decode("utf-8"))
+    if not isinstance(payload, dict) or not isinstance(payload.get("files"), list):
+        raise ValueError("decrypted files are not a {files: [...]} object")
+    return payload
+
+
+def parse_json_field(value: Any, name: str) -> dict[str, Any] | None:
+    """``userdata`` / ``algocustomdata``: an object, or a JSON text of one."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise RequestValidationError({name: [f"The {name} field must be JSON."]}) from None
+    if not isinstance(value, dict):
+        raise RequestValidationError({name: [f"The {name} field must be an object."]})
+    return value
+
+
+def _same_address(a: Any, b: Any) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
+
+
+def check_credentials(ddo: dict[str, Any], requester: str, resource: str) -> None:
+    """Apply the DDO's ``credentials`` allow/deny lists (type ``address``)."""
+    credentials = ddo.get("credentials") or {}
+    if not isinstance(credentials, dict):
+        return
+
+    def addresses(kind: str) -> list[str] | None:
+        entries = [
+            e
+            for e in credentials.get(kind) or []
+            if isinstance(e, dict) and e.get("type") == "address"
+        ]
+        if not entries:
+            return None
+        return [str(v).lower() for e in entries for v in e.get("values") or []]
+
+    deny = addresses("deny")
+    if deny is not None and requester.lower() in deny:
+        raise ResourceError(resource, "access_denied")
+    allow = addresses("allow")
+    if allow is not None and requester.lower() not in allow:
+        raise ResourceError(resource, "access_denied")
+
+
+class ComputeValidator:
+    """Validates one compute request against ``svc`` (provider Services)."""
+
+    def __init__(self, svc: Any, params: dict[str, Any], requester: str, env: ComputeEnvironment):
+        self.svc = svc
+        self.params = params
+        self.requester = requester
+        self.env = env
+        self.private_key = svc.settings.require_private_key()
+        self.orders = OrderValidator(svc.web3, svc.provider_address)
+        self._assets: dict[str, Asset | None] = {}
+
+    # -- lookups ------------------------------------------------------------------------------
+    def resolve(self, did: str) -> Asset | None:
+        if did not in self._assets:
+            resolver = self.svc.assets
+            self._assets[did] = resolver.resolve(did) if resolver is not None else None
+        return self._assets[did]
+
+    def files_of(
+        self, asset: Asset, service: dict[str, Any], resource: str
+    ) -> list[dict[str, Any]]:
+        try:
+            payload = decrypt_files(self.private_key, service.get("files"))
+        except Exception as exc:  # undecryptable files are the asset's fault, not ours
+            log.info("cannot decrypt files of %s: %s", asset.did, exc)
+            raise ResourceError(resource, "file_unavailable") from None
+        if not _same_address(payload.get("datatokenAddress"), service.get("datatokenAddress")):
+            raise ResourceError(resource, "file_unavailable")
+        if not _same_address(payload.get("nftAddress"), asset.nft_address):
+            raise ResourceError(resource, "file_unavailable")
+        return [f for f in payload["files"] if isinstance(f, dict)]
+
+    def check_order(
+        self,
+        item: dict[str, Any],
+        asset: Asset,
+        index: int,
+        service: dict[str, Any],
+        code: str,
+        resource: str,
+    ) -> Order:
+        try:
+            return self.orders.validate(
+                tx_id=str(item.get("transferTxId")),
+                requester=self.requester,
+                nft_address=asset.nft_address,
+                datatoken=str(service.get("datatokenAddress")),
+                service_id=str(service.get("id")),
+                service_index=index,
+                service_timeout=int(service.get("timeout") or 0),
+                environment=self.env.id,
+            )
+        except ProviderFeeInvalid as exc:
+            if "environment" in str(exc):
+                raise ResourceError("order", "fees_not_paid") from None
+            log.info("order %s refused: %s", item.get("transferTxId"), exc)
+            raise ResourceError(resource, code) from None
+        except OrderError as exc:
+            log.info("order %s refused: %s", item.get("transferTxId"), exc)
+            raise ResourceError(resource, code) from None
+
+    # -- datasets --------------------------------------------------------------------------------
+    def dataset(
+        self, item: Any, resource: str, main: bool
+    ) -> tuple[DatasetInput, Asset, dict[str, Any], Order]:
+        if not isinstance(item, dict) or not item.get("documentId"):
+            raise ResourceError(resource, "missing")
+        if not item.get("transferTxId") or not item.get("serviceId"):
+            raise ResourceError(resource, "missing")
+        did = str(item["documentId"])
+        asset = self.resolve(did)
+        if asset is None:
+            raise ResourceError(resource, "did_not_found")
+        found = asset.service(str(item["serviceId"]))
+        if found is None:
+            raise ResourceError(f"{resource}.serviceId", "not_found")
+        index, service = found
+        kind = service.get("type")
+        if main and kind != "compute":
+            raise ResourceError(resource, "main_service_compute")
+        if kind not in ("access", "compute"):
+            raise ResourceError(resource, "service_not_access_compute")
+        if asset.state not in (STATE_ACTIVE, STATE_UNLISTED):
+            raise ResourceError(resource, "asset_not_consumable")
+        check_credentials(asset.ddo, self.requester, resource)
+        files = self.files_of(asset, service, resource)
+        order = self.check_order(item, asset, index, service, "order_invalid", resource)
+        dataset = DatasetInput(
+            did=did,
+            ddo=asset.ddo,
+            service_id=str(service["id"]),
+            files=files,
+            transfer_tx_id=str(item["transferTxId"]),
+            userdata=parse_json_field(item.get("userdata"), f"{resource}.userdata"),
+        )
+        return dataset, asset, service, order
+
+    # -- algorithm -------------------------------------------------------------------------------
+    def algorithm(
+        self, computes: list[tuple[str, dict[str, Any]]]
+    ) -> tuple[AlgorithmInput, Order | None]:
+        algo = self.params.get("algorithm")
+        if not isinstance(algo, dict):
+            raise RequestValidationError({"algorithm": ["The algorithm field is required."]})
+        custom = parse_json_field(
+            algo.get("algocustomdata", self.params.get("algocustomdata")), "algocustomdata"
+        )
+        userdata = parse_json_field(algo.get("userdata"), "algorithm.userdata")
+        if algo.get("documentId"):
+            return self.published_algorithm(algo, computes, custom, userdata)
+        meta = algo.get("meta")
+        if not isinstance(meta, dict):
+            raise ResourceError("algorithm", "missing_meta_documentId")
+        for resource, compute in computes:
+            if not compute.get("allowRawAlgorithm", False):
+                raise ResourceError(resource, "no_raw_algo_allowed")
+        sources = [k for k in ("url", "rawcode", "remote") if meta.get(k)]
+        if len(sources) != 1:
+            raise ResourceError("algorithm", "meta_oneof_url_rawcode_remote")
+        container = self.container(meta.get("container"))
+        if sources[0] == "rawcode":
+            return AlgorithmInput(
+                container=container,
+                rawcode=str(meta["rawcode"]),
+                userdata=userdata,
+                algocustomdata=custom,
+            ), None
+        if sources[0] == "remote":
+            raise ResourceError("algorithm", "meta_oneof_url_rawcode_remote")
+        files = [{"type": "url", "url": str(meta["url"]), "method": "GET"}]
+        return AlgorithmInput(
+            container=container, files=files, userdata=userdata, algocustomdata=custom
+        ), None
+
+    @staticmethod
+    def container(container: Any) -> dict[str, Any]:
+        if not isinstance(container, dict) or not all(
+            container.get(k) for k in ("entrypoint", "image", "checksum")
+        ):
+            raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
+        if not str(container["checksum"]).startswith("sha256:"):
+            raise ResourceError("algorithm.container", "checksum_prefix")
+        return dict(container)
+
+    def published_algorithm(
+        self,
+        algo: dict[str, Any],
+        computes: list[tuple[str, dict[str, Any]]],
+        custom: dict[str, Any] | None,
+        userdata: dict[str, Any] | None,
+    ) -> tuple[AlgorithmInput, Order]:
+        if not algo.get("transferTxId") or not algo.get("serviceId"):
+            raise ResourceError("algorithm", "missing")
+        did = str(algo["documentId"])
+        asset = self.resolve(did)
+        if asset is None:
+            raise ResourceError("algorithm", "did_not_found")
+        if asset.asset_type != "algorithm":
+            raise ResourceError("algorithm", "not_algo")
+        found = asset.service(str(algo["serviceId"]))
+        if found is None:
+            raise ResourceError("algorithm", "not_found")
+        index, service = found
+        if service.get("type") not in ("access", "compute"):
+            raise ResourceError("algorithm", "service_not_access_compute")
+        if asset.state not in (STATE_ACTIVE, STATE_UNLISTED):
+            raise ResourceError("algorithm", "asset_not_consumable")
+        check_credentials(asset.ddo, self.requester, "algorithm")
+        container = self.container(
+            ((asset.ddo.get("metadata") or {}).get("algorithm") or {}).get("container")
+        )
+        files = self.files_of(asset, service, "algorithm")
+        self.check_trust(asset, container, files, computes)
+        order = self.check_order(algo, asset, index, service, "in_use_or_not_on_chain", "algorithm")
+        return AlgorithmInput(
+            container=container,
+            did=did,
+            ddo=asset.ddo,
+            files=files,
+            service_id=str(service["id"]),
+            transfer_tx_id=str(algo["transferTxId"]),
+            userdata=userdata,
+            algocustomdata=custom,
+        ), order
+
+    def check_trust(
+        self,
+        asset: Asset,
+        container: dict[str, Any],
+        files: list[dict[str, Any]],
+        computes: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        contents: list[bytes] | None = None
+        for resource, compute in computes:
+            publishers = compute.get("publisherTrustedAlgorithmPublishers") or []
+            if publishers and not any(_same_address(p, asset.nft_owner) for p in publishers):
+                raise ResourceError(resource, "not_trusted_algo_publisher")
+            trusted = compute.get("publisherTrustedAlgorithms") or []
+            if not trusted:
+                continue
+            entry = next(
+                (t for t in trusted if isinstance(t, dict) and t.get("did") == asset.did), None
+            )
+            if entry is None:
+                raise ResourceError(resource, "not_trusted_algo")
+            if entry.get("filesChecksum"):
+                if contents is None:
+                    contents = self.fetch_all(files)
+                if str(entry["filesChecksum"]).lower() != files_checksum(contents):
+                    raise ResourceError(resource, "algorithm_file_checksum_mismatch")
+            wanted = entry.get("containerSectionChecksum")
+            if wanted and str(wanted).lower() != container_section_checksum(container):
+                raise ResourceError(resource, "algorithm_container_checksum_mismatch")
+
+    def fetch_all(self, files: list[dict[str, Any]]) -> list[bytes]:
+        try:
+            return [
+                fetch_bytes(
+                    f,
+                    allow_non_public=self.svc.settings.allow_non_public_ip,
+                    max_bytes=MAX_ALGORITHM_BYTES,
+                    timeout=10,
+                )
+                for f in files
+            ]
+        except FetchError as exc:
+            log.info("algorithm files unavailable: %s", exc)
+            raise ResourceError("algorithm", "file_unavailable") from None
+
+    # -- fees ---------------------------------------------------------------------------------
+    def check_fee_paid(self, order: Order) -> None:
+        """The job's fee (carried by the first dataset) covers the env's price."""
+        if float(self.env.price_min) <= 0:
+            return
+        fee = order.provider_fee
+        if not _same_address(fee["providerFeeToken"], self.env.fee_token):
+            raise ResourceError("order", "fees_not_paid")
+        try:
+            data = json.loads(bytes.fromhex(fee["providerData"][2:]).decode("utf-8"))
+            seconds = int(int(fee["validUntil"]) - float(data["timestamp"]))
+        except (ValueError, KeyError, TypeError):
+            raise ResourceError("order", "fees_not_paid") from None
+        owed = fee_amount(
+            self.env.price_min, seconds, token_decimals(self.svc.web3, self.env.fee_token)
+        )
+        if int(fee["providerFeeAmount"]) < owed:
+            raise ResourceError("order", "fees_not_paid")
+
+
+def environment_of(engine: Any, env_id: str) -> ComputeEnvironment:
+    """The engine's environment ``env_id``; unknown → 400 ``Compute environment does not exist``."""
+    try:
+        env = engine.environment(env_id)
+    except Exception as exc:  # the engine's UnknownEnvironment (or a KeyError) alike
+        log.debug("environment %r: %s", env_id, exc)
+        env = None
+    if env is None:
+        raise ProviderError(UNKNOWN_ENVIRONMENT, 400)
+    return env
+
+
+def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> ValidatedCompute:
+    """Validate an already signature-checked compute request into a JobRequest."""
+    require(params, "environment")
+    env = environment_of(svc.engine, str(text_param(params, "environment")))
+    validator = ComputeValidator(svc, params, Web3.to_checksum_address(requester), env)
+    items: list[tuple[str, Any, bool]] = [("dataset", params.get("dataset"), True)]
+    extra = params.get("additionalDatasets") or params.get("additionalInputs") or []
+    if not isinstance(extra, list):
+        raise RequestValidationError(
+            {"additionalDatasets": ["The additionalDatasets field must be a list."]}
+        )
+    items += [(f"datasets[{i}]", item, False) for i, item in enumerate(extra, start=1)]
+    datasets: list[DatasetInput] = []
+    orders: list[Order] = []
+    computes: list[tuple[str, dict[str, Any]]] = []
+    for resource, item, main in items:
+        dataset, _asset, service, order = validator.dataset(item, resource, main)
+        datasets.append(dataset)
+        orders.append(order)
+        if service.get("type") == "compute":
+            computes.append((resource, service.get("compute") or {}))
+    algorithm, algo_order = validator.algorithm(computes)
+    if algo_order is not None:
+        orders.append(algo_order)
+    validator.check_fee_paid(orders[0])
+    request = JobRequest(
+        owner=validator.requester,
+        environment=env.id,
+        datasets=datasets,
+        algorithm=algorithm,
+        agreement_id=orders[0].tx_id.lower(),
+        expire_timestamp=int(orders[0].provider_fee["validUntil"]),
+    )
+    return ValidatedCompute(request=request, orders=orders)
+
+
+__all__ = ["ValidatedCompute", "validate_compute"]

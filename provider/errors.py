@@ -1,0 +1,99 @@
+"""The provider's one exception tree (PROTOCOL.md §1 error bodies).
+
+Routes raise these; the single handler registered by :func:`register_error_handlers` turns them
+into JSON. ``HTTPException`` (404, 405, 413, …) keeps its own code; anything else becomes a
+500 ``{"error": "internal error"}``, logged with the request id (never the request's values).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("tidewater.provider")
+
+
+class ProviderError(Exception):
+    """A business-rule failure: ``{"error": message}`` with ``status_code`` (default 400)."""
+
+    status_code: int = 400
+
+    def __init__(self, message: str = "", status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+    def payload(self) -> dict[str, Any]:
+        return {"error": self.message}
+
+
+class RequestValidationError(ProviderError):
+    """Request validation failed: 400 ``{"message": "Validation error", "errors": ..}``."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("Validation error", 400)
+        self.errors = errors
+
+    def payload(self) -> dict[str, Any]:
+        return {"message": "Validation error", "errors": self.errors, "success": False}
+
+
+class SignatureError(RequestValidationError):
+    """A signature is missing, malformed, by the wrong key, or its nonce is replayed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__({"signature": [message]})
+        self.message = message
+        self.args = (message,)
+
+
+class ResourceError(ProviderError):
+    """A compute validation code (PROTOCOL.md §6): ``{"error": {resource: code}}``."""
+
+    def __init__(self, resource: str, code: str, status_code: int = 400) -> None:
+        super().__init__(f"{resource}: {code}", status_code)
+        self.resource = resource
+        self.code = code
+
+    def payload(self) -> dict[str, Any]:
+        return {"error": {self.resource: self.code}}
+
+
+def _json(body: dict[str, Any], status: int) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the one handler that turns exceptions into Ocean-style JSON bodies."""
+
+    @app.errorhandler(ProviderError)
+    def _provider_error(exc: ProviderError) -> Response:
+        return _json(exc.payload(), exc.status_code)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        response = _json({"error": exc.description or exc.name}, exc.code or 500)
+        if exc.code == 405 and exc.response is None:
+            allowed = getattr(exc, "valid_methods", None)
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        # Frames only: an exception's message may quote request values (URLs, signatures).
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.error(
+            "unhandled %s (request %s)\n%s",
+            type(exc).__name__,
+            getattr(g, "request_id", "-"),
+            frames,
+        )
+        return _json({"error": "internal error"}, 500)

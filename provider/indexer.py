@@ -1,0 +1,270 @@
+"""An embedded DDO indexer: follows the chain, keeps DDOs in the provider's own tables.
+
+It reads the ERC721Factory's ``NFTCreated`` events (factory address from the address file) and,
+for data NFTs created by that factory, ``MetadataCreated`` / ``MetadataUpdated`` /
+``MetadataState`` (PROTOCOL §7). Metadata ``flags``: bit 0 = lzma-compressed, bit 1 = ECIES-
+encrypted for this provider (decrypted with the provider key). ``metaDataHash`` must equal the
+sha256 of the plain DDO, otherwise the event is logged and not indexed. A persisted block cursor
+makes restarts cheap; :meth:`Indexer.sync` catches up in bounded steps (called on demand before
+a lookup misses, and from an optional background thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import lzma
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ecies
+import sqlalchemy as sa
+from web3 import Web3
+from web3.exceptions import Web3Exception
+
+from contracts_abi import load
+from contracts_abi.did import compute_did
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+nfts = sa.Table(
+    "indexer_nfts",
+    metadata,
+    sa.Column("address", sa.String(42), primary_key=True),  # lowercase
+    sa.Column("block", sa.BigInteger, nullable=False),
+)
+assets = sa.Table(
+    "indexer_assets",
+    metadata,
+    sa.Column("did", sa.String(80), primary_key=True),
+    sa.Column("nft_address", sa.String(42), nullable=False),
+    sa.Column("chain_id", sa.BigInteger, nullable=False),
+    sa.Column("ddo", sa.Text, nullable=False),
+    sa.Column("state", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String(42), nullable=False),
+    sa.Column("block", sa.BigInteger, nullable=False),
+)
+cursors = sa.Table(
+    "indexer_cursor",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("block", sa.BigInteger, nullable=False),
+)
+
+FLAG_LZMA = 1
+FLAG_ECIES = 2
+
+
+@dataclass(frozen=True)
+class IndexedAsset:
+    did: str
+    ddo: dict[str, Any]
+    state: int
+    nft_address: str
+    nft_owner: str
+    chain_id: int
+
+
+def _topic(abi: list[dict[str, Any]], name: str) -> str:
+    event = next(e for e in abi if e.get("type") == "event" and e["name"] == name)
+    signature = f"{name}({','.join(i['type'] for i in event['inputs'])})"
+    return "0x" + Web3.keccak(text=signature).hex().removeprefix("0x")
+
+
+def decode_metadata(
+    flags: bytes, data: bytes, metadata_hash: bytes, private_key: str | None
+) -> dict[str, Any]:
+    """The plain DDO of a Metadata event; raises ValueError when it cannot be trusted."""
+    flag = flags[0] if flags else 0
+    raw = bytes(data)
+    if flag & FLAG_ECIES:
+        if not private_key:
+            raise ValueError("encrypted DDO but no provider key")
+        raw = ecies.decrypt(private_key, raw)
+    if flag & FLAG_LZMA:
+        raw = lzma.decompress(raw)
+    if hashlib.sha256(raw).digest() != bytes(metadata_hash):
+        raise ValueError("metaDataHash does not match the sha256 of the DDO")
+    ddo = json.loads(raw.decode("utf-8"))
+    if not isinstance(ddo, dict):
+        raise ValueError("DDO is not a JSON object")
+    return ddo
+
+
+class Indexer:
+    """Follows ``factory``'s NFTs on ``w3`` into tables of ``db``."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        db: sa.Engine,
+        *,
+        factory: str,
+        chain_id: int,
+        private_key: str | None,
+        start_block: int = 0,
+        step: int = 2000,
+        max_steps: int = 50,
+    ) -> None:
+        self.w3 = w3
+        self.db = db
+        self.factory = Web3.to_checksum_address(factory)
+        self.chain_id = chain_id
+        self.private_key = private_key
+        self.start_block = start_block
+        self.step = step
+        self.max_steps = max_steps
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        nft_abi = load("ERC721Template").abi
+        self._nft = w3.eth.contract(abi=nft_abi)
+        self._factory = w3.eth.contract(address=self.factory, abi=load("ERC721Factory").abi)
+        self._t_created = _topic(load("ERC721Factory").abi, "NFTCreated")
+        self._t_meta = {
+            _topic(nft_abi, "MetadataCreated"): "MetadataCreated",
+            _topic(nft_abi, "MetadataUpdated"): "MetadataUpdated",
+            _topic(nft_abi, "MetadataState"): "MetadataState",
+        }
+        metadata.create_all(db)
+
+    # -- store ----------------------------------------------------------------------------
+    def cursor(self) -> int:
+        with self.db.connect() as conn:
+            value = conn.execute(
+                sa.select(cursors.c.block).where(cursors.c.name == self.factory.lower())
+            ).scalar()
+        return int(value) if value is not None else self.start_block - 1
+
+    def get(self, did: str) -> IndexedAsset | None:
+        with self.db.connect() as conn:
+            row = conn.execute(sa.select(assets).where(assets.c.did == did)).mappings().first()
+        if row is None:
+            return None
+        return IndexedAsset(
+            did=row["did"],
+            ddo=json.loads(row["ddo"]),
+            state=int(row["state"]),
+            nft_address=Web3.to_checksum_address(row["nft_address"]),
+            nft_owner=row["owner"],
+            chain_id=int(row["chain_id"]),
+        )
+
+    # -- following the chain ----------------------------------------------------------------
+    def sync(self, *, max_steps: int | None = None) -> int:
+        """Index new blocks (at most ``max_steps`` ranges); return the new cursor."""
+        with self._lock:
+            head = self.w3.eth.block_number
+            done = self.cursor()
+            for _ in range(max_steps or self.max_steps):
+                if done >= head:
+                    break
+                last = min(head, done + self.step)
+                self._index_range(done + 1, last)
+                done = last
+            return done
+
+    def _index_range(self, first: int, last: int) -> None:
+        logs = self.w3.eth.get_logs(
+            {"fromBlock": first, "toBlock": last, "topics": [[self._t_created, *self._t_meta]]}
+        )
+        logs = sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"]))
+        with self.db.begin() as conn:
+            known = {r[0] for r in conn.execute(sa.select(nfts.c.address))}
+            for entry in logs:
+                topic0 = "0x" + bytes(entry["topics"][0]).hex()
+                if topic0 == self._t_created:
+                    if entry["address"].lower() != self.factory.lower():
+                        continue
+                    event = self._factory.events.NFTCreated().process_log(entry)
+                    address = event["args"]["newTokenAddress"].lower()
+                    if address not in known:
+                        conn.execute(sa.insert(nfts).values(address=address, block=first))
+                        known.add(address)
+                elif entry["address"].lower() in known:
+                    self._apply(conn, self._t_meta[topic0], entry)
+            values = {"name": self.factory.lower(), "block": last}
+            updated = conn.execute(
+                sa.update(cursors).where(cursors.c.name == values["name"]).values(block=last)
+            )
+            if updated.rowcount == 0:
+                conn.execute(sa.insert(cursors).values(**values))
+
+    def _apply(self, conn: sa.Connection, name: str, entry: Any) -> None:
+        event = getattr(self._nft.events, name)().process_log(entry)
+        args = event["args"]
+        nft_address = Web3.to_checksum_address(entry["address"])
+        did = compute_did(nft_address, self.chain_id)
+        if name == "MetadataState":
+            conn.execute(
+                sa.update(assets).where(assets.c.did == did).values(state=int(args["state"]))
+            )
+            return
+        try:
+            ddo = decode_metadata(
+                args["flags"], args["data"], args["metaDataHash"], self.private_key
+            )
+        except Exception as exc:  # any undecodable DDO is skipped, never fatal to the indexer
+            log.warning("not indexing %s at block %s: %s", did, entry["blockNumber"], exc)
+            return
+        if ddo.get("id") != did:
+            log.warning("not indexing %s: DDO id %r does not match its NFT", did, ddo.get("id"))
+            return
+        try:
+            owner = (
+                self.w3.eth.contract(address=nft_address, abi=self._nft.abi)
+                .functions.ownerOf(1)
+                .call()
+            )
+        except (Web3Exception, ValueError):
+            owner = ""
+        ddo.setdefault("nftAddress", nft_address)
+        ddo.setdefault("chainId", self.chain_id)
+        ddo["nft"] = {**(ddo.get("nft") or {}), "address": nft_address, "owner": owner}
+        row = {
+            "nft_address": nft_address.lower(),
+            "chain_id": self.chain_id,
+            "ddo": json.dumps(ddo),
+            "state": int(args["state"]),
+            "owner": owner,
+            "block": int(entry["blockNumber"]),
+        }
+        if conn.execute(sa.update(assets).where(assets.c.did == did).values(**row)).rowcount == 0:
+            conn.execute(sa.insert(assets).values(did=did, **row))
+
+    # -- background ----------------------------------------------------------------------------
+    def start(self, interval: float = 2.0) -> None:
+        """Follow the chain from a daemon thread every ``interval`` seconds."""
+        if self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.sync()
+                except Exception as exc:  # the loop must survive a chain hiccup
+                    log.warning("indexer sync failed: %s", exc)
+
+        self._thread = threading.Thread(target=loop, name="tidewater-indexer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+def wait_indexed(indexer: Indexer, did: str, timeout: float = 5.0) -> IndexedAsset | None:
+    """Sync until ``did`` appears or ``timeout`` passes (used by tests and tooling)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        indexer.sync()
+        found = indexer.get(did)
+        if found is not None or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)

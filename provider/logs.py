@@ -1,0 +1,96 @@
+"""Structured request logs: one JSON line per request on the ``tidewater.access`` logger.
+
+Each line holds ``request_id`` (the client's ``X-Request-Id`` when it is a short token, else a
+generated one; echoed in the response), ``method``, ``path`` (never the query string: it can
+carry signatures and nonces), ``status`` and ``duration_ms``. Request bodies, headers,
+signatures, keys and decrypted URLs are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+access_log = logging.getLogger("tidewater.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_from(header: str | None) -> str:
+    """The client's request id when it is a safe short token, else a fresh one.
+
+    >>> request_id_from("abc-123")
+    'abc-123'
+    >>> len(request_id_from("bad id\\n{}")) == 32
+    True
+    """
+    if header and _REQUEST_ID.match(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def install_request_logging(app: Flask) -> None:
+    """Register the hooks that assign request ids and write one access line per request."""
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = request_id_from(request.headers.get("X-Request-Id"))
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _log(response: Response) -> Response:
+        request_id = getattr(g, "request_id", None) or request_id_from(None)
+        started = getattr(g, "request_started", time.perf_counter())
+        response.headers["X-Request-Id"] = request_id
+        access_log.info(
+            json.dumps(
+                {
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                },
+                separators=(",", ":"),
+            )
+        )
+        return response
+
+
+class JsonFormatter(logging.Formatter):
+    """Every record as one JSON object (access lines are merged in, not nested)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        message = record.getMessage()
+        if record.name == access_log.name and message.startswith("{"):
+            entry.update(json.loads(message))
+        else:
+            entry["message"] = message
+        if record.exc_info:
+            entry["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+        return json.dumps(entry, separators=(",", ":"))
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send every tidewater log to stderr as JSON lines (used by ``tidewater serve``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # werkzeug's own access lines repeat the full URL (query string included): silence them.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -1,0 +1,193 @@
+"""Replay-proof nonces and signed-request verification (PROTOCOL.md §3).
+
+A signed request carries ``nonce``; it must parse as a finite decimal and be strictly greater
+(compared as arbitrary-precision decimals) than the nonce stored for the lowercased address,
+which is replaced *before* the request acts. Storage is a compare-and-swap: ``UPDATE … WHERE
+address = :a AND nonce = :seen`` (or an ``INSERT`` guarded by the primary key for a new
+address) with a bounded retry, so two requests with the same nonce can never both pass, on
+SQLite or PostgreSQL, in one process or several.
+
+Order of checks: presence and format → the signature recovers the claimed address → the nonce
+is consumed. A forged signature therefore never moves anyone's nonce.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, localcontext
+from typing import Any
+
+from sqlalchemy import Column, Engine, MetaData, String, Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from provider.errors import RequestValidationError, SignatureError
+from provider.params import is_missing
+from provider.signatures import nonce_text, recover_signer, signed_text
+
+#: What an unknown address's nonce reads as (clients then send stored + 1).
+INITIAL_NONCE = "1"
+MAX_NONCE_CHARS = 1024
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_RETRIES = 50
+
+metadata = MetaData()
+nonces_table = Table(
+    "provider_nonces",
+    metadata,
+    Column("address", String(42), primary_key=True),
+    Column("nonce", String(MAX_NONCE_CHARS), nullable=False),
+)
+
+
+def parse_nonce(text: str) -> Decimal:
+    """``text`` as a finite Decimal, or a 400 validation error under ``nonce``.
+
+    >>> parse_nonce("1e3"), parse_nonce("1700000000123"), parse_nonce("-2.5")
+    (Decimal('1E+3'), Decimal('1700000000123'), Decimal('-2.5'))
+    >>> parse_nonce("NaN")
+    Traceback (most recent call last):
+    ...
+    provider.errors.RequestValidationError: Validation error
+    """
+    if len(text) > MAX_NONCE_CHARS or not _NUMBER.fullmatch(text):
+        raise RequestValidationError(
+            {
+                "nonce": [
+                    f"The nonce field must be a finite decimal number of at most "
+                    f"{MAX_NONCE_CHARS} characters."
+                ]
+            }
+        )
+    value = Decimal(text)
+    if abs(value.adjusted()) > MAX_NONCE_CHARS:
+        raise RequestValidationError(
+            {"nonce": [f"The nonce field's exponent must be within ±{MAX_NONCE_CHARS}."]}
+        )
+    return value
+
+
+def next_nonce(stored: str) -> str:
+    """``stored + 1`` as text, exactly (what ocean.js signs for delete).
+
+    >>> next_nonce("5"), next_nonce("1.5"), next_nonce("9" * 40)[:3], len(next_nonce("9" * 40))
+    ('6', '2.5', '100', 41)
+    """
+    value = Decimal(stored)
+    with localcontext() as ctx:
+        ctx.prec = MAX_NONCE_CHARS * 3
+        result = value + 1
+    if result == result.to_integral_value():
+        return str(int(result))
+    return format(result, "f")
+
+
+class NonceStore:
+    """The last nonce each address used, in the shared SQL store."""
+
+    def __init__(self, db: Engine) -> None:
+        self.db = db
+        metadata.create_all(db, tables=[nonces_table])
+
+    def get(self, address: str) -> str:
+        """The stored nonce text for ``address`` (``"1"`` when the address is unknown)."""
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(nonces_table.c.nonce).where(nonces_table.c.address == address.lower())
+            ).first()
+        return INITIAL_NONCE if row is None else str(row.nonce)
+
+    def consume(self, address: str, nonce_text: str) -> None:
+        """Atomically require ``nonce_text`` > stored and store it; else a 400 under signature."""
+        new = parse_nonce(nonce_text)
+        key = address.lower()
+        for _ in range(_RETRIES):
+            try:
+                if self._try_consume(key, nonce_text, new):
+                    return
+            except IntegrityError:
+                continue  # another request inserted this address first: compare again
+        raise SignatureError("Invalid signature: the nonce is contended, retry.")
+
+    def _try_consume(self, key: str, text: str, new: Decimal) -> bool:
+        table = nonces_table
+        with self.db.begin() as conn:
+            row = conn.execute(select(table.c.nonce).where(table.c.address == key)).first()
+            stored = INITIAL_NONCE if row is None else str(row.nonce)
+            if not new > Decimal(stored):
+                raise SignatureError(
+                    f"Invalid signature expected nonce ({text}) > current nonce ({stored})."
+                )
+            if row is None:
+                conn.execute(insert(table).values(address=key, nonce=text))
+                return True
+            changed = conn.execute(
+                update(table)
+                .where(table.c.address == key, table.c.nonce == stored)
+                .values(nonce=text)
+            ).rowcount
+            return changed == 1
+
+
+def signer_matches(address: str, signature: str, text: str) -> bool:
+    """True when ``signature`` over ``text`` recovers to ``address`` (case-insensitive)."""
+    return recover_signer(text, signature).lower() == address.lower()
+
+
+def require_signature(signature: Any) -> str:
+    """The ``signature`` parameter as text; 400 when missing or not a string."""
+    if is_missing(signature):
+        raise RequestValidationError({"signature": ["The signature field is required."]})
+    if not isinstance(signature, str):
+        raise SignatureError("Invalid signature: expected 0x followed by 65 bytes of hex.")
+    return signature
+
+
+def nonce_param_text(nonce_raw: Any) -> str:
+    """The ``nonce`` parameter as sent (its signed text); 400 when missing or malformed."""
+    if nonce_raw is None or (isinstance(nonce_raw, str) and nonce_raw.strip() == ""):
+        raise RequestValidationError({"nonce": ["The nonce field is required."]})
+    try:
+        text = nonce_text(nonce_raw)
+    except TypeError:
+        raise RequestValidationError({"nonce": ["The nonce field must be a number."]}) from None
+    parse_nonce(text)
+    return text
+
+
+def verify_request(
+    address: str,
+    signature: Any,
+    nonce_raw: Any,
+    original_msg: str,
+    *,
+    store: NonceStore,
+    address_field: str = "consumerAddress",
+) -> str:
+    """Check a signed request and consume its nonce (before any side effect).
+
+    Returns the nonce text consumed. Raises :class:`RequestValidationError` (400).
+    """
+    signature = require_signature(signature)
+    text = nonce_param_text(nonce_raw)
+    if not signer_matches(address, signature, signed_text(original_msg, text)):
+        raise SignatureError(f"Invalid signature: the signer is not {address_field}.")
+    store.consume(address, text)
+    return text
+
+
+def verify_with_next_nonce(
+    address: str,
+    signature: Any,
+    original_msg: str,
+    *,
+    store: NonceStore,
+    address_field: str = "consumerAddress",
+) -> str:
+    """Check a request signed over ``original_msg + (stored + 1)`` (ocean.js delete, which
+    sends no nonce field) and consume that nonce, so a replay fails."""
+    signature = require_signature(signature)
+    text = next_nonce(store.get(address))
+    if not signer_matches(address, signature, signed_text(original_msg, text)):
+        raise SignatureError(f"Invalid signature: the signer is not {address_field}.")
+    store.consume(address, text)
+    return text

@@ -1,0 +1,61 @@
+"""``POST /api/services/compute``: start a paid compute job (PROTOCOL §6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from operator_engine.api import EngineError, EnvironmentUnavailable
+from operator_engine.models import Job, JobRequest
+from provider.app import services
+from provider.compute_validation import validate_compute
+from provider.errors import ProviderError, ResourceError
+from provider.nonces import verify_request
+from provider.params import address_param, request_params, require
+
+bp = Blueprint("compute_start", __name__)
+
+
+def _same_request(job: Job, request: JobRequest) -> bool:
+    algo = request.algorithm.did or "raw"
+    return (
+        job.owner.lower() == request.owner.lower()
+        and job.environment == request.environment
+        and list(job.input_dids) == [d.did for d in request.datasets]
+        and job.algo_did == algo
+    )
+
+
+def submit_once(engine: Any, request: JobRequest) -> Job:
+    """Submit ``request``; an order starts at most one job (same request → same job)."""
+    try:
+        job: Job = engine.submit(request)
+    except EnvironmentUnavailable as exc:
+        raise ProviderError(str(exc), 503) from None
+    except EngineError as exc:
+        raise ProviderError(str(exc), 400) from None
+    if not _same_request(job, request):
+        raise ResourceError("order", "order_already_used")
+    return job
+
+
+@bp.post("/api/services/compute")
+def compute_start() -> ResponseReturnValue:
+    params = request_params()
+    consumer, _signature, _nonce, document_id = require(
+        params, "consumerAddress", "signature", "nonce", "dataset.documentId"
+    )
+    address_param(params, "consumerAddress")
+    svc = services()
+    verify_request(
+        str(consumer),
+        params.get("signature"),
+        params.get("nonce"),
+        f"{consumer}{document_id}",
+        store=svc.nonces,
+    )
+    validated = validate_compute(svc, params, str(consumer))
+    job = submit_once(svc.engine, validated.request)
+    return jsonify([job.to_ocean()])

@@ -1,0 +1,151 @@
+"""``POST /api/services/decrypt``: return a DDO that was published encrypted for this provider.
+
+Signed (PROTOCOL.md §3): ``(transactionId or dataNftAddress) + decrypterAddress + chainId``
+followed by the nonce. As the reference provider does with ``AUTHORIZED_DECRYPTERS``, only
+authorised decrypters may call it; tidewater authorises the provider's own address (so no
+third party can read encrypted DDOs) and answers 403 ``Decrypter not authorized`` otherwise.
+
+The document comes from the ``MetadataCreated``/``MetadataUpdated`` log the data NFT emitted in
+``transactionId``, or from ``encryptedDocument`` + ``flags`` + ``documentHash`` in the body; the
+NFT must come from the Ocean factory, its metadata state must allow access (end-of-life,
+deprecated and revoked → 403), and the plain document must match its sha256 hash.
+Answer: 201 ``text/plain`` with the document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+from typing import Any
+
+from flask import Blueprint, Response
+from flask.typing import ResponseReturnValue
+from web3.exceptions import TransactionNotFound, Web3Exception
+from web3.logs import DISCARD
+
+from contracts_abi import contract
+from provider.app import Services, services
+from provider.crypto import DecryptionError, decrypt_with_key
+from provider.errors import ProviderError, RequestValidationError
+from provider.nonces import verify_request
+from provider.params import (
+    address_param,
+    lookup,
+    request_params,
+    require,
+    require_chain_id,
+    text_param,
+)
+
+bp = Blueprint("decrypt", __name__)
+
+FLAG_LZMA = 1
+FLAG_ECIES = 2
+_STATE_REFUSED = {1: "Asset end of life", 2: "Asset deprecated", 3: "Asset revoked"}
+_STATE_ALLOWED = {0, 4, 5}
+
+
+def authorized_decrypters(svc: Services) -> set[str]:
+    """Lowercased addresses allowed to decrypt (the provider itself)."""
+    return {svc.provider_address.lower()}
+
+
+def _hex_bytes(params: dict[str, Any], name: str) -> bytes:
+    text = text_param(params, name) or ""
+    try:
+        return bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise RequestValidationError({name: [f"The {name} field must be 0x hex."]}) from None
+
+
+def _from_body(params: dict[str, Any]) -> tuple[bytes, int, bytes]:
+    require(params, "encryptedDocument", "flags", "documentHash")
+    flags_text = text_param(params, "flags") or ""
+    if not (flags_text.isascii() and flags_text.isdigit()) or int(flags_text) > 255:
+        raise RequestValidationError({"flags": ["The flags field must be an integer 0-255."]})
+    return (
+        _hex_bytes(params, "encryptedDocument"),
+        int(flags_text),
+        _hex_bytes(params, "documentHash"),
+    )
+
+
+def _from_transaction(svc: Services, tx_id: str, nft: Any) -> tuple[bytes, int, bytes]:
+    try:
+        receipt = svc.web3.eth.get_transaction_receipt(tx_id)
+    except (TransactionNotFound, ValueError):
+        raise ProviderError("Failed to process transaction id.", 400) from None
+    found = []
+    for name in ("MetadataCreated", "MetadataUpdated"):
+        event = getattr(nft.events, name)()
+        found += [
+            e
+            for e in event.process_receipt(receipt, errors=DISCARD)
+            if e.address.lower() == nft.address.lower()
+        ]
+    if not found:
+        raise ProviderError("Failed to process transaction id.", 400)
+    args = found[0].args
+    flags = bytes(args["flags"])
+    return bytes(args["data"]), flags[0] if flags else 0, bytes(args["metaDataHash"])
+
+
+def _plain_document(svc: Services, blob: bytes, flags: int, digest: bytes) -> bytes:
+    document = blob
+    if flags & FLAG_ECIES:
+        try:
+            document = decrypt_with_key(svc.settings.require_private_key(), document)
+        except DecryptionError:
+            raise ProviderError("Failed to decrypt.", 400) from None
+    if flags & FLAG_LZMA:
+        try:
+            document = lzma.decompress(document)
+        except lzma.LZMAError:
+            raise ProviderError("Failed to decompress", 400) from None
+    if hashlib.sha256(document).digest() != digest:
+        raise ProviderError("Checksum doesn't match.", 400)
+    return document
+
+
+@bp.post("/api/services/decrypt")
+def decrypt() -> ResponseReturnValue:
+    svc = services()
+    params = request_params()
+    require(params, "decrypterAddress", "chainId", "dataNftAddress")
+    decrypter = address_param(params, "decrypterAddress")
+    nft_address = address_param(params, "dataNftAddress")
+    assert decrypter is not None and nft_address is not None
+    chain_text = text_param(params, "chainId") or ""
+    tx_id = text_param(params, "transactionId")
+    require_chain_id(chain_text, svc.chain_id)
+    from_body = None if tx_id else _from_body(params)
+    verify_request(
+        decrypter,
+        lookup(params, "signature"),
+        lookup(params, "nonce"),
+        (tx_id or nft_address) + decrypter + chain_text,
+        store=svc.nonces,
+        address_field="decrypterAddress",
+    )
+    if decrypter.lower() not in authorized_decrypters(svc):
+        raise ProviderError("Decrypter not authorized", 403)
+    factory_address = svc.addresses.get("ERC721Factory")
+    if not factory_address:
+        raise ProviderError("the data NFT factory address is not configured", 503)
+    try:
+        nft = contract(svc.web3, "ERC721Template", nft_address)
+        factory = contract(svc.web3, "ERC721Factory", factory_address)
+        if factory.functions.erc721List(nft.address).call().lower() != nft.address.lower():
+            raise ProviderError("Asset not deployed by the data NFT factory.", 400)
+        if from_body is None:
+            blob, flags, digest = _from_transaction(svc, str(tx_id), nft)
+        else:
+            blob, flags, digest = from_body
+        state = int(nft.functions.getMetaData().call()[2])
+    except (Web3Exception, OSError) as exc:
+        raise ProviderError(f"chain unavailable ({type(exc).__name__})", 503) from None
+    if state in _STATE_REFUSED:
+        raise ProviderError(_STATE_REFUSED[state], 403)
+    if state not in _STATE_ALLOWED:
+        raise ProviderError("Invalid MetadataState", 400)
+    return Response(_plain_document(svc, blob, flags, digest), 201, content_type="text/plain")

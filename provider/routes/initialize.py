@@ -1,0 +1,121 @@
+"""``POST /api/services/initializeCompute``: provider fees to order with (PROTOCOL §4)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from provider.app import services
+from provider.compute_validation import environment_of
+from provider.errors import ProviderError, RequestValidationError, ResourceError
+from provider.fees import provider_fee
+from provider.orders import OrderError, OrderValidator
+from provider.params import address_param, request_params, require, text_param
+
+bp = Blueprint("initialize", __name__)
+
+INVALID_VALID_UNTIL = "The validUntil value is not correct."
+
+
+def _valid_until(params: dict[str, Any]) -> int:
+    text = text_param(params, "compute.validUntil")
+    try:
+        value = int(float(str(text)))
+    except (TypeError, ValueError):
+        raise ProviderError(INVALID_VALID_UNTIL) from None
+    if value <= time.time():
+        raise ProviderError(INVALID_VALID_UNTIL)
+    return value
+
+
+def _item(
+    svc: Any,
+    orders: OrderValidator,
+    item: Any,
+    resource: str,
+    *,
+    env: Any,
+    valid_until: int,
+    consumer: str,
+    charge: bool,
+    algorithm: bool,
+) -> dict[str, Any]:
+    if not isinstance(item, dict) or not item.get("documentId") or not item.get("serviceId"):
+        raise ResourceError(resource, "missing")
+    did = str(item["documentId"])
+    asset = svc.assets.resolve(did) if svc.assets is not None else None
+    if asset is None:
+        raise ResourceError(resource, "did_not_found")
+    if algorithm and asset.asset_type != "algorithm":
+        raise ResourceError(resource, "not_algo")
+    found = asset.service(str(item["serviceId"]))
+    if found is None:
+        raise ResourceError(f"{resource}.serviceId", "not_found")
+    index, service = found
+    if service.get("type") not in ("access", "compute"):
+        raise ResourceError(resource, "service_not_access_compute")
+    datatoken = str(service.get("datatokenAddress"))
+    answer: dict[str, Any] = {"datatoken": datatoken}
+    if item.get("transferTxId"):
+        try:
+            order = orders.validate(
+                tx_id=str(item["transferTxId"]),
+                requester=consumer,
+                nft_address=asset.nft_address,
+                datatoken=datatoken,
+                service_id=str(service["id"]),
+                service_index=index,
+                service_timeout=int(service.get("timeout") or 0),
+                environment=env.id,
+                check_valid_until=False,
+            )
+        except OrderError:
+            order = None
+        if order is not None:
+            if int(order.provider_fee["validUntil"]) >= valid_until:
+                return {"validOrder": order.tx_id}
+            answer["validOrder"] = order.tx_id
+    answer["providerFee"] = provider_fee(
+        svc.settings.require_private_key(),
+        env=env,
+        datatoken=datatoken,
+        service_id=str(service["id"]),
+        valid_until=valid_until,
+        charge=charge,
+        w3=svc.web3,
+    )
+    return answer
+
+
+@bp.post("/api/services/initializeCompute")
+def initialize_compute() -> ResponseReturnValue:
+    params = request_params()
+    datasets, algorithm, env_id, _ = require(
+        params, "datasets", "algorithm", "compute.env", "compute.validUntil"
+    )
+    consumer = address_param(params, "consumerAddress")
+    if not isinstance(datasets, list) or not datasets:
+        raise RequestValidationError({"datasets": ["The datasets field must be a list."]})
+    if not isinstance(algorithm, dict):
+        raise RequestValidationError({"algorithm": ["The algorithm field must be an object."]})
+    valid_until = _valid_until(params)
+    svc = services()
+    env = environment_of(svc.engine, str(env_id))
+    orders = OrderValidator(svc.web3, svc.provider_address)
+    common: dict[str, Any] = {"env": env, "valid_until": valid_until, "consumer": str(consumer)}
+    body: dict[str, Any] = {
+        "datasets": [
+            _item(svc, orders, item, f"datasets[{i}]", charge=i == 0, algorithm=False, **common)
+            for i, item in enumerate(datasets)
+        ]
+    }
+    if algorithm.get("documentId"):
+        body["algorithm"] = _item(
+            svc, orders, algorithm, "algorithm", charge=False, algorithm=True, **common
+        )
+    elif not isinstance(algorithm.get("meta"), dict):
+        raise ResourceError("algorithm", "missing_meta_documentId")
+    return jsonify(body)

@@ -1,0 +1,122 @@
+"""Job status, stop and delete: ``GET``/``PUT``/``DELETE /api/services/compute``.
+
+Parameters come from the query string (ocean.py) or a JSON body (ocean.js). Every answer is a
+list of Ocean job objects (PROTOCOL.md §6). Only the job's owner can see, stop or delete it;
+an unknown job and someone else's job get the same 404, so nothing leaks about other owners.
+
+Signing rules (``+`` is string concatenation, ``nonce`` the text as sent; PROTOCOL.md §3, §6;
+``doc`` is ``documentId`` or ""):
+
+- GET (status): unsigned; answers only ``consumerAddress``'s jobs.
+- PUT (stop), ocean.py (query string): ``consumerAddress + jobId + doc + nonce``; nonce consumed.
+- PUT (stop), ocean.js 3.4 (JSON body): ``consumerAddress + jobId``; the nonce it sends is not
+  signed, but is consumed when present.
+- DELETE, ocean.py (query string): ``consumerAddress + jobId + doc + nonce``; nonce consumed.
+- DELETE, ocean.js 3.4 (JSON body, no ``nonce`` field): ``consumerAddress + jobId + doc +
+  (stored + 1)``; the provider computes stored + 1, verifies, and consumes it.
+
+A consumed nonce must be greater than the stored one and is stored before the job is touched,
+so a replayed request gets 400. The ocean.js stop form is accepted because that client signs
+no nonce; its (unsigned) nonce is still consumed when sent so a verbatim replay is refused, and
+stop is idempotent anyway: replaying it can only stop a job its owner already asked to stop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from operator_engine.api import JobNotFound
+from operator_engine.statuses import JobStatus, status_text
+from provider.app import Services, services
+from provider.errors import ProviderError, SignatureError
+from provider.nonces import (
+    nonce_param_text,
+    require_signature,
+    signer_matches,
+    verify_request,
+    verify_with_next_nonce,
+)
+from provider.params import address_param, lookup, request_params, require, text_param
+from provider.signatures import signed_text
+
+bp = Blueprint("jobs", __name__)
+PATH = "/api/services/compute"
+
+
+def _owned_job(svc: Services, owner: str, job_id: str, did: str | None) -> Any:
+    """The job ``job_id`` when ``owner`` owns it (and it read ``did``), else 404."""
+    job = svc.engine.get(job_id)
+    if (
+        job is None
+        or job.owner.lower() != owner.lower()
+        or (did is not None and did not in job.input_dids)
+    ):
+        raise ProviderError("Job not found", 404)
+    return job
+
+
+def _signed_params(params: dict[str, Any]) -> tuple[str, str, str | None, str]:
+    require(params, "consumerAddress", "jobId")
+    consumer = address_param(params, "consumerAddress")
+    job_id = text_param(params, "jobId")
+    assert consumer is not None and job_id is not None
+    did = text_param(params, "documentId")
+    signature = require_signature(lookup(params, "signature"))
+    return consumer, job_id, did, signature
+
+
+@bp.get(PATH)
+def status() -> ResponseReturnValue:
+    params = request_params()
+    consumer = address_param(params, "consumerAddress")
+    assert consumer is not None
+    jobs = services().engine.find(
+        consumer, job_id=text_param(params, "jobId"), did=text_param(params, "documentId")
+    )
+    return jsonify([job.to_ocean() for job in jobs])
+
+
+@bp.put(PATH)
+def stop() -> ResponseReturnValue:
+    svc = services()
+    params = request_params()
+    consumer, job_id, did, signature = _signed_params(params)
+    nonce_raw = lookup(params, "nonce")
+    nonce = None if nonce_raw is None or nonce_raw == "" else nonce_param_text(nonce_raw)
+    full_msg = consumer + job_id + (did or "")
+    if nonce is not None and signer_matches(consumer, signature, signed_text(full_msg, nonce)):
+        svc.nonces.consume(consumer, nonce)
+    elif signer_matches(consumer, signature, consumer + job_id):
+        if nonce is not None:
+            svc.nonces.consume(consumer, nonce)
+    else:
+        raise SignatureError("Invalid signature: the signer is not consumerAddress.")
+    job = _owned_job(svc, consumer, job_id, did)
+    try:
+        stopped = svc.engine.stop(job.job_id, stopreq=1)
+    except JobNotFound:  # deleted meanwhile
+        raise ProviderError("Job not found", 404) from None
+    return jsonify([stopped.to_ocean()])
+
+
+@bp.delete(PATH)
+def delete() -> ResponseReturnValue:
+    svc = services()
+    params = request_params()
+    consumer, job_id, did, signature = _signed_params(params)
+    msg = consumer + job_id + (did or "")
+    if lookup(params, "nonce") not in (None, ""):
+        verify_request(consumer, signature, lookup(params, "nonce"), msg, store=svc.nonces)
+    else:
+        verify_with_next_nonce(consumer, signature, msg, store=svc.nonces)
+    job = _owned_job(svc, consumer, job_id, did)
+    try:
+        body = svc.engine.delete(job.job_id).to_ocean()
+    except JobNotFound:  # deleted meanwhile
+        raise ProviderError("Job not found", 404) from None
+    body["status"] = int(JobStatus.DELETED)
+    body["statusText"] = status_text(JobStatus.DELETED)
+    return jsonify([body])

@@ -1,0 +1,82 @@
+"""``GET /api/services/computeResult``: stream one result of a job to its owner.
+
+Signed: ``consumerAddress + jobId + index`` followed by the nonce (PROTOCOL.md §3). The nonce
+is consumed and the job's owner checked before anything is read; the file path comes from the
+job store via ``engine.open_result`` (never from the request) and is streamed from disk in
+chunks with ``Content-Disposition: attachment;filename=<name>``. Someone else's job, an unknown
+job and an index out of range all answer 4xx JSON and no bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from flask import Blueprint, Response
+from flask.typing import ResponseReturnValue
+
+from operator_engine.api import JobNotFound, ResultNotFound
+from provider.app import services
+from provider.errors import ProviderError, RequestValidationError
+from provider.nonces import verify_request
+from provider.params import address_param, lookup, request_params, require, text_param
+
+bp = Blueprint("results", __name__)
+CHUNK = 256 * 1024
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_filename(name: str) -> str:
+    """``name`` reduced to a header-safe file name (algorithms choose result names).
+
+    >>> safe_filename("out/summary stats.csv"), safe_filename('a"\\r\\nb')
+    ('out_summary_stats.csv', 'a___b')
+    """
+    return _UNSAFE.sub("_", name) or "result"
+
+
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    try:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+    finally:
+        handle.close()
+
+
+@bp.get("/api/services/computeResult")
+def compute_result() -> ResponseReturnValue:
+    svc = services()
+    params = request_params()
+    require(params, "consumerAddress", "jobId", "index")
+    consumer = address_param(params, "consumerAddress")
+    job_id = text_param(params, "jobId")
+    index_text = text_param(params, "index")
+    assert consumer is not None and job_id is not None and index_text is not None
+    if not (index_text.isascii() and index_text.isdigit()):
+        raise RequestValidationError({"index": ["The index field must be a non-negative integer."]})
+    verify_request(
+        consumer,
+        lookup(params, "signature"),
+        lookup(params, "nonce"),
+        consumer + job_id + index_text,
+        store=svc.nonces,
+    )
+    job = svc.engine.get(job_id)
+    if job is None or job.owner.lower() != consumer.lower():
+        raise ProviderError("Job not found", 404)
+    index = int(index_text)
+    if index >= len(job.results):
+        raise ProviderError("Result not found", 404)
+    try:
+        path, result = svc.engine.open_result(job.job_id, index)
+        handle = open(path, "rb")  # closed by _chunks when the response ends
+    except (ResultNotFound, JobNotFound, FileNotFoundError):
+        raise ProviderError("Result not found", 404) from None
+    size = os.fstat(handle.fileno()).st_size
+    response = Response(_chunks(handle), status=200, mimetype="application/octet-stream")
+    disposition = f"attachment;filename={safe_filename(result.filename)}"
+    response.headers["Content-Disposition"] = disposition
+    response.headers["Content-Length"] = str(size)
+    return response

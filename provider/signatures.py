@@ -1,0 +1,121 @@
+"""Wallet signature formats (PROTOCOL.md §3): the one owner of how signed text is built,
+hashed, signed and recovered. Pure functions.
+
+The wallet signs the 32-byte ``keccak256(utf8(text))`` with the EIP-191 personal prefix, i.e.
+the digest is ``keccak256(b"\\x19Ethereum Signed Message:\\n32" + keccak256(utf8(text)))``.
+
+>>> text = signed_text("0xAbC" + "job1", "5")
+>>> text
+'0xAbCjob15'
+>>> key = "0x" + "11" * 32
+>>> sig = sign_text(key, text)
+>>> len(bytes.fromhex(sig[2:])), sig[-2:] in ("1b", "1c")
+(65, True)
+>>> recover_signer(text, sig) == "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A"
+True
+>>> nonce_text(12), nonce_text("1.5")
+('12', '1.5')
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_keys.exceptions import BadSignature
+from eth_keys.main import KeyAPI
+from eth_utils.crypto import keccak
+from eth_utils.exceptions import ValidationError
+
+from provider.errors import SignatureError
+
+_PREFIX = b"\x19Ethereum Signed Message:\n32"
+_HEX_SIG = re.compile(r"^(0x)?[0-9a-fA-F]{130}$")
+_keys = KeyAPI()
+
+
+def signed_text(original_msg: str, nonce_text: str) -> str:
+    """The text a client signs: ``original_msg`` followed by the nonce exactly as sent.
+
+    >>> signed_text("0xabcdid:op:1", "2")
+    '0xabcdid:op:12'
+    """
+    return original_msg + nonce_text
+
+
+def message_digest(text: str) -> bytes:
+    """The 32-byte digest a wallet signs for ``text`` (EIP-191 over ``keccak(utf8(text))``).
+
+    >>> from eth_account.messages import _hash_eip191_message
+    >>> message_digest("hello") == _hash_eip191_message(encode_defunct(primitive=keccak(b"hello")))
+    True
+    >>> message_digest("hello").hex()[:16]
+    '456e9aea5e197a1f'
+    """
+    return keccak(_PREFIX + keccak(text.encode("utf-8")))
+
+
+def sign_text(private_key: str, text: str) -> str:
+    """Sign ``text`` as ocean.py/ocean.js do; returns 0x + r‖s‖v (65 bytes, v 27/28)."""
+    signable = encode_defunct(primitive=keccak(text.encode("utf-8")))
+    signed = Account.sign_message(signable, private_key=private_key)
+    return "0x" + bytes(signed.signature).hex()
+
+
+def recover_signer(text: str, signature: str) -> str:
+    """The checksum address that signed ``text``; v may be 0, 1, 27 or 28.
+
+    Raises :class:`SignatureError` when ``signature`` is not 65 bytes of hex, has another v,
+    or does not recover to any key.
+
+    >>> recover_signer("x", "0x" + "00" * 65)
+    Traceback (most recent call last):
+    ...
+    provider.errors.SignatureError: Invalid signature: cannot recover a signer.
+    """
+    if not isinstance(signature, str) or not _HEX_SIG.match(signature):
+        raise SignatureError("Invalid signature: expected 0x followed by 65 bytes of hex.")
+    raw = bytes.fromhex(signature[2:] if signature[:2] in ("0x", "0X") else signature)
+    v = raw[64]
+    if v in (27, 28):
+        v -= 27
+    if v not in (0, 1):
+        raise SignatureError("Invalid signature: v must be 0, 1, 27 or 28.")
+    r = int.from_bytes(raw[:32], "big")
+    s = int.from_bytes(raw[32:64], "big")
+    try:
+        sig = _keys.Signature(vrs=(v, r, s))
+        public_key = sig.recover_public_key_from_msg_hash(message_digest(text))
+    except (BadSignature, ValidationError, ValueError):
+        raise SignatureError("Invalid signature: cannot recover a signer.") from None
+    return str(public_key.to_checksum_address())
+
+
+def nonce_text(value: Any) -> str:
+    """The nonce exactly as the client sent it (the text it signed).
+
+    Query values and JSON strings are used as is; JSON numbers parsed by
+    :mod:`provider.params` carry their original digits in ``.text``.
+
+    >>> nonce_text(Decimal("10.50"))
+    '10.50'
+    >>> nonce_text(True)
+    Traceback (most recent call last):
+    ...
+    TypeError: a nonce must be a string or a number
+    """
+    text = getattr(value, "text", None)
+    if isinstance(text, str):
+        return text
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("a nonce must be a string or a number")
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    raise TypeError("a nonce must be a string or a number")

@@ -1,0 +1,117 @@
+"""Environment CRUD, drain-delete and the batch view on a real SQLite store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from operator_engine.environments import EnvironmentRegistry
+from operator_engine.statuses import JobStatus
+from operator_engine.store import JobStore
+from provider.admin.envs import EnvAdmin
+from tests.admin.conftest import env_body, submit
+
+
+def _claim(store: JobStore, registry: EnvironmentRegistry) -> Any:
+    """One scheduling decision, as the engine makes it: registry read fresh, then claim."""
+    envs = {i: e.env for i, e in registry.entries().items() if e.schedulable}
+    return store.claim("w1", envs)
+
+
+def test_create_describe_list(admin) -> None:  # type: ignore[no-untyped-def]
+    resp = admin.post("/api/compute-envs", json=env_body("small", cpu=2, feeToken="0x" + "0" * 40))
+    assert resp.status_code == 200 and resp.json == {"computeEnvId": "small"}
+    listed = {e["id"]: e for e in admin.get("/api/compute-envs").json["computeEnvs"]}
+    assert listed["small"]["status"] == "AVAILABLE" and listed["small"]["platform"] == "docker"
+    assert listed["tidewater-free"]["source"] == "file"
+    described = admin.get("/api/compute-envs/small").json
+    assert described["computeEnv"]["config"]["cpuNumber"] == 2
+    assert described["status"] == "AVAILABLE" and described["dateCreated"]
+    assert admin.post("/api/compute-envs/small/primary").status_code == 204
+    assert admin.get("/api/compute-envs/small").json["primary"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "computeEnv"),
+        ({"computeEnv": {"platform": "docker", "config": {}}}, "computeEnv.name"),
+        (env_body(maxJobs=0), "maxJobs"),
+        (env_body(cpu="two"), "cpuNumber"),
+        (env_body(bogus=1), "bogus"),
+        ({"computeEnv": {"name": "k", "platform": "kubernetes", "config": {}}}, "not supported"),
+        ({"computeEnv": {"name": "k", "platform": "lsf", "config": {}}}, "platform"),
+        ({"computeEnv": {"name": "k"}}, "computeEnv.config"),
+        ({"computeEnv": {"name": "bad name!", "config": {}}}, "computeEnv.name"),
+    ],
+)
+def test_invalid_bodies_are_400_naming_the_field(admin, body: Any, field: str) -> None:  # type: ignore[no-untyped-def]
+    resp = admin.post("/api/compute-envs", json=body)
+    assert resp.status_code == 400
+    assert field in resp.json["message"]
+    assert [e["id"] for e in admin.get("/api/compute-envs").json["computeEnvs"]] == [
+        "tidewater-free"
+    ]
+
+
+def test_unknown_and_read_only(admin) -> None:  # type: ignore[no-untyped-def]
+    assert admin.get("/api/compute-envs/nope").status_code == 404
+    assert admin.put("/api/compute-envs/nope", json=env_body("nope")).status_code == 404
+    assert admin.get("/api/batches/nope").status_code == 404
+    resp = admin.put("/api/compute-envs/tidewater-free", json=env_body("tidewater-free"))
+    assert resp.status_code == 403 and "read-only" in resp.json["message"]
+    assert admin.delete("/api/compute-envs/tidewater-free").status_code == 403
+    assert admin.post("/api/compute-envs", json=env_body("tidewater-free")).status_code == 400
+
+
+def test_raising_max_jobs_takes_effect_at_next_decision(admin, store, registry) -> None:  # type: ignore[no-untyped-def]
+    admin.post("/api/compute-envs", json=env_body("small", maxJobs=1))
+    ids = [submit(store, "small") for _ in range(3)]
+    assert _claim(store, registry).job_id == ids[0]
+    assert _claim(store, registry) is None  # maxJobs 1: full
+    assert admin.get("/api/batches/small").json["pending"] == 1
+    assert admin.get("/api/batches/small").json["submitted"] == 2
+    assert (
+        admin.put("/api/compute-envs/small", json=env_body("small", maxJobs=2)).status_code == 200
+    )
+    assert _claim(store, registry).job_id == ids[1]
+    assert _claim(store, registry) is None
+
+
+def test_delete_refused_then_drained(admin, store, registry) -> None:  # type: ignore[no-untyped-def]
+    admin.post("/api/compute-envs", json=env_body("small"))
+    job_id = submit(store, "small")
+    resp = admin.delete("/api/compute-envs/small")
+    assert resp.status_code == 400 and "drain=true" in resp.json["message"]
+    assert admin.delete("/api/compute-envs/small?drain=true").status_code == 204
+    assert admin.get("/api/compute-envs/small").json["status"] == "DELETING"
+    assert not registry.entries()["small"].accepts_jobs
+    assert registry.entries()["small"].schedulable
+    assert EnvAdmin(store, registry).finish_drains() == []  # its job is still live
+    store.transition(job_id, JobStatus.WARMING_UP, JobStatus.STOPPED, detail="test")
+    assert EnvAdmin(store, registry).finish_drains() == ["small"]
+    assert admin.get("/api/compute-envs/small").status_code == 404
+
+
+def test_batches_views_and_delete(admin, store) -> None:  # type: ignore[no-untyped-def]
+    admin.post("/api/compute-envs", json=env_body("small", cpu=2, ramGB=2))
+    job_id = submit(store, "small")
+    batches = {b["batch_id"]: b for b in admin.get("/api/batches").json}
+    assert batches["small"] == {
+        "batch_id": "small",
+        "batch_tool": "docker",
+        "n_jobs": 1,
+        "hardware": {
+            "cpu": 2,
+            "memory": 2048,
+            "filesystem_list": [{"mount": "/data", "sizeGB": 1}],
+        },
+    }
+    jobs = admin.get("/api/batches/small/jobs").json
+    assert [j["job_id"] for j in jobs] == [job_id] and jobs[0]["status"] == "submitted"
+    one = admin.get(f"/api/batches/small/jobs/{job_id}").json
+    assert one["create_time"] and one["args"]["algorithm"].startswith("did:op:")
+    assert admin.get("/api/batches/small/jobs/other").status_code == 404
+    assert admin.delete("/api/batches/small").status_code == 204
+    assert store.row(job_id).stopreq == 1

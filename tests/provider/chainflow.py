@@ -1,0 +1,391 @@
+"""Helpers driving the paid compute flow as a client would: HTTP to the provider, a wallet,
+and the real Ocean contracts on ganache (publishing goes through contracts_abi.publish)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from flask.testing import FlaskClient
+from hexbytes import HexBytes
+from web3 import Web3
+
+from contracts_abi import publish
+from provider.signatures import sign_text, signed_text
+
+ONE = 10**18
+
+
+@dataclass(frozen=True)
+class Published:
+    did: str
+    nft_address: str
+    datatoken: str
+    service_id: str
+    ddo: dict[str, Any]
+
+
+class FileServer:
+    """A tiny HTTP server on 127.0.0.1 serving ``files`` (path -> bytes)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        files = self.files
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def add(self, path: str, body: bytes) -> str:
+        self.files[path] = body
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@contextmanager
+def file_server() -> Iterator[FileServer]:
+    server = FileServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@dataclass
+class Flow:
+    """A provider app on the session chain plus the wallets that use it."""
+
+    client: FlaskClient
+    w3: Web3
+    addresses: dict[str, Any]
+    publisher: LocalAccount
+    consumer: LocalAccount
+    provider_address: str
+    engine: Any
+    files: FileServer
+    env_consumer: str
+    chain_id: int = 8996
+    provider_key: str = ""
+    published: dict[str, Published] = field(default_factory=dict)
+
+    # -- provider HTTP ---------------------------------------------------------------------------
+    def encrypt(self, payload: Mapping[str, Any]) -> str:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        response = self.client.post(
+            f"/api/services/encrypt?chainId={self.chain_id}",
+            data=body,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+        return response.get_data(as_text=True)
+
+    def next_nonce(self, address: str) -> int:
+        response = self.client.get(f"/api/services/nonce?userAddress={address}")
+        assert response.status_code == 200, response.get_json()
+        return int(float(response.get_json()["nonce"])) + 1
+
+    def signed(self, account: LocalAccount, original_msg: str) -> tuple[int, str]:
+        nonce = self.next_nonce(account.address)
+        return nonce, sign_text(account.key.hex(), signed_text(original_msg, str(nonce)))
+
+    def initialize(
+        self,
+        datasets: Sequence[Mapping[str, Any]],
+        algorithm: Mapping[str, Any],
+        env: str,
+        valid_until: int,
+        consumer: str | None = None,
+    ) -> Any:
+        return self.client.post(
+            "/api/services/initializeCompute",
+            json={
+                "datasets": list(datasets),
+                "algorithm": dict(algorithm),
+                "compute": {"env": env, "validUntil": valid_until},
+                "consumerAddress": consumer or self.consumer.address,
+            },
+        )
+
+    def start(
+        self,
+        dataset: Mapping[str, Any],
+        algorithm: Mapping[str, Any],
+        env: str,
+        *,
+        account: LocalAccount | None = None,
+        **extra: Any,
+    ) -> Any:
+        who = account or self.consumer
+        nonce, signature = self.signed(who, who.address + str(dataset.get("documentId", "")))
+        body = {
+            "consumerAddress": who.address,
+            "signature": signature,
+            "nonce": nonce,
+            "environment": env,
+            "dataset": dict(dataset),
+            "algorithm": dict(algorithm),
+            **extra,
+        }
+        return self.client.post("/api/services/compute", json=body)
+
+    def status(self, job_id: str, account: LocalAccount | None = None) -> dict[str, Any]:
+        who = account or self.consumer
+        response = self.client.get(
+            f"/api/services/compute?consumerAddress={who.address}&jobId={job_id}"
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        jobs = response.get_json()
+        assert len(jobs) == 1
+        return jobs[0]
+
+    def wait_finished(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.engine.run_until_idle()
+            job = self.status(job_id)
+            if job["dateFinished"] is not None:
+                return job
+            assert time.monotonic() < deadline, f"job {job_id} did not finish: {job}"
+            time.sleep(0.2)
+
+    def explain(self, job: Mapping[str, Any]) -> str:
+        """The job and its log results, for assertion messages."""
+        logs = [
+            self.result(job["jobId"], r["index"]).get_data(as_text=True)
+            for r in job.get("results", [])
+            if r["type"] != "output"
+        ]
+        return json.dumps(job) + "\n" + "\n".join(logs)
+
+    def result(self, job_id: str, index: int) -> Any:
+        who = self.consumer
+        nonce, signature = self.signed(who, f"{who.address}{job_id}{index}")
+        return self.client.get(
+            "/api/services/computeResult",
+            query_string={
+                "consumerAddress": who.address,
+                "jobId": job_id,
+                "index": index,
+                "nonce": nonce,
+                "signature": signature,
+            },
+        )
+
+    # -- chain ---------------------------------------------------------------------------------
+    def publish(
+        self,
+        kind: str,
+        files: Sequence[Mapping[str, Any]],
+        *,
+        container: Mapping[str, str] | None = None,
+        state: int = 0,
+        compress: bool = False,
+        encrypt_ddo: bool = False,
+        files_override: str | None = None,
+        mutate: Any = None,
+        **ddo_kwargs: Any,
+    ) -> Published:
+        """Publish a dataset or algorithm (files encrypted via /api/services/encrypt)."""
+        token = publish.create_data_nft_with_datatoken(
+            self.w3, self.publisher, self.addresses, name=f"tw-{kind}", symbol="TW"
+        )
+        payload = publish.files_payload(token.datatoken_address, token.nft_address, files)
+        encrypted = files_override or self.encrypt(payload)
+        common = {
+            "nft_address": token.nft_address,
+            "chain_id": self.chain_id,
+            "owner": self.publisher.address,
+            "datatoken_address": token.datatoken_address,
+            "files": encrypted,
+            "service_endpoint": "http://127.0.0.1:8030",
+        }
+        if kind == "algorithm":
+            ddo = publish.algorithm_ddo(container=dict(container or {}), **common, **ddo_kwargs)
+        else:
+            ddo = publish.dataset_ddo(**common, **ddo_kwargs)
+        if mutate is not None:
+            mutate(ddo)
+        public_key = None
+        if encrypt_ddo:
+            from provider.crypto import public_key_hex
+
+            public_key = public_key_hex(self.provider_key)
+        publish.set_metadata(
+            self.w3,
+            self.publisher,
+            token.nft_address,
+            ddo,
+            encrypt_for_public_key=public_key,
+            compress=compress,
+            state=state,
+        )
+        publish.mint(
+            self.w3, self.publisher, token.datatoken_address, self.consumer.address, 1000 * ONE
+        )
+        return Published(
+            did=token.did,
+            nft_address=token.nft_address,
+            datatoken=token.datatoken_address,
+            service_id=ddo["services"][0]["id"],
+            ddo=ddo,
+        )
+
+    def order(
+        self,
+        asset: Published,
+        provider_fee: Mapping[str, Any],
+        *,
+        payer: LocalAccount | None = None,
+        service_index: int = 0,
+    ) -> str:
+        receipt = publish.start_order(
+            self.w3,
+            payer or self.consumer,
+            asset.datatoken,
+            consumer_address=self.env_consumer,
+            service_index=service_index,
+            provider_fee=provider_fee,
+        )
+        return HexBytes(receipt["transactionHash"]).to_0x_hex()
+
+    def item(self, asset: Published, tx: str | None = None, **extra: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"documentId": asset.did, "serviceId": asset.service_id, **extra}
+        if tx is not None:
+            body["transferTxId"] = tx
+        return body
+
+    def ordered(
+        self, dataset: Published, algorithm: Published | None, env: str, valid_for: int = 3600
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """initializeCompute + startOrder for both; the items to send to compute start."""
+        valid_until = int(time.time()) + valid_for
+        algo_item = self.item(algorithm) if algorithm else {"meta": {}}
+        response = self.initialize([self.item(dataset)], algo_item, env, valid_until)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        body = response.get_json()
+        ds_tx = self.order(dataset, body["datasets"][0]["providerFee"])
+        algo: dict[str, Any] = {}
+        if algorithm is not None:
+            algo_tx = self.order(algorithm, body["algorithm"]["providerFee"])
+            algo = self.item(algorithm, algo_tx)
+        return self.item(dataset, ds_tx), algo
+
+
+ALGORITHM = b"""import json, os, pathlib
+dids = json.loads(os.environ["DIDS"])
+out = pathlib.Path(os.environ["OUTPUTS"])
+for did in dids:
+    for path in sorted(pathlib.Path(os.environ["INPUTS"], did).iterdir()):
+        data = path.read_bytes()
+        (out / f"{did[:8]}-{path.name}.txt").write_bytes(data.upper())
+(out / "summary.json").write_text(json.dumps({"inputs": len(dids)}))
+print("done")
+"""
+
+
+def container_for(docker_client: Any, image: str) -> dict[str, str]:
+    """The DDO container section running ``image`` (a local ``name:tag``) with python3."""
+    name, tag = image.rsplit(":", 1)
+    return {
+        "entrypoint": "python3 $ALGO",
+        "image": name,
+        "tag": tag,
+        "checksum": docker_client.images.get(image).id,
+    }
+
+
+@contextmanager
+def open_flow(
+    tmp: Path,
+    *,
+    ganache_url: str,
+    w3: Web3,
+    deployed: Mapping[str, Any],
+    address_file: Path,
+    provider_key: str,
+    publisher: LocalAccount,
+    consumer: LocalAccount,
+    deployer: LocalAccount,
+) -> Iterator[Flow]:
+    """A provider app (free env ``free``, paid env ``paid`` in Ocean) on the session chain."""
+    from eth_account import Account
+
+    from provider.app import create_app
+    from tidewater.settings import Settings
+
+    provider_address = Account.from_key(provider_key).address
+    envs = [
+        {
+            "id": "free",
+            "consumerAddress": provider_address,
+            "maxJobDuration": 60,
+            "maxJobs": 2,
+            "ramGB": 2,
+        },
+        {
+            "id": "paid",
+            "consumerAddress": provider_address,
+            "maxJobDuration": 60,
+            "maxJobs": 2,
+            "ramGB": 2,
+            "priceMin": 1,
+            "feeToken": deployed["Ocean"],
+        },
+    ]
+    (tmp / "envs.json").write_text(json.dumps(envs))
+    settings = Settings(
+        network_url=ganache_url,
+        provider_private_key=provider_key,
+        data_dir=tmp,
+        address_file=address_file,
+        db_url=f"sqlite:///{tmp / 'tidewater.db'}",
+        allow_non_public_ip=True,
+        environments_file=tmp / "envs.json",
+        workers=1,
+    )
+    publish.transfer(w3, deployer, deployed["Ocean"], consumer.address, 1000 * ONE)
+    app = create_app(settings, web3=w3)
+    svc = app.extensions["tidewater"]
+    with file_server() as files:
+        try:
+            yield Flow(
+                client=app.test_client(),
+                w3=w3,
+                addresses=dict(deployed),
+                publisher=publisher,
+                consumer=consumer,
+                provider_address=provider_address,
+                engine=svc.engine,
+                files=files,
+                env_consumer=provider_address,
+                chain_id=w3.eth.chain_id,
+                provider_key=provider_key,
+            )
+        finally:
+            svc.engine.shutdown()

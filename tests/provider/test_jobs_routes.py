@@ -1,0 +1,322 @@
+"""Status, stop, delete and computeResult on the real engine (FakeRunner, temporary SQLite).
+
+Both clients' signing forms are exercised: ocean.py (query string, v 0/1, nonce signed) and
+ocean.js 3.4 (JSON body, v 27/28; stop signs consumerAddress + jobId, delete signs stored + 1).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from operator_engine.api import Engine
+from operator_engine.statuses import JobStatus
+from tests.engine.conftest import FileServer
+from tests.provider.core_support import (  # noqa: F401 (fixtures)
+    BIG,
+    DID,
+    app_fixture,
+    client_fixture,
+    consumer_fixture,
+    engine_fixture,
+    files_fixture,
+    next_nonce,
+    other_fixture,
+    settings_fixture,
+    sign,
+    sign_v01,
+    stored_nonce,
+    submit,
+)
+
+COMPUTE = "/api/services/compute"
+RESULT = "/api/services/computeResult"
+
+
+def _py_query(account: LocalAccount, job_id: str, nonce: str, doc: str = DID) -> dict[str, str]:
+    """ocean.py's stop/delete query string."""
+    return {
+        "consumerAddress": account.address,
+        "jobId": job_id,
+        "documentId": doc,
+        "nonce": nonce,
+        "signature": sign_v01(account, account.address + job_id + doc + nonce),
+    }
+
+
+def _result_query(account: LocalAccount, job_id: str, index: int, nonce: str) -> dict[str, str]:
+    return {
+        "consumerAddress": account.address,
+        "jobId": job_id,
+        "index": str(index),
+        "nonce": nonce,
+        "signature": sign_v01(account, account.address + job_id + str(index) + nonce),
+    }
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+def test_status_lists_only_the_owners_jobs(
+    client: FlaskClient,
+    engine: Engine,
+    consumer: LocalAccount,
+    other: LocalAccount,
+    files: FileServer,
+) -> None:
+    mine = submit(engine, consumer.address, files)
+    theirs = submit(engine, other.address, files)
+    reply = client.get(COMPUTE, query_string={"consumerAddress": consumer.address})
+    assert reply.status_code == 200
+    assert [j["jobId"] for j in reply.json] == [mine.job_id]
+    job = reply.json[0]
+    assert job["status"] == 70 and job["statusText"] == "Job finished"
+    assert job["dateFinished"] is not None and job["inputDID"] == [DID]
+    assert [r["type"] for r in job["results"]][:2] == ["output", "output"]
+    one = client.get(
+        COMPUTE, query_string={"consumerAddress": consumer.address, "jobId": theirs.job_id}
+    )
+    assert one.json == []  # someone else's job is invisible
+    by_doc = client.get(
+        COMPUTE, query_string={"consumerAddress": consumer.address, "documentId": DID}
+    )
+    assert [j["jobId"] for j in by_doc.json] == [mine.job_id]
+
+
+# -- stop --------------------------------------------------------------------------------------
+
+
+def test_stop_ocean_py_query_then_replay_rejected(
+    client: FlaskClient, engine: Engine, consumer: LocalAccount, files: FileServer
+) -> None:
+    job = submit(engine, consumer.address, files, run=False)
+    query = _py_query(consumer, job.job_id, next_nonce(client, consumer.address))
+    reply = client.put(COMPUTE, query_string=query)
+    assert reply.status_code == 200, reply.json
+    assert reply.json[0]["status"] == 7 and reply.json[0]["statusText"] == "Job stopped"
+    again = client.put(COMPUTE, query_string=query)
+    assert again.status_code == 400
+    assert "expected nonce" in again.json["errors"]["signature"][0]
+
+
+def test_stop_ocean_js_json_signs_address_and_job_only(
+    client: FlaskClient, engine: Engine, consumer: LocalAccount, files: FileServer
+) -> None:
+    job = submit(engine, consumer.address, files, run=False)
+    nonce = next_nonce(client, consumer.address)
+    body = {
+        "consumerAddress": consumer.address,
+        "jobId": job.job_id,
+        "signature": sign(consumer, consumer.address + job.job_id),
+        "nonce": nonce,
+    }
+    reply = client.put(COMPUTE, json=body)
+    assert reply.status_code == 200, reply.json
+    assert engine.get(job.job_id).status is JobStatus.STOPPED  # type: ignore[union-attr]
+    assert stored_nonce(client, consumer.address) == nonce
+    assert client.put(COMPUTE, json=body).status_code == 400  # verbatim replay
+
+
+def test_stop_signed_by_another_key_is_400_and_changes_nothing(
+    client: FlaskClient,
+    engine: Engine,
+    consumer: LocalAccount,
+    other: LocalAccount,
+    files: FileServer,
+) -> None:
+    job = submit(engine, consumer.address, files, run=False)
+    query = _py_query(other, job.job_id, "2")
+    query["consumerAddress"] = consumer.address
+    reply = client.put(COMPUTE, query_string=query)
+    assert reply.status_code == 400
+    assert reply.json["errors"]["signature"] == [
+        "Invalid signature: the signer is not consumerAddress."
+    ]
+    assert engine.get(job.job_id).status is JobStatus.WARMING_UP  # type: ignore[union-attr]
+    assert stored_nonce(client, consumer.address) == "1"
+
+
+def test_stop_someone_elses_job_is_404(
+    client: FlaskClient,
+    engine: Engine,
+    consumer: LocalAccount,
+    other: LocalAccount,
+    files: FileServer,
+) -> None:
+    job = submit(engine, other.address, files, run=False)
+    reply = client.put(COMPUTE, query_string=_py_query(consumer, job.job_id, "2"))
+    assert reply.status_code == 404 and reply.json == {"error": "Job not found"}
+    assert engine.get(job.job_id).status is JobStatus.WARMING_UP  # type: ignore[union-attr]
+
+
+# -- delete ------------------------------------------------------------------------------------
+
+
+def test_delete_ocean_py_answers_status_8_and_removes(
+    client: FlaskClient, engine: Engine, consumer: LocalAccount, files: FileServer
+) -> None:
+    job = submit(engine, consumer.address, files)
+    query = _py_query(consumer, job.job_id, next_nonce(client, consumer.address))
+    reply = client.delete(COMPUTE, query_string=query)
+    assert reply.status_code == 200, reply.json
+    assert reply.json[0]["jobId"] == job.job_id
+    assert reply.json[0]["status"] == 8
+    assert reply.json[0]["statusText"] == "Job deleted successfully"
+    assert engine.get(job.job_id) is None
+    assert client.delete(COMPUTE, query_string=query).status_code == 400  # replay
+
+
+def test_delete_ocean_js_signs_stored_plus_one_without_nonce_field(
+    client: FlaskClient, engine: Engine, consumer: LocalAccount, files: FileServer
+) -> None:
+    job = submit(engine, consumer.address, files)
+    client.get("/")  # ocean.js reads the root first; harmless here
+    stored = stored_nonce(client, consumer.address)
+    body = {
+        "consumerAddress": consumer.address,
+        "jobId": job.job_id,
+        "documentId": DID,
+        "signature": sign(consumer, consumer.address + job.job_id + DID + str(int(stored) + 1)),
+    }
+    reply = client.delete(COMPUTE, json=body)
+    assert reply.status_code == 200, reply.json
+    assert reply.json[0]["status"] == 8
+    assert stored_nonce(client, consumer.address) == str(int(stored) + 1)
+    replay = client.delete(COMPUTE, json=body)
+    assert replay.status_code == 400 and "signature" in replay.json["errors"]
+
+
+def test_delete_of_someone_elses_job_is_404_and_keeps_it(
+    client: FlaskClient,
+    engine: Engine,
+    consumer: LocalAccount,
+    other: LocalAccount,
+    files: FileServer,
+) -> None:
+    job = submit(engine, other.address, files)
+    reply = client.delete(COMPUTE, query_string=_py_query(consumer, job.job_id, "2"))
+    assert reply.status_code == 404
+    assert engine.get(job.job_id) is not None
+
+
+# -- computeResult -----------------------------------------------------------------------------
+
+
+def test_compute_result_streams_the_file(
+    client: FlaskClient, engine: Engine, consumer: LocalAccount, files: FileServer
+) -> None:
+    job = submit(engine, consumer.address, files)
+    index = next(r.index for r in job.results if r.filename == "summary.csv")
+    query = _result_query(consumer, job.job_id, index, next_nonce(client, consumer.address))
+    reply = client.get(RESULT, query_string=query, buffered=False)
+    assert reply.status_code == 200
+    assert reply.headers["Content-Disposition"] == "attachment;filename=summary.csv"
+    assert reply.headers["Content-Length"] == str(len(BIG))
+    assert reply.is_streamed
+    chunks = list(reply.response)
+    assert len(chunks) > 1 and b"".join(chunks) == BIG
+    reply.close()
+    again = client.get(RESULT, query_string=query)
+    assert again.status_code == 400 and "expected nonce" in again.json["errors"]["signature"][0]
+
+
+def test_compute_result_of_someone_elses_job_sends_no_bytes(
+    client: FlaskClient,
+    engine: Engine,
+    consumer: LocalAccount,
+    other: LocalAccount,
+    files: FileServer,
+) -> None:
+    job = submit(engine, other.address, files)
+    reply = client.get(RESULT, query_string=_result_query(consumer, job.job_id, 0, "2"))
+    assert reply.status_code == 404
+    assert reply.json == {"error": "Job not found"}
+    assert b"row,value" not in reply.data and "Content-Disposition" not in reply.headers
+
+
+def test_compute_result_signed_by_another_key_is_400(
+    client: FlaskClient,
+    engine: Engine,
+    consumer: LocalAccount,
+    other: LocalAccount,
+    files: FileServer,
+) -> None:
+    job = submit(engine, consumer.address, files)
+    query = _result_query(other, job.job_id, 0, "2")
+    query["consumerAddress"] = consumer.address
+    reply = client.get(RESULT, query_string=query)
+    assert reply.status_code == 400 and b"row,value" not in reply.data
+
+
+@pytest.mark.parametrize("past_end", [0, 1, 1000])
+def test_compute_result_index_out_of_range(
+    client: FlaskClient, engine: Engine, consumer: LocalAccount, files: FileServer, past_end: int
+) -> None:
+    job = submit(engine, consumer.address, files)
+    index = len(job.results) + past_end
+    query = _result_query(consumer, job.job_id, index, next_nonce(client, consumer.address))
+    reply = client.get(RESULT, query_string=query)
+    assert reply.status_code == 404 and reply.json == {"error": "Result not found"}
+    assert "Content-Disposition" not in reply.headers
+
+
+def test_compute_result_last_index_is_served(
+    client: FlaskClient, engine: Engine, consumer: LocalAccount, files: FileServer
+) -> None:
+    job = submit(engine, consumer.address, files)
+    last = job.results[-1]
+    query = _result_query(consumer, job.job_id, last.index, next_nonce(client, consumer.address))
+    reply = client.get(RESULT, query_string=query)
+    assert reply.status_code == 200 and len(reply.data) == last.filesize
+
+
+def test_compute_result_unknown_job(client: FlaskClient, consumer: LocalAccount) -> None:
+    reply = client.get(RESULT, query_string=_result_query(consumer, "nope", 0, "2"))
+    assert reply.status_code == 404
+
+
+def test_compute_result_deleted_file_is_404(
+    client: FlaskClient, engine: Engine, consumer: LocalAccount, files: FileServer
+) -> None:
+    job = submit(engine, consumer.address, files)
+    path, _ = engine.open_result(job.job_id, 0)
+    path.unlink()
+    query = _result_query(consumer, job.job_id, 0, next_nonce(client, consumer.address))
+    assert client.get(RESULT, query_string=query).status_code == 404
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def test_fifty_concurrent_requests_same_nonce_exactly_one_accepted(
+    app: Flask, engine: Engine, consumer: LocalAccount, files: FileServer
+) -> None:
+    job = submit(engine, consumer.address, files)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        import requests
+
+        base = f"http://127.0.0.1:{server.server_port}"
+        query = _result_query(consumer, job.job_id, 0, "2")
+        barrier = threading.Barrier(50)
+
+        def one(_: int) -> int:
+            barrier.wait()
+            with requests.get(base + RESULT, params=query, timeout=60) as reply:
+                return reply.status_code
+
+        with ThreadPoolExecutor(50) as pool:
+            codes = list(pool.map(one, range(50)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert codes.count(200) == 1, codes
+    assert codes.count(400) == 49, codes

@@ -1,0 +1,244 @@
+"""provider.nonces: Decimal comparison, malformed nonces, atomic consumption, verify_request."""
+
+from __future__ import annotations
+
+import doctest
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from sqlalchemy import Engine
+
+import provider.nonces as nonces
+from operator_engine.db import make_engine
+from provider.errors import RequestValidationError, SignatureError
+from provider.nonces import (
+    NonceStore,
+    next_nonce,
+    verify_request,
+    verify_with_next_nonce,
+)
+from provider.signatures import sign_text
+
+KEY = "0x" + "66" * 32
+ADDRESS = Account.from_key(KEY).address
+OTHER_KEY = "0x" + "77" * 32
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(db: Engine) -> NonceStore:
+    return NonceStore(db)
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(nonces).failed == 0
+
+
+def test_unknown_address_reads_as_one(store: NonceStore) -> None:
+    assert store.get(ADDRESS) == "1"
+
+
+def test_consume_stores_text_keyed_by_lowercased_address(store: NonceStore) -> None:
+    store.consume(ADDRESS.upper().replace("0X", "0x"), "5")
+    assert store.get(ADDRESS.lower()) == "5"
+    assert store.get(ADDRESS) == "5"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "accepted"),
+    [
+        ("2", "3", True),
+        ("5", "5", False),
+        ("5", "4", False),
+        ("5", "5.0", False),  # equal as decimals
+        ("5", "5.0000000000000000000000000000001", True),  # beyond float precision
+        ("1e3", "1001", True),
+        ("1e3", "999.99", False),
+        ("1700000000123", "1700000000124", True),  # ms timestamps
+        ("1700000000123456789", "1700000000123456788", False),  # ns timestamps
+        ("9" * 200, "1" + "0" * 200, True),  # huge digit strings compare exactly
+        ("9" * 200, "9" * 199 + "8", False),
+        ("2.5", "3", True),
+    ],
+)
+def test_strictly_greater_as_decimals(
+    store: NonceStore, first: str, second: str, accepted: bool
+) -> None:
+    store.consume(ADDRESS, first)
+    if accepted:
+        store.consume(ADDRESS, second)
+        assert store.get(ADDRESS) == second
+    else:
+        with pytest.raises(SignatureError, match=r"expected nonce \(.*\) > current nonce"):
+            store.consume(ADDRESS, second)
+        assert store.get(ADDRESS) == first
+
+
+def test_replay_message_names_both_nonces(store: NonceStore) -> None:
+    store.consume(ADDRESS, "5")
+    with pytest.raises(SignatureError) as info:
+        store.consume(ADDRESS, "5")
+    assert info.value.payload()["errors"] == {
+        "signature": ["Invalid signature expected nonce (5) > current nonce (5)."]
+    }
+
+
+@pytest.mark.parametrize("nonce", ["-5", "0", "1", "-1e9"])
+def test_not_above_initial_one_is_refused(store: NonceStore, nonce: str) -> None:
+    with pytest.raises(SignatureError):
+        store.consume(ADDRESS, nonce)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "NaN",
+        "nan",
+        "inf",
+        "-Infinity",
+        "Infinity",
+        "sNaN",
+        "abc",
+        "",
+        " 5",
+        "5 ",
+        "0x10",
+        "1_000",
+        "1e",
+        "--1",
+        "1.2.3",
+        "١٢",
+        "5\n",
+        "1" * 1025,
+        "1e1025",
+        "1e-1025",
+    ],
+)
+def test_malformed_nonces_are_400_under_nonce(store: NonceStore, bad: str) -> None:
+    with pytest.raises(RequestValidationError) as info:
+        store.consume(ADDRESS, bad)
+    assert "nonce" in info.value.errors
+    assert store.get(ADDRESS) == "1"
+
+
+def test_next_nonce_is_exact_for_long_values() -> None:
+    assert next_nonce("9" * 100) == "1" + "0" * 100
+    assert next_nonce("1e3") == "1001"
+
+
+def test_concurrent_consumers_same_nonce_exactly_one_wins(store: NonceStore) -> None:
+    store.consume(ADDRESS, "10")
+    outcomes: list[str] = []
+    barrier = threading.Barrier(50)
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            store.consume(ADDRESS, "11")
+            outcomes.append("ok")
+        except SignatureError:
+            outcomes.append("replay")
+
+    threads = [threading.Thread(target=attempt) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("ok") == 1
+    assert outcomes.count("replay") == 49
+
+
+def test_concurrent_first_use_of_an_address_exactly_one_wins(store: NonceStore) -> None:
+    outcomes: list[bool] = []
+    barrier = threading.Barrier(20)
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            store.consume(ADDRESS, "2")
+            outcomes.append(True)
+        except SignatureError:
+            outcomes.append(False)
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count(True) == 1
+
+
+@pytest.mark.postgres
+def test_postgres_cas_exactly_one_wins(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    try:
+        store = NonceStore(engine)
+        outcomes: list[bool] = []
+        barrier = threading.Barrier(20)
+
+        def attempt() -> None:
+            barrier.wait()
+            try:
+                store.consume(ADDRESS, "7")
+                outcomes.append(True)
+            except SignatureError:
+                outcomes.append(False)
+
+        threads = [threading.Thread(target=attempt) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert outcomes.count(True) == 1
+        assert store.get(ADDRESS) == "7"
+    finally:
+        engine.dispose()
+
+
+def test_verify_request_accepts_once(store: NonceStore) -> None:
+    signature = sign_text(KEY, ADDRESS + "job" + "2")
+    assert verify_request(ADDRESS, signature, "2", ADDRESS + "job", store=store) == "2"
+    with pytest.raises(SignatureError, match="expected nonce"):
+        verify_request(ADDRESS, signature, "2", ADDRESS + "job", store=store)
+
+
+def test_verify_request_other_key_does_not_move_the_nonce(store: NonceStore) -> None:
+    forged = sign_text(OTHER_KEY, ADDRESS + "job" + "9")
+    with pytest.raises(SignatureError, match="signer is not consumerAddress"):
+        verify_request(ADDRESS, forged, "9", ADDRESS + "job", store=store)
+    assert store.get(ADDRESS) == "1"
+
+
+@pytest.mark.parametrize(
+    ("signature", "nonce", "field", "message"),
+    [
+        (None, "2", "signature", "The signature field is required."),
+        ("", "2", "signature", "The signature field is required."),
+        ("0xsig", None, "nonce", "The nonce field is required."),
+        ("0xsig", "", "nonce", "The nonce field is required."),
+        ("0xsig", True, "nonce", "The nonce field must be a number."),
+    ],
+)
+def test_verify_request_missing_fields(
+    store: NonceStore, signature: object, nonce: object, field: str, message: str
+) -> None:
+    with pytest.raises(RequestValidationError) as info:
+        verify_request(ADDRESS, signature, nonce, "m", store=store)
+    assert info.value.errors == {field: [message]}
+
+
+def test_verify_with_next_nonce_signs_stored_plus_one(store: NonceStore) -> None:
+    store.consume(ADDRESS, "41")
+    signature = sign_text(KEY, "msg" + "42")
+    assert verify_with_next_nonce(ADDRESS, signature, "msg", store=store) == "42"
+    with pytest.raises(SignatureError):  # replay: stored is now 42, so 43 is expected
+        verify_with_next_nonce(ADDRESS, signature, "msg", store=store)

@@ -1,0 +1,122 @@
+"""computeResult streaming a result a real container produced (integration: real Docker)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from eth_account import Account
+from flask import Flask
+
+from operator_engine.api import Engine
+from operator_engine.docker_runner import DockerRunner
+from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
+from operator_engine.statuses import JobStatus
+from provider.app import create_app
+from tests.engine.conftest import FileServer
+from tests.provider.core_support import (
+    CONSUMER_KEY,
+    DID,
+    OTHER_KEY,
+    fake_web3,
+    make_settings,
+    sign_v01,
+)
+
+pytestmark = pytest.mark.integration
+ALGORITHM = """
+import os
+rows = open(os.environ["INPUTS"] + "/" + os.environ["DIDS"][2:-2] + "/0").read().splitlines()
+with open("/data/outputs/squares.csv", "w") as out:
+    for i in range(200000):
+        out.write(f"{i},{i * i}\\n")
+print("rows", len(rows))
+"""
+
+
+@pytest.fixture
+def docker_app(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> Iterator[tuple[Flask, Engine]]:
+    settings = make_settings(tmp_path)
+    engine = Engine.from_settings(settings, runner=DockerRunner(docker_client, pull=False))
+    yield create_app(settings, engine=engine, web3=fake_web3()), engine
+    engine.shutdown()
+    for cid, _job in engine.runner.containers():
+        engine.runner.remove(cid)
+    engine.db.dispose()
+
+
+def test_compute_result_streams_a_real_container_result(
+    docker_app: tuple[Flask, Engine], python_image: str
+) -> None:
+    app, engine = docker_app
+    consumer, other = Account.from_key(CONSUMER_KEY), Account.from_key(OTHER_KEY)
+    server = FileServer()
+    server.files["/data.csv"] = b"a,b\n1,2\n3,4\n"
+    try:
+        name, tag = python_image.rsplit(":", 1)
+        job = engine.submit(
+            JobRequest(
+                owner=consumer.address,
+                environment="free",
+                datasets=[
+                    DatasetInput(
+                        did=DID,
+                        ddo={"id": DID},
+                        service_id="s",
+                        files=[{"type": "url", "url": server.url("/data.csv")}],
+                    )
+                ],
+                algorithm=AlgorithmInput(
+                    container={"image": name, "tag": tag, "entrypoint": "python3 $ALGO"},
+                    rawcode=ALGORITHM,
+                ),
+            )
+        )
+        engine.run_until_idle(timeout=180)
+    finally:
+        server.close()
+    done = engine.get(job.job_id)
+    assert done is not None and done.status is JobStatus.FINISHED, done
+    result = next(r for r in done.results if r.filename == "squares.csv")
+    client = app.test_client()
+
+    def query(account, nonce: str) -> dict[str, str]:
+        return {
+            "consumerAddress": consumer.address,
+            "jobId": job.job_id,
+            "index": str(result.index),
+            "nonce": nonce,
+            "signature": sign_v01(
+                account, consumer.address + job.job_id + str(result.index) + nonce
+            ),
+        }
+
+    forged = client.get("/api/services/computeResult", query_string=query(other, "2"))
+    assert forged.status_code == 400 and b"0,0" not in forged.data
+    reply = client.get(
+        "/api/services/computeResult", query_string=query(consumer, "2"), buffered=False
+    )
+    assert reply.status_code == 200
+    assert reply.headers["Content-Disposition"] == "attachment;filename=squares.csv"
+    chunks = list(reply.response)
+    reply.close()
+    body = b"".join(chunks)
+    assert len(chunks) > 1 and len(body) == result.filesize
+    assert body.startswith(b"0,0\n1,1\n2,4\n")
+    if result.sha256:
+        assert hashlib.sha256(body).hexdigest() == result.sha256
+    log = next(r for r in done.results if r.type == "algorithmLog")
+    log_reply = client.get(
+        "/api/services/computeResult",
+        query_string={
+            **query(consumer, "3"),
+            "index": str(log.index),
+            "signature": sign_v01(consumer, consumer.address + job.job_id + str(log.index) + "3"),
+        },
+    )
+    assert log_reply.status_code == 200 and b"rows 3" in log_reply.data

@@ -1,0 +1,181 @@
+"""``tidewater chain``: a development chain with the real Ocean V4 contracts deployed.
+
+Starts ganache (chain id 8996, funded well-known dev accounts) or attaches to ``--rpc URL``
+with a funded deployer key, deploys the Ocean V4 stack from ``ocean-contracts``' artifacts,
+writes the Ocean address.json, prints what a provider needs (``export NETWORK_URL=…``) and
+keeps ganache running until Ctrl-C / SIGTERM (or exits at once with ``--no-wait``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import requests
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from contracts_abi.deploy import deploy_stack, read_address_file, write_address_file
+from contracts_abi.devchain import DEV_ACCOUNTS, Ganache, dev_account, rpc_chain_id
+from contracts_abi.errors import AddressFileError, ContractsError, DevChainError
+from tidewater.cli import CommandError
+from tidewater.settings import Settings, normalize_private_key
+
+HELP = "start a dev chain (ganache) with the Ocean V4 contracts deployed and write address.json"
+
+_SHOWN = ("Ocean", "Router", "ERC721Factory", "FixedPrice", "Dispenser")
+
+
+class _Stop(Exception):
+    pass
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8545, help="ganache port (default 8545)")
+    parser.add_argument(
+        "--rpc", metavar="URL", help="deploy to this running chain instead of starting ganache"
+    )
+    parser.add_argument(
+        "--deployer-key",
+        metavar="HEX",
+        help="funded 0x-hex key that deploys with --rpc (default: $DEPLOYER_PRIVATE_KEY)",
+    )
+    parser.add_argument(
+        "--address-file",
+        metavar="PATH",
+        type=Path,
+        help="where to write Ocean's address.json (default: $ADDRESS_FILE)",
+    )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="deploy and exit; a ganache started here keeps running in the background "
+        "(its PID is printed and written next to the address file as ganache.pid)",
+    )
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _attach(url: str, key_arg: str | None) -> tuple[Web3, LocalAccount]:
+    raw = key_arg or os.environ.get("DEPLOYER_PRIVATE_KEY") or ""
+    if not raw.strip():
+        raise CommandError(
+            "--rpc needs a funded deployer key: pass --deployer-key or set DEPLOYER_PRIVATE_KEY"
+        )
+    key = normalize_private_key(raw, "the deployer key (--deployer-key / DEPLOYER_PRIVATE_KEY)")
+    try:
+        rpc_chain_id(url, timeout=5.0)
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        raise CommandError(f"cannot reach the chain at {url}: {type(exc).__name__}") from None
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+    deployer = Account.from_key(key)
+    if w3.eth.get_balance(deployer.address) == 0:
+        raise CommandError(f"deployer {deployer.address} has no funds on {url}")
+    return w3, deployer
+
+
+def _port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _print_summary(
+    url: str, chain_id: int, address_file: Path, addresses: dict[str, Any], dev: bool
+) -> None:
+    _say(f"chain: {url} (chain id {chain_id})")
+    _say(f"address file: {address_file}")
+    for name in _SHOWN:
+        _say(f"  {name:<14} {addresses[name]}")
+    if dev:
+        _say("development accounts (public test keys: never use them on a real network):")
+        for name, key in DEV_ACCOUNTS.items():
+            _say(f"  {name:<10} {dev_account(name).address}  {key}")
+        _say(
+            f"export NETWORK_URL={url} PROVIDER_PRIVATE_KEY={DEV_ACCOUNTS['provider']} "
+            f"ADDRESS_FILE={address_file}"
+        )
+    else:
+        _say(f"export NETWORK_URL={url} ADDRESS_FILE={address_file}")
+        _say("(and PROVIDER_PRIVATE_KEY=<the provider's funded key on this chain>)")
+
+
+def _check_address_file(path: Path) -> None:
+    # Refuse to overwrite a malformed file the user may care about.
+    if path.exists():
+        try:
+            read_address_file(path, -1)
+        except AddressFileError as exc:
+            if "no entry for chain id" not in str(exc):
+                raise CommandError(str(exc)) from None
+
+
+def _wait(chain: Ganache) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stop
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    _say("ganache running: press Ctrl-C to stop")
+    try:
+        while chain.running:
+            time.sleep(0.5)
+        raise CommandError("ganache exited unexpectedly")
+    except (_Stop, KeyboardInterrupt):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    address_file = Path(args.address_file or settings.address_file).expanduser().resolve()
+    _check_address_file(address_file)
+    if args.rpc:
+        w3, deployer = _attach(args.rpc, args.deployer_key)
+        url, chain = args.rpc, None
+    else:
+        if not 0 < args.port < 65536:
+            raise CommandError(f"--port {args.port} is not a TCP port")
+        if not _port_is_free(args.port):
+            raise CommandError(f"port {args.port} is already in use: pick another with --port")
+        chain = Ganache(args.port)
+        try:
+            chain.start()
+        except DevChainError as exc:
+            raise CommandError(str(exc)) from None
+        url = chain.url
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+        deployer = dev_account("deployer")
+    try:
+        chain_id = w3.eth.chain_id
+        addresses = deploy_stack(w3, deployer)
+        write_address_file(address_file, addresses, chain_id)
+        _print_summary(url, chain_id, address_file, addresses, dev=chain is not None)
+        if chain is None:
+            return 0
+        if args.no_wait:
+            pid = chain.detach()
+            pid_file = address_file.parent / "ganache.pid"
+            pid_file.write_text(f"{pid}\n")
+            _say(f"ganache left running: pid {pid} (written to {pid_file}; stop: kill {pid})")
+            return 0
+        _wait(chain)
+        return 0
+    except (ContractsError, requests.RequestException) as exc:
+        raise CommandError(f"deploying the Ocean contracts failed: {exc}") from None
+    finally:
+        if chain is not None:
+            chain.stop()

@@ -1,0 +1,129 @@
+"""Processes the demo and benchmarks start: a loopback file server and ``tidewater serve``.
+
+Each is a context manager that stops what it started, so a failure or Ctrl-C leaves nothing
+running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def file_server(files: Mapping[str, bytes]) -> Iterator[str]:
+    """Serve ``files`` (path → bytes) on 127.0.0.1; yields the base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = files.get(self.path.split("?", 1)[0])
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="file-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class ServerFailed(RuntimeError):
+    """``tidewater serve`` exited or did not answer in time; the message holds its last output."""
+
+
+@contextmanager
+def provider_server(
+    env: Mapping[str, str],
+    *,
+    port: int | None = None,
+    extra_args: tuple[str, ...] = (),
+    log_path: Path | None = None,
+    ready_timeout: float = 60.0,
+) -> Iterator[str]:
+    """Run ``tidewater serve`` on 127.0.0.1 with ``env``; yields its base URL once ``GET /``
+    answers, and stops it (SIGTERM, then SIGKILL) on exit."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (log_path or Path(os.devnull)).open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tidewater.cli", "serve", "--host", "127.0.0.1",
+         "--port", str(port), *extra_args],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_ready(process, url, ready_timeout, log_path)
+        yield url
+    finally:
+        _stop(process)
+        log.close()
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes], url: str, timeout: float, log_path: Path | None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerFailed(f"tidewater serve exited with {process.returncode}{_tail(log_path)}")
+        try:
+            if requests.get(url + "/", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise ServerFailed(f"tidewater serve did not answer on {url} in {timeout:.0f} s"
+                       f"{_tail(log_path)}")
+
+
+def _tail(log_path: Path | None, lines: int = 5) -> str:
+    if log_path is None or not log_path.exists():
+        return ""
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-lines:]
+    return (": " + " | ".join(tail)) if tail else ""
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=5)
