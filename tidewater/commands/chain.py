@@ -39,6 +39,9 @@ class _Stop(Exception):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8545, help="ganache port (default 8545)")
     parser.add_argument(
+        "--host", default="127.0.0.1", help="address ganache binds (default 127.0.0.1)"
+    )
+    parser.add_argument(
         "--rpc", metavar="URL", help="deploy to this running chain instead of starting ganache"
     )
     parser.add_argument(
