@@ -10,7 +10,7 @@ import hashlib
 import json
 import lzma
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -154,19 +154,23 @@ def set_metadata(
     state: int = 0,
     decryptor_url: str = DEFAULT_DECRYPTOR_URL,
     decryptor_address: str | None = None,
+    encryptor: Callable[[bytes], bytes] | None = None,
 ) -> TxReceipt:
     """Store ``ddo`` on the data NFT with ``setMetaData``; return the receipt.
 
-    The plain bytes are lzma-compressed when ``compress`` (flag bit 0), then ECIES-encrypted
-    for ``encrypt_for_public_key`` when given (flag bit 1; the on-chain data is the raw
-    ciphertext). ``metaDataHash`` is sha256 of the plain bytes; ``metadataProofs`` is empty.
-    ``decryptor_address`` defaults to the address of the encryption key.
+    The plain bytes are lzma-compressed when ``compress`` (flag bit 0), then encrypted (flag
+    bit 1; the on-chain data is the raw ciphertext) either by ``encryptor`` (as ocean.py does,
+    through the provider's encrypt endpoint; pass ``decryptor_address`` with it) or locally with
+    ECIES for ``encrypt_for_public_key``. ``metaDataHash`` is sha256 of the plain bytes;
+    ``metadataProofs`` is empty. ``decryptor_address`` defaults to the address of the key.
     """
     plain = ddo_bytes(ddo)
     data, flags = plain, 0
     if compress:
         data, flags = lzma.compress(data), flags | FLAG_COMPRESSED
-    if encrypt_for_public_key is not None:
+    if encryptor is not None:
+        data, flags = encryptor(data), flags | FLAG_ENCRYPTED
+    elif encrypt_for_public_key is not None:
         data, flags = encrypt_for(encrypt_for_public_key, data), flags | FLAG_ENCRYPTED
         if decryptor_address is None:
             decryptor_address = public_key_address(encrypt_for_public_key)

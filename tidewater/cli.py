@@ -13,13 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from tidewater import __version__
+from tidewater.errors import CommandError
 from tidewater.settings import SettingsError
 
+__all__ = ["COMMANDS", "CommandError", "build_parser", "main"]
+
 COMMANDS = ("chain", "serve", "engine", "demo", "admin")
-
-
-class CommandError(RuntimeError):
-    """An expected failure: the message says what is wrong and how to fix it."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,8 +76,17 @@ def provider_server(
     url = f"http://127.0.0.1:{port}"
     log = (log_path or Path(os.devnull)).open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tidewater.cli", "serve", "--host", "127.0.0.1",
-         "--port", str(port), *extra_args],
+        [
+            sys.executable,
+            "-m",
+            "tidewater.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *extra_args,
+        ],
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -104,8 +113,9 @@ def _wait_ready(
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise ServerFailed(f"tidewater serve did not answer on {url} in {timeout:.0f} s"
-                       f"{_tail(log_path)}")
+    raise ServerFailed(
+        f"tidewater serve did not answer on {url} in {timeout:.0f} s{_tail(log_path)}"
+    )
 
 
 def _tail(log_path: Path | None, lines: int = 5) -> str:

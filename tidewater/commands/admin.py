@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from tidewater.cli import CommandError
+from tidewater.errors import CommandError
 
 HELP = "administer compute environments, batches and admin tokens"
 DEFAULT_URL = "http://127.0.0.1:8030"

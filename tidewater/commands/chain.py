@@ -24,7 +24,7 @@ from web3 import Web3
 from contracts_abi.deploy import deploy_stack, read_address_file, write_address_file
 from contracts_abi.devchain import DEV_ACCOUNTS, Ganache, dev_account, rpc_chain_id
 from contracts_abi.errors import AddressFileError, ContractsError, DevChainError
-from tidewater.cli import CommandError
+from tidewater.errors import CommandError
 from tidewater.settings import Settings, normalize_private_key
 
 HELP = "start a dev chain (ganache) with the Ocean V4 contracts deployed and write address.json"

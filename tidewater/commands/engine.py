@@ -8,7 +8,7 @@ import signal
 import threading
 from types import FrameType
 
-from tidewater.cli import CommandError
+from tidewater.errors import CommandError
 from tidewater.settings import Settings
 
 HELP = "run operator-engine workers (claim jobs from the store and run them in Docker)"

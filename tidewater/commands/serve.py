@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tidewater.cli import CommandError
+from tidewater.errors import CommandError
 from tidewater.settings import Settings
 
 HELP = "run the provider API (gunicorn) with the job engine in the same process"

@@ -1,0 +1,1 @@
+"""Files the demo publishes: the algorithm script the job container runs."""
