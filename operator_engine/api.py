@@ -128,7 +128,9 @@ class Engine:
             raise EnvironmentUnavailable(
                 f"compute environment {request.environment!r} takes no new jobs ({entry.status})"
             )
-        job, _created = self.store.insert(request, algo_did=algo_did)
+        job, created = self.store.insert(request, algo_did=algo_did)
+        if created:
+            self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
         self._wake.set()
         return job
 

@@ -14,6 +14,7 @@ import ipaddress
 import socket
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -159,9 +160,15 @@ def _session(allow_non_public: bool) -> requests.Session:
     return session
 
 
-def _stream(
-    file_obj: dict[str, Any], *, allow_non_public: bool, max_bytes: int, timeout: float
-) -> Iterator[bytes]:
+@contextmanager
+def open_url(
+    file_obj: Any, *, allow_non_public: bool, timeout: float
+) -> Iterator[requests.Response]:
+    """Check an Ocean ``url`` file object and open it, streamed, through the guarded session.
+
+    Raises :class:`FetchError` for a malformed object, a refused address (also after a
+    redirect), an answer other than 200, or a network error (also while the caller reads).
+    """
     if not isinstance(file_obj, dict):
         raise FetchError("file object must be a JSON object")
     kind = file_obj.get("type")
@@ -192,15 +199,7 @@ def _stream(
                         f"{method} {_redact(url)} answered HTTP {resp.status_code}",
                         f"the file server answered HTTP {resp.status_code}",
                     )
-                declared = resp.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise FetchError(f"file is {declared} bytes, over the {max_bytes}-byte limit")
-                total = 0
-                for chunk in resp.iter_content(CHUNK):
-                    total += len(chunk)
-                    if total > max_bytes:
-                        raise FetchError(f"file exceeds the {max_bytes}-byte limit")
-                    yield chunk
+                yield resp
         except requests.TooManyRedirects:
             raise FetchError(f"more than {MAX_REDIRECTS} redirects") from None
         except requests.RequestException as exc:
@@ -209,6 +208,21 @@ def _stream(
             raise FetchError(
                 f"cannot fetch {_redact(url)}: {reason}", f"cannot fetch the file ({public})"
             ) from None
+
+
+def _stream(
+    file_obj: dict[str, Any], *, allow_non_public: bool, max_bytes: int, timeout: float
+) -> Iterator[bytes]:
+    with open_url(file_obj, allow_non_public=allow_non_public, timeout=timeout) as resp:
+        declared = resp.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(f"file is {declared} bytes, over the {max_bytes}-byte limit")
+        total = 0
+        for chunk in resp.iter_content(CHUNK):
+            total += len(chunk)
+            if total > max_bytes:
+                raise FetchError(f"file exceeds the {max_bytes}-byte limit")
+            yield chunk
 
 
 def _redact(url: str) -> str:

@@ -547,6 +547,7 @@ class JobStore:
             )
 
     def touch_env(self, env_id: str) -> None:
+        """Record a job submitted to an admin-managed environment (no-op for file envs)."""
         with self.engine.begin() as conn:
             conn.execute(
                 compute_envs.update().where(compute_envs.c.id == env_id).values(last_used=utcnow())

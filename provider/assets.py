@@ -7,53 +7,17 @@ Backed by the embedded indexer (provider/indexer.py) by default, or by an Aquari
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import requests
 
+from provider.asset import Asset
 from provider.indexer import Indexer
 
 if TYPE_CHECKING:
     from provider.app import Services
 
 log = logging.getLogger(__name__)
-
-#: Metadata states (PROTOCOL §7).
-STATE_ACTIVE = 0
-STATE_END_OF_LIFE = 1
-STATE_DEPRECATED = 2
-STATE_REVOKED = 3
-STATE_ORDERING_DISABLED = 4
-STATE_UNLISTED = 5
-
-
-@dataclass(frozen=True)
-class Asset:
-    """A resolved asset: its DDO and the on-chain facts the provider checks."""
-
-    did: str
-    ddo: dict[str, Any]
-    state: int
-    nft_address: str
-    nft_owner: str
-    chain_id: int
-
-    @property
-    def services(self) -> list[dict[str, Any]]:
-        services = self.ddo.get("services")
-        return services if isinstance(services, list) else []
-
-    def service(self, service_id: str) -> tuple[int, dict[str, Any]] | None:
-        """(position, service) of the service called ``service_id``, or None."""
-        for index, service in enumerate(self.services):
-            if isinstance(service, dict) and service.get("id") == service_id:
-                return index, service
-        return None
-
-    @property
-    def asset_type(self) -> str:
-        return str((self.ddo.get("metadata") or {}).get("type") or "")
 
 
 class AssetResolver(Protocol):
@@ -74,16 +38,7 @@ class IndexerResolver:
             except Exception as exc:  # a chain outage reads as "not found", logged
                 log.warning("indexer catch-up failed: %s", exc)
             found = self.indexer.get(did)
-        if found is None:
-            return None
-        return Asset(
-            did=found.did,
-            ddo=found.ddo,
-            state=found.state,
-            nft_address=found.nft_address,
-            nft_owner=found.nft_owner,
-            chain_id=found.chain_id,
-        )
+        return found
 
 
 class AquariusResolver:

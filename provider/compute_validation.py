@@ -19,11 +19,7 @@ from web3 import Web3
 from contracts_abi.checksums import container_section_checksum, files_checksum
 from operator_engine.fetch import FetchError, fetch_bytes
 from operator_engine.models import AlgorithmInput, ComputeEnvironment, DatasetInput, JobRequest
-from provider.assets import (
-    STATE_ACTIVE,
-    STATE_UNLISTED,
-    Asset,
-)
+from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
 from provider.orders import Order, OrderError, OrderValidator, ProviderFeeInvalid

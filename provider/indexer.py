@@ -17,7 +17,6 @@ import logging
 import lzma
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import ecies
@@ -27,6 +26,7 @@ from web3.exceptions import Web3Exception
 
 from contracts_abi import load
 from contracts_abi.did import compute_did
+from provider.asset import Asset
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +57,6 @@ cursors = sa.Table(
 
 FLAG_LZMA = 1
 FLAG_ECIES = 2
-
-
-@dataclass(frozen=True)
-class IndexedAsset:
-    did: str
-    ddo: dict[str, Any]
-    state: int
-    nft_address: str
-    nft_owner: str
-    chain_id: int
 
 
 def _topic(abi: list[dict[str, Any]], name: str) -> str:
@@ -140,12 +130,12 @@ class Indexer:
             ).scalar()
         return int(value) if value is not None else self.start_block - 1
 
-    def get(self, did: str) -> IndexedAsset | None:
+    def get(self, did: str) -> Asset | None:
         with self.db.connect() as conn:
             row = conn.execute(sa.select(assets).where(assets.c.did == did)).mappings().first()
         if row is None:
             return None
-        return IndexedAsset(
+        return Asset(
             did=row["did"],
             ddo=json.loads(row["ddo"]),
             state=int(row["state"]),
@@ -259,7 +249,7 @@ class Indexer:
             self._thread = None
 
 
-def wait_indexed(indexer: Indexer, did: str, timeout: float = 5.0) -> IndexedAsset | None:
+def wait_indexed(indexer: Indexer, did: str, timeout: float = 5.0) -> Asset | None:
     """Sync until ``did`` appears or ``timeout`` passes (used by tests and tooling)."""
     deadline = time.monotonic() + timeout
     while True:

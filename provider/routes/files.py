@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import requests
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -36,28 +35,14 @@ def probe(file_obj: Any, *, allow_non_public: bool) -> dict[str, Any]:
     """Whether ``file_obj`` can be fetched, with its declared length and type (no body read)."""
     kind = file_obj.get("type") if isinstance(file_obj, dict) else None
     info: dict[str, Any] = {"valid": False, "contentLength": "", "contentType": "", "type": kind}
-    if kind != "url" or not isinstance(file_obj.get("url"), str):
-        return info
-    method = str(file_obj.get("method") or "GET").upper()
-    headers = file_obj.get("headers") if isinstance(file_obj.get("headers"), dict) else {}
-    if method not in ("GET", "POST"):
-        return info
     try:
-        fetch.check_url(file_obj["url"], allow_non_public=allow_non_public)
-        with fetch._session(allow_non_public) as session:
-            with session.request(
-                method,
-                file_obj["url"],
-                headers={str(k): str(v) for k, v in headers.items()},
-                stream=True,
-                timeout=(PROBE_TIMEOUT_S, PROBE_TIMEOUT_S),
-                allow_redirects=True,
-            ) as resp:
-                if resp.status_code == 200:
-                    info["valid"] = True
-                    info["contentLength"] = resp.headers.get("Content-Length", "")
-                    info["contentType"] = resp.headers.get("Content-Type", "")
-    except (fetch.FetchError, OSError, ValueError, requests.RequestException):
+        with fetch.open_url(
+            file_obj, allow_non_public=allow_non_public, timeout=PROBE_TIMEOUT_S
+        ) as resp:
+            info["valid"] = True
+            info["contentLength"] = resp.headers.get("Content-Length", "")
+            info["contentType"] = resp.headers.get("Content-Type", "")
+    except (fetch.FetchError, OSError, ValueError):
         pass
     return info
 

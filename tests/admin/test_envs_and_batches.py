@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from flask import Flask
 
+from operator_engine.api import Engine
 from operator_engine.environments import EnvironmentRegistry
+from operator_engine.runner import FakeRunner
 from operator_engine.statuses import JobStatus
 from operator_engine.store import JobStore
 from provider.admin.envs import EnvAdmin
-from tests.admin.conftest import env_body, submit
+from provider.admin.routes import bp
+from provider.admin.tokens import TokenStore
+from tests.admin.conftest import Admin, env_body, submit
+from tests.engine.helpers import env, request, settings_for
 
 
 def _claim(store: JobStore, registry: EnvironmentRegistry) -> Any:
@@ -115,3 +123,22 @@ def test_batches_views_and_delete(admin, store) -> None:  # type: ignore[no-unty
     assert admin.get("/api/batches/small/jobs/other").status_code == 404
     assert admin.delete("/api/batches/small").status_code == 204
     assert store.row(job_id).stopreq == 1
+
+
+def test_last_used_is_recorded_at_submit_and_survives_job_deletion(tmp_path: Path) -> None:
+    engine = Engine.from_settings(settings_for(tmp_path, [env()]), runner=FakeRunner())
+    app = Flask("admin-last-used")
+    app.extensions["tidewater"] = SimpleNamespace(
+        db=engine.db, settings=engine.settings, engine=engine
+    )
+    app.register_blueprint(bp)
+    api = Admin(app.test_client(), TokenStore(engine.db).create("t"))
+    assert api.post("/api/compute-envs", json=env_body("small")).status_code == 200
+    assert api.get("/api/compute-envs/small").json["lastUsed"] is None
+
+    job = engine.submit(request(environment="small"))
+    used = api.get("/api/compute-envs/small").json["lastUsed"]
+    assert used is not None
+    engine.delete(job.job_id)
+    assert engine.get(job.job_id) is None
+    assert api.get("/api/compute-envs/small").json["lastUsed"] == used
