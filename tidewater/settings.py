@@ -17,6 +17,7 @@ from typing import Any
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 #: Every environment variable tidewater reads, with its default and meaning (the README's
 #: configuration table is checked against this by a test).
@@ -30,6 +31,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "ALLOW_NON_PUBLIC_IP": ("false", "allow dataset/algorithm URLs on loopback/private nets"),
     "TIDEWATER_ENVIRONMENTS": ("(built-in free env)", "JSON or YAML file of compute envs"),
     "TIDEWATER_WORKERS": ("2", "engine worker threads run inside `tidewater serve`"),
+    "AUTHORIZED_DECRYPTERS": ("(provider only)", "comma-separated addresses that may decrypt DDOs"),
     "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
     "TIDEWATER_ADMIN_TOKEN": ("(none)", "admin token `tidewater admin` sends (client side only)"),
     "TIDEWATER_LOG_LEVEL": ("INFO", "log level (DEBUG, INFO, WARNING, ERROR)"),
@@ -65,6 +67,15 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of 0x addresses, lowercased; empty when unset."""
+    items = [item.strip() for item in (env.get(name) or "").replace("\n", ",").split(",")]
+    bad = [item for item in items if item and not _ADDRESS_RE.match(item)]
+    if bad:
+        raise SettingsError(f"{name}: {bad[0]!r} is not an address (0x followed by 40 hex digits)")
+    return tuple(item.lower() for item in items if item)
+
+
 def normalize_private_key(raw: str, name: str = "PROVIDER_PRIVATE_KEY") -> str:
     """Return ``raw`` as a 0x-prefixed 64-hex-digit key, or raise :class:`SettingsError`."""
     value = raw.strip()
@@ -86,6 +97,7 @@ class Settings:
     environments_file: Path | None = None
     workers: int = 2
     aquarius_url: str | None = None
+    authorized_decrypters: tuple[str, ...] = ()
     log_level: str = "INFO"
 
     @classmethod
@@ -113,6 +125,7 @@ class Settings:
             environments_file=Path(envs_file).expanduser() if envs_file else None,
             workers=_int(env, "TIDEWATER_WORKERS", 2),
             aquarius_url=env.get("AQUARIUS_URL") or None,
+            authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),
             log_level=log_level,
         )
 

@@ -1,9 +1,10 @@
 """``POST /api/services/decrypt``: return a DDO that was published encrypted for this provider.
 
 Signed (PROTOCOL.md §3): ``(transactionId or dataNftAddress) + decrypterAddress + chainId``
-followed by the nonce. As the reference provider does with ``AUTHORIZED_DECRYPTERS``, only
-authorised decrypters may call it; tidewater authorises the provider's own address (so no
-third party can read encrypted DDOs) and answers 403 ``Decrypter not authorized`` otherwise.
+followed by the nonce. Only authorised decrypters may call it: the provider's own address plus
+the addresses in ``AUTHORIZED_DECRYPTERS`` (e.g. the metadata cache indexing this provider's
+assets), so no third party can read encrypted DDOs; anyone else gets 403
+``Decrypter not authorized``.
 
 The document comes from the ``MetadataCreated``/``MetadataUpdated`` log the data NFT emitted in
 ``transactionId``, or from ``encryptedDocument`` + ``flags`` + ``documentHash`` in the body; the
@@ -46,8 +47,8 @@ _STATE_ALLOWED = {0, 4, 5}
 
 
 def authorized_decrypters(svc: Services) -> set[str]:
-    """Lowercased addresses allowed to decrypt (the provider itself)."""
-    return {svc.provider_address.lower()}
+    """Lowercased addresses allowed to decrypt: the provider and ``AUTHORIZED_DECRYPTERS``."""
+    return {svc.provider_address.lower(), *svc.settings.authorized_decrypters}
 
 
 def _hex_bytes(params: dict[str, Any], name: str) -> bytes:

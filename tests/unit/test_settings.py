@@ -30,6 +30,7 @@ def test_key_is_normalized_and_hidden_from_repr() -> None:
         ({"NETWORK_URL": "localhost:8545"}, "NETWORK_URL"),
         ({"TIDEWATER_WORKERS": "two"}, "TIDEWATER_WORKERS"),
         ({"TIDEWATER_LOG_LEVEL": "LOUD"}, "TIDEWATER_LOG_LEVEL"),
+        ({"AUTHORIZED_DECRYPTERS": "0x12, aquarius"}, "AUTHORIZED_DECRYPTERS"),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], names: str) -> None:
@@ -40,3 +41,10 @@ def test_malformed_values_name_the_variable(env: dict[str, str], names: str) -> 
 def test_missing_key_says_how_to_fix() -> None:
     with pytest.raises(SettingsError, match="PROVIDER_PRIVATE_KEY is not set"):
         Settings.from_env({}).require_private_key()
+
+
+def test_authorized_decrypters_are_a_lowercased_address_list() -> None:
+    a, b = "0x" + "Ab" * 20, "0x" + "cD" * 20
+    assert Settings.from_env({}).authorized_decrypters == ()
+    parsed = Settings.from_env({"AUTHORIZED_DECRYPTERS": f" {a},{b} ,"}).authorized_decrypters
+    assert parsed == (a.lower(), b.lower())
