@@ -7,6 +7,7 @@ Backed by the embedded indexer (provider/indexer.py) by default, or by an Aquari
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Protocol
 
 import requests
@@ -25,20 +26,26 @@ class AssetResolver(Protocol):
 
 
 class IndexerResolver:
-    """Resolves from the embedded indexer; a miss triggers one bounded catch-up first."""
+    """Resolves from the embedded indexer, caught up with the chain first.
 
-    def __init__(self, indexer: Indexer) -> None:
+    Every lookup first indexes blocks mined since the last catch-up (at most one catch-up per
+    ``max_age`` seconds), so a DDO update or a state change (revoked, deprecated…) is seen by
+    the next request, not only by a lookup that misses.
+    """
+
+    def __init__(self, indexer: Indexer, max_age: float = 1.0) -> None:
         self.indexer = indexer
+        self.max_age = max_age
+        self._synced_at = float("-inf")
 
     def resolve(self, did: str) -> Asset | None:
-        found = self.indexer.get(did)
-        if found is None:
+        if time.monotonic() - self._synced_at >= self.max_age or self.indexer.get(did) is None:
             try:
                 self.indexer.sync()
-            except Exception as exc:  # a chain outage reads as "not found", logged
+                self._synced_at = time.monotonic()
+            except Exception as exc:  # a chain outage serves what is indexed, logged
                 log.warning("indexer catch-up failed: %s", exc)
-            found = self.indexer.get(did)
-        return found
+        return self.indexer.get(did)
 
 
 class AquariusResolver:
