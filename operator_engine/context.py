@@ -49,7 +49,7 @@ class JobContext:
     runner: ContainerRunner
     allow_non_public_ip: bool
     is_cancelled: Callable[[], bool]
-    on_container: Callable[[str], None] = lambda _cid: None
+    on_container: Callable[[str], object] = lambda _cid: None
     should_yield: Callable[[], bool] = lambda: False  # the engine is shutting down
     fetch_timeout: float = 30.0
     state: dict[str, Any] = field(default_factory=dict)

@@ -361,7 +361,7 @@ class JobStore:
         with self.engine.begin() as conn:
             if not self.is_sqlite:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CLAIM_LOCK_KEY)))
-            busy = dict(
+            busy: dict[str, int] = dict(
                 conn.execute(
                     sa.select(jobs.c.environment, sa.func.count())
                     .where(jobs.c.status.in_(in_flight))
