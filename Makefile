@@ -24,7 +24,7 @@ test: bootstrap
 	$(BIN)/pytest
 
 lint: bootstrap
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy tidewater provider operator_engine contracts_abi
 
 chain: bootstrap
 	$(BIN)/tidewater chain
