@@ -30,7 +30,10 @@ def free_port() -> int:
 
 @contextmanager
 def file_server(files: Mapping[str, bytes]) -> Iterator[str]:
-    """Serve ``files`` (path → bytes) on 127.0.0.1; yields the base URL."""
+    """Serve ``files`` (path → bytes) on 127.0.0.1; yields the base URL.
+
+    ``files`` is read on every request, so a dict may be added to while it is being served.
+    """
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -27,11 +27,11 @@ from contracts_abi.fees import (
     sign_provider_fee,
 )
 from contracts_abi.publish import ZERO_ADDRESS
+from tests.fixtures.publishing import SERVICE_ENDPOINT, ddo_fields
 
 pytestmark = pytest.mark.integration
 
 ONE = 10**18
-SERVICE_ENDPOINT = "http://127.0.0.1:8030"
 
 
 def _provider_public_key(key: str) -> bytes:
@@ -45,6 +45,27 @@ def _publish(
 ) -> publish.PublishedToken:
     return publish.create_data_nft_with_datatoken(
         w3, publisher, deployed, name=name, symbol=name[:4].upper()
+    )
+
+
+def _start_order(
+    w3: Web3,
+    payer: LocalAccount,
+    datatoken: str,
+    fee: dict[str, Any],
+    *,
+    consumer_address: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``payer``'s startOrder of service 0 for ``consumer_address`` (default: the payer)."""
+    return publish.start_order(
+        w3,
+        payer,
+        datatoken,
+        consumer_address=consumer_address or payer.address,
+        service_index=0,
+        provider_fee=fee,
+        **kwargs,
     )
 
 
@@ -109,12 +130,7 @@ def test_plain_dataset_metadata_on_chain(
         ),
     )
     ddo = publish.dataset_ddo(
-        nft_address=token.nft_address,
-        chain_id=w3.eth.chain_id,
-        owner=publisher_account.address,
-        datatoken_address=token.datatoken_address,
-        files=files,
-        service_endpoint=SERVICE_ENDPOINT,
+        **ddo_fields(token, chain_id=w3.eth.chain_id, owner=publisher_account.address, files=files)
     )
     assert ddo["id"] == token.did and ddo["services"][0]["type"] == "compute"
     receipt = publish.set_metadata(w3, publisher_account, token.nft_address, ddo)
@@ -150,13 +166,8 @@ def test_encrypted_algorithm_metadata_on_chain(
         "checksum": "sha256:" + "ab" * 32,
     }
     ddo = publish.algorithm_ddo(
-        nft_address=token.nft_address,
-        chain_id=w3.eth.chain_id,
-        owner=publisher_account.address,
-        datatoken_address=token.datatoken_address,
-        files="0x00",
-        service_endpoint=SERVICE_ENDPOINT,
         container=container,
+        **ddo_fields(token, chain_id=w3.eth.chain_id, owner=publisher_account.address),
     )
     public_key = _provider_public_key(provider_private_key)
     receipt = publish.set_metadata(
@@ -214,14 +225,7 @@ def test_start_order_with_provider_fee(
     collector_before = dt_c.functions.balanceOf(publisher_account.address).call()
     consumer_before = dt_c.functions.balanceOf(consumer_account.address).call()
 
-    receipt = publish.start_order(
-        w3,
-        consumer_account,
-        dt,
-        consumer_address=other_account.address,
-        service_index=0,
-        provider_fee=fee,
-    )
+    receipt = _start_order(w3, consumer_account, dt, fee, consumer_address=other_account.address)
 
     [started] = decode_events(w3, "ERC20Template", "OrderStarted", receipt, dt)
     assert started["consumer"] == other_account.address
@@ -264,15 +268,8 @@ def test_expired_fee_is_accepted_on_chain_so_the_provider_must_check_it(
     # ERC20Template checks the fee's signature but not its validUntil: an order with an
     # expired fee succeeds, and only the provider (PROTOCOL §5) can refuse it.
     fee = _fee(provider_private_key, ordered_token.datatoken_address, "svc", valid_for=-3600)
-    receipt = publish.start_order(
-        w3,
-        consumer_account,
-        ordered_token.datatoken_address,
-        consumer_address=consumer_account.address,
-        service_index=0,
-        provider_fee=fee,
-    )
     dt = ordered_token.datatoken_address
+    receipt = _start_order(w3, consumer_account, dt, fee)
     [logged] = decode_events(w3, "ERC20Template", "ProviderFee", receipt, dt)
     assert logged["validUntil"] == fee["validUntil"] < time.time()
 
@@ -289,14 +286,7 @@ def test_forged_fee_is_rejected_with_its_reason(
     fee = _fee(DEV_ACCOUNTS["consumer"], ordered_token.datatoken_address, "svc")
     fee["providerFeeAddress"] = provider_account.address
     with pytest.raises(TxFailed) as failure:
-        publish.start_order(
-            w3,
-            consumer_account,
-            ordered_token.datatoken_address,
-            consumer_address=consumer_account.address,
-            service_index=0,
-            provider_fee=fee,
-        )
+        _start_order(w3, consumer_account, ordered_token.datatoken_address, fee)
     assert failure.value.reason == "Invalid provider fee"
 
 
@@ -312,15 +302,7 @@ def test_tampered_fee_amount_is_rejected(
     )
     fee["providerFeeAmount"] = "1"  # signed for 0
     with pytest.raises(TxFailed, match="Invalid provider fee"):
-        publish.start_order(
-            w3,
-            consumer_account,
-            ordered_token.datatoken_address,
-            consumer_address=consumer_account.address,
-            service_index=0,
-            provider_fee=fee,
-            approve_fees=False,
-        )
+        _start_order(w3, consumer_account, ordered_token.datatoken_address, fee, approve_fees=False)
 
 
 def test_order_without_datatokens_reverts(
@@ -333,12 +315,5 @@ def test_order_without_datatokens_reverts(
     token = _publish(w3, publisher_account, deployed, "Empty")
     fee = _fee(provider_private_key, token.datatoken_address, "svc")
     with pytest.raises(TxFailed) as failure:
-        publish.start_order(
-            w3,
-            other_account,
-            token.datatoken_address,
-            consumer_address=other_account.address,
-            service_index=0,
-            provider_fee=fee,
-        )
+        _start_order(w3, other_account, token.datatoken_address, fee)
     assert failure.value.reason

@@ -3,9 +3,7 @@ and the real Ocean contracts on ganache (publishing goes through contracts_abi.p
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,6 +18,8 @@ from web3 import Web3
 
 from contracts_abi import publish
 from provider.signatures import sign_text, signed_text
+from tests.fixtures.publishing import ddo_fields
+from tidewater import stack
 
 ONE = 10**18
 
@@ -34,47 +34,22 @@ class Published:
 
 
 class FileServer:
-    """A tiny HTTP server on 127.0.0.1 serving ``files`` (path -> bytes)."""
+    """Files served by ``tidewater.stack.file_server`` on 127.0.0.1; ``add`` works while it runs."""
 
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        files = self.files
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def __init__(self, base_url: str, files: dict[str, bytes]) -> None:
+        self.base_url = base_url
+        self.files = files
 
     def add(self, path: str, body: bytes) -> str:
         self.files[path] = body
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        return self.base_url + path
 
 
 @contextmanager
 def file_server() -> Iterator[FileServer]:
-    server = FileServer()
-    try:
-        yield server
-    finally:
-        server.close()
+    files: dict[str, bytes] = {}  # stack's server looks each request up in this very dict
+    with stack.file_server(files) as base_url:
+        yield FileServer(base_url, files)
 
 
 @dataclass
@@ -217,14 +192,9 @@ class Flow:
         )
         payload = publish.files_payload(token.datatoken_address, token.nft_address, files)
         encrypted = files_override or self.encrypt(payload)
-        common = {
-            "nft_address": token.nft_address,
-            "chain_id": self.chain_id,
-            "owner": self.publisher.address,
-            "datatoken_address": token.datatoken_address,
-            "files": encrypted,
-            "service_endpoint": "http://127.0.0.1:8030",
-        }
+        common = ddo_fields(
+            token, chain_id=self.chain_id, owner=self.publisher.address, files=encrypted
+        )
         if kind == "algorithm":
             ddo = publish.algorithm_ddo(container=dict(container or {}), **common, **ddo_kwargs)
         else:

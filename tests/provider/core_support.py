@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +36,7 @@ DID = "did:op:" + "ab" * 32
 #: What the fake algorithm leaves in /data/outputs (big enough to stream in several chunks).
 BIG = b"row,value\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(80_000))
 OUTPUTS = {"summary.csv": BIG, "note.txt": b"done\n"}
+FAKE_CONTAINER = {"image": "tidewater/fake", "tag": "1", "entrypoint": "python3 $ALGO"}
 ENVS = [
     {
         "id": "free",
@@ -127,26 +128,34 @@ def other_fixture() -> LocalAccount:
     return Account.from_key(OTHER_KEY)
 
 
+def job_request(
+    owner: str,
+    data_url: str,
+    *,
+    container: Mapping[str, str] = FAKE_CONTAINER,
+    rawcode: str = "print('hi')",
+    service_id: str = "svc",
+) -> JobRequest:
+    """``owner``'s request to run ``rawcode`` in ``container`` on env ``free`` over dataset DID,
+    whose one file is ``data_url``."""
+    return JobRequest(
+        owner=owner,
+        environment="free",
+        datasets=[
+            DatasetInput(
+                did=DID,
+                ddo={"id": DID},
+                service_id=service_id,
+                files=[{"type": "url", "url": data_url}],
+            )
+        ],
+        algorithm=AlgorithmInput(container=dict(container), rawcode=rawcode),
+    )
+
+
 def submit(engine: Engine, owner: str, files: FileServer, *, run: bool = True) -> Job:
     """A job of ``owner`` on env ``free`` (finished with OUTPUTS when ``run``)."""
-    job = engine.submit(
-        JobRequest(
-            owner=owner,
-            environment="free",
-            datasets=[
-                DatasetInput(
-                    did=DID,
-                    ddo={"id": DID},
-                    service_id="svc",
-                    files=[{"type": "url", "url": files.url("/data.csv")}],
-                )
-            ],
-            algorithm=AlgorithmInput(
-                container={"image": "tidewater/fake", "tag": "1", "entrypoint": "python3 $ALGO"},
-                rawcode="print('hi')",
-            ),
-        )
-    )
+    job = engine.submit(job_request(owner, files.url("/data.csv")))
     if run:
         engine.run_until_idle()
     found = engine.get(job.job_id)
@@ -162,6 +171,20 @@ def sign_v01(account: LocalAccount, text: str) -> str:
     """The same signature with v as 0/1 (what ocean.py sends)."""
     signature = sign(account, text)
     return signature[:-2] + f"{int(signature[-2:], 16) - 27:02x}"
+
+
+def result_query(
+    signer: LocalAccount, job_id: str, index: int, nonce: str, *, address: str = ""
+) -> dict[str, str]:
+    """ocean.py's computeResult query, signed by ``signer``, for ``address`` (default: its own)."""
+    address = address or signer.address
+    return {
+        "consumerAddress": address,
+        "jobId": job_id,
+        "index": str(index),
+        "nonce": nonce,
+        "signature": sign_v01(signer, address + job_id + str(index) + nonce),
+    }
 
 
 def stored_nonce(client: FlaskClient, address: str) -> str:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,38 +11,12 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from contracts_abi import publish
-from tests.provider.chainflow import ALGORITHM, Flow, Published, container_for, open_flow
+from tests.provider.chainflow import ALGORITHM, Flow, Published, container_for
 
 pytestmark = pytest.mark.integration
 
 UNKNOWN_TX = "0x" + "ab" * 32
 UNKNOWN_DID = "did:op:" + "0" * 64
-
-
-@pytest.fixture(scope="module")
-def flow(
-    tmp_path_factory: pytest.TempPathFactory,
-    ganache: Any,
-    w3: Web3,
-    deployed: dict[str, Any],
-    address_file: Path,
-    provider_private_key: str,
-    publisher_account: LocalAccount,
-    consumer_account: LocalAccount,
-    deployer_account: LocalAccount,
-) -> Iterator[Flow]:
-    with open_flow(
-        tmp_path_factory.mktemp("errors"),
-        ganache_url=ganache.url,
-        w3=w3,
-        deployed=deployed,
-        address_file=address_file,
-        provider_key=provider_private_key,
-        publisher=publisher_account,
-        consumer=consumer_account,
-        deployer=deployer_account,
-    ) as opened:
-        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
 from flask import Flask
+from flask.testing import FlaskClient
 from hexbytes import HexBytes
 from web3 import Web3
 
@@ -42,118 +44,133 @@ def chain_app(tmp_path: Path, w3: Web3, address_file: Path, provider_private_key
     return create_app(settings, engine=engine, web3=w3)
 
 
-def _publish(
-    w3: Web3, publisher: LocalAccount, deployed: dict[str, Any], key: str, *, state: int = 0
-) -> tuple[str, str]:
-    token = publish.create_data_nft_with_datatoken(
-        w3, publisher, deployed, name="Secret", symbol="SEC"
-    )
-    receipt = publish.set_metadata(
-        w3,
-        publisher,
-        token.nft_address,
-        {**DDO, "nftAddress": token.nft_address},
-        encrypt_for_public_key=public_key_hex(key),
-        compress=True,
-        state=state,
-    )
-    return token.nft_address, HexBytes(receipt["transactionHash"]).to_0x_hex()
+@dataclass
+class Decrypt:
+    """Publishes encrypted DDOs and asks the provider app to decrypt them."""
+
+    client: FlaskClient
+    w3: Web3
+    publisher: LocalAccount
+    deployed: dict[str, Any]
+    provider_address: str
+    provider_key: str
+
+    def publish(self, *, state: int = 0) -> tuple[str, str]:
+        """A DDO encrypted for the provider and compressed, set on a new NFT: (NFT, tx)."""
+        token = publish.create_data_nft_with_datatoken(
+            self.w3, self.publisher, self.deployed, name="Secret", symbol="SEC"
+        )
+        receipt = publish.set_metadata(
+            self.w3,
+            self.publisher,
+            token.nft_address,
+            {**DDO, "nftAddress": token.nft_address},
+            encrypt_for_public_key=public_key_hex(self.provider_key),
+            compress=True,
+            state=state,
+        )
+        return token.nft_address, HexBytes(receipt["transactionHash"]).to_0x_hex()
+
+    def body(
+        self, nft: str, tx: str, nonce: str, *, signer: LocalAccount | None = None
+    ) -> dict[str, Any]:
+        """A decrypt request signed by ``signer`` (default: the provider itself)."""
+        key = "0x" + bytes(signer.key).hex() if signer else self.provider_key
+        address = signer.address if signer else self.provider_address
+        chain_id = self.w3.eth.chain_id
+        return {
+            "decrypterAddress": address,
+            "chainId": chain_id,
+            "transactionId": tx,
+            "dataNftAddress": nft,
+            "nonce": nonce,
+            "signature": sign_text(key, tx + address + str(chain_id) + nonce),
+        }
+
+    def post(self, body: dict[str, Any]) -> Any:
+        return self.client.post("/api/services/decrypt", json=body)
 
 
-def _body(key: str, address: str, nft: str, tx: str, chain_id: int, nonce: str) -> dict:
-    return {
-        "decrypterAddress": address,
-        "chainId": chain_id,
-        "transactionId": tx,
-        "dataNftAddress": nft,
-        "nonce": nonce,
-        "signature": sign_text(key, tx + address + str(chain_id) + nonce),
-    }
-
-
-def test_provider_decrypts_an_encrypted_compressed_ddo(
+@pytest.fixture
+def decrypt(
     chain_app: Flask,
     w3: Web3,
     publisher_account: LocalAccount,
     deployed: dict[str, Any],
     provider_account: LocalAccount,
     provider_private_key: str,
-    caplog: pytest.LogCaptureFixture,
+) -> Decrypt:
+    return Decrypt(
+        client=chain_app.test_client(),
+        w3=w3,
+        publisher=publisher_account,
+        deployed=deployed,
+        provider_address=provider_account.address,
+        provider_key=provider_private_key,
+    )
+
+
+def test_provider_decrypts_an_encrypted_compressed_ddo(
+    decrypt: Decrypt, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    nft, tx = _publish(w3, publisher_account, deployed, provider_private_key)
-    client = chain_app.test_client()
-    body = _body(
-        provider_private_key, provider_account.address, nft, tx, w3.eth.chain_id, "1700000000001"
-    )
-    reply = client.post("/api/services/decrypt", json=body)
+    nft, tx = decrypt.publish()
+    body = decrypt.body(nft, tx, "1700000000001")
+    reply = decrypt.post(body)
     assert reply.status_code == 201, reply.get_data(as_text=True)
     assert reply.mimetype == "text/plain"
     assert json.loads(reply.data)["metadata"]["name"] == "secret dataset"
-    assert client.post("/api/services/decrypt", json=body).status_code == 400  # replay
+    assert decrypt.post(body).status_code == 400  # replay
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "secret dataset" not in logged and body["signature"][2:40] not in logged
 
 
-def test_other_decrypters_are_403(
-    chain_app: Flask,
-    w3: Web3,
-    publisher_account: LocalAccount,
-    deployed: dict[str, Any],
-    consumer_account: LocalAccount,
-    provider_private_key: str,
-) -> None:
-    nft, tx = _publish(w3, publisher_account, deployed, provider_private_key)
-    key = "0x" + bytes(consumer_account.key).hex()
-    body = _body(key, consumer_account.address, nft, tx, w3.eth.chain_id, "5")
-    reply = chain_app.test_client().post("/api/services/decrypt", json=body)
+def test_other_decrypters_are_403(decrypt: Decrypt, consumer_account: LocalAccount) -> None:
+    nft, tx = decrypt.publish()
+    reply = decrypt.post(decrypt.body(nft, tx, "5", signer=consumer_account))
     assert reply.status_code == 403 and reply.json == {"error": "Decrypter not authorized"}
 
 
-def test_revoked_asset_is_403(
-    chain_app: Flask,
-    w3: Web3,
-    publisher_account: LocalAccount,
-    deployed: dict[str, Any],
-    provider_account: LocalAccount,
-    provider_private_key: str,
-) -> None:
-    nft, tx = _publish(w3, publisher_account, deployed, provider_private_key, state=3)
-    body = _body(
-        provider_private_key, provider_account.address, nft, tx, w3.eth.chain_id, "1700000000002"
-    )
-    reply = chain_app.test_client().post("/api/services/decrypt", json=body)
+def test_revoked_asset_is_403(decrypt: Decrypt) -> None:
+    nft, tx = decrypt.publish(state=3)
+    reply = decrypt.post(decrypt.body(nft, tx, "1700000000002"))
     assert reply.status_code == 403 and reply.json == {"error": "Asset revoked"}
 
 
 def test_nft_not_from_the_factory_and_unknown_tx_are_400(
-    chain_app: Flask,
-    w3: Web3,
-    publisher_account: LocalAccount,
-    deployed: dict[str, Any],
-    provider_account: LocalAccount,
-    provider_private_key: str,
+    decrypt: Decrypt, publisher_account: LocalAccount
 ) -> None:
-    nft, _tx = _publish(w3, publisher_account, deployed, provider_private_key)
-    client = chain_app.test_client()
-    chain_id = w3.eth.chain_id
-    stranger = _body(
-        provider_private_key,
-        provider_account.address,
-        publisher_account.address,
-        "0x" + "11" * 32,
-        chain_id,
-        "1700000000003",
-    )
-    reply = client.post("/api/services/decrypt", json=stranger)
+    nft, _tx = decrypt.publish()
+    stranger = decrypt.body(publisher_account.address, "0x" + "11" * 32, "1700000000003")
+    reply = decrypt.post(stranger)
     assert reply.status_code == 400, reply.json
-    unknown = _body(
-        provider_private_key,
-        provider_account.address,
-        nft,
-        "0x" + "22" * 32,
-        chain_id,
-        "1700000000004",
-    )
-    reply = client.post("/api/services/decrypt", json=unknown)
+    unknown = decrypt.body(nft, "0x" + "22" * 32, "1700000000004")
+    reply = decrypt.post(unknown)
     assert reply.status_code == 400 and reply.json == {"error": "Failed to process transaction id."}
+
+
+def test_addresses_in_authorized_decrypters_may_decrypt(
+    tmp_path: Path,
+    w3: Web3,
+    address_file: Path,
+    provider_private_key: str,
+    decrypt: Decrypt,
+    consumer_account: LocalAccount,
+    other_account: LocalAccount,
+) -> None:
+    (tmp_path / "listed").mkdir()
+    settings = make_settings(
+        tmp_path / "listed",
+        provider_private_key=provider_private_key,
+        address_file=address_file,
+        network_url=w3.provider.endpoint_uri,  # type: ignore[attr-defined]
+        authorized_decrypters=(consumer_account.address.lower(),),
+    )
+    app = create_app(settings, engine=Engine.from_settings(settings, runner=FakeRunner()), web3=w3)
+    listed = Decrypt(**{**decrypt.__dict__, "client": app.test_client()})
+    nft, tx = listed.publish()
+    reply = listed.post(listed.body(nft, tx, "7", signer=consumer_account))
+    assert reply.status_code == 201, reply.get_data(as_text=True)
+    assert json.loads(reply.data)["metadata"]["name"] == "secret dataset"
+    refused = listed.post(listed.body(nft, tx, "8", signer=other_account))
+    assert refused.status_code == 403 and refused.json == {"error": "Decrypter not authorized"}

@@ -35,25 +35,18 @@ def test_fee_amount_is_exact_and_floored(seconds: int, decimals: int) -> None:
 
 def test_fee_is_charged_once_and_signed() -> None:
     env = ComputeEnvironment(id="e", price_min=2.0, fee_token="0x" + "22" * 20)
-    charged = provider_fee(
-        KEY,
-        env=env,
-        datatoken="0x" + "33" * 20,
-        service_id="s",
-        valid_until=1000,
-        charge=True,
-        w3=None,
-        now=400,
-    )
-    free = provider_fee(
-        KEY,
-        env=env,
-        datatoken="0x" + "33" * 20,
-        service_id="s",
-        valid_until=1000,
-        charge=False,
-        w3=None,
-        now=400,
+    charged, free = (
+        provider_fee(
+            KEY,
+            env=env,
+            datatoken="0x" + "33" * 20,
+            service_id="s",
+            valid_until=1000,
+            charge=charge,
+            w3=None,
+            now=400,
+        )
+        for charge in (True, False)
     )
     assert charged["providerFeeAmount"] == str(20 * 10**18)  # 600 s at 2 per minute
     assert free["providerFeeAmount"] == "0"

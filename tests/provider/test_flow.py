@@ -3,48 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from contracts_abi import publish
 from contracts_abi.did import did_suffix
-from tests.provider.chainflow import ALGORITHM, ONE, Flow, Published, container_for, open_flow
+from tests.provider.chainflow import ALGORITHM, ONE, Flow, Published, container_for
 
 pytestmark = pytest.mark.integration
 
 DATA = b"hello tidewater\nsecond line\n"
-
-
-@pytest.fixture(scope="module")
-def flow(
-    tmp_path_factory: pytest.TempPathFactory,
-    ganache: Any,
-    w3: Web3,
-    deployed: dict[str, Any],
-    address_file: Path,
-    provider_private_key: str,
-    publisher_account: LocalAccount,
-    consumer_account: LocalAccount,
-    deployer_account: LocalAccount,
-    python_image: str,
-) -> Iterator[Flow]:
-    with open_flow(
-        tmp_path_factory.mktemp("flow"),
-        ganache_url=ganache.url,
-        w3=w3,
-        deployed=deployed,
-        address_file=address_file,
-        provider_key=provider_private_key,
-        publisher=publisher_account,
-        consumer=consumer_account,
-        deployer=deployer_account,
-    ) as opened:
-        yield opened
 
 
 @pytest.fixture(scope="module")

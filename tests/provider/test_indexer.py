@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,37 +16,13 @@ from operator_engine.db import make_engine
 from provider.assets import IndexerResolver
 from provider.crypto import public_key_hex
 from provider.indexer import Indexer
+from tests.fixtures.publishing import new_dataset
 
 pytestmark = pytest.mark.integration
 
 
 def _asset(w3: Web3, publisher: LocalAccount, deployed: dict[str, Any]) -> tuple[Any, dict]:
-    token = publish.create_data_nft_with_datatoken(
-        w3, publisher, deployed, name="idx", symbol="IDX"
-    )
-    ddo = publish.dataset_ddo(
-        nft_address=token.nft_address,
-        chain_id=w3.eth.chain_id,
-        owner=publisher.address,
-        datatoken_address=token.datatoken_address,
-        files="0x00",
-        service_endpoint="http://127.0.0.1:8030",
-    )
-    return token, ddo
-
-
-@pytest.fixture
-def indexer(
-    tmp_path: Path, w3: Web3, deployed: dict[str, Any], provider_private_key: str
-) -> Indexer:
-    return Indexer(
-        w3,
-        make_engine(f"sqlite:///{tmp_path / 'services.db'}"),
-        factory=deployed["ERC721Factory"],
-        chain_id=w3.eth.chain_id,
-        private_key=provider_private_key,
-        start_block=int(deployed["startBlock"]),
-    )
+    return new_dataset(w3, publisher, deployed, name="idx", symbol="IDX")
 
 
 @pytest.mark.parametrize(

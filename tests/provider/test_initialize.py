@@ -3,44 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-from eth_account.signers.local import LocalAccount
-from web3 import Web3
 
 from contracts_abi import fees as fee_format
-from tests.provider.chainflow import ONE, Flow, Published, open_flow
+from tests.provider.chainflow import ONE, Flow, Published
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def flow(
-    tmp_path_factory: pytest.TempPathFactory,
-    ganache: Any,
-    w3: Web3,
-    deployed: dict[str, Any],
-    address_file: Path,
-    provider_private_key: str,
-    publisher_account: LocalAccount,
-    consumer_account: LocalAccount,
-    deployer_account: LocalAccount,
-) -> Iterator[Flow]:
-    with open_flow(
-        tmp_path_factory.mktemp("init"),
-        ganache_url=ganache.url,
-        w3=w3,
-        deployed=deployed,
-        address_file=address_file,
-        provider_key=provider_private_key,
-        publisher=publisher_account,
-        consumer=consumer_account,
-        deployer=deployer_account,
-    ) as opened:
-        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ ocean.js 3.4 (JSON body, v 27/28; stop signs consumerAddress + jobId, delete sig
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,6 +15,7 @@ from eth_account.signers.local import LocalAccount
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
+from werkzeug.test import TestResponse
 
 from operator_engine.api import Engine
 from operator_engine.statuses import JobStatus
@@ -28,6 +30,7 @@ from tests.provider.core_support import (  # noqa: F401 (fixtures)
     files_fixture,
     next_nonce,
     other_fixture,
+    result_query,
     settings_fixture,
     sign,
     sign_v01,
@@ -39,25 +42,40 @@ COMPUTE = "/api/services/compute"
 RESULT = "/api/services/computeResult"
 
 
-def _py_query(account: LocalAccount, job_id: str, nonce: str, doc: str = DID) -> dict[str, str]:
-    """ocean.py's stop/delete query string."""
+def _py_query(
+    signer: LocalAccount, job_id: str, nonce: str, *, address: str = ""
+) -> dict[str, str]:
+    """ocean.py's stop/delete query string for ``address`` (default: the signer's)."""
+    address = address or signer.address
     return {
-        "consumerAddress": account.address,
+        "consumerAddress": address,
         "jobId": job_id,
-        "documentId": doc,
+        "documentId": DID,
         "nonce": nonce,
-        "signature": sign_v01(account, account.address + job_id + doc + nonce),
+        "signature": sign_v01(signer, address + job_id + DID + nonce),
     }
 
 
-def _result_query(account: LocalAccount, job_id: str, index: int, nonce: str) -> dict[str, str]:
-    return {
-        "consumerAddress": account.address,
-        "jobId": job_id,
-        "index": str(index),
-        "nonce": nonce,
-        "signature": sign_v01(account, account.address + job_id + str(index) + nonce),
-    }
+def _result0_query(
+    signer: LocalAccount, job_id: str, nonce: str, *, address: str = ""
+) -> dict[str, str]:
+    return result_query(signer, job_id, 0, nonce, address=address)
+
+
+#: The ocean.py request acting on one job: verb -> (HTTP method, path, its query for result 0).
+ROUTES: dict[str, tuple[str, str, Callable[..., dict[str, str]]]] = {
+    "stop": ("PUT", COMPUTE, _py_query),
+    "delete": ("DELETE", COMPUTE, _py_query),
+    "result": ("GET", RESULT, _result0_query),
+}
+
+
+def _send(
+    client: FlaskClient, verb: str, signer: LocalAccount, job_id: str, nonce: str, **kw: str
+) -> TestResponse:
+    """``verb`` on ``job_id`` signed by ``signer`` (``address=`` claims another consumer)."""
+    method, path, query_for = ROUTES[verb]
+    return client.open(path, method=method, query_string=query_for(signer, job_id, nonce, **kw))
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -123,38 +141,6 @@ def test_stop_ocean_js_json_signs_address_and_job_only(
     assert client.put(COMPUTE, json=body).status_code == 400  # verbatim replay
 
 
-def test_stop_signed_by_another_key_is_400_and_changes_nothing(
-    client: FlaskClient,
-    engine: Engine,
-    consumer: LocalAccount,
-    other: LocalAccount,
-    files: FileServer,
-) -> None:
-    job = submit(engine, consumer.address, files, run=False)
-    query = _py_query(other, job.job_id, "2")
-    query["consumerAddress"] = consumer.address
-    reply = client.put(COMPUTE, query_string=query)
-    assert reply.status_code == 400
-    assert reply.json["errors"]["signature"] == [
-        "Invalid signature: the signer is not consumerAddress."
-    ]
-    assert engine.get(job.job_id).status is JobStatus.WARMING_UP  # type: ignore[union-attr]
-    assert stored_nonce(client, consumer.address) == "1"
-
-
-def test_stop_someone_elses_job_is_404(
-    client: FlaskClient,
-    engine: Engine,
-    consumer: LocalAccount,
-    other: LocalAccount,
-    files: FileServer,
-) -> None:
-    job = submit(engine, other.address, files, run=False)
-    reply = client.put(COMPUTE, query_string=_py_query(consumer, job.job_id, "2"))
-    assert reply.status_code == 404 and reply.json == {"error": "Job not found"}
-    assert engine.get(job.job_id).status is JobStatus.WARMING_UP  # type: ignore[union-attr]
-
-
 # -- delete ------------------------------------------------------------------------------------
 
 
@@ -192,19 +178,6 @@ def test_delete_ocean_js_signs_stored_plus_one_without_nonce_field(
     assert replay.status_code == 400 and "signature" in replay.json["errors"]
 
 
-def test_delete_of_someone_elses_job_is_404_and_keeps_it(
-    client: FlaskClient,
-    engine: Engine,
-    consumer: LocalAccount,
-    other: LocalAccount,
-    files: FileServer,
-) -> None:
-    job = submit(engine, other.address, files)
-    reply = client.delete(COMPUTE, query_string=_py_query(consumer, job.job_id, "2"))
-    assert reply.status_code == 404
-    assert engine.get(job.job_id) is not None
-
-
 # -- computeResult -----------------------------------------------------------------------------
 
 
@@ -213,7 +186,7 @@ def test_compute_result_streams_the_file(
 ) -> None:
     job = submit(engine, consumer.address, files)
     index = next(r.index for r in job.results if r.filename == "summary.csv")
-    query = _result_query(consumer, job.job_id, index, next_nonce(client, consumer.address))
+    query = result_query(consumer, job.job_id, index, next_nonce(client, consumer.address))
     reply = client.get(RESULT, query_string=query, buffered=False)
     assert reply.status_code == 200
     assert reply.headers["Content-Disposition"] == "attachment;filename=summary.csv"
@@ -226,41 +199,13 @@ def test_compute_result_streams_the_file(
     assert again.status_code == 400 and "expected nonce" in again.json["errors"]["signature"][0]
 
 
-def test_compute_result_of_someone_elses_job_sends_no_bytes(
-    client: FlaskClient,
-    engine: Engine,
-    consumer: LocalAccount,
-    other: LocalAccount,
-    files: FileServer,
-) -> None:
-    job = submit(engine, other.address, files)
-    reply = client.get(RESULT, query_string=_result_query(consumer, job.job_id, 0, "2"))
-    assert reply.status_code == 404
-    assert reply.json == {"error": "Job not found"}
-    assert b"row,value" not in reply.data and "Content-Disposition" not in reply.headers
-
-
-def test_compute_result_signed_by_another_key_is_400(
-    client: FlaskClient,
-    engine: Engine,
-    consumer: LocalAccount,
-    other: LocalAccount,
-    files: FileServer,
-) -> None:
-    job = submit(engine, consumer.address, files)
-    query = _result_query(other, job.job_id, 0, "2")
-    query["consumerAddress"] = consumer.address
-    reply = client.get(RESULT, query_string=query)
-    assert reply.status_code == 400 and b"row,value" not in reply.data
-
-
 @pytest.mark.parametrize("past_end", [0, 1, 1000])
 def test_compute_result_index_out_of_range(
     client: FlaskClient, engine: Engine, consumer: LocalAccount, files: FileServer, past_end: int
 ) -> None:
     job = submit(engine, consumer.address, files)
     index = len(job.results) + past_end
-    query = _result_query(consumer, job.job_id, index, next_nonce(client, consumer.address))
+    query = result_query(consumer, job.job_id, index, next_nonce(client, consumer.address))
     reply = client.get(RESULT, query_string=query)
     assert reply.status_code == 404 and reply.json == {"error": "Result not found"}
     assert "Content-Disposition" not in reply.headers
@@ -271,13 +216,13 @@ def test_compute_result_last_index_is_served(
 ) -> None:
     job = submit(engine, consumer.address, files)
     last = job.results[-1]
-    query = _result_query(consumer, job.job_id, last.index, next_nonce(client, consumer.address))
+    query = result_query(consumer, job.job_id, last.index, next_nonce(client, consumer.address))
     reply = client.get(RESULT, query_string=query)
     assert reply.status_code == 200 and len(reply.data) == last.filesize
 
 
 def test_compute_result_unknown_job(client: FlaskClient, consumer: LocalAccount) -> None:
-    reply = client.get(RESULT, query_string=_result_query(consumer, "nope", 0, "2"))
+    reply = client.get(RESULT, query_string=result_query(consumer, "nope", 0, "2"))
     assert reply.status_code == 404
 
 
@@ -287,8 +232,61 @@ def test_compute_result_deleted_file_is_404(
     job = submit(engine, consumer.address, files)
     path, _ = engine.open_result(job.job_id, 0)
     path.unlink()
-    query = _result_query(consumer, job.job_id, 0, next_nonce(client, consumer.address))
+    query = result_query(consumer, job.job_id, 0, next_nonce(client, consumer.address))
     assert client.get(RESULT, query_string=query).status_code == 404
+
+
+# -- someone else's job, someone else's key -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("verb", "status"),
+    [
+        ("stop", JobStatus.WARMING_UP),
+        ("delete", JobStatus.FINISHED),
+        ("result", JobStatus.FINISHED),
+    ],
+    ids=["stop", "delete", "result"],
+)
+def test_someone_elses_job_is_404_and_left_alone(
+    client: FlaskClient,
+    engine: Engine,
+    consumer: LocalAccount,
+    other: LocalAccount,
+    files: FileServer,
+    verb: str,
+    status: JobStatus,
+) -> None:
+    job = submit(engine, other.address, files, run=status is JobStatus.FINISHED)
+    reply = _send(client, verb, consumer, job.job_id, "2")
+    assert reply.status_code == 404 and reply.json == {"error": "Job not found"}
+    assert b"row,value" not in reply.data and "Content-Disposition" not in reply.headers
+    assert engine.get(job.job_id).status is status  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("verb", "status"),
+    [("stop", JobStatus.WARMING_UP), ("result", JobStatus.FINISHED)],
+    ids=["stop", "result"],
+)
+def test_signed_by_another_key_is_400_and_changes_nothing(
+    client: FlaskClient,
+    engine: Engine,
+    consumer: LocalAccount,
+    other: LocalAccount,
+    files: FileServer,
+    verb: str,
+    status: JobStatus,
+) -> None:
+    job = submit(engine, consumer.address, files, run=status is JobStatus.FINISHED)
+    reply = _send(client, verb, other, job.job_id, "2", address=consumer.address)
+    assert reply.status_code == 400
+    assert reply.json["errors"]["signature"] == [
+        "Invalid signature: the signer is not consumerAddress."
+    ]
+    assert b"row,value" not in reply.data
+    assert engine.get(job.job_id).status is status  # type: ignore[union-attr]
+    assert stored_nonce(client, consumer.address) == "1"
 
 
 # -- concurrency -------------------------------------------------------------------------------
@@ -305,7 +303,7 @@ def test_fifty_concurrent_requests_same_nonce_exactly_one_accepted(
         import requests
 
         base = f"http://127.0.0.1:{server.server_port}"
-        query = _result_query(consumer, job.job_id, 0, "2")
+        query = result_query(consumer, job.job_id, 0, "2")
         barrier = threading.Barrier(50)
 
         def one(_: int) -> int:

@@ -135,46 +135,36 @@ def test_next_nonce_is_exact_for_long_values() -> None:
     assert next_nonce("1e3") == "1001"
 
 
-def test_concurrent_consumers_same_nonce_exactly_one_wins(store: NonceStore) -> None:
-    store.consume(ADDRESS, "10")
-    outcomes: list[str] = []
-    barrier = threading.Barrier(50)
-
-    def attempt() -> None:
-        barrier.wait()
-        try:
-            store.consume(ADDRESS, "11")
-            outcomes.append("ok")
-        except SignatureError:
-            outcomes.append("replay")
-
-    threads = [threading.Thread(target=attempt) for _ in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert outcomes.count("ok") == 1
-    assert outcomes.count("replay") == 49
-
-
-def test_concurrent_first_use_of_an_address_exactly_one_wins(store: NonceStore) -> None:
+def _race(store: NonceStore, nonce: str, threads: int) -> list[bool]:
+    """``threads`` threads consume ``nonce`` at once; whether each was accepted."""
     outcomes: list[bool] = []
-    barrier = threading.Barrier(20)
+    barrier = threading.Barrier(threads)
 
     def attempt() -> None:
         barrier.wait()
         try:
-            store.consume(ADDRESS, "2")
+            store.consume(ADDRESS, nonce)
             outcomes.append(True)
         except SignatureError:
             outcomes.append(False)
 
-    threads = [threading.Thread(target=attempt) for _ in range(20)]
-    for t in threads:
+    started = [threading.Thread(target=attempt) for _ in range(threads)]
+    for t in started:
         t.start()
-    for t in threads:
+    for t in started:
         t.join()
+    return outcomes
+
+
+def test_concurrent_consumers_same_nonce_exactly_one_wins(store: NonceStore) -> None:
+    store.consume(ADDRESS, "10")
+    outcomes = _race(store, "11", 50)
     assert outcomes.count(True) == 1
+    assert outcomes.count(False) == 49
+
+
+def test_concurrent_first_use_of_an_address_exactly_one_wins(store: NonceStore) -> None:
+    assert _race(store, "2", 20).count(True) == 1
 
 
 @pytest.mark.postgres
@@ -182,23 +172,7 @@ def test_postgres_cas_exactly_one_wins(pg_url: str) -> None:
     engine = make_engine(pg_url)
     try:
         store = NonceStore(engine)
-        outcomes: list[bool] = []
-        barrier = threading.Barrier(20)
-
-        def attempt() -> None:
-            barrier.wait()
-            try:
-                store.consume(ADDRESS, "7")
-                outcomes.append(True)
-            except SignatureError:
-                outcomes.append(False)
-
-        threads = [threading.Thread(target=attempt) for _ in range(20)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert outcomes.count(True) == 1
+        assert _race(store, "7", 20).count(True) == 1
         assert store.get(ADDRESS) == "7"
     finally:
         engine.dispose()

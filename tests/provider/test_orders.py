@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,168 +22,157 @@ from provider.orders import (
     ProviderFeeInvalid,
     chain_now,
 )
+from tests.fixtures.publishing import new_dataset
 
 pytestmark = pytest.mark.integration
 ONE = 10**18
 
 
+@dataclass(frozen=True)
+class Asset:
+    token: publish.PublishedToken
+    sid: str
+
+
+@dataclass
+class Orders:
+    """The consumer orders assets on the session chain; ``validator`` judges the orders."""
+
+    w3: Web3
+    validator: OrderValidator
+    env: ComputeEnvironment
+    publisher: LocalAccount
+    consumer: LocalAccount
+    deployed: dict[str, Any]
+    provider_key: str
+
+    def new_asset(self, **ddo_kwargs: Any) -> Asset:
+        """A dataset; the consumer holds 10 of its datatokens."""
+        token, ddo = new_dataset(
+            self.w3, self.publisher, self.deployed, name="ord", symbol="O", **ddo_kwargs
+        )
+        publish.mint(
+            self.w3, self.publisher, token.datatoken_address, self.consumer.address, 10 * ONE
+        )
+        return Asset(token, ddo["services"][0]["id"])
+
+    def fee(self, asset: Asset, *, key: str | None = None, valid_for: int = 3600) -> dict:
+        """A provider fee for ``asset`` on the env, signed by ``key`` (default: the provider)."""
+        return provider_fee(
+            key or self.provider_key,
+            env=self.env,
+            datatoken=asset.token.datatoken_address,
+            service_id=asset.sid,
+            valid_until=chain_now(self.w3) + valid_for,
+            charge=True,
+            w3=None,
+        )
+
+    def order(self, fee: dict, asset: Asset) -> str:
+        """The consumer's startOrder of ``asset``'s datatoken, for the env; its tx id."""
+        receipt = publish.start_order(
+            self.w3,
+            self.consumer,
+            asset.token.datatoken_address,
+            consumer_address=self.env.consumer_address,
+            service_index=0,
+            provider_fee=fee,
+        )
+        return HexBytes(receipt["transactionHash"]).to_0x_hex()
+
+    def ordered(self, asset: Asset, **fee_kwargs: Any) -> tuple[dict, str]:
+        """``asset`` ordered with a fresh fee: (fee, tx id)."""
+        fee = self.fee(asset, **fee_kwargs)
+        return fee, self.order(fee, asset)
+
+    def validate(self, asset: Asset, tx: str, requester: str | None = None, **changes: Any):
+        """What the validator says of ``tx`` as an order of ``asset`` for the env."""
+        args = {
+            "tx_id": tx,
+            "requester": requester or self.consumer.address,
+            "nft_address": asset.token.nft_address,
+            "datatoken": asset.token.datatoken_address,
+            "service_id": asset.sid,
+            "service_index": 0,
+            "environment": self.env.id,
+        }
+        return self.validator.validate(**{**args, **changes})
+
+
 @pytest.fixture(scope="module")
-def env(provider_account: LocalAccount) -> ComputeEnvironment:
-    return ComputeEnvironment(id="env-orders", consumer_address=provider_account.address)
-
-
-def _asset(w3: Web3, publisher: LocalAccount, deployed: dict[str, Any], consumer: str, **kw: Any):
-    token = publish.create_data_nft_with_datatoken(w3, publisher, deployed, name="ord", symbol="O")
-    ddo = publish.dataset_ddo(
-        nft_address=token.nft_address,
-        chain_id=w3.eth.chain_id,
-        owner=publisher.address,
-        datatoken_address=token.datatoken_address,
-        files="0x00",
-        service_endpoint="http://127.0.0.1:8030",
-        **kw,
-    )
-    publish.mint(w3, publisher, token.datatoken_address, consumer, 10 * ONE)
-    return token, ddo["services"][0]["id"]
-
-
-@pytest.fixture(scope="module")
-def asset(
-    w3: Web3, publisher_account: LocalAccount, deployed: dict, consumer_account: LocalAccount
-):
-    return _asset(w3, publisher_account, deployed, consumer_account.address)
-
-
-@pytest.fixture(scope="module")
-def validator(w3: Web3, provider_account: LocalAccount) -> OrderValidator:
-    return OrderValidator(w3, provider_account.address)
-
-
-def _fee(
-    w3: Web3, key: str, env: ComputeEnvironment, dt: str, sid: str, valid_for: int = 3600, **kw: Any
-):
-    return provider_fee(
-        key,
-        env=env,
-        datatoken=dt,
-        service_id=sid,
-        valid_until=chain_now(w3) + valid_for,
-        charge=True,
-        w3=None,
-        **kw,
-    )
-
-
-def _order(w3: Web3, payer: LocalAccount, dt: str, fee: dict, consumer: str, index: int = 0) -> str:
-    receipt = publish.start_order(
-        w3, payer, dt, consumer_address=consumer, service_index=index, provider_fee=fee
-    )
-    return HexBytes(receipt["transactionHash"]).to_0x_hex()
-
-
-def _validate(validator: OrderValidator, token: Any, sid: str, tx: str, requester: str, **kw: Any):
-    args = {
-        "tx_id": tx,
-        "requester": requester,
-        "nft_address": token.nft_address,
-        "datatoken": token.datatoken_address,
-        "service_id": sid,
-        "service_index": 0,
-        "environment": "env-orders",
-    }
-    return validator.validate(**{**args, **kw})
-
-
-def test_valid_order_and_reuse(
+def orders(
     w3: Web3,
-    validator: OrderValidator,
-    asset: Any,
-    env: ComputeEnvironment,
+    provider_account: LocalAccount,
+    publisher_account: LocalAccount,
     consumer_account: LocalAccount,
+    deployed: dict[str, Any],
     provider_private_key: str,
-) -> None:
-    token, sid = asset
-    fee = _fee(w3, provider_private_key, env, token.datatoken_address, sid)
-    tx = _order(w3, consumer_account, token.datatoken_address, fee, env.consumer_address)
-    order = _validate(validator, token, sid, tx, consumer_account.address)
-    assert order.payer == consumer_account.address
-    assert order.consumer == env.consumer_address
+) -> Orders:
+    return Orders(
+        w3=w3,
+        validator=OrderValidator(w3, provider_account.address),
+        env=ComputeEnvironment(id="env-orders", consumer_address=provider_account.address),
+        publisher=publisher_account,
+        consumer=consumer_account,
+        deployed=deployed,
+        provider_key=provider_private_key,
+    )
+
+
+@pytest.fixture(scope="module")
+def asset(orders: Orders) -> Asset:
+    return orders.new_asset()
+
+
+def test_valid_order_and_reuse(orders: Orders, asset: Asset) -> None:
+    _, tx = orders.ordered(asset)
+    order = orders.validate(asset, tx)
+    assert order.payer == orders.consumer.address
+    assert order.consumer == orders.env.consumer_address
     assert order.amount >= ONE
     # the environment's consumer address is also entitled
-    _validate(validator, token, sid, tx, env.consumer_address)
+    orders.validate(asset, tx, orders.env.consumer_address)
 
-    new_fee = _fee(w3, provider_private_key, env, token.datatoken_address, sid, valid_for=7200)
+    new_fee = orders.fee(asset, valid_for=7200)
     reuse = publish.reuse_order(
-        w3, consumer_account, token.datatoken_address, order_tx_id=tx, provider_fee=new_fee
+        orders.w3,
+        orders.consumer,
+        asset.token.datatoken_address,
+        order_tx_id=tx,
+        provider_fee=new_fee,
     )
-    reuse_tx = HexBytes(reuse["transactionHash"]).to_0x_hex()
-    reused = _validate(validator, token, sid, reuse_tx, consumer_account.address)
+    reused = orders.validate(asset, HexBytes(reuse["transactionHash"]).to_0x_hex())
     assert reused.start_tx_id.lower() == tx.lower()
     assert reused.provider_fee["validUntil"] == new_fee["validUntil"]
 
 
-def test_unknown_tx_is_refused(validator: OrderValidator, asset: Any, consumer_account) -> None:
-    token, sid = asset
+def test_unknown_tx_is_refused(orders: Orders, asset: Asset) -> None:
     with pytest.raises(OrderNotFound):
-        _validate(validator, token, sid, "0x" + "ab" * 32, consumer_account.address)
+        orders.validate(asset, "0x" + "ab" * 32)
     with pytest.raises(OrderNotFound):
-        _validate(validator, token, sid, "0x1234", consumer_account.address)
+        orders.validate(asset, "0x1234")
 
 
-def test_order_of_someone_else(
-    w3: Web3,
-    validator: OrderValidator,
-    asset: Any,
-    env: ComputeEnvironment,
-    consumer_account: LocalAccount,
-    other_account: LocalAccount,
-    provider_private_key: str,
-) -> None:
-    token, sid = asset
-    fee = _fee(w3, provider_private_key, env, token.datatoken_address, sid)
-    tx = _order(w3, consumer_account, token.datatoken_address, fee, env.consumer_address)
+def test_order_of_someone_else(orders: Orders, asset: Asset, other_account: LocalAccount) -> None:
+    _, tx = orders.ordered(asset)
     with pytest.raises(OrderMismatch, match="consumer nor its payer"):
-        _validate(validator, token, sid, tx, other_account.address)
+        orders.validate(asset, tx, other_account.address)
 
 
-def test_forged_events_from_another_contract(
-    w3: Web3,
-    validator: OrderValidator,
-    asset: Any,
-    env: ComputeEnvironment,
-    publisher_account: LocalAccount,
-    consumer_account: LocalAccount,
-    deployed: dict,
-    provider_private_key: str,
-) -> None:
+def test_forged_events_from_another_contract(orders: Orders, asset: Asset) -> None:
     """A second datatoken emits same-shaped ProviderFee/OrderStarted logs naming the real one."""
-    token, sid = asset
-    decoy, _ = _asset(w3, publisher_account, deployed, consumer_account.address)
+    decoy = orders.new_asset()
     # providerData names the *real* datatoken and service: only the emitter gives it away
-    fee = _fee(w3, provider_private_key, env, token.datatoken_address, sid)
-    tx = _order(w3, consumer_account, decoy.datatoken_address, fee, env.consumer_address)
+    tx = orders.order(orders.fee(asset), decoy)
     with pytest.raises(ProviderFeeInvalid):
-        _validate(validator, token, sid, tx, consumer_account.address)
+        orders.validate(asset, tx)
 
 
-def test_datatoken_not_deployed_by_the_nft(
-    w3: Web3,
-    validator: OrderValidator,
-    asset: Any,
-    env: ComputeEnvironment,
-    publisher_account: LocalAccount,
-    consumer_account: LocalAccount,
-    deployed: dict,
-    provider_private_key: str,
-) -> None:
-    token, sid = asset
-    decoy, _ = _asset(w3, publisher_account, deployed, consumer_account.address)
-    fee = _fee(w3, provider_private_key, env, token.datatoken_address, sid)
-    tx = _order(w3, consumer_account, token.datatoken_address, fee, env.consumer_address)
+def test_datatoken_not_deployed_by_the_nft(orders: Orders, asset: Asset) -> None:
+    decoy = orders.new_asset()
+    _, tx = orders.ordered(asset)
     with pytest.raises(NotDeployed):
-        _validate(
-            validator, token, sid, tx, consumer_account.address, nft_address=decoy.nft_address
-        )
+        orders.validate(asset, tx, nft_address=decoy.token.nft_address)
 
 
 @pytest.mark.parametrize(
@@ -193,62 +183,27 @@ def test_datatoken_not_deployed_by_the_nft(
         ({"service_id": "another-service"}, ProviderFeeInvalid),
     ],
 )
-def test_mismatched_requests(
-    w3: Web3,
-    validator: OrderValidator,
-    asset: Any,
-    env: ComputeEnvironment,
-    consumer_account: LocalAccount,
-    provider_private_key: str,
-    change: dict,
-    error: type,
-) -> None:
-    token, sid = asset
-    fee = _fee(w3, provider_private_key, env, token.datatoken_address, sid)
-    tx = _order(w3, consumer_account, token.datatoken_address, fee, env.consumer_address)
+def test_mismatched_requests(orders: Orders, asset: Asset, change: dict, error: type) -> None:
+    _, tx = orders.ordered(asset)
     with pytest.raises(error):
-        _validate(validator, token, sid, tx, consumer_account.address, **change)
+        orders.validate(asset, tx, **change)
 
 
 def test_fee_signed_by_another_key(
-    w3: Web3,
-    validator: OrderValidator,
-    asset: Any,
-    env: ComputeEnvironment,
-    consumer_account: LocalAccount,
-    other_account: LocalAccount,
+    orders: Orders, asset: Asset, other_account: LocalAccount
 ) -> None:
-    token, sid = asset
-    fee = _fee(w3, other_account.key.hex(), env, token.datatoken_address, sid)
-    tx = _order(w3, consumer_account, token.datatoken_address, fee, env.consumer_address)
+    _, tx = orders.ordered(asset, key=other_account.key.hex())
     with pytest.raises(ProviderFeeInvalid, match="not issued to this provider"):
-        _validate(validator, token, sid, tx, consumer_account.address)
+        orders.validate(asset, tx)
 
 
-def test_expired_fee_and_service_timeout(
-    w3: Web3,
-    validator: OrderValidator,
-    env: ComputeEnvironment,
-    publisher_account: LocalAccount,
-    consumer_account: LocalAccount,
-    deployed: dict,
-    provider_private_key: str,
-) -> None:
-    token, sid = _asset(w3, publisher_account, deployed, consumer_account.address, timeout=30)
-    fee = _fee(w3, provider_private_key, env, token.datatoken_address, sid, valid_for=20)
-    tx = _order(w3, consumer_account, token.datatoken_address, fee, env.consumer_address)
-    _validate(validator, token, sid, tx, consumer_account.address, service_timeout=30)
-    w3.provider.make_request("evm_increaseTime", [120])
-    w3.provider.make_request("evm_mine", [])
+def test_expired_fee_and_service_timeout(orders: Orders) -> None:
+    asset = orders.new_asset(timeout=30)
+    _, tx = orders.ordered(asset, valid_for=20)
+    orders.validate(asset, tx, service_timeout=30)
+    orders.w3.provider.make_request("evm_increaseTime", [120])
+    orders.w3.provider.make_request("evm_mine", [])
     with pytest.raises(OrderExpired, match="validUntil"):
-        _validate(validator, token, sid, tx, consumer_account.address, service_timeout=30)
+        orders.validate(asset, tx, service_timeout=30)
     with pytest.raises(OrderExpired, match="service timeout"):
-        _validate(
-            validator,
-            token,
-            sid,
-            tx,
-            consumer_account.address,
-            service_timeout=30,
-            check_valid_until=False,
-        )
+        orders.validate(asset, tx, service_timeout=30, check_valid_until=False)

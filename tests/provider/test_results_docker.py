@@ -13,17 +13,16 @@ from flask import Flask
 
 from operator_engine.api import Engine
 from operator_engine.docker_runner import DockerRunner
-from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
 from operator_engine.statuses import JobStatus
 from provider.app import create_app
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (
     CONSUMER_KEY,
-    DID,
     OTHER_KEY,
     fake_web3,
+    job_request,
     make_settings,
-    sign_v01,
+    result_query,
 )
 
 pytestmark = pytest.mark.integration
@@ -59,24 +58,14 @@ def test_compute_result_streams_a_real_container_result(
     server.files["/data.csv"] = b"a,b\n1,2\n3,4\n"
     try:
         name, tag = python_image.rsplit(":", 1)
-        job = engine.submit(
-            JobRequest(
-                owner=consumer.address,
-                environment="free",
-                datasets=[
-                    DatasetInput(
-                        did=DID,
-                        ddo={"id": DID},
-                        service_id="s",
-                        files=[{"type": "url", "url": server.url("/data.csv")}],
-                    )
-                ],
-                algorithm=AlgorithmInput(
-                    container={"image": name, "tag": tag, "entrypoint": "python3 $ALGO"},
-                    rawcode=ALGORITHM,
-                ),
-            )
+        request = job_request(
+            consumer.address,
+            server.url("/data.csv"),
+            container={"image": name, "tag": tag, "entrypoint": "python3 $ALGO"},
+            rawcode=ALGORITHM,
+            service_id="s",
         )
+        job = engine.submit(request)
         engine.run_until_idle(timeout=180)
     finally:
         server.close()
@@ -84,22 +73,13 @@ def test_compute_result_streams_a_real_container_result(
     assert done is not None and done.status is JobStatus.FINISHED, done
     result = next(r for r in done.results if r.filename == "squares.csv")
     client = app.test_client()
-
-    def query(account, nonce: str) -> dict[str, str]:
-        return {
-            "consumerAddress": consumer.address,
-            "jobId": job.job_id,
-            "index": str(result.index),
-            "nonce": nonce,
-            "signature": sign_v01(
-                account, consumer.address + job.job_id + str(result.index) + nonce
-            ),
-        }
-
-    forged = client.get("/api/services/computeResult", query_string=query(other, "2"))
+    forged_query = result_query(other, job.job_id, result.index, "2", address=consumer.address)
+    forged = client.get("/api/services/computeResult", query_string=forged_query)
     assert forged.status_code == 400 and b"0,0" not in forged.data
     reply = client.get(
-        "/api/services/computeResult", query_string=query(consumer, "2"), buffered=False
+        "/api/services/computeResult",
+        query_string=result_query(consumer, job.job_id, result.index, "2"),
+        buffered=False,
     )
     assert reply.status_code == 200
     assert reply.headers["Content-Disposition"] == "attachment;filename=squares.csv"
@@ -113,10 +93,6 @@ def test_compute_result_streams_a_real_container_result(
     log = next(r for r in done.results if r.type == "algorithmLog")
     log_reply = client.get(
         "/api/services/computeResult",
-        query_string={
-            **query(consumer, "3"),
-            "index": str(log.index),
-            "signature": sign_v01(consumer, consumer.address + job.job_id + str(log.index) + "3"),
-        },
+        query_string=result_query(consumer, job.job_id, log.index, "3"),
     )
     assert log_reply.status_code == 200 and b"rows 3" in log_reply.data

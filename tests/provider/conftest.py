@@ -1,0 +1,58 @@
+"""Fixtures shared by the provider suite's chain modules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from operator_engine.db import make_engine
+from provider.indexer import Indexer
+from tests.provider.chainflow import Flow, open_flow
+
+
+@pytest.fixture(scope="module")
+def flow(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    ganache: Any,
+    w3: Web3,
+    deployed: dict[str, Any],
+    address_file: Path,
+    provider_private_key: str,
+    publisher_account: LocalAccount,
+    consumer_account: LocalAccount,
+    deployer_account: LocalAccount,
+) -> Iterator[Flow]:
+    """A provider app of its own for each module that asks (see ``open_flow``)."""
+    with open_flow(
+        tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]),
+        ganache_url=ganache.url,
+        w3=w3,
+        deployed=deployed,
+        address_file=address_file,
+        provider_key=provider_private_key,
+        publisher=publisher_account,
+        consumer=consumer_account,
+        deployer=deployer_account,
+    ) as opened:
+        yield opened
+
+
+@pytest.fixture
+def indexer(
+    tmp_path: Path, w3: Web3, deployed: dict[str, Any], provider_private_key: str
+) -> Indexer:
+    """The provider's indexer on the session chain, from the stack's first block."""
+    return Indexer(
+        w3,
+        make_engine(f"sqlite:///{tmp_path / 'services.db'}"),
+        factory=deployed["ERC721Factory"],
+        chain_id=w3.eth.chain_id,
+        private_key=provider_private_key,
+        start_block=int(deployed["startBlock"]),
+    )
