@@ -1,19 +1,33 @@
 """SQLAlchemy engine construction shared by the job store, the provider and the admin API.
 
 SQLite gets WAL, a busy timeout and foreign keys on every connection, and its transactions
-begin with ``BEGIN IMMEDIATE`` so a claim takes the write lock before it reads. PostgreSQL is
-used as SQLAlchemy configures it (claims there use ``FOR UPDATE SKIP LOCKED``).
+begin with ``BEGIN IMMEDIATE`` so a claim takes the write lock before it reads; transactions
+opened with :func:`reading` begin with a plain ``BEGIN`` instead, so readers never queue on the
+write lock (WAL lets them read beside a writer). PostgreSQL is used as SQLAlchemy configures it
+(claims there use ``FOR UPDATE SKIP LOCKED``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY = "tidewater_read_only"
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A transaction that only reads: on SQLite it does not take the write lock."""
+    with engine.connect() as conn:
+        conn.execution_options(**{_READ_ONLY: True})
+        with conn.begin():
+            yield conn
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -46,7 +60,8 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Take the write lock up front: read-then-write claims never interleave.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front: read-then-write claims never interleave.
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

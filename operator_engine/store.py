@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
+from operator_engine.db import reading
 from operator_engine.models import (
     AlgorithmInput,
     ComputeEnvironment,
@@ -195,13 +196,13 @@ class JobStore:
         )
 
     def get(self, job_id: str) -> Job | None:
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
             return None if row is None else self._job(conn, row)
 
     def row(self, job_id: str) -> Any | None:
         """The raw row (includes private columns: request, worker_id, container_id…)."""
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             return conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
 
     def request_of(self, job_id: str) -> JobRequest | None:
@@ -212,13 +213,13 @@ class JobStore:
         query = sa.select(jobs).where(jobs.c.owner == owner.lower())
         if job_id is not None:
             query = query.where(jobs.c.job_id == job_id)
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(query.order_by(jobs.c.date_created, jobs.c.job_id)).all()
             found = [self._job(conn, r) for r in rows]
         return [j for j in found if did is None or did in j.input_dids]
 
     def result_path(self, job_id: str, index: int) -> tuple[str, JobResult] | None:
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             r = conn.execute(
                 sa.select(job_results).where(
                     job_results.c.job_id == job_id, job_results.c.idx == index
@@ -229,7 +230,7 @@ class JobStore:
         return r.path, JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256)
 
     def events(self, job_id: str) -> list[tuple[int | None, int, str | None]]:
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(
                 sa.select(job_events.c.from_status, job_events.c.to_status, job_events.c.detail)
                 .where(job_events.c.job_id == job_id)
@@ -240,7 +241,7 @@ class JobStore:
     def live_counts(self) -> dict[str, int]:
         """Live (queued and in-flight) jobs per environment."""
         live = [int(s) for s in JobStatus if s not in TERMINAL]
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(
                 sa.select(jobs.c.environment, sa.func.count())
                 .where(jobs.c.status.in_(live))
@@ -252,7 +253,7 @@ class JobStore:
         query = sa.select(jobs.c.job_id)
         if statuses is not None:
             query = query.where(jobs.c.status.in_([int(s) for s in statuses]))
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             return [r[0] for r in conn.execute(query).all()]
 
     # -- writing -----------------------------------------------------------------------------
@@ -298,7 +299,7 @@ class JobStore:
         return job, True
 
     def by_agreement(self, agreement_id: str) -> Job | None:
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.agreement_id == agreement_id)).first()
             return None if row is None else self._job(conn, row)
 
@@ -431,7 +432,7 @@ class JobStore:
     def abandoned(self, lease_seconds: float) -> list[Any]:
         """In-flight rows whose lease ran out (or that no worker holds)."""
         cutoff = utcnow() - timedelta(seconds=lease_seconds)
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             return list(
                 conn.execute(
                     sa.select(jobs.c.job_id, jobs.c.status, jobs.c.worker_id, jobs.c.heartbeat_at)
@@ -447,7 +448,7 @@ class JobStore:
             )
 
     def in_flight_rows(self) -> list[Any]:
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             return list(
                 conn.execute(
                     sa.select(
@@ -484,7 +485,7 @@ class JobStore:
 
     def expired(self, now: datetime | None = None) -> list[str]:
         """Terminal jobs whose results are past their storage expiry."""
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             return [
                 r[0]
                 for r in conn.execute(
@@ -511,7 +512,7 @@ class JobStore:
     # -- environments managed through the API ------------------------------------------------
 
     def env_rows(self) -> list[Any]:
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             return list(conn.execute(sa.select(compute_envs).order_by(compute_envs.c.id)).all())
 
     def put_env(

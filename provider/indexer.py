@@ -26,6 +26,7 @@ from web3.exceptions import Web3Exception
 
 from contracts_abi import load
 from contracts_abi.did import compute_did
+from operator_engine.db import reading
 from provider.asset import Asset
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class Indexer:
         return int(value) if value is not None else self.start_block - 1
 
     def get(self, did: str) -> Asset | None:
-        with self.db.connect() as conn:
+        with reading(self.db) as conn:
             row = conn.execute(sa.select(assets).where(assets.c.did == did)).mappings().first()
         if row is None:
             return None

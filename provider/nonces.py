@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Column, Engine, MetaData, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from operator_engine.db import reading
 from provider.errors import RequestValidationError, SignatureError
 from provider.params import is_missing
 from provider.signatures import nonce_text, recover_signer, signed_text
@@ -90,7 +91,7 @@ class NonceStore:
 
     def get(self, address: str) -> str:
         """The stored nonce text for ``address`` (``"1"`` when the address is unknown)."""
-        with self.db.connect() as conn:
+        with reading(self.db) as conn:
             row = conn.execute(
                 select(nonces_table.c.nonce).where(nonces_table.c.address == address.lower())
             ).first()

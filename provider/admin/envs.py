@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from operator_engine.db import reading
 from operator_engine.environments import (
     EnvEntry,
     EnvironmentConfigError,
@@ -99,7 +100,7 @@ class EnvAdmin:
 
     def last_used(self) -> dict[str, Any]:
         """The newest job creation time per environment."""
-        with self.store.engine.begin() as conn:
+        with reading(self.store.engine) as conn:
             rows = conn.execute(
                 sa.select(jobs.c.environment, sa.func.max(jobs.c.date_created)).group_by(
                     jobs.c.environment
