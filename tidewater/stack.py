@@ -99,7 +99,7 @@ def provider_server(
         _wait_ready(process, url, ready_timeout, log_path)
         yield url
     finally:
-        _stop(process)
+        stop_process_group(process)
         log.close()
 
 
@@ -128,7 +128,8 @@ def _tail(log_path: Path | None, lines: int = 5) -> str:
     return (": " + " | ".join(tail)) if tail else ""
 
 
-def _stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+def stop_process_group(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM ``process``'s group, SIGKILL it after ``grace`` seconds; wait for the exit."""
     if process.poll() is not None:
         return
     try:

@@ -1,0 +1,150 @@
+"""Provider throughput: requests/s and p50/p99 latency of ``tidewater serve`` versus a bare Flask
+app under gunicorn with the same settings, in the same run.
+
+Prints figures only (no pass/fail). Run: ``.venv/bin/python bench/provider_throughput.py
+[--duration 10] [--connections 16] [--wrk-threads 1] [--workers-proc 1] [--threads 8]
+[--log-level INFO]``. Needs ``wrk`` (``apt-get install wrk``), Docker and ganache.
+
+What runs: ganache with the Ocean V4 contracts (the provider reads the chain id at start), one
+real busybox job run to completion on the provider's SQLite store (so the status lookup finds a
+finished job with results), ``tidewater serve --no-engine`` (gunicorn gthread), and a one-route
+Flask app under gunicorn with exactly the options ``tidewater serve`` uses
+(``tidewater.commands.serve.gunicorn_options``). ``wrk --latency`` loads, one after the other:
+the bare ``/ping``, ``GET /api/services/nonce?userAddress=`` and ``GET /api/services/compute?
+consumerAddress=&jobId=`` (job status). Everything listens on 127.0.0.1 and stops on exit.
+Target (issue): >= 1,000 req/s and p99 < 20 ms on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import requests
+
+from bench._common import (
+    WrkResult,
+    bare_gunicorn,
+    bench_engine,
+    bench_stack,
+    require_wrk,
+    run_shell_job,
+    run_wrk,
+    serve_args,
+    sigterm_as_ctrl_c,
+)
+from contracts_abi.devchain import dev_account
+from tidewater.settings import Settings
+from tidewater.stack import provider_server
+
+TARGET_RPS = 1000.0
+TARGET_P99_MS = 20.0
+ENV_ID = "bench-throughput"
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _check(url: str, expect: str) -> None:
+    """One request before loading: the endpoint answers 200 with what the bench expects."""
+    reply = requests.get(url, timeout=10)
+    if reply.status_code != 200 or expect not in reply.text:
+        raise RuntimeError(f"GET {url} -> {reply.status_code}: {reply.text[:300]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (1)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load (2)")
+    parser.add_argument("--workers-proc", type=int, default=1, help="gunicorn processes (1)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per process (8)")
+    parser.add_argument(
+        "--log-level", default="INFO", help="TIDEWATER_LOG_LEVEL of the provider (INFO)"
+    )
+    args = parser.parse_args()
+    require_wrk()
+    sigterm_as_ctrl_c()
+    consumer = dev_account("consumer").address
+    load = {"threads": args.wrk_threads, "connections": args.connections}
+
+    with tempfile.TemporaryDirectory(prefix="tidewater-bench-") as tmp, ExitStack() as stack:
+        folder = Path(tmp)
+        env, files = bench_stack(
+            stack, folder, ENV_ID, log_level=args.log_level, maxJobDuration=120
+        )
+        _note("running one real job so the status lookup finds it...")
+        with bench_engine(Settings.from_env(env)) as engine:
+            job = run_shell_job(
+                engine,
+                owner=consumer,
+                env_id=ENV_ID,
+                script='echo "rows: $(wc -l < $INPUTS/*/0)" > $OUTPUTS/summary.txt\n',
+                dataset_url=files + "/data.csv",
+            )
+        _note("starting tidewater serve and the bare gunicorn app...")
+        provider = stack.enter_context(
+            provider_server(
+                env,
+                extra_args=serve_args(args.workers_proc, args.threads),
+                log_path=folder / "provider.log",
+            )
+        )
+        bare = stack.enter_context(bare_gunicorn(folder, args.workers_proc, args.threads))
+        endpoints = [
+            ("bare Flask GET /ping", bare + "/ping", '"nonce"'),
+            (
+                "tidewater GET nonce",
+                f"{provider}/api/services/nonce?userAddress={consumer}",
+                '"nonce"',
+            ),
+            (
+                "tidewater GET compute (status)",
+                f"{provider}/api/services/compute?consumerAddress={consumer}&jobId={job.job_id}",
+                job.job_id,
+            ),
+        ]
+        results: list[tuple[str, WrkResult]] = []
+        for name, url, expect in endpoints:
+            _check(url, expect)
+            if args.warmup > 0:
+                run_wrk(url, duration=args.warmup, **load)
+            _note(f"wrk {args.duration}s: {name}")
+            results.append((name, run_wrk(url, duration=args.duration, **load)))
+
+    _report(args, results)
+
+
+def _report(args: argparse.Namespace, results: list[tuple[str, WrkResult]]) -> None:
+    print(
+        f"gunicorn gthread, {args.workers_proc} process(es) x {args.threads} threads; "
+        f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s --latency; "
+        f"provider log level {args.log_level}; {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f} at the end"
+    )
+    print(f"target (issue): >= {TARGET_RPS:,.0f} req/s and p99 < {TARGET_P99_MS:.0f} ms on 2 cores")
+    header = f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+    print(header + f"{'req/s vs bare':>15}{'p99 vs bare':>13}")
+    bare = results[0][1]
+    for name, result in results:
+        line = f"{name:<32}{result.rps:>10,.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+        if result is not bare:
+            line += f"{result.rps / bare.rps:>15.2f}{result.p99_ms / bare.p99_ms:>13.2f}"
+        print(line)
+        if result.errors:
+            print(f"  ! {name}: {result.errors} (of {result.requests} requests)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted: everything the benchmark started is stopped")

@@ -1,0 +1,257 @@
+"""Result download: a large job result streamed through ``GET /api/services/computeResult``
+versus reading the same file straight from disk, and the server's memory around the download.
+
+Prints figures only (no pass/fail). Run: ``.venv/bin/python bench/result_download.py [--mb 200]
+[--repeat 5] [--workers-proc 1] [--threads 8]``. Needs Docker and ganache.
+
+What runs: ganache with the Ocean V4 contracts (the provider reads the chain id at start); a real
+job of the dev ``consumer`` account in the busybox image, ``dd if=/dev/zero
+of=$OUTPUTS/big.bin bs=1M count=MB``, in an environment whose egress and disk limits fit it;
+``tidewater serve --no-engine`` on the job's SQLite store and data dir.
+
+Then, interleaved ``--repeat`` times, each side read into one 1 MiB buffer that is thrown away
+(``readinto``: neither side pays for copies the other does not): the file from disk (page
+cache: the job just wrote it); a signed computeResult download over loopback HTTP (nonce =
+stored + 1, signature over ``consumerAddress + jobId + index + nonce``, made before the clock
+starts); and, as a reference for what loopback HTTP gives at best here, the same file from a
+bare Flask app under gunicorn with the same settings, sent with ``send_file`` (sendfile(2)).
+Medians and the ratio computeResult / disk (target >= 0.8) are printed, then one
+``ProviderClient.download_result`` (what clients use: requests, streamed into a file; its
+sha256 is checked against the job's result list). VmRSS / VmHWM of the gunicorn master and
+workers before and after show whether memory stays flat while the file streams. Everything
+listens on 127.0.0.1 and stops on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import (
+    bare_gunicorn,
+    bench_engine,
+    bench_stack,
+    memory_kib,
+    run_shell_job,
+    serve_args,
+    server_processes,
+    sigterm_as_ctrl_c,
+)
+from contracts_abi.devchain import dev_account
+from provider.signatures import sign_text
+from tidewater.client import ProviderClient
+from tidewater.settings import Settings
+from tidewater.stack import provider_server
+
+MIB = 1024**2
+TARGET_RATIO = 0.8
+ENV_ID = "bench-download"
+RESULT_NAME = "big.bin"
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def read_disk(path: Path, buffer: memoryview) -> int:
+    """Read ``path`` into ``buffer`` chunk after chunk; returns the bytes read."""
+    total = 0
+    with path.open("rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):  # type: ignore[attr-defined]
+            total += n
+    return total
+
+
+def read_http(url: str, buffer: memoryview) -> int:
+    """One GET of ``url`` (loopback only) read into ``buffer`` chunk after chunk; returns the
+    body bytes."""
+    where = urlsplit(url)
+    if where.hostname != "127.0.0.1":
+        raise ValueError(f"refusing a non-loopback URL: {url}")
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
+    try:
+        conn.request("GET", f"{where.path}?{where.query}")
+        response = conn.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"GET {where.path} -> {response.status}: {response.read(300)!r}")
+        total = 0
+        while n := response.readinto(buffer):
+            total += n
+        return total
+    finally:
+        conn.close()
+
+
+def signed_query(api: ProviderClient, job_id: str, index: int) -> dict[str, str]:
+    """computeResult parameters as ``ProviderClient.download_result`` builds them."""
+    account = dev_account("consumer")
+    nonce = api.next_nonce(account.address)
+    text = f"{account.address}{job_id}{index}{nonce}"
+    return {
+        "consumerAddress": account.address,
+        "jobId": job_id,
+        "index": str(index),
+        "nonce": str(nonce),
+        "signature": sign_text(account.key.hex(), text),
+    }
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def memory(pids: list[int]) -> dict[int, tuple[int, int]]:
+    return {pid: memory_kib(pid) for pid in pids}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=200, help="result size in MiB (200)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed reads of each side (5)")
+    parser.add_argument("--workers-proc", type=int, default=1, help="gunicorn processes (1)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per process (8)")
+    args = parser.parse_args()
+    sigterm_as_ctrl_c()
+    consumer = dev_account("consumer")
+    size = args.mb * MIB
+    buffer = memoryview(bytearray(MIB))
+
+    with tempfile.TemporaryDirectory(prefix="tidewater-bench-") as tmp, ExitStack() as stack:
+        folder = Path(tmp)
+        env, files = bench_stack(
+            stack,
+            folder,
+            ENV_ID,
+            diskGB=round(args.mb / 1024 + 1, 3),
+            maxJobDuration=600,
+            egress={"maxBytes": size + 16 * MIB, "maxFiles": 10},
+        )
+        _note(f"running a real job that writes {args.mb} MiB...")
+        with bench_engine(Settings.from_env(env)) as engine:
+            job = run_shell_job(
+                engine,
+                owner=consumer.address,
+                env_id=ENV_ID,
+                script=f"dd if=/dev/zero of=$OUTPUTS/{RESULT_NAME} bs=1M count={args.mb}\n",
+                dataset_url=files + "/data.csv",
+            )
+            [result] = [r for r in job.results if r.filename == RESULT_NAME]
+            path, _entry = engine.open_result(job.job_id, result.index)
+        if result.filesize != size:
+            raise RuntimeError(f"the job wrote {result.filesize} bytes, not {size}")
+        _note("starting tidewater serve...")
+        url = stack.enter_context(
+            provider_server(
+                env,
+                extra_args=serve_args(args.workers_proc, args.threads),
+                log_path=folder / "provider.log",
+            )
+        )
+        api = ProviderClient(url, timeout=120)
+        stack.callback(api.close)
+        pids = server_processes(int(urlsplit(url).port or 0))
+        bare = stack.enter_context(
+            bare_gunicorn(folder, args.workers_proc, args.threads, serve_file=path)
+        )
+        api.nonce(consumer.address)  # every worker thread has served a request or not: same
+        before = memory(pids)
+
+        disk_s: list[float] = []
+        http_s: list[float] = []
+        bare_s: list[float] = []
+        for n in range(args.repeat):
+            _note(f"round {n + 1}/{args.repeat}")
+            start = time.perf_counter()
+            got = read_disk(path, buffer)
+            disk_s.append(time.perf_counter() - start)
+            assert got == size, got
+            query = signed_query(api, job.job_id, result.index)  # not timed: two small calls
+            start = time.perf_counter()
+            got = read_http(f"{url}/api/services/computeResult?{urlencode(query)}", buffer)
+            http_s.append(time.perf_counter() - start)
+            assert got == size, got
+            start = time.perf_counter()
+            got = read_http(bare + "/file", buffer)
+            bare_s.append(time.perf_counter() - start)
+            assert got == size, got
+        after_stream = memory(pids)
+
+        start = time.perf_counter()
+        saved = api.download_result(consumer, job.job_id, result.index, folder / "download")
+        client_s = time.perf_counter() - start
+        verified = sha256_of(saved) == result.sha256 and saved.stat().st_size == size
+        saved.unlink()
+        after = memory(pids)
+
+    _report(args, disk_s, http_s, bare_s, client_s, verified, pids, before, after_stream, after)
+
+
+def _report(
+    args: argparse.Namespace,
+    disk_s: list[float],
+    http_s: list[float],
+    bare_s: list[float],
+    client_s: float,
+    verified: bool,
+    pids: list[int],
+    before: dict[int, tuple[int, int]],
+    after_stream: dict[int, tuple[int, int]],
+    after: dict[int, tuple[int, int]],
+) -> None:
+    mb = args.mb * MIB / 1e6  # MB/s below are 10^6 bytes per second
+    disk, http, bare = (statistics.median(t) for t in (disk_s, http_s, bare_s))
+    print(
+        f"result {args.mb} MiB ({mb:.0f} MB), median of {args.repeat} rounds; gunicorn gthread "
+        f"{args.workers_proc} process(es) x {args.threads} threads"
+    )
+
+    def row(label: str, seconds: float, note: str = "") -> None:
+        print(f"  {label:<44}{mb / seconds:>7.0f} MB/s  {seconds:.3f} s  {note}".rstrip())
+
+    row("disk read (page cache) -> 1 MiB buffer", disk)
+    row("GET computeResult -> 1 MiB buffer", http)
+    row("reference: bare Flask send_file -> 1 MiB", bare, "(sendfile(2), same gunicorn options)")
+    print(f"  ratio computeResult / disk      {disk / http:.2f}   (target >= {TARGET_RATIO})")
+    print(f"  ratio computeResult / send_file {bare / http:.2f}")
+    for name, times in (("disk", disk_s), ("computeResult", http_s), ("send_file", bare_s)):
+        print(f"  rounds, {name}: {' '.join(f'{mb / s:.0f}' for s in times)} MB/s")
+    row(
+        "ProviderClient.download_result -> file",
+        client_s,
+        f"(sha256 {'matches' if verified else 'DOES NOT MATCH'})",
+    )
+    print("server memory, KiB (VmRSS / VmHWM = peak RSS since start):")
+    print(f"  {'process':<16}{'before':>20}{'after streams':>20}{'after client':>20}")
+    for n, pid in enumerate(pids):
+        role = "master" if n == 0 else f"worker {n}"
+        cells = "".join(
+            f"{f'{m[pid][0]:,} / {m[pid][1]:,}':>20}" for m in (before, after_stream, after)
+        )
+        print(f"  {f'{role} ({pid})':<16}{cells}")
+    total_hwm = [sum(hwm for _rss, hwm in m.values()) for m in (before, after_stream, after)]
+    print(
+        f"  sum of peaks: {total_hwm[0]:,} -> {total_hwm[1]:,} -> {total_hwm[2]:,} KiB "
+        f"(+{(total_hwm[2] - total_hwm[0]) / 1024:.1f} MiB for "
+        f"{(args.repeat + 1) * args.mb} MiB served)"
+    )
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted: everything the benchmark started is stopped")
