@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -172,28 +172,38 @@ class JobStore:
     # -- reading -----------------------------------------------------------------------------
 
     def _job(self, conn: Connection, row: Any) -> Job:
-        results = conn.execute(
-            sa.select(job_results)
-            .where(job_results.c.job_id == row.job_id)
-            .order_by(job_results.c.idx)
-        ).all()
-        return Job(
-            job_id=row.job_id,
-            owner=row.owner,
-            environment=row.environment,
-            status=JobStatus(row.status),
-            date_created=_aware(row.date_created),  # type: ignore[arg-type]
-            input_dids=list(row.input_dids),
-            algo_did=row.algo_did,
-            date_finished=_aware(row.date_finished),
-            agreement_id=row.agreement_id,
-            expire_timestamp=row.expire_timestamp,
-            stopreq=row.stopreq,
-            exit_code=row.exit_code,
-            oom_killed=bool(row.oom_killed),
-            reason=row.reason,
-            results=[JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256) for r in results],
-        )
+        return self._jobs(conn, [row])[0]
+
+    def _jobs(self, conn: Connection, rows: Sequence[Any]) -> list[Job]:
+        """Jobs for ``rows``, their results read in one query."""
+        results: dict[str, list[JobResult]] = {row.job_id: [] for row in rows}
+        if rows:
+            for r in conn.execute(
+                sa.select(job_results)
+                .where(job_results.c.job_id.in_(list(results)))
+                .order_by(job_results.c.job_id, job_results.c.idx)
+            ):
+                results[r.job_id].append(JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256))
+        return [
+            Job(
+                job_id=row.job_id,
+                owner=row.owner,
+                environment=row.environment,
+                status=JobStatus(row.status),
+                date_created=_aware(row.date_created),  # type: ignore[arg-type]
+                input_dids=list(row.input_dids),
+                algo_did=row.algo_did,
+                date_finished=_aware(row.date_finished),
+                agreement_id=row.agreement_id,
+                expire_timestamp=row.expire_timestamp,
+                stopreq=row.stopreq,
+                exit_code=row.exit_code,
+                oom_killed=bool(row.oom_killed),
+                reason=row.reason,
+                results=results[row.job_id],
+            )
+            for row in rows
+        ]
 
     def get(self, job_id: str) -> Job | None:
         with reading(self.engine) as conn:
@@ -215,7 +225,7 @@ class JobStore:
             query = query.where(jobs.c.job_id == job_id)
         with reading(self.engine) as conn:
             rows = conn.execute(query.order_by(jobs.c.date_created, jobs.c.job_id)).all()
-            found = [self._job(conn, r) for r in rows]
+            found = self._jobs(conn, rows)
         return [j for j in found if did is None or did in j.input_dids]
 
     def result_path(self, job_id: str, index: int) -> tuple[str, JobResult] | None:
