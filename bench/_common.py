@@ -116,6 +116,7 @@ def provider_env(
         "ADDRESS_FILE": str(address_file),
         "TIDEWATER_ENVIRONMENTS": str(envs_file),
         "ALLOW_NON_PUBLIC_IP": "true",  # the bench's dataset is served on loopback
+        "TIDEWATER_PULL_IMAGES": "false",  # the bench builds its image locally
         "TIDEWATER_LOG_LEVEL": log_level,
     }
 

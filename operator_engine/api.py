@@ -103,7 +103,7 @@ class Engine:
             from operator_engine.docker_runner import DockerRunner
 
             try:
-                runner = DockerRunner()
+                runner = DockerRunner(pull=settings.pull_images)
             except RunnerError as exc:
                 raise EngineError(str(exc)) from exc
         return cls(settings, db, runner, **options)

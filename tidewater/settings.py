@@ -30,6 +30,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "TIDEWATER_DB": ("sqlite:///$TIDEWATER_DATA_DIR/tidewater.db", "SQLAlchemy URL of the store"),
     "ALLOW_NON_PUBLIC_IP": ("false", "allow dataset/algorithm URLs on loopback/private nets"),
     "TIDEWATER_ENVIRONMENTS": ("(built-in free env)", "JSON or YAML file of compute envs"),
+    "TIDEWATER_PULL_IMAGES": ("true", "pull an algorithm image the Docker engine lacks"),
     "TIDEWATER_WORKERS": ("2", "engine worker threads run inside `tidewater serve`"),
     "AUTHORIZED_DECRYPTERS": ("(provider only)", "comma-separated addresses that may decrypt DDOs"),
     "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
@@ -96,6 +97,7 @@ class Settings:
     allow_non_public_ip: bool = False
     environments_file: Path | None = None
     workers: int = 2
+    pull_images: bool = True
     aquarius_url: str | None = None
     authorized_decrypters: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -124,6 +126,7 @@ class Settings:
             allow_non_public_ip=_bool(env, "ALLOW_NON_PUBLIC_IP", False),
             environments_file=Path(envs_file).expanduser() if envs_file else None,
             workers=_int(env, "TIDEWATER_WORKERS", 2),
+            pull_images=_bool(env, "TIDEWATER_PULL_IMAGES", True),
             aquarius_url=env.get("AQUARIUS_URL") or None,
             authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),
             log_level=log_level,

@@ -68,7 +68,7 @@ def settings_for(tmp_path: Path, envs: list[dict[str, Any]], **extra: Any) -> Se
         data_dir=tmp_path / "data",
         db_url=f"sqlite:///{tmp_path / 'store.db'}",
         environments_file=envs_file,
-        **extra,
+        **{"pull_images": False, **extra},
     )
 
 

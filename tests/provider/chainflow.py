@@ -338,6 +338,7 @@ def open_flow(
         allow_non_public_ip=True,
         environments_file=tmp / "envs.json",
         workers=1,
+        pull_images=False,
     )
     publish.transfer(w3, deployer, deployed["Ocean"], consumer.address, 1000 * ONE)
     app = create_app(settings, web3=w3)

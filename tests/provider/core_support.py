@@ -83,6 +83,7 @@ def make_settings(tmp_path: Path, **changes: Any) -> Settings:
             "TIDEWATER_ENVIRONMENTS": str(envs_file),
             "ALLOW_NON_PUBLIC_IP": "true",
             "NETWORK_URL": "http://127.0.0.1:9",
+            "TIDEWATER_PULL_IMAGES": "false",  # tests build their images; nothing leaves loopback
         }
     ).with_(**changes)
 

@@ -31,6 +31,7 @@ def test_key_is_normalized_and_hidden_from_repr() -> None:
         ({"TIDEWATER_WORKERS": "two"}, "TIDEWATER_WORKERS"),
         ({"TIDEWATER_LOG_LEVEL": "LOUD"}, "TIDEWATER_LOG_LEVEL"),
         ({"AUTHORIZED_DECRYPTERS": "0x12, aquarius"}, "AUTHORIZED_DECRYPTERS"),
+        ({"TIDEWATER_PULL_IMAGES": "sometimes"}, "TIDEWATER_PULL_IMAGES"),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], names: str) -> None:
@@ -48,3 +49,8 @@ def test_authorized_decrypters_are_a_lowercased_address_list() -> None:
     assert Settings.from_env({}).authorized_decrypters == ()
     parsed = Settings.from_env({"AUTHORIZED_DECRYPTERS": f" {a},{b} ,"}).authorized_decrypters
     assert parsed == (a.lower(), b.lower())
+
+
+def test_pulling_missing_images_is_on_unless_turned_off() -> None:
+    assert Settings.from_env({}).pull_images is True
+    assert Settings.from_env({"TIDEWATER_PULL_IMAGES": "false"}).pull_images is False

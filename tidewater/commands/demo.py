@@ -225,6 +225,7 @@ def _run(args: argparse.Namespace, job_ids: list[str]) -> int:
                 "TIDEWATER_ENVIRONMENTS": str(envs_file),
                 "ALLOW_NON_PUBLIC_IP": "true",  # the demo's files are served on loopback
                 "TIDEWATER_WORKERS": "1",
+                "TIDEWATER_PULL_IMAGES": "false",  # the demo's image is built locally
                 "TIDEWATER_DB": f"sqlite:///{data_dir / 'tidewater.db'}",
             }
             provider_url = stack.enter_context(

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if workers < 1:
         raise CommandError("--workers must be at least 1")
     try:
-        runner = DockerRunner(pull=not args.no_pull)
+        runner = DockerRunner(pull=settings.pull_images and not args.no_pull)
         engine = Engine.from_settings(
             settings,
             runner=runner,
