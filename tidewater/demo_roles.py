@@ -30,6 +30,7 @@ class Asset:
     """A published asset as a consumer refers to it."""
 
     did: str
+    nft_address: str
     datatoken: str
     service_id: str
     ddo: dict[str, Any]
@@ -120,7 +121,13 @@ class Publisher:
             decryptor_url=self.client.base_url,
             decryptor_address=self.provider_address,
         )
-        return Asset(token.did, token.datatoken_address, ddo["services"][0]["id"], ddo)
+        return Asset(
+            did=token.did,
+            nft_address=token.nft_address,
+            datatoken=token.datatoken_address,
+            service_id=ddo["services"][0]["id"],
+            ddo=ddo,
+        )
 
     def mint_to(self, asset: Asset, holder: str, amount: int = 1) -> None:
         publish.mint(self.w3, self.account, asset.datatoken, holder, amount * ONE)

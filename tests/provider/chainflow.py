@@ -20,17 +20,9 @@ from contracts_abi import publish
 from provider.signatures import sign_text, signed_text
 from tests.fixtures.publishing import ddo_fields
 from tidewater import stack
+from tidewater.demo_roles import Asset as Published
 
 ONE = 10**18
-
-
-@dataclass(frozen=True)
-class Published:
-    did: str
-    nft_address: str
-    datatoken: str
-    service_id: str
-    ddo: dict[str, Any]
 
 
 class FileServer:
