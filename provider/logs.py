@@ -49,19 +49,23 @@ def install_request_logging(app: Flask) -> None:
         request_id = getattr(g, "request_id", None) or request_id_from(None)
         started = getattr(g, "request_started", time.perf_counter())
         response.headers["X-Request-Id"] = request_id
-        access_log.info(
-            json.dumps(
-                {
-                    "request_id": request_id,
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                },
-                separators=(",", ":"),
-            )
+        fields = _AccessFields(
+            request_id=request_id,
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+        access_log.info("%s", fields, extra={"access": fields})
         return response
+
+
+class _AccessFields(dict[str, Any]):
+    """An access line's fields; reads as compact JSON wherever the message is formatted, while
+    :class:`JsonFormatter` merges the dict itself (no encode-decode round trip)."""
+
+    def __str__(self) -> str:
+        return json.dumps(self, separators=(",", ":"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -73,11 +77,15 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
         }
-        message = record.getMessage()
-        if record.name == access_log.name and message.startswith("{"):
-            entry.update(json.loads(message))
+        fields = getattr(record, "access", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
         else:
-            entry["message"] = message
+            message = record.getMessage()
+            if record.name == access_log.name and message.startswith("{"):
+                entry.update(json.loads(message))
+            else:
+                entry["message"] = message
         if record.exc_info:
             entry["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
         return json.dumps(entry, separators=(",", ":"))
