@@ -177,10 +177,15 @@ class JobStore:
     def _jobs(self, conn: Connection, rows: Sequence[Any]) -> list[Job]:
         """Jobs for ``rows``, their results read in one query."""
         results: dict[str, list[JobResult]] = {row.job_id: [] for row in rows}
-        if rows:
+        ids = list(results)
+        if ids:
+            # one id: a plain equality (an expanding IN is re-rendered on every execution)
+            which = (
+                job_results.c.job_id == ids[0] if len(ids) == 1 else job_results.c.job_id.in_(ids)
+            )
             for r in conn.execute(
                 sa.select(job_results)
-                .where(job_results.c.job_id.in_(list(results)))
+                .where(which)
                 .order_by(job_results.c.job_id, job_results.c.idx)
             ):
                 results[r.job_id].append(JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256))
