@@ -11,15 +11,12 @@ a lookup misses, and from an optional background thread).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import lzma
 import threading
 import time
 from typing import Any
 
-import ecies
 import sqlalchemy as sa
 from web3 import Web3
 from web3.exceptions import Web3Exception
@@ -28,6 +25,7 @@ from contracts_abi import load
 from contracts_abi.did import compute_did
 from operator_engine.db import reading
 from provider.asset import Asset
+from provider.metadata import plain_document
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +54,6 @@ cursors = sa.Table(
     sa.Column("block", sa.BigInteger, nullable=False),
 )
 
-FLAG_LZMA = 1
-FLAG_ECIES = 2
-
 
 def _topic(abi: list[dict[str, Any]], name: str) -> str:
     event = next(e for e in abi if e.get("type") == "event" and e["name"] == name)
@@ -70,16 +65,7 @@ def decode_metadata(
     flags: bytes, data: bytes, metadata_hash: bytes, private_key: str | None
 ) -> dict[str, Any]:
     """The plain DDO of a Metadata event; raises ValueError when it cannot be trusted."""
-    flag = flags[0] if flags else 0
-    raw = bytes(data)
-    if flag & FLAG_ECIES:
-        if not private_key:
-            raise ValueError("encrypted DDO but no provider key")
-        raw = ecies.decrypt(private_key, raw)
-    if flag & FLAG_LZMA:
-        raw = lzma.decompress(raw)
-    if hashlib.sha256(raw).digest() != bytes(metadata_hash):
-        raise ValueError("metaDataHash does not match the sha256 of the DDO")
+    raw = plain_document(flags[0] if flags else 0, data, metadata_hash, private_key)
     ddo = json.loads(raw.decode("utf-8"))
     if not isinstance(ddo, dict):
         raise ValueError("DDO is not a JSON object")

@@ -15,8 +15,6 @@ Answer: 201 ``text/plain`` with the document.
 
 from __future__ import annotations
 
-import hashlib
-import lzma
 from typing import Any
 
 from flask import Blueprint, Response
@@ -26,8 +24,14 @@ from web3.logs import DISCARD
 
 from contracts_abi import contract
 from provider.app import Services, services
-from provider.crypto import DecryptionError, decrypt_with_key
 from provider.errors import ProviderError, RequestValidationError
+from provider.metadata import (
+    HashMismatch,
+    MetadataError,
+    Undecompressable,
+    Undecryptable,
+    plain_document,
+)
 from provider.nonces import verify_request
 from provider.params import (
     address_param,
@@ -40,8 +44,6 @@ from provider.params import (
 
 bp = Blueprint("decrypt", __name__)
 
-FLAG_LZMA = 1
-FLAG_ECIES = 2
 _STATE_REFUSED = {1: "Asset end of life", 2: "Asset deprecated", 3: "Asset revoked"}
 _STATE_ALLOWED = {0, 4, 5}
 
@@ -91,21 +93,18 @@ def _from_transaction(svc: Services, tx_id: str, nft: Any) -> tuple[bytes, int, 
     return bytes(args["data"]), flags[0] if flags else 0, bytes(args["metaDataHash"])
 
 
+_ANSWERS: dict[type[MetadataError], str] = {
+    Undecryptable: "Failed to decrypt.",
+    Undecompressable: "Failed to decompress",
+    HashMismatch: "Checksum doesn't match.",
+}
+
+
 def _plain_document(svc: Services, blob: bytes, flags: int, digest: bytes) -> bytes:
-    document = blob
-    if flags & FLAG_ECIES:
-        try:
-            document = decrypt_with_key(svc.settings.require_private_key(), document)
-        except DecryptionError:
-            raise ProviderError("Failed to decrypt.", 400) from None
-    if flags & FLAG_LZMA:
-        try:
-            document = lzma.decompress(document)
-        except lzma.LZMAError:
-            raise ProviderError("Failed to decompress", 400) from None
-    if hashlib.sha256(document).digest() != digest:
-        raise ProviderError("Checksum doesn't match.", 400)
-    return document
+    try:
+        return plain_document(flags, blob, digest, svc.settings.provider_private_key)
+    except MetadataError as exc:
+        raise ProviderError(_ANSWERS[type(exc)], 400) from None
 
 
 @bp.post("/api/services/decrypt")

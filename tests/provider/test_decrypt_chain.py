@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -174,3 +175,40 @@ def test_addresses_in_authorized_decrypters_may_decrypt(
     assert json.loads(reply.data)["metadata"]["name"] == "secret dataset"
     refused = listed.post(listed.body(nft, tx, "8", signer=other_account))
     assert refused.status_code == 403 and refused.json == {"error": "Decrypter not authorized"}
+
+
+@pytest.mark.parametrize(
+    ("case", "answer"),
+    [
+        ("encrypted for another key", "Failed to decrypt."),
+        ("flagged compressed, not lzma", "Failed to decompress"),
+        ("hash of another document", "Checksum doesn't match."),
+    ],
+)
+def test_documents_sent_in_the_body_that_cannot_be_trusted_are_400(
+    decrypt: Decrypt, other_account: LocalAccount, case: str, answer: str
+) -> None:
+    nft, _tx = decrypt.publish()
+    plain = json.dumps(DDO).encode()
+    data, flags, digest = plain, 0, hashlib.sha256(plain).digest()
+    if case == "encrypted for another key":
+        data, flags = publish.encrypt_for(other_account._key_obj.public_key.to_hex(), plain), 2
+    elif case == "flagged compressed, not lzma":
+        flags = 1
+    else:
+        digest = hashlib.sha256(b"another document").digest()
+    chain_id, nonce = decrypt.w3.eth.chain_id, "2"
+    body = {
+        "decrypterAddress": decrypt.provider_address,
+        "chainId": chain_id,
+        "dataNftAddress": nft,
+        "encryptedDocument": "0x" + data.hex(),
+        "flags": flags,
+        "documentHash": "0x" + digest.hex(),
+        "nonce": nonce,
+        "signature": sign_text(
+            decrypt.provider_key, nft + decrypt.provider_address + str(chain_id) + nonce
+        ),
+    }
+    reply = decrypt.post(body)
+    assert reply.status_code == 400 and reply.json == {"error": answer}, reply.json
