@@ -39,12 +39,15 @@ class IndexerResolver:
         self._synced_at = float("-inf")
 
     def resolve(self, did: str) -> Asset | None:
-        if time.monotonic() - self._synced_at >= self.max_age or self.indexer.get(did) is None:
-            try:
-                self.indexer.sync()
-                self._synced_at = time.monotonic()
-            except Exception as exc:  # a chain outage serves what is indexed, logged
-                log.warning("indexer catch-up failed: %s", exc)
+        if time.monotonic() - self._synced_at < self.max_age:
+            found = self.indexer.get(did)
+            if found is not None:
+                return found
+        try:
+            self.indexer.sync()
+            self._synced_at = time.monotonic()
+        except Exception as exc:  # a chain outage serves what is indexed, logged
+            log.warning("indexer catch-up failed: %s", exc)
         return self.indexer.get(did)
 
 
