@@ -30,7 +30,8 @@ from web3 import HTTPProvider, Web3
 from contracts_abi import publish
 from contracts_abi.deploy import deploy_stack, write_address_file
 from contracts_abi.devchain import DEV_ACCOUNTS, Ganache, dev_account
-from operator_engine.runner import JOB_LABEL
+from operator_engine.docker_runner import DockerRunner
+from operator_engine.runner import RunnerError
 from tidewater.client import ProviderClient, ProviderHTTPError
 from tidewater.demo_roles import ONE, Consumer, Download, Publisher
 from tidewater.errors import CommandError
@@ -159,14 +160,17 @@ def _remove_job_containers(job_ids: list[str]) -> None:
     if not job_ids:
         return
     try:
-        client = docker.from_env(timeout=10)
+        runner = DockerRunner(pull=False)
+    except RunnerError:
+        return
+    try:
         for job_id in job_ids:
-            for container in client.containers.list(
-                all=True, filters={"label": f"{JOB_LABEL}={job_id}"}
-            ):
-                container.remove(force=True, v=True)
-    except docker.errors.DockerException:
+            for container_id, _job in runner.containers(job_id):
+                runner.remove(container_id)
+    except RunnerError:
         pass
+    finally:
+        runner.close()
 
 
 def run(args: argparse.Namespace) -> int:
