@@ -35,6 +35,17 @@ class Asset:
     service_id: str
     ddo: dict[str, Any]
 
+    @classmethod
+    def published(cls, token: publish.PublishedToken, ddo: dict[str, Any]) -> Asset:
+        """The asset ``token`` carries once ``ddo`` is set on it (its first service is used)."""
+        return cls(
+            did=token.did,
+            nft_address=token.nft_address,
+            datatoken=token.datatoken_address,
+            service_id=ddo["services"][0]["id"],
+            ddo=ddo,
+        )
+
     def item(self, transfer_tx: str | None = None) -> dict[str, Any]:
         """The ``{documentId, serviceId[, transferTxId]}`` object compute calls take."""
         body: dict[str, Any] = {"documentId": self.did, "serviceId": self.service_id}
@@ -121,13 +132,7 @@ class Publisher:
             decryptor_url=self.client.base_url,
             decryptor_address=self.provider_address,
         )
-        return Asset(
-            did=token.did,
-            nft_address=token.nft_address,
-            datatoken=token.datatoken_address,
-            service_id=ddo["services"][0]["id"],
-            ddo=ddo,
-        )
+        return Asset.published(token, ddo)
 
     def mint_to(self, asset: Asset, holder: str, amount: int = 1) -> None:
         publish.mint(self.w3, self.account, asset.datatoken, holder, amount * ONE)

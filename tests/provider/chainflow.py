@@ -210,13 +210,7 @@ class Flow:
         publish.mint(
             self.w3, self.publisher, token.datatoken_address, self.consumer.address, 1000 * ONE
         )
-        return Published(
-            did=token.did,
-            nft_address=token.nft_address,
-            datatoken=token.datatoken_address,
-            service_id=ddo["services"][0]["id"],
-            ddo=ddo,
-        )
+        return Published.published(token, ddo)
 
     def order(
         self,
