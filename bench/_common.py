@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from types import FrameType
 from typing import Any
 
 import docker
-import requests
 from web3 import HTTPProvider, Web3
 
 from contracts_abi.deploy import deploy_stack, write_address_file
@@ -35,7 +33,7 @@ from operator_engine.models import AlgorithmInput, DatasetInput, Job, JobRequest
 from tidewater.commands.serve import gunicorn_options
 from tidewater.images import ensure_busybox_image
 from tidewater.settings import Settings
-from tidewater.stack import file_server, free_port, stop_process_group
+from tidewater.stack import file_server, free_port, http_server_process
 
 # -- process hygiene ---------------------------------------------------------------------------
 
@@ -47,47 +45,6 @@ def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
 def sigterm_as_ctrl_c() -> None:
     """Handle SIGTERM like Ctrl-C, so every ``with`` block below cleans up."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
-
-
-@contextmanager
-def process_group(
-    command: list[str], *, log: Path, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` in its own session; on exit SIGTERM its group, then SIGKILL."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-        try:
-            yield proc
-        finally:
-            stop_process_group(proc)
-
-
-def wait_http_ok(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    """Wait until ``url`` answers 200; raise with the log tail if ``proc`` exits or time is up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{log.name}: process exited with {proc.returncode}: {tail(log)}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s: {tail(log)}")
-
-
-def tail(log: Path, lines: int = 5) -> str:
-    if not log.exists():
-        return ""
-    return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
 
 
 # -- chain and provider ------------------------------------------------------------------------
@@ -274,10 +231,10 @@ def bare_gunicorn(
     command = [sys.executable, str(script), json.dumps(options)]
     if serve_file is not None:
         command.append(str(serve_file))
-    log = folder / "bare.log"
-    with process_group(command, log=log) as proc:
-        url = f"http://127.0.0.1:{port}"
-        wait_http_ok(url + "/ping", proc, log)
+    url = f"http://127.0.0.1:{port}"
+    with http_server_process(
+        command, url + "/ping", name="bare gunicorn app", log_path=folder / "bare.log"
+    ):
         yield url
 
 

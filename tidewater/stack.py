@@ -61,7 +61,36 @@ def file_server(files: Mapping[str, bytes]) -> Iterator[str]:
 
 
 class ServerFailed(RuntimeError):
-    """``tidewater serve`` exited or did not answer in time; the message holds its last output."""
+    """A server process exited or did not answer in time; the message holds its last output."""
+
+
+@contextmanager
+def http_server_process(
+    command: list[str],
+    ready_url: str,
+    *,
+    name: str,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    ready_timeout: float = 60.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` (called ``name`` in errors) in its own session, output to ``log_path``;
+    yield it once ``ready_url`` answers 200, and stop its whole process group (SIGTERM, then
+    SIGKILL) on exit."""
+    with (log_path or Path(os.devnull)).open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            _wait_ready(process, name, ready_url, ready_timeout, log_path)
+            yield process
+        finally:
+            stop_process_group(process)
 
 
 @contextmanager
@@ -77,48 +106,37 @@ def provider_server(
     answers, and stops it (SIGTERM, then SIGKILL) on exit."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (log_path or Path(os.devnull)).open("ab")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tidewater.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *extra_args,
-        ],
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        _wait_ready(process, url, ready_timeout, log_path)
+    command = [sys.executable, "-m", "tidewater.cli", "serve"]
+    command += ["--host", "127.0.0.1", "--port", str(port), *extra_args]
+    with http_server_process(
+        command,
+        url + "/",
+        name="tidewater serve",
+        env=env,
+        log_path=log_path,
+        ready_timeout=ready_timeout,
+    ):
         yield url
-    finally:
-        stop_process_group(process)
-        log.close()
 
 
 def _wait_ready(
-    process: subprocess.Popen[bytes], url: str, timeout: float, log_path: Path | None
+    process: subprocess.Popen[bytes],
+    name: str,
+    url: str,
+    timeout: float,
+    log_path: Path | None,
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServerFailed(f"tidewater serve exited with {process.returncode}{_tail(log_path)}")
+            raise ServerFailed(f"{name} exited with {process.returncode}{_tail(log_path)}")
         try:
-            if requests.get(url + "/", timeout=2).status_code == 200:
+            if requests.get(url, timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise ServerFailed(
-        f"tidewater serve did not answer on {url} in {timeout:.0f} s{_tail(log_path)}"
-    )
+    raise ServerFailed(f"{name} did not answer on {url} in {timeout:.0f} s{_tail(log_path)}")
 
 
 def _tail(log_path: Path | None, lines: int = 5) -> str:
