@@ -1,0 +1,26 @@
+"""TIDEWATER_PULL_IMAGES reaches the Docker runner the engine builds for itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+import pytest
+
+from operator_engine.api import Engine
+from tests.engine.helpers import env, settings_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("pull", [True, False])
+def test_engine_runner_pulls_only_when_the_setting_allows(
+    tmp_path: Path, docker_client: docker.DockerClient, pull: bool
+) -> None:
+    engine = Engine.from_settings(settings_for(tmp_path, [env()], pull_images=pull))
+    try:
+        assert engine.runner.pull is pull  # type: ignore[attr-defined]
+    finally:
+        engine.shutdown()
+        engine.runner.close()  # type: ignore[attr-defined]
+        engine.db.dispose()
