@@ -17,6 +17,7 @@ from flask import Flask, Response, current_app, request
 from sqlalchemy import Engine as SqlEngine
 
 from provider.errors import register_error_handlers
+from provider.json_limits import install_json_limits
 from provider.logs import install_request_logging
 from provider.nonces import NonceStore
 from tidewater import __version__
@@ -159,7 +160,6 @@ def create_app(
         engine = Engine.from_settings(settings)
     app = Flask("provider")
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     svc = Services(
         settings=settings,
         db=engine.db,
@@ -176,6 +176,8 @@ def create_app(
         svc.assets = assets.build_resolver(svc)
     register_error_handlers(app)
     install_request_logging(app)
+    install_json_limits(app)  # after the request id is assigned
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     _install_cors(app)
     for name in BLUEPRINTS:
         module = _import_optional(name)

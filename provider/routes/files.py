@@ -14,13 +14,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from operator_engine import fetch
+from provider import json_limits
 from provider.app import Services, services
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
@@ -58,7 +58,7 @@ def _service_files(svc: Services, did: str, service_id: str) -> list[Any]:
         raise ResourceError("dataset.serviceId", "not_found", 404)
     encrypted = found[1].get("files")
     try:
-        plain = json.loads(decrypt_hex(svc.settings.require_private_key(), str(encrypted)))
+        plain = json_limits.loads(decrypt_hex(svc.settings.require_private_key(), str(encrypted)))
     except (DecryptionError, ValueError):
         raise ProviderError("the service's files cannot be decrypted by this provider") from None
     files = plain.get("files") if isinstance(plain, dict) else None
