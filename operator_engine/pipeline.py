@@ -33,7 +33,8 @@ class Cancelled(Exception):
 
 
 class Yielded(Exception):
-    """The engine is shutting down: the job stays at a resumable status, lease released."""
+    """The engine is shutting down before the job's algorithm started: the job stays at a
+    resumable status (10-30), lease released."""
 
 
 #: (status entered before the stage, stage, what an unexpected exception in it means)
@@ -69,8 +70,8 @@ def resume_step(status: JobStatus) -> int | None:
 def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0) -> JobStatus:
     """Walk the job from step ``start``; return its terminal status."""
     for entry, stage, crash_kind in STEPS[start:]:
-        if ctx.should_yield() and resume_step(current) is not None:
-            raise Yielded
+        if ctx.should_yield() and current < S.RUNNING:
+            raise Yielded  # once the algorithm has run, filtering and publishing finish
         if current < entry:
             store.transition(ctx.job_id, current, entry)
             current = entry

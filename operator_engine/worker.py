@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -47,6 +48,9 @@ class Services:
     lease_seconds: float = 30.0
     fetch_timeout: float = 30.0
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: Set by an engine with worker threads: takes a recovered job (id, status, resume step,
+    #: holder) for one of its threads to run; False = run it in the sweeping thread.
+    hand_off: Callable[[str, JobStatus, int, str], bool] | None = None
 
     def folder(self, job_id: str) -> JobFolder:
         return JobFolder.of(self.data_dir, job_id)
@@ -266,7 +270,8 @@ class Worker:
             if folder.exists():
                 note = f"resumed at status {int(status)} after its worker was lost"
                 append_log(folder.log(PUBLISH_LOG), note)
-            self.process(job_id, status, start)
+            if svc.hand_off is None or not svc.hand_off(job_id, status, start, self.id):
+                self.process(job_id, status, start)
             return
         self._remove_containers(job_id)
         request = svc.store.request_of(job_id)

@@ -31,7 +31,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "ALLOW_NON_PUBLIC_IP": ("false", "allow dataset/algorithm URLs on loopback/private nets"),
     "TIDEWATER_ENVIRONMENTS": ("(built-in free env)", "JSON or YAML file of compute envs"),
     "TIDEWATER_PULL_IMAGES": ("true", "pull an algorithm image the Docker engine lacks"),
-    "TIDEWATER_WORKERS": ("2", "engine worker threads run inside `tidewater serve`"),
+    "TIDEWATER_WORKERS": ("2", "engine worker threads (`tidewater serve`'s engine process)"),
+    "TIDEWATER_STOP_GRACE": ("20", "seconds a running algorithm may finish in after SIGTERM"),
     "AUTHORIZED_DECRYPTERS": ("(provider only)", "comma-separated addresses that may decrypt DDOs"),
     "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
     "TIDEWATER_ADMIN_TOKEN": ("(none)", "admin token `tidewater admin` sends (client side only)"),
@@ -97,6 +98,7 @@ class Settings:
     allow_non_public_ip: bool = False
     environments_file: Path | None = None
     workers: int = 2
+    stop_grace: int = 20
     pull_images: bool = True
     aquarius_url: str | None = None
     authorized_decrypters: tuple[str, ...] = ()
@@ -126,6 +128,7 @@ class Settings:
             allow_non_public_ip=_bool(env, "ALLOW_NON_PUBLIC_IP", False),
             environments_file=Path(envs_file).expanduser() if envs_file else None,
             workers=_int(env, "TIDEWATER_WORKERS", 2),
+            stop_grace=_int(env, "TIDEWATER_STOP_GRACE", 20),
             pull_images=_bool(env, "TIDEWATER_PULL_IMAGES", True),
             aquarius_url=env.get("AQUARIUS_URL") or None,
             authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),
