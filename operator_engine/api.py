@@ -314,7 +314,9 @@ class Engine:
         for job_id, status in self._held(mine).items():
             if status is JobStatus.RUNNING and self._stop_at_shutdown(job_id):
                 stopped.add(job_id)
-        release_by = time.monotonic() + 10.0  # a stopped run ends within a poll of the stop
+        # Idle threads leave within a poll; one still inside a stage (a slow download) is left
+        # to the process exit: its job keeps its status and the next engine resumes it.
+        release_by = time.monotonic() + 1.0
         for thread in self._threads:
             thread.join(max(release_by - time.monotonic(), 0))
         for worker in self._workers:
