@@ -123,6 +123,10 @@ def job_summary(row: Any, platform: str) -> dict[str, Any]:
         ],
         "status": batch_state(row.status),
         "statusCode": row.status,
+        "reason": row.reason,
+        "create_time": iso(row.date_created),
+        "start_time": iso(row.date_started),
+        "stop_time": iso(row.date_finished),
     }
 
 
