@@ -14,6 +14,7 @@ from sqlalchemy import Engine as SqlEngine
 from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine
 from operator_engine.environments import EnvironmentRegistry, gpu_share
+from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
@@ -266,6 +267,13 @@ class Engine:
             log.exception("sweep failed")
 
     def _loop(self, worker: Worker, sweeper: bool) -> None:
+        WORKERS.inc()
+        try:
+            self._work(worker, sweeper)
+        finally:
+            WORKERS.dec()
+
+    def _work(self, worker: Worker, sweeper: bool) -> None:
         next_sweep = time.monotonic() + self.sweep_seconds
         while not self._stopping.is_set():
             try:
