@@ -19,6 +19,7 @@ from sqlalchemy import Engine as SqlEngine
 from provider.errors import register_error_handlers
 from provider.json_limits import install_json_limits
 from provider.logs import install_request_logging
+from provider.metrics import install_metrics
 from provider.nonces import NonceStore
 from tidewater import __version__
 from tidewater.settings import Settings
@@ -178,6 +179,7 @@ def create_app(
     install_request_logging(app)
     install_json_limits(app)  # after the request id is assigned
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    install_metrics(app)
     _install_cors(app)
     for name in BLUEPRINTS:
         module = _import_optional(name)

@@ -56,6 +56,8 @@ class Child:
     exit_code: int | None = None
     started_at: float = 0.0
     ready: bool = False
+    #: Called with the pid once the child has ended and been reaped.
+    on_exit: Callable[[int], None] | None = None
     _ready_fd: int = field(default=-1, repr=False)
 
     def start(self) -> None:
@@ -93,6 +95,8 @@ class Child:
             if pid:
                 self.exit_code = os.waitstatus_to_exitcode(status)
                 self._close_ready()
+                if self.on_exit is not None:
+                    self.on_exit(pid)
         if self._ready_fd >= 0:
             try:
                 self.ready = bool(os.read(self._ready_fd, 1))

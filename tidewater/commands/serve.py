@@ -28,7 +28,9 @@ serves, with one line naming the problem.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tidewater.errors import CommandError
@@ -98,10 +100,24 @@ def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def metrics_dir(settings: Settings) -> Path:
+    """Prepare ``PROMETHEUS_MULTIPROC_DIR`` (an operator's own value wins; else a fresh
+    ``metrics/`` in the data dir). Must run before any module imports ``prometheus_client``."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = Path(given) if given else Path(settings.data_dir) / "metrics"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in path.glob("*.db"):  # samples of processes from an earlier run
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    metrics_dir(settings)  # before anything imports prometheus_client
+
     from provider.logs import configure_logging
 
-    settings = Settings.from_env()
     options = gunicorn_options(args)
     preflight(settings, engine=not args.no_engine)
     configure_logging(settings.log_level)
@@ -116,9 +132,17 @@ def run(args: argparse.Namespace) -> int:
 
     api = Child("the API server (gunicorn)", lambda ready: serve_api(settings, options, ready))
     engine = Child(
-        "the engine", lambda ready: run_engine(settings, workers=settings.workers, ready=ready)
+        "the engine",
+        lambda ready: run_engine(settings, workers=settings.workers, ready=ready),
+        on_exit=_metrics_of_dead_process,
     )
     return Supervisor(api, engine, grace=settings.stop_grace).run()
+
+
+def _metrics_of_dead_process(pid: int) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)  # a dead engine's live gauges stop counting
 
 
 def serve_api(
@@ -137,12 +161,18 @@ def serve_api(
             if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 24: one shared
                 self.cfg.set("control_socket_disable", True)  # ~/.gunicorn socket; unused
             self.cfg.set("when_ready", lambda _arbiter: ready())
+            self.cfg.set("child_exit", _child_exit)
 
         def load(self) -> Any:
             try:
                 return create_app(settings)
             except ChainUnavailableError as exc:
                 raise CommandError(str(exc)) from None
+
+    def _child_exit(_server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # its live gauges stop counting
 
     ProviderApplication().run()
     return 0
