@@ -138,7 +138,9 @@ class Supervisor:
 
     SIGTERM: the API finishes its requests (gunicorn's graceful stop) while the engine gives
     running algorithms ``grace`` seconds, then stops their containers (status 7). SIGINT, or a
-    second signal: both stop at once (running containers are still stopped and recorded).
+    second signal to the supervisor: SIGINT to both, which stop at once (running containers are
+    still stopped and recorded). The children may also get the signal directly (a stop of the
+    whole process group); they treat a repeated SIGTERM as one.
     A child that outlives ``grace`` + ``hard_margin`` seconds of a stop is killed.
     """
 

@@ -59,7 +59,7 @@ def run_engine(
 ) -> int:
     """Run engine workers in this process until SIGTERM or SIGINT, then stop them (see
     :meth:`operator_engine.api.Engine.shutdown`): SIGTERM gives running algorithms
-    ``settings.stop_grace`` seconds; SIGINT, or a second signal, stops them at once. Calls
+    ``settings.stop_grace`` seconds; SIGINT, even during that grace, stops them at once. Calls
     ``ready()`` once the workers run. ``tidewater engine`` and ``tidewater serve``'s engine
     process both run this."""
     from operator_engine.api import Engine, EngineError
@@ -81,7 +81,9 @@ def run_engine(
     grace = [float(settings.stop_grace)]
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set() or signum == signal.SIGINT:
+        # A repeated SIGTERM changes nothing: a stop of the whole process group (systemd's
+        # default) delivers it to this process and to the supervisor, which forwards it.
+        if signum == signal.SIGINT:
             grace[0] = 0.0
             engine.cut_short()  # a shutdown under way stops running algorithms now
         stop.set()
