@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Why a job whose algorithm still ran when the engine stopped ended at 7.
 SHUTDOWN_REASON = "stopped: the provider shut down while the algorithm ran"
+#: How long a stop waits for jobs that have not run yet to reach their next stage boundary.
+PRE_RUN_GRACE = 2.0
 
 
 def engine_scope(settings: Settings) -> str:
@@ -318,10 +320,11 @@ class Engine:
     def shutdown(self, grace: float = 30.0) -> dict[str, str]:
         """Stop the worker threads; returns (and logs) what became of each job they held.
 
-        No job is claimed any more. A job between stages stops at the next stage boundary at
-        a resumable status (10-30, 50, 60) with its lease released: the next engine resumes
-        it. A running algorithm (40) gets ``grace`` seconds (less after :meth:`cut_short`) to
-        finish; then its container is stopped and the job ends at 7 with the reason
+        No job is claimed any more. A job that has not run yet stops at its next stage boundary
+        (10-30, lease released; waited for up to :data:`PRE_RUN_GRACE` s) and the next engine
+        resumes it; a job past its run (50, 60) finishes. A running algorithm (40) gets
+        ``grace`` seconds (none after :meth:`cut_short`) to finish; then its container is
+        stopped and the job ends at 7 with the reason
         :data:`SHUTDOWN_REASON` and its logs as results. A stage still busy after that (a slow
         download) is left to the process exit: its lease dies with the process and the next
         engine resumes the job."""
@@ -335,10 +338,19 @@ class Engine:
                 len(held),
                 grace,
             )
-        deadline = time.monotonic() + grace
-        while self._alive() and time.monotonic() < deadline and not self._cut_short.is_set():
-            time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
-        held |= self._held(mine)
+        began = time.monotonic()
+        while self._alive() and not self._cut_short.is_set():
+            waited = time.monotonic() - began
+            if waited >= grace:
+                break
+            now_held = self._held(mine)
+            held = {**now_held, **held}  # first seen status kept for the report
+            if waited >= min(grace, PRE_RUN_GRACE) and all(
+                s < JobStatus.RUNNING for s in now_held.values()
+            ):
+                break  # only jobs that have not run are left: they resume, no need to wait
+            time.sleep(0.1)
+        held = {**self._held(mine), **held}
         stopped = set()
         for job_id, status in self._held(mine).items():
             if status is JobStatus.RUNNING and self._stop_at_shutdown(job_id):

@@ -413,37 +413,38 @@ def test_kill_9_and_restart_while_jobs_are_at_20_and_40(provider: Provider) -> N
     print(f"the restarted API answered {answered_after:.1f} s after the restart")
 
 
-def test_sigterm_stops_a_running_algorithm_and_leaves_a_queued_job_to_resume(
+def test_sigterm_lets_a_run_finish_within_the_grace_else_stops_it_at_7(
     provider: Provider,
 ) -> None:
-    provider.grace = 1
-    provider.env["TIDEWATER_STOP_GRACE"] = "1"
     files = provider.world.files
-    with provider.running() as serve:
-        at_40 = provider.start_job(provider.world.fast)
-        provider.running_algorithm(at_40)
-        at_20 = provider.start_job(provider.world.held)
+    with provider.running() as serve:  # TIDEWATER_STOP_GRACE 20
+        finishing = provider.start_job(provider.world.fast)
+        provider.running_algorithm(finishing)
+        waiting = provider.start_job(provider.world.held)
         files.held("first start")
-        assert provider.stop(serve) == 0
-    stopped = provider.store.get(at_40)
-    assert stopped is not None and stopped.status is JobStatus.STOPPED
-    assert provider.store.row(at_40).reason == SHUTDOWN_REASON  # type: ignore[union-attr]
-    assert [r.type for r in stopped.results].count("algorithmLog") == 1
-    assert not provider.containers(at_40)
-    assert provider.store.get(at_20).status is JobStatus.CONFIGURING  # type: ignore[union-attr]
+        os.killpg(serve.pid, signal.SIGTERM)  # systemd's way: every process of the group
+        wait_for(lambda: "engine stopping" in provider.log.read_text(), "the stop to begin")
+        provider.release(finishing)  # the algorithm ends within the grace
+        assert serve.wait(timeout=120) == 0
+    assert provider.store.get(finishing).status is JobStatus.FINISHED  # type: ignore[union-attr]
+    assert provider.store.get(waiting).status is JobStatus.CONFIGURING  # type: ignore[union-attr]
     log = provider.log.read_text()
-    assert f"job {at_40}" in log and "stopped at shutdown" in log
-    assert f"job {at_20}" in log and "it resumes when an engine starts" in log
+    assert re.search(f"job {finishing} .*ended at status 70 before the shutdown", log)
+    assert re.search(f"job {waiting} .*left at status 20: it resumes when an engine starts", log)
 
+    provider.env["TIDEWATER_STOP_GRACE"] = "1"
     with provider.running() as serve:
-        files.held("after the restart")
+        files.held("after the restart")  # the job left at 20 resumes...
         files.release.set()
-        provider.running_algorithm(at_20)
-        provider.release(at_20)
-        assert provider.ended(at_20) is JobStatus.FINISHED
-        assert provider.ended(at_40) is JobStatus.STOPPED
-        assert provider.stop(serve) == 0
-    provider.assert_nothing_orphaned([at_20, at_40])
+        provider.running_algorithm(waiting)  # ...and runs an algorithm that never ends
+        assert provider.stop(serve) == 0  # SIGTERM to `tidewater serve` alone
+    stopped = provider.store.get(waiting)
+    assert stopped is not None and stopped.status is JobStatus.STOPPED
+    assert provider.store.row(waiting).reason == SHUTDOWN_REASON  # type: ignore[union-attr]
+    assert [r.type for r in stopped.results].count("algorithmLog") == 1
+    assert not provider.containers(waiting)
+    assert re.search(f"job {waiting} .*stopped at shutdown: status 7", provider.log.read_text())
+    provider.assert_nothing_orphaned([finishing, waiting])
 
 
 def test_an_engine_that_dies_is_restarted_and_recovers_its_job(provider: Provider) -> None:
