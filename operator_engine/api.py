@@ -20,6 +20,7 @@ from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResul
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.store import JobStore, TransitionError
+from operator_engine.wakeup import WakeListener, nudge
 from operator_engine.worker import Services, Worker, worker_is_dead
 from tidewater.settings import Settings
 
@@ -81,8 +82,10 @@ class Engine:
         self.db = db
         self.store = JobStore(db)
         self.runner = runner
+        #: Names this engine's store and data dir: containers' label, wake-up channel.
+        self.wake_scope = engine_scope(settings)
         if getattr(runner, "scope", None) is None:
-            runner.scope = engine_scope(settings)
+            runner.scope = self.wake_scope
         self.registry = EnvironmentRegistry(settings.environments_file, self.store)
         self.services = Services(
             store=self.store,
@@ -97,6 +100,7 @@ class Engine:
         self.poll_seconds = poll_seconds
         self.sweep_seconds = sweep_seconds
         self._wake = threading.Event()
+        self._listener: WakeListener | None = None
         self._cut_short = threading.Event()
         self._recovered: queue.SimpleQueue[tuple[str, JobStatus, int, str]] = queue.SimpleQueue()
         self.services.hand_off = self._hand_off
@@ -158,6 +162,8 @@ class Engine:
         if created:
             self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
         self._wake.set()
+        if not self._threads:  # an API process: the engine process may be idle-waiting
+            nudge(self.wake_scope)
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -261,6 +267,8 @@ class Engine:
         while recovered jobs run."""
         self._stopping.clear()
         self._cut_short.clear()
+        self._listener = WakeListener(self.wake_scope, self._wake.set)
+        self._listener.start()
         for n in range(workers):
             worker = Worker(self.services, n)
             thread = threading.Thread(
@@ -364,6 +372,9 @@ class Engine:
             worker.retire()
         self._threads.clear()
         self._workers.clear()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._sync_worker is not None:
             self._sync_worker.retire()
             self._sync_worker = None

@@ -154,3 +154,22 @@ def test_start_returns_at_once_and_recovered_jobs_run_side_by_side(
             f"recovered job {job.job_id} to finish",
         )
     engine.shutdown()
+
+
+def test_a_job_queued_by_another_process_wakes_an_idle_engine(
+    tmp_path: Path, data: list[dict[str, Any]]
+) -> None:
+    settings = settings_for(tmp_path, [env()], allow_non_public_ip=True)
+    running = Engine.from_settings(settings, runner=FakeRunner(), poll_seconds=60)
+    api = Engine.from_settings(settings, runner=FakeRunner())  # as the API process's engine
+    running.start(1)
+    try:
+        for n in range(2):  # the second arrives while the worker waits out its 60 s poll
+            job = api.submit(request(files=data, agreement_id=f"w{n}"))
+            until(
+                lambda job=job: running.get(job.job_id).status is JobStatus.FINISHED,  # type: ignore[union-attr,misc]
+                "the nudged engine to run the job",
+            )
+    finally:
+        running.shutdown()
+        api.db.dispose()
