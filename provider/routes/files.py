@@ -1,9 +1,10 @@
 """File and container checks.
 
 - ``POST /api/services/fileinfo`` (unsigned): ``{"did", "serviceId", "fileIndex"?,
-  "checksum"?}`` checks the files of a published service (decrypted here, never returned), or a
-  bare file object of any storage type (``url``, ``ipfs``, ``arweave``, ``graphql``,
-  ``smartcontract``) checks that file. Answers ``[{"index", "valid", "contentLength",
+  "checksum"?, "userdata"?}`` checks the files of a published service (decrypted here, never
+  returned), or a bare file object of any storage type (``url``, ``ipfs``, ``arweave``,
+  ``graphql``, ``smartcontract``) checks that file; ``userdata`` feeds graphql variables and
+  smartcontract inputs. Answers ``[{"index", "valid", "contentLength",
   "contentType", "type", "filename"?, "checksum"?, "checksumType"?}]``; the sha256 ``checksum``
   only when the body asks ``"checksum": true`` (the body is then read, up to a cap). Files are
   opened by ``operator_engine.storage`` behind the SSRF guard (public addresses only unless
@@ -22,6 +23,7 @@ from flask.typing import ResponseReturnValue
 
 from operator_engine.storage import TYPES, StorageConfig, file_info
 from provider.app import Services, services
+from provider.compute_validation import parse_json_field
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.params import is_missing, request_params, text_param
@@ -37,10 +39,12 @@ _REQUIRED = {
 }
 
 
-def probe(file_obj: Any, settings: Any, *, checksum: bool = False) -> dict[str, Any]:
+def probe(
+    file_obj: Any, settings: Any, *, checksum: bool = False, userdata: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``fileinfo``'s answer for one file object (see :func:`operator_engine.storage.file_info`)."""
     config = StorageConfig.from_settings(settings, timeout=PROBE_TIMEOUT_S)
-    return file_info(file_obj, config, checksum=checksum)
+    return file_info(file_obj, config, checksum=checksum, userdata=userdata)
 
 
 def _service_files(svc: Services, did: str, service_id: str) -> list[Any]:
@@ -66,6 +70,7 @@ def fileinfo() -> ResponseReturnValue:
     svc = services()
     params = request_params()
     checksum = params.get("checksum") in (True, "true", "True", "1", 1)
+    userdata = parse_json_field(params.get("userdata"), "userdata")
     did = text_param(params, "did")
     if did is not None:
         service_id = text_param(params, "serviceId")
@@ -83,7 +88,10 @@ def fileinfo() -> ResponseReturnValue:
                 raise ProviderError("fileIndex is out of range", 400)
             indexes = [int(index_text)]
         return jsonify(
-            [{"index": i, **probe(files[i], svc.settings, checksum=checksum)} for i in indexes]
+            [
+                {"index": i, **probe(files[i], svc.settings, checksum=checksum, userdata=userdata)}
+                for i in indexes
+            ]
         )
     kind = params.get("type")
     if is_missing(kind):
@@ -95,8 +103,9 @@ def fileinfo() -> ResponseReturnValue:
     for name in _REQUIRED[str(kind)]:
         if is_missing(params.get(name)):
             raise RequestValidationError({name: [f"The {name} field is required."]})
-    file_obj = {k: v for k, v in params.items() if k != "checksum"}
-    return jsonify([{"index": 0, **probe(file_obj, svc.settings, checksum=checksum)}])
+    file_obj = {k: v for k, v in params.items() if k not in ("checksum", "userdata")}
+    info = probe(file_obj, svc.settings, checksum=checksum, userdata=userdata)
+    return jsonify([{"index": 0, **info}])
 
 
 @bp.post("/api/services/validateContainer")
