@@ -167,11 +167,13 @@ def open_request(
     timeout: float,
     headers: dict[str, Any] | None = None,
     body: bytes | None = None,
+    accept: frozenset[int] = frozenset({200}),
 ) -> Iterator[requests.Response]:
-    """Send one HTTP request through the guarded session and yield the streamed 200 answer.
+    """Send one HTTP request through the guarded session and yield the streamed answer.
 
-    Raises :class:`FetchError` for a refused address (also after a redirect), an answer other
-    than 200, or a network error (also while the caller reads).
+    Raises :class:`FetchError` for a refused address (also after a redirect), a status not in
+    ``accept`` (206 and 416 are accepted for a forwarded ``Range``), or a network error (also
+    while the caller reads).
     """
     method = method.upper()
     if method not in _ALLOWED_METHODS:
@@ -188,7 +190,7 @@ def open_request(
                 timeout=(min(timeout, 10.0), timeout),
                 allow_redirects=True,
             ) as resp:
-                if resp.status_code != 200:
+                if resp.status_code not in accept:
                     raise FetchError(
                         f"{method} {_redact(url)} answered HTTP {resp.status_code}",
                         f"the file server answered HTTP {resp.status_code}",

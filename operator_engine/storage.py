@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from werkzeug.http import parse_content_range_header
+
 from operator_engine.fetch import CHUNK, FetchError, open_request
 
 DEFAULT_IPFS_GATEWAY = "https://ipfs.io"
@@ -91,12 +93,18 @@ def rpc_urls_of(value: Any) -> tuple[dict[int, str], str | None]:
 
 @dataclass
 class OpenedFile:
-    """An open file: its bytes (read once) and what is known before reading them."""
+    """An open file: its bytes (read once) and what is known before reading them.
+
+    ``status`` is 200, or the upstream's 206 / 416 answer to a forwarded ``Range`` (then
+    ``content_range`` is its ``Content-Range`` and ``content_length`` the part's length).
+    """
 
     chunks: Iterator[bytes]
     content_length: int | None
     content_type: str
     filename: str | None
+    status: int = 200
+    content_range: str | None = None
 
 
 def _text(file_obj: Mapping[str, Any], key: str, kind: str) -> str:
@@ -135,7 +143,14 @@ def _open_http(
     headers: dict[str, Any] | None = None,
     body: bytes | None = None,
     filename: bool = True,
+    byte_range: str | None = None,
 ) -> Iterator[OpenedFile]:
+    headers = dict(headers or {})
+    accept = frozenset({200})
+    if byte_range and method.upper() == "GET":
+        headers = {k: v for k, v in headers.items() if k.lower() != "range"}
+        headers["Range"] = byte_range
+        accept = frozenset({200, 206, 416})
     with open_request(
         method,
         url,
@@ -143,15 +158,34 @@ def _open_http(
         timeout=config.timeout,
         headers=headers,
         body=body,
+        accept=accept,
     ) as resp:
+        content_range = resp.headers.get("Content-Range")
+        if resp.status_code != 200 and not _is_content_range(content_range):
+            raise FetchError(
+                f"{_short(url)} answered {resp.status_code} without a valid Content-Range",
+                f"the file server answered HTTP {resp.status_code}",
+            )
         yield OpenedFile(
-            chunks=resp.iter_content(CHUNK),
+            chunks=resp.iter_content(CHUNK) if resp.status_code != 416 else iter(()),
             content_length=_length(resp.headers.get("Content-Length")),
             content_type=resp.headers.get("Content-Type", ""),
             filename=_filename_of(resp.headers.get("Content-Disposition"), url)
             if filename
             else None,
+            status=resp.status_code,
+            content_range=content_range if resp.status_code != 200 else None,
         )
+
+
+def _is_content_range(value: str | None) -> bool:
+    """True for a single-part ``bytes a-b/n`` or ``bytes */n`` header."""
+    return bool(value) and parse_content_range_header(value) is not None
+
+
+def _short(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{parts.path}"
 
 
 def _gateway(base: str, name: str) -> str:
@@ -223,31 +257,41 @@ def _jsonable(value: Any) -> Any:
 
 @contextmanager
 def open_file(
-    file_obj: Any, config: StorageConfig, *, userdata: Mapping[str, Any] | None = None
+    file_obj: Any,
+    config: StorageConfig,
+    *,
+    userdata: Mapping[str, Any] | None = None,
+    byte_range: str | None = None,
 ) -> Iterator[OpenedFile]:
     """Open an Ocean file object of any supported type; raise :class:`FetchError` when it is
-    malformed, refused by the SSRF guard, or cannot be read."""
+    malformed, refused by the SSRF guard, or cannot be read.
+
+    ``byte_range`` (a ``Range`` header value) is forwarded to GET-based HTTP storage (``url``
+    GET, ``ipfs``, ``arweave``); the answer's ``status`` says whether the server honoured it.
+    """
     if not isinstance(file_obj, dict):
         raise FetchError("file object must be a JSON object")
     kind = file_obj.get("type")
     if kind == "url":
         url = _text(file_obj, "url", "url")
         method = str(file_obj.get("method") or "GET")
-        with _open_http(method, url, config, headers=_headers(file_obj)) as opened:
+        headers = _headers(file_obj)
+        with _open_http(method, url, config, headers=headers, byte_range=byte_range) as opened:
             yield opened
     elif kind == "ipfs":
         cid = _text(file_obj, "hash", "ipfs").removeprefix("ipfs://")
         if not _IPFS_HASH.match(cid) or ".." in cid.split("/"):
             raise FetchError("ipfs 'hash' is not a content id")
         url = f"{_gateway(config.ipfs_gateway, 'IPFS_GATEWAY')}/ipfs/{cid}"
-        with _open_http("GET", url, config, filename="/" in cid) as opened:
+        named = "/" in cid
+        with _open_http("GET", url, config, filename=named, byte_range=byte_range) as opened:
             yield opened
     elif kind == "arweave":
         tx_id = _text(file_obj, "transactionId", "arweave")
         if not _ARWEAVE_ID.match(tx_id):
             raise FetchError("arweave 'transactionId' is not a transaction id")
         url = f"{_gateway(config.arweave_gateway, 'ARWEAVE_GATEWAY')}/{tx_id}"
-        with _open_http("GET", url, config, filename=False) as opened:
+        with _open_http("GET", url, config, filename=False, byte_range=byte_range) as opened:
             yield opened
     elif kind == "graphql":
         url = _text(file_obj, "url", "graphql")

@@ -13,8 +13,10 @@
   fee issued and signed by this provider and not expired, ``OrderStarted`` for this service's
   index, younger than the service timeout, requester = consumer or payer) and streams file
   ``fileIndex`` through :mod:`operator_engine.storage` with ``Content-Disposition:
-  attachment;filename=<name>``. A single ``Range`` is honoured (206 + ``Content-Range``, 416
-  when unsatisfiable) when the file's length is known; otherwise the whole file is sent (200).
+  attachment;filename=<name>``. A single ``Range`` is forwarded to GET-based file servers
+  (url, ipfs, arweave) and their 206 relayed; when a server ignores it, the provider cuts the
+  range from the stream itself (206 + ``Content-Range``, 416 when unsatisfiable) if the length
+  is known, else sends the whole file (200).
   Access orders are *not* consumed: one order serves repeated downloads until the service
   timeout passes (Ocean's rule for access; compute orders start one job each).
 """
@@ -30,7 +32,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from web3 import Web3
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
+from werkzeug.http import parse_content_range_header
 
 from contracts_abi import fees as fee_format
 from operator_engine.fetch import FetchError
@@ -166,6 +169,14 @@ def initialize() -> ResponseReturnValue:
     return jsonify(answer)
 
 
+def _single_range() -> str | None:
+    """The request's ``Range`` when it is one byte range (forwarded to the file server)."""
+    parsed = request.range
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        return None
+    return parsed.to_header()
+
+
 def _chunks(stack: ExitStack, opened: OpenedFile) -> Iterator[bytes]:
     try:
         yield from opened.chunks
@@ -195,24 +206,33 @@ def download() -> ResponseReturnValue:
     except OrderError as exc:
         log.info("download: order %s refused: %s", tx, exc)
         raise ResourceError("order", "order_invalid") from None
+    config = StorageConfig.from_settings(svc.settings)
     stack = ExitStack()
     try:
         opened = stack.enter_context(
-            open_file(file_obj, StorageConfig.from_settings(svc.settings), userdata=userdata)
+            open_file(file_obj, config, userdata=userdata, byte_range=_single_range())
         )
     except FetchError as exc:
         stack.close()
         log.info("download of %s file %s failed: %s", did, file_index, exc)
         raise ProviderError(f"Error: {exc.public}", 400) from None
+    if opened.status == 416:  # the file server judged the forwarded Range itself
+        stack.close()
+        parsed = parse_content_range_header(opened.content_range)
+        raise RequestedRangeNotSatisfiable(length=parsed.length if parsed else None)
     response = Response(
         _chunks(stack, opened),
-        status=200,
+        status=opened.status,
         mimetype=opened.content_type or "application/octet-stream",
     )
     name = safe_filename(opened.filename or f"file{file_index}")
     response.headers["Content-Disposition"] = f"attachment;filename={name}"
     if opened.content_length is not None:
         response.headers["Content-Length"] = str(opened.content_length)
+    if opened.status == 206:  # the file server sent the part: relay it as is
+        response.headers["Content-Range"] = str(opened.content_range)
+        response.headers["Accept-Ranges"] = "bytes"
+        return response
     try:
         return response.make_conditional(
             request,

@@ -1,5 +1,6 @@
 """Access services on the real chain: initialize → startOrder → signed download (whole file,
-Range, repeated downloads on one order, refusals), and the embedded Aquarius read API."""
+Range cut by the provider or forwarded to the file server, repeated downloads on one order,
+refusals), and the embedded Aquarius read API."""
 
 from __future__ import annotations
 
@@ -12,23 +13,33 @@ from hexbytes import HexBytes
 
 from contracts_abi import fees as fee_format
 from contracts_abi import publish
+from tests.fixtures.gateways import Gateways
 from tests.provider.chainflow import Flow, Published
 
 pytestmark = pytest.mark.integration
 
 BODY = bytes(range(256)) * 40  # 10,240 bytes, every byte value
 SECOND = b"second file\n"
+CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+ON_IPFS = b"0123456789" * 300
+
+
+@pytest.fixture(scope="module")
+def flow(gateway_flow: Flow, gw: Gateways) -> Flow:
+    gw.ipfs[CID] = ON_IPFS
+    return gateway_flow
 
 
 @pytest.fixture(scope="module")
 def access(flow: Flow) -> Published:
-    first = flow.files.add("/access/weather.bin", BODY)
+    first = flow.files.add("/access/weather.bin", BODY)  # this server ignores Range
     second = flow.files.add("/access/second.txt", SECOND)
     return flow.publish(
         "dataset",
         [
             {"type": "url", "url": first, "method": "GET"},
             {"type": "url", "url": second, "method": "GET"},
+            {"type": "ipfs", "hash": CID},  # the gateway honours Range
         ],
         service_type="access",
         timeout=3600,
@@ -133,16 +144,36 @@ def test_download_whole_file_ranges_and_repeats(flow: Flow, access: Published) -
     assert second.headers["Content-Disposition"] == "attachment;filename=second.txt"
     assert download(flow, access, tx).data == BODY
 
+    ipfs = download(flow, access, tx, 2)
+    assert ipfs.status_code == 200 and ipfs.data == ON_IPFS
+
     again = initialize(flow, access, transferTxId=tx)
     assert again.status_code == 200
     assert again.get_json()["validOrder"] == tx and "providerFee" not in again.get_json()
+
+
+def test_range_forwarded_to_a_gateway_that_honours_it(
+    flow: Flow, access: Published, gw: Gateways
+) -> None:
+    tx = order(flow, access)
+    part = download(flow, access, tx, 2, headers={"Range": "bytes=2990-"})
+    assert part.status_code == 206, part.get_data(as_text=True)
+    assert gw.ranges[-1] == "bytes=2990-"  # the gateway sent only the part
+    assert part.headers["Content-Range"] == f"bytes 2990-2999/{len(ON_IPFS)}"
+    assert part.data == ON_IPFS[2990:]
+    assert part.headers["Content-Disposition"] == "attachment;filename=file2"
+    beyond = download(flow, access, tx, 2, headers={"Range": "bytes=5000-6000"})
+    assert beyond.status_code == 416
+    assert beyond.headers["Content-Range"] == f"bytes */{len(ON_IPFS)}"
+    several = download(flow, access, tx, 2, headers={"Range": "bytes=0-1,5-6"})
+    assert several.status_code == 416 and gw.ranges[-1] is None  # not forwarded
 
 
 def test_download_refusals(
     flow: Flow, access: Published, other_account: LocalAccount, w3: Any
 ) -> None:
     tx = order(flow, access)
-    bad_index = download(flow, access, tx, 2)
+    bad_index = download(flow, access, tx, 3)
     assert bad_index.status_code == 400 and "fileIndex" in bad_index.get_json()["error"]
     forged = download(flow, access, tx, sign_as=other_account)
     assert forged.status_code == 400 and "signature" in forged.get_json()["errors"]

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from contracts_abi import load
-from tests.fixtures.gateways import Gateways, gateways
-from tests.provider.chainflow import Flow, Published, container_for, open_flow
+from tests.fixtures.gateways import Gateways
+from tests.provider.chainflow import Flow, Published, container_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,40 +39,10 @@ def view_abi(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gw() -> Iterator[Gateways]:
-    with gateways() as server:
-        server.ipfs[CID] = b"day,rain\n1,0.5\n2,0.0\n"
-        server.arweave[TX] = b"arweave says hello\n"
-        yield server
-
-
-@pytest.fixture(scope="module")
-def flow(
-    tmp_path_factory: pytest.TempPathFactory,
-    gw: Gateways,
-    ganache: Any,
-    w3: Web3,
-    deployed: dict[str, Any],
-    address_file: Path,
-    provider_private_key: str,
-    publisher_account: LocalAccount,
-    consumer_account: LocalAccount,
-    deployer_account: LocalAccount,
-) -> Iterator[Flow]:
-    with open_flow(
-        tmp_path_factory.mktemp("storage_types"),
-        ganache_url=ganache.url,
-        w3=w3,
-        deployed=deployed,
-        address_file=address_file,
-        provider_key=provider_private_key,
-        publisher=publisher_account,
-        consumer=consumer_account,
-        deployer=deployer_account,
-        ipfs_gateway=gw.base_url,
-        arweave_gateway=gw.base_url,
-    ) as opened:
-        yield opened
+def flow(gateway_flow: Flow, gw: Gateways) -> Flow:
+    gw.ipfs[CID] = b"day,rain\n1,0.5\n2,0.0\n"
+    gw.arweave[TX] = b"arweave says hello\n"
+    return gateway_flow
 
 
 @pytest.fixture(scope="module")
