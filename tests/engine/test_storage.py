@@ -165,3 +165,35 @@ def test_config_from_settings() -> None:
         {8996: "http://a", 58008: "http://b"},
         None,
     )
+
+
+def test_engine_job_reads_gateway_files_configured_in_settings(
+    tmp_path: Path, gw: Gateways
+) -> None:
+    """The engine builds its StorageConfig from Settings alone (as `tidewater engine` does)."""
+    from operator_engine.api import Engine
+    from operator_engine.runner import FakeRunner
+    from tests.engine.helpers import did, env, request, settings_for
+
+    seen: dict[str, bytes] = {}
+
+    def algo(_spec: Any, dirs: dict[str, Path], _killed: Any) -> tuple[int, bool, bytes]:
+        for path in sorted((dirs["/data/inputs"] / did(1)[7:]).iterdir()):
+            seen[path.name] = path.read_bytes()
+        return 0, False, b""
+
+    settings = settings_for(
+        tmp_path,
+        [env()],
+        allow_non_public_ip=True,
+        ipfs_gateway=gw.base_url,
+        arweave_gateway=gw.base_url,
+    )
+    engine = Engine.from_settings(settings, runner=FakeRunner(algo))
+    try:
+        job = engine.submit(request(files=[f for f, _body in files(gw)]))
+        engine.run_until_idle()
+        assert engine.get(job.job_id).status == 70  # type: ignore[union-attr]
+    finally:
+        engine.shutdown()
+    assert seen == {str(n): body for n, (_f, body) in enumerate(files(gw))}
