@@ -8,6 +8,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from operator_engine.credentials import Credential
 from operator_engine.models import ComputeEnvironment, JobRequest
 from operator_engine.runner import ContainerRunner
 from operator_engine.storage import StorageConfig
@@ -54,6 +55,8 @@ class JobContext:
     should_yield: Callable[[], bool] = lambda: False  # the engine is shutting down
     fetch_timeout: float = 30.0
     storage: StorageConfig | None = None  # gateways and RPC URLs; None: url files only
+    #: the environment's stored platform credential (``credentialsId``), if any
+    registry_credential: Credential | None = None
     state: dict[str, Any] = field(default_factory=dict)
 
     @property
