@@ -122,7 +122,9 @@ def _validate_order(
 
 
 def _compute_address(svc: Services) -> str:
-    envs = svc.engine.environments()
+    """The primary environment's consumerAddress (the first offered one without a primary)."""
+    primary = getattr(svc.engine, "primary_environment", lambda: None)()
+    envs = ([primary] if primary is not None else []) + list(svc.engine.environments())
     address = next((e.consumer_address for e in envs if e.consumer_address), None)
     return Web3.to_checksum_address(address or svc.provider_address)
 
