@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -165,6 +166,14 @@ def test_config_from_settings() -> None:
         {8996: "http://a", 58008: "http://b"},
         None,
     )
+    # NETWORK_URL as a per-chain map (what a multi-chain Settings carries), text or mapping
+    multi = SimpleNamespace(
+        allow_non_public_ip=False, network_url='{"8996": "http://a", "58008": "http://b"}'
+    )
+    assert StorageConfig.from_settings(multi).rpc_urls == {8996: "http://a", 58008: "http://b"}
+    mapped = SimpleNamespace(allow_non_public_ip=False, network_url={8996: "http://a"})
+    cfg = StorageConfig.from_settings(mapped)
+    assert (cfg.rpc_urls, cfg.default_rpc_url) == ({8996: "http://a"}, None)
 
 
 def test_engine_job_reads_gateway_files_configured_in_settings(
