@@ -6,7 +6,8 @@
   Fetching goes through ``operator_engine.fetch``'s SSRF guard (public addresses only unless
   ``ALLOW_NON_PUBLIC_IP``); only the response headers are read.
 - ``POST /api/services/validateContainer``: a container section ``{entrypoint, image, tag,
-  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}`` (PROTOCOL §6).
+  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}`` (PROTOCOL §6); a
+  part that is not a string → 400 validation error naming it.
 - ``GET /api/services/initialize`` and ``GET /api/services/download`` belong to access
   (download) services. tidewater serves compute-to-data only, so data never leaves except as
   job results: both answer 501 with a JSON error.
@@ -22,6 +23,7 @@ from flask.typing import ResponseReturnValue
 
 from operator_engine import fetch
 from provider.app import Services, services
+from provider.compute_validation import check_container
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.params import is_missing, request_params, text_param
@@ -96,12 +98,7 @@ def fileinfo() -> ResponseReturnValue:
 
 @bp.post("/api/services/validateContainer")
 def validate_container() -> ResponseReturnValue:
-    container = request_params()
-    if any(is_missing(container.get(k)) for k in ("entrypoint", "image", "checksum")):
-        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-    if not str(container.get("checksum")).startswith("sha256:"):
-        raise ResourceError("algorithm.container", "checksum_prefix")
-    return jsonify(container)
+    return jsonify(check_container(request_params(), prefix=""))
 
 
 @bp.get("/api/services/initialize")
