@@ -133,6 +133,16 @@ def text_param(params: dict[str, Any], name: str) -> str | None:
     return text if isinstance(text, str) else str(value)
 
 
+def is_digits(text: str, max_digits: int = 78) -> bool:
+    """True for 1 to ``max_digits`` ASCII digits (78 holds any uint256; it also keeps ``int()``
+    far below Python's 4,300-digit conversion limit, which would raise).
+
+    >>> is_digits("0042"), is_digits("4" * 79), is_digits("٣"), is_digits("")
+    (True, False, False, False)
+    """
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
 def parse_uint(text: str, maximum: int = UINT256_MAX) -> int | None:
     """``text`` (a JSON number's digits or a decimal string) as an exact integer in
     ``[0, maximum]``, or None. Integral values in decimal or exponent form count
@@ -203,7 +213,7 @@ def require_chain_id(raw: object, chain_id: int, name: str = "chainId") -> int:
     text = None if raw is None else (getattr(raw, "text", None) or str(raw)).strip()
     if not text:
         raise RequestValidationError({name: [f"The {name} field is required."]})
-    if not (text.isascii() and text.isdigit()):
+    if not is_digits(text):
         raise RequestValidationError({name: [f"The {name} field must be an integer."]})
     if int(text) != chain_id:
         raise ProviderError(f"Unsupported chain ID {text}", 400)

@@ -26,7 +26,7 @@ from provider.app import Services, services
 from provider.compute_validation import check_container
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
-from provider.params import is_missing, request_params, text_param
+from provider.params import is_digits, is_missing, request_params, text_param
 
 bp = Blueprint("files", __name__)
 PROBE_TIMEOUT_S = 10.0
@@ -78,7 +78,7 @@ def fileinfo() -> ResponseReturnValue:
         if service_id is None:
             raise RequestValidationError({"serviceId": ["The serviceId field is required."]})
         index_text = text_param(params, "fileIndex")
-        if index_text is not None and not (index_text.isascii() and index_text.isdigit()):
+        if index_text is not None and not is_digits(index_text):
             raise RequestValidationError(
                 {"fileIndex": ["The fileIndex field must be a non-negative integer."]}
             )

@@ -302,3 +302,54 @@ def test_compute_start_during_an_outage(
         },
     )
     _is_outage(reply)
+
+
+# -- digit-only numbers: beyond Python's int() limit is a 400, not a 500 -----------------------
+
+LONG = "7" * 5000  # int() refuses more than 4,300 digits
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("get", "/api/services/computeEnvironments", {"query_string": {"chainId": LONG}}),
+        ("post", f"/api/services/encrypt?chainId={LONG}", {"data": b"x"}),
+        (
+            "post",
+            "/api/services/fileinfo",
+            {"json": {"did": DATASET, "serviceId": "svc", "fileIndex": LONG}},
+        ),
+        (
+            "get",
+            "/api/services/computeResult",
+            {
+                "query_string": {
+                    "consumerAddress": "0x" + "12" * 20,
+                    "jobId": "j",
+                    "index": LONG,
+                    "nonce": "2",
+                    "signature": "0x00",
+                }
+            },
+        ),
+        (
+            "post",
+            "/api/services/decrypt",
+            {
+                "json": {
+                    "decrypterAddress": "0x" + "12" * 20,
+                    "chainId": LONG,
+                    "dataNftAddress": NFT,
+                    "nonce": "2",
+                    "signature": "0x00",
+                }
+            },
+        ),
+    ],
+)
+def test_overlong_digit_parameters_are_a_400(
+    resolving: FlaskClient, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    reply = getattr(resolving, method)(path, **kwargs)
+    assert reply.status_code == 400, reply.get_data(as_text=True)
+    assert reply.get_json()["errors"]
