@@ -23,6 +23,8 @@ from contracts_abi import fees as fee_format
 from operator_engine.api import Engine
 from provider.app import create_app
 from provider.asset import Asset
+from provider.assets import IndexerResolver
+from provider.chain import ChainUnavailable
 from provider.compute_validation import ComputeValidator
 from provider.crypto import encrypt_for_key, public_key_hex
 from provider.errors import RequestValidationError
@@ -353,3 +355,24 @@ def test_overlong_digit_parameters_are_a_400(
     reply = getattr(resolving, method)(path, **kwargs)
     assert reply.status_code == 400, reply.get_data(as_text=True)
     assert reply.get_json()["errors"]
+
+
+class _DownIndexer:
+    """An indexer whose catch-up meets a chain outage; ``known`` is what it indexed before."""
+
+    def __init__(self, known: dict[str, Asset]) -> None:
+        self.known = known
+
+    def sync(self) -> None:
+        raise ChainUnavailable(CHAIN_ID, ConnectionError("refused"))
+
+    def get(self, did: str) -> Asset | None:
+        return self.known.get(did)
+
+
+def test_an_outage_serves_indexed_assets_and_names_the_chain_for_others() -> None:
+    indexed = MemoryResolver.assets[DATASET]
+    resolver = IndexerResolver(_DownIndexer({DATASET: indexed}))  # type: ignore[arg-type]
+    assert resolver.resolve(DATASET) == indexed
+    with pytest.raises(ChainUnavailable, match=f"chain {CHAIN_ID} is unavailable"):
+        resolver.resolve(ALGORITHM)
