@@ -110,8 +110,9 @@ class AlgorithmInput:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A validated compute request. ``agreement_id`` (the first dataset's order tx) makes
-    ``submit`` idempotent: one order starts at most one job."""
+    """A validated compute request. ``agreement_id`` (the first dataset's order tx) is the
+    job's Ocean ``agreementId`` and makes ``submit`` idempotent; the rule that each payment
+    tx starts at most one job is :class:`Payments`'."""
 
     owner: str
     environment: str
