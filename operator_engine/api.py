@@ -13,7 +13,8 @@ from sqlalchemy import Engine as SqlEngine
 
 from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine
-from operator_engine.environments import EnvironmentRegistry
+from operator_engine.environments import EnvironmentRegistry, gpu_share
+from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
@@ -108,7 +109,21 @@ class Engine:
                 runner = DockerRunner(pull=settings.pull_images)
             except RunnerError as exc:
                 raise EngineError(str(exc)) from exc
-        return cls(settings, db, runner, **options)
+        engine = cls(settings, db, runner, **options)
+        engine.check_gpus()
+        return engine
+
+    def check_gpus(self) -> None:
+        """Refuse GPU environments the runner cannot serve (a clear error at load, never a
+        job stuck at 40)."""
+        wanting = [e.id for e in self.registry.file_envs() if gpu_share(e)[0] > 0]
+        if not wanting:
+            return
+        reason = self.runner.gpu_support()
+        if reason is not None:
+            raise EngineError(
+                f"compute environment(s) {', '.join(wanting)} ask for GPUs, but {reason}"
+            )
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -264,6 +279,13 @@ class Engine:
             log.exception("sweep failed")
 
     def _loop(self, worker: Worker, sweeper: bool) -> None:
+        WORKERS.inc()
+        try:
+            self._work(worker, sweeper)
+        finally:
+            WORKERS.dec()
+
+    def _work(self, worker: Worker, sweeper: bool) -> None:
         next_sweep = time.monotonic() + self.sweep_seconds
         while not self._stopping.is_set():
             try:
