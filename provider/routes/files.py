@@ -10,7 +10,8 @@
   opened by ``operator_engine.storage`` behind the SSRF guard (public addresses only unless
   ``ALLOW_NON_PUBLIC_IP``, gateways included).
 - ``POST /api/services/validateContainer``: a container section ``{entrypoint, image, tag,
-  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}`` (PROTOCOL §6).
+  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}`` (PROTOCOL §6); a
+  part that is not a string → 400 validation error naming it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from flask.typing import ResponseReturnValue
 
 from operator_engine.storage import TYPES, StorageConfig, file_info
 from provider.app import Services, services
-from provider.compute_validation import parse_json_field
+from provider.compute_validation import check_container, parse_json_field
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
-from provider.params import is_missing, request_params, text_param
+from provider.params import is_digits, is_missing, request_params, text_param
 
 bp = Blueprint("files", __name__)
 PROBE_TIMEOUT_S = 10.0
@@ -77,7 +78,7 @@ def fileinfo() -> ResponseReturnValue:
         if service_id is None:
             raise RequestValidationError({"serviceId": ["The serviceId field is required."]})
         index_text = text_param(params, "fileIndex")
-        if index_text is not None and not (index_text.isascii() and index_text.isdigit()):
+        if index_text is not None and not is_digits(index_text):
             raise RequestValidationError(
                 {"fileIndex": ["The fileIndex field must be a non-negative integer."]}
             )
@@ -110,9 +111,4 @@ def fileinfo() -> ResponseReturnValue:
 
 @bp.post("/api/services/validateContainer")
 def validate_container() -> ResponseReturnValue:
-    container = request_params()
-    if any(is_missing(container.get(k)) for k in ("entrypoint", "image", "checksum")):
-        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-    if not str(container.get("checksum")).startswith("sha256:"):
-        raise ResourceError("algorithm.container", "checksum_prefix")
-    return jsonify(container)
+    return jsonify(check_container(request_params(), prefix=""))

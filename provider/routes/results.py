@@ -21,7 +21,7 @@ from operator_engine.api import JobNotFound, ResultNotFound
 from provider.app import services
 from provider.errors import ProviderError, RequestValidationError
 from provider.nonces import verify_request
-from provider.params import address_param, lookup, request_params, require, text_param
+from provider.params import address_param, is_digits, lookup, request_params, require, text_param
 
 bp = Blueprint("results", __name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -45,7 +45,7 @@ def compute_result() -> ResponseReturnValue:
     job_id = text_param(params, "jobId")
     index_text = text_param(params, "index")
     assert consumer is not None and job_id is not None and index_text is not None
-    if not (index_text.isascii() and index_text.isdigit()):
+    if not is_digits(index_text):
         raise RequestValidationError({"index": ["The index field must be a non-negative integer."]})
     verify_request(
         consumer,
