@@ -45,7 +45,14 @@ from provider.compute_validation import check_credentials, decrypt_files, parse_
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.nonces import verify_request
 from provider.orders import Order, OrderError, OrderValidator
-from provider.params import address_param, lookup, request_params, require, text_param
+from provider.params import (
+    address_param,
+    is_digits,
+    lookup,
+    request_params,
+    require,
+    text_param,
+)
 from provider.routes.results import safe_filename
 
 log = logging.getLogger(__name__)
@@ -59,7 +66,7 @@ def _index(params: dict[str, Any], name: str) -> int | None:
     text = text_param(params, name)
     if text is None:
         return None
-    if not (text.isascii() and text.isdigit()):
+    if not is_digits(text):
         raise RequestValidationError({name: [f"The {name} field must be a non-negative integer."]})
     return int(text)
 
