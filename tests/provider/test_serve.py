@@ -129,3 +129,16 @@ def _engine_workers(base: str) -> float:
         if family.name == "tidewater_engine_workers":
             return sum(sample.value for sample in family.samples)
     return 0.0
+
+
+def test_malformed_environments_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    envs = tmp_path / "envs.json"
+    envs.write_text('[{"id": 5}]')
+    monkeypatch.setenv("PROVIDER_PRIVATE_KEY", PROVIDER_KEY)
+    monkeypatch.setenv("TIDEWATER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TIDEWATER_ENVIRONMENTS", str(envs))
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "id is missing" in err

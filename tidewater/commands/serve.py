@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def preflight(settings: Settings, *, engine: bool) -> int:
     """Check what start-up needs; returns the chain id or raises a one-line CommandError."""
     settings.require_private_key()
+    if settings.environments_file is not None:
+        from operator_engine.environments import EnvironmentConfigError, load_file
+
+        try:
+            load_file(settings.environments_file)
+        except EnvironmentConfigError as exc:
+            raise CommandError(str(exc)) from None
     from contracts_abi.devchain import rpc_chain_id
 
     try:
@@ -131,11 +139,14 @@ def run(args: argparse.Namespace) -> int:
     from tidewater.processes import Child, Supervisor
 
     api = Child("the API server (gunicorn)", lambda ready: serve_api(settings, options, ready))
-    engine = Child(
-        "the engine",
-        lambda ready: run_engine(settings, workers=settings.workers, ready=ready),
-        on_exit=_metrics_of_dead_process,
-    )
+    def engine_main(ready: Callable[[], None]) -> int:
+        try:
+            return run_engine(settings, workers=settings.workers, ready=ready)
+        except CommandError as exc:  # one line, as the CLI prints it; the supervisor stops
+            print(f"tidewater serve: error: {exc}", file=sys.stderr)
+            return 2
+
+    engine = Child("the engine", engine_main, on_exit=_metrics_of_dead_process)
     return Supervisor(api, engine, grace=settings.stop_grace).run()
 
 
