@@ -182,9 +182,9 @@ def create_app(
         svc.assets = assets.build_resolver(svc)
     register_error_handlers(app)
     install_request_logging(app)
-    install_json_limits(app)  # after the request id is assigned
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     install_metrics(app)
+    install_json_limits(app)  # after the request id and the metrics clock are set
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     _install_cors(app)
     for name in BLUEPRINTS:
         module = _import_optional(name)
