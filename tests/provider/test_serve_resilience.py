@@ -335,6 +335,13 @@ def process_tree(pid: int) -> set[int]:
     return every
 
 
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url + "/", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def app_routes(tmp_path: Path) -> list[tuple[str, str]]:
     """(method, path) of every route of the provider app, read from its url_map."""
     (tmp_path / "routes").mkdir()
@@ -375,6 +382,12 @@ def test_deep_bodies_to_every_route_leave_a_running_job_alone(
                 reply = requests.request(method, provider.url + path, data=DEEP, timeout=30)
                 assert reply.status_code == 400, (method, path, reply.text[:200])
         assert process_tree(serve.pid) == before  # no process died and was replaced
+        assert provider.status(job_id) == JobStatus.RUNNING
+        # and if an HTTP worker does crash, the job does not notice
+        [http_worker] = {g for c in children(serve.pid) for g in children(c)}
+        os.kill(http_worker, signal.SIGSEGV)
+        wait_for(lambda: not alive(http_worker), "the HTTP worker to die")
+        wait_for(lambda: _answers(provider.url), "gunicorn's replacement worker")
         assert provider.status(job_id) == JobStatus.RUNNING
         provider.release(job_id)
         assert provider.ended(job_id) is JobStatus.FINISHED
