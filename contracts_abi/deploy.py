@@ -3,7 +3,8 @@
 The address file follows Ocean's ``address.json`` (as bundled in ``ocean-contracts``'
 ``addresses`` package): ``{network: {"chainId", "Ocean", "Router", "ERC721Factory",
 "ERC721Template": {"1": …}, "ERC20Template": {"1": …, "2": …}, "FixedPrice", "Dispenser",
-"OPFCommunityFeeCollector", "startBlock"}}``, so ocean.py / ocean.js can use it unchanged.
+"OPFCommunityFeeCollector", "Escrow", "startBlock"}}``, so ocean.py / ocean.js (3 and 8) can use
+it unchanged.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ def deploy_stack(w3: Web3, deployer: LocalAccount) -> dict[str, Any]:
 
     Order and wiring: Ocean token (``MockOcean``, minted to the deployer), the OPF community
     fee collector, the ``BPool`` template, ``FactoryRouter`` (owner, Ocean, pool template,
-    collector), the ERC721 and
-    ERC20 templates, ``ERC721Factory`` (templates + router), ``FixedRateExchange`` and
-    ``Dispenser`` (router); then ``router.addFactory``, ``addFixedRateContract``,
-    ``addDispenserContract`` and ``factory.addTokenTemplate(ERC20TemplateEnterprise)`` (index 2).
+    collector), the ERC721 and ERC20 templates, ``ERC721Factory`` (templates + router),
+    ``FixedRateExchange`` and ``Dispenser`` (router), ``Escrow`` (router, collector: C2D v2
+    payments); then ``router.addFactory``, ``addFixedRateContract``, ``addDispenserContract``
+    and ``factory.addTokenTemplate(ERC20TemplateEnterprise)`` (index 2).
     """
     owner = deployer.address
     start_block = w3.eth.block_number
@@ -45,6 +46,7 @@ def deploy_stack(w3: Web3, deployer: LocalAccount) -> dict[str, Any]:
     factory = deploy(w3, deployer, "ERC721Factory", erc721_template, erc20_template, router)
     fixed_rate = deploy(w3, deployer, "FixedRateExchange", router)
     dispenser = deploy(w3, deployer, "Dispenser", router)
+    escrow = deploy(w3, deployer, "Escrow", router, collector)
 
     router_c = contract(w3, "FactoryRouter", router)
     send(w3, deployer, router_c.functions.addFactory(factory))
@@ -65,6 +67,7 @@ def deploy_stack(w3: Web3, deployer: LocalAccount) -> dict[str, Any]:
         "ERC721Factory": factory,
         "FixedPrice": fixed_rate,
         "Dispenser": dispenser,
+        "Escrow": escrow,
         "startBlock": start_block,
     }
 

@@ -106,7 +106,8 @@ class AlgorithmInput:
 @dataclass(frozen=True)
 class JobRequest:
     """A validated compute request. ``agreement_id`` (the first dataset's order tx) makes
-    ``submit`` idempotent: one order starts at most one job."""
+    ``submit`` idempotent: one order starts at most one job. ``job_id`` is set when the id
+    had to exist before the job (an escrow lock names it); otherwise the store picks one."""
 
     owner: str
     environment: str
@@ -114,6 +115,7 @@ class JobRequest:
     algorithm: AlgorithmInput
     agreement_id: str | None = None
     expire_timestamp: int | None = None
+    job_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from operator_engine.models import (
     JobResult,
     utcnow,
 )
-from operator_engine.statuses import IN_FLIGHT, TERMINAL, JobStatus, sources_of
+from operator_engine.statuses import IN_FLIGHT, OCCUPYING, TERMINAL, JobStatus, sources_of
 
 metadata = sa.MetaData()
 _TS = sa.DateTime(timezone=True)
@@ -145,6 +145,7 @@ def request_from_json(data: Mapping[str, Any]) -> JobRequest:
         algorithm=AlgorithmInput(**data["algorithm"]),
         agreement_id=data.get("agreement_id"),
         expire_timestamp=data.get("expire_timestamp"),
+        job_id=data.get("job_id"),
     )
 
 
@@ -167,7 +168,10 @@ class JobStore:
         self.is_sqlite = engine.dialect.name == "sqlite"
 
     def create_tables(self) -> None:
+        from operator_engine.escrow_ledger import EscrowLedger
+
         metadata.create_all(self.engine)
+        EscrowLedger(self.engine).create_tables()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -277,7 +281,7 @@ class JobStore:
         """Insert a queued job; returns (job, created). The same ``agreement_id`` returns the
         existing job (created False)."""
         now = utcnow()
-        job_id = uuid.uuid4().hex
+        job_id = request.job_id or uuid.uuid4().hex
         values = {
             "job_id": job_id,
             "owner": request.owner.lower(),
@@ -371,8 +375,9 @@ class JobStore:
 
     def claim(self, worker_id: str, envs: Mapping[str, ComputeEnvironment]) -> Job | None:
         """Atomically move the oldest queued job whose environment has room to STARTED, owned
-        by ``worker_id``. Room = fewer than ``maxJobs`` in-flight jobs in that environment."""
-        in_flight = [int(s) for s in IN_FLIGHT]
+        by ``worker_id``. Room = fewer than ``maxJobs`` in-flight jobs in that environment
+        (a job settling its payment at 71 no longer counts)."""
+        in_flight = [int(s) for s in OCCUPYING]
         now = utcnow()
         with self.engine.begin() as conn:
             if not self.is_sqlite:
