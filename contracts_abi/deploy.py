@@ -18,7 +18,7 @@ from web3 import Web3
 
 from contracts_abi.artifacts import contract
 from contracts_abi.errors import AddressFileError
-from contracts_abi.tx import deploy, send
+from contracts_abi.tx import deploy, send, transfer_eth
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
@@ -70,6 +70,22 @@ def deploy_stack(w3: Web3, deployer: LocalAccount) -> dict[str, Any]:
         "Escrow": escrow,
         "startBlock": start_block,
     }
+
+
+#: Gas money ``tidewater chain`` gives the provider's payee wallet (it sends escrow locks and
+#: claims) when it holds less than half of it.
+PAYEE_GAS = 10**18
+
+
+def fund_gas(w3: Web3, funder: LocalAccount, address: str, amount: int = PAYEE_GAS) -> int:
+    """Top ``address`` up to ``amount`` wei from ``funder`` when it holds less than half of it;
+    return the wei sent (0 when it had enough)."""
+    target = Web3.to_checksum_address(address)
+    balance = int(w3.eth.get_balance(target))
+    if balance >= amount // 2:
+        return 0
+    transfer_eth(w3, funder, target, amount - balance)
+    return amount - balance
 
 
 def write_address_file(

@@ -165,6 +165,15 @@ def send(
     return _sign_send_wait(w3, account, dict(tx), timeout, on_signed)
 
 
+def transfer_eth(
+    w3: Web3, account: LocalAccount, to: str, value: int, *, timeout: float = RECEIPT_TIMEOUT
+) -> TxReceipt:
+    """Send ``value`` wei from ``account`` to ``to`` (a plain transfer, 21,000 gas)."""
+    tx = _base_tx(w3, account, value, 21_000)
+    tx["to"] = Web3.to_checksum_address(to)
+    return _sign_send_wait(w3, account, tx, timeout)
+
+
 def deploy(
     w3: Web3,
     account: LocalAccount,
