@@ -314,10 +314,11 @@ class Settlement:
     # -- the sweep ---------------------------------------------------------------------------
 
     def sweep(self, job_status: Callable[[str], JobStatus | None]) -> int:
-        """Cancel expired locks, then settle the open rows whose job has ended: terminal, or
-        gone for longer than :data:`LOCKING_GRACE` (a provider that locked and never
-        submitted). Jobs still live settle in their worker (71). Returns how many
-        settlements became final; chain trouble only postpones (logged, never raised)."""
+        """Cancel expired locks and record how they ended, then settle the open rows whose
+        job has ended: terminal, or gone for longer than :data:`LOCKING_GRACE` (a provider
+        that locked and never submitted: the lock is released whole). Jobs still live settle
+        in their worker (71). Returns how many settlements became final; chain trouble only
+        postpones (logged, never raised)."""
         done = 0
         try:
             expired = self.ledger.in_states(OPEN_STATES, expired_before=utcnow())
@@ -325,13 +326,14 @@ class Settlement:
                 escrow.cancel_expired_locks(
                     self.chain(), [(r.job_id, r.token, r.payer) for r in expired]
                 )
+            expired_ids = {r.job_id for r in expired}
             for record in self.ledger.in_states(OPEN_STATES):
                 status = job_status(record.job_id)
-                if status is None:
-                    if utcnow() - record.created_at < LOCKING_GRACE:
-                        continue
-                elif not status.is_terminal and record.expires_at > utcnow():
-                    continue
+                if status is not None and not status.is_terminal:
+                    continue  # its worker settles it at 71
+                young = utcnow() - record.created_at < LOCKING_GRACE
+                if status is None and young and record.job_id not in expired_ids:
+                    continue  # a provider may be between locking and submitting
                 done += int(self.settle(record.job_id))
         except EscrowError as exc:
             log.warning("escrow sweep postponed: %s", exc.message)

@@ -9,8 +9,10 @@ chain, the contract and the store are real.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,10 @@ from contracts_abi.devchain import free_port
 from contracts_abi.escrow import EscrowChain
 from operator_engine.api import Engine
 from operator_engine.db import make_engine
-from operator_engine.models import JobRequest
+from operator_engine.escrow_ledger import escrow_locks
+from operator_engine.models import JobRequest, utcnow
 from operator_engine.runner import ContainerSpec, FakeRunner
-from operator_engine.settlement import Settlement, new_job_id, run_seconds
+from operator_engine.settlement import LOCKING_GRACE, Settlement, new_job_id, run_seconds
 from operator_engine.statuses import JobStatus
 from operator_engine.store import JobStore
 from operator_engine.worker import Worker
@@ -261,4 +264,96 @@ def test_a_crash_mid_claim_never_claims_twice_nor_loses_the_claim(
     assert record is not None and record.state == "claimed"
     assert record.claimed_amount == RATE * MIN_S // 60
     assert before - _total(payee_chain, payer, ocean_token) == record.claimed_amount
+    assert escrow.get_funds(payee_chain, payer.address, ocean_token).locked == 0
+
+
+def _age(db: Any, job_id: str, by: timedelta) -> None:
+    """Make the ledger row of ``job_id`` look ``by`` older (a provider that died long ago)."""
+    with db.begin() as conn:
+        conn.execute(
+            escrow_locks.update()
+            .where(escrow_locks.c.job_id == job_id)
+            .values(created_at=utcnow() - by)
+        )
+
+
+def test_the_sweep_releases_locks_of_jobs_that_never_came(
+    tmp_path: Path, payee_chain: EscrowChain, payer: Payer, ocean_token: str
+) -> None:
+    db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    store = JobStore(db)
+    store.create_tables()
+    settlement = Settlement(db, payee_chain)
+    status: Callable[[str], JobStatus | None] = lambda job_id: None  # noqa: E731
+    before = _total(payee_chain, payer, ocean_token)
+
+    # locked, then the provider died before submitting: released whole once the grace passed
+    orphan = new_job_id()
+    settlement.lock(
+        orphan,
+        token=ocean_token,
+        payer=payer.address,
+        amount=QUOTE,
+        expiry_s=3600,
+        rate_per_minute=RATE,
+        min_duration_s=MIN_S,
+        max_duration_s=MAX_S,
+    )
+    assert settlement.sweep(status) == 0  # too young: it may still be submitted
+    _age(db, orphan, LOCKING_GRACE)
+    # recorded, then the provider died before createLock was sent
+    unsent = new_job_id()
+    settlement.ledger.record_lock(
+        job_id=unsent,
+        lock_id=escrow.lock_id_for(unsent),
+        chain_id=8996,
+        escrow=payee_chain.address,
+        payee=payee_chain.payee_address,
+        payer=payer.address,
+        token=ocean_token,
+        amount=QUOTE,
+        expiry_s=3600,
+        rate_per_minute=str(RATE),
+        min_duration_s=MIN_S,
+        max_duration_s=MAX_S,
+    )
+    _age(db, unsent, LOCKING_GRACE)
+    assert settlement.sweep(status) == 2
+    assert settlement.ledger.get(orphan).state == "claimed"  # type: ignore[union-attr]
+    assert settlement.ledger.get(orphan).claimed_amount == 0  # type: ignore[union-attr]
+    assert settlement.ledger.get(unsent).state == "failed"  # type: ignore[union-attr]
+    assert _total(payee_chain, payer, ocean_token) == before
+    assert escrow.get_funds(payee_chain, payer.address, ocean_token).locked == 0
+
+
+def test_the_sweep_cancels_expired_locks(
+    tmp_path: Path, w3: Web3, payee_chain: EscrowChain, payer: Payer, ocean_token: str
+) -> None:
+    db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    JobStore(db).create_tables()
+    settlement = Settlement(db, payee_chain)
+    job_id = new_job_id()
+    settlement.lock(
+        job_id,
+        token=ocean_token,
+        payer=payer.address,
+        amount=QUOTE,
+        expiry_s=1,
+        rate_per_minute=RATE,
+        min_duration_s=MIN_S,
+        max_duration_s=MAX_S,
+    )
+    lock = escrow.find_lock(payee_chain, job_id, ocean_token, payer.address)
+    assert lock is not None
+    deadline = time.monotonic() + 60
+    while int(w3.eth.get_block("latest")["timestamp"]) <= lock.expiry or (
+        settlement.ledger.get(job_id).expires_at > utcnow()  # type: ignore[union-attr]
+    ):
+        assert time.monotonic() < deadline
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        time.sleep(0.2)
+    assert settlement.sweep(lambda _job: None) == 1
+    record = settlement.ledger.get(job_id)
+    assert record is not None and record.state == "cancelled"
+    assert escrow.find_lock(payee_chain, job_id, ocean_token, payer.address) is None
     assert escrow.get_funds(payee_chain, payer.address, ocean_token).locked == 0
