@@ -94,7 +94,8 @@ class PaymentError(EscrowError):
 class EscrowUnavailable(EscrowError):
     """The chain does not answer or no Escrow contract is known: HTTP 503 (retry later).
 
-    Codes: ``chain_unavailable``, ``escrow_not_deployed``.
+    Codes: ``chain_unavailable``, ``escrow_not_deployed``, ``escrow_not_configured`` (no payee
+    key).
     """
 
     http_status = 503

@@ -87,8 +87,8 @@ class Engine:
             lease_seconds=lease_seconds,
             settlement=settlement or default_settlement(settings, db),
         )
-        #: Escrow locks and claims of paid (C2D v2) jobs; None without a provider key.
-        self.settlement: Settlement | None = self.services.settlement
+        #: Escrow locks and claims of paid (C2D v2) jobs (the provider locks through it).
+        self.settlement: Settlement = self.services.settlement
         self._stopping = self.services.stopping
         self.poll_seconds = poll_seconds
         self.sweep_seconds = sweep_seconds
@@ -163,7 +163,7 @@ class Engine:
         self._kill(job_id)
         if previous is not JobStatus.WARMING_UP:
             self._await_release(job_id, wait)
-        elif self.settlement is not None and self.settlement.is_paid(job_id):
+        elif self.settlement.is_paid(job_id):
             self.settlement.settle(job_id)  # no worker will: release the lock now
         return self.store.get(job_id) or job
 
@@ -176,7 +176,7 @@ class Engine:
         if not job.is_terminal:
             job = self.stop(job_id, wait=5.0)
         self._kill(job_id, remove=True)
-        if self.settlement is not None and self.settlement.is_paid(job_id):
+        if self.settlement.is_paid(job_id):
             self.settlement.settle(job_id)  # before its events (the run time) are deleted
         self.services.folder(job_id).remove()
         self.store.delete(job_id)

@@ -61,15 +61,20 @@ log = logging.getLogger(__name__)
 LOCKING_GRACE = timedelta(minutes=5)
 
 
-def default_settlement(settings: Settings, db: Engine) -> Settlement | None:
-    """The settlement of a provider configured by ``settings`` (None without a provider
-    key). The chain handle is built on first use from ``NETWORK_URL``, ``ADDRESS_FILE``
-    (its ``Escrow``) and ``PROVIDER_PRIVATE_KEY`` (the payee)."""
+def default_settlement(settings: Settings, db: Engine) -> Settlement:
+    """The settlement of a provider configured by ``settings``. Its chain handle is built on
+    first use from ``NETWORK_URL``, ``ADDRESS_FILE`` (its ``Escrow``) and
+    ``PROVIDER_PRIVATE_KEY`` (the payee); without a key every use raises
+    :class:`~contracts_abi.escrow.EscrowUnavailable` (``escrow_not_configured``), so paid jobs
+    wait at 71 instead of finishing unclaimed."""
     key = settings.provider_private_key
-    if not key:
-        return None
 
     def build() -> EscrowChain:
+        if not key:
+            raise escrow.EscrowUnavailable(
+                "escrow_not_configured",
+                "PROVIDER_PRIVATE_KEY is not set: the escrow payee cannot lock or claim",
+            )
         from eth_account import Account
         from web3 import Web3
 
