@@ -125,8 +125,9 @@ def test_chain_deploys_to_an_existing_rpc(
     assert entry["ERC721Factory"]
     assert entry["Escrow"] in out  # deployed, under the key ocean.js 8 reads
     w3 = Web3(Web3.HTTPProvider(ganache.url))
-    assert contract(w3, "Escrow", entry["Escrow"]).functions.factoryRouter().call() == (
-        entry["Router"]
+    assert (
+        contract(w3, "Escrow", entry["Escrow"]).functions.factoryRouter().call()
+        == (entry["Router"])
     )
     assert f"escrow payee {payee}: sent 1 ETH" in out
     assert w3.eth.get_balance(payee) == 10**18
