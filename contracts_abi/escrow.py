@@ -85,7 +85,7 @@ class PaymentError(EscrowError):
     Codes: ``invalid_amount``, ``invalid_expiry``, ``payer_is_payee``, ``no_authorization``,
     ``multiple_authorizations``, ``insufficient_funds``, ``expiry_too_long``,
     ``over_max_locked_amount``, ``over_max_lock_count``, ``lock_exists``, ``lock_not_found``,
-    ``amount_too_high``, ``rejected`` (any other revert of a payer-dependent call).
+    ``amount_too_high``, ``invalid_address``.
     """
 
     http_status = 400
@@ -126,6 +126,8 @@ _REVERTS: dict[str, str] = {
 
 
 def _translate(exc: ContractsError) -> EscrowError:
+    """A ``contracts_abi`` error as an escrow error: the contract's known refusals are the
+    payer's (:class:`PaymentError`), anything else the chain's (503) or the payee's (502)."""
     if isinstance(exc, EscrowError):
         return exc
     if isinstance(exc, ChainUnavailable):
@@ -134,9 +136,6 @@ def _translate(exc: ContractsError) -> EscrowError:
         code = _REVERTS.get(exc.reason.strip())
         if code is not None:
             return PaymentError(code, f"escrow refused: {exc.reason}")
-        if exc.tx_hash is None and "receipt" not in exc.reason:
-            return PaymentError("rejected", f"escrow refused: {exc.reason}")
-        return EscrowTxError("tx_failed", str(exc))
     return EscrowTxError("tx_failed", str(exc))
 
 
@@ -488,7 +487,7 @@ def cancel_expired_locks(
         [payee] * len(live),
     )
     try:
-        receipt = send(chain.w3, chain.payee, fn, gas=CLAIM_GAS)
+        receipt = send(chain.w3, chain.payee, fn, gas=CLAIM_GAS + 150_000 * len(live))
     except ContractsError as exc:
         raise _translate(exc) from exc
     return _tx_hash(receipt)

@@ -49,7 +49,7 @@ from contracts_abi import escrow
 from contracts_abi.escrow import ClaimResult, EscrowChain, EscrowError, PaymentError
 from operator_engine.billing import cost_at_rate
 from operator_engine.db import reading
-from operator_engine.escrow_ledger import OPEN_STATES, EscrowLedger, LockRecord
+from operator_engine.escrow_ledger import OPEN_STATES, EscrowLedger, LedgerError, LockRecord
 from operator_engine.models import utcnow
 from operator_engine.statuses import JobStatus
 from tidewater.settings import Settings
@@ -180,20 +180,27 @@ class Settlement:
         out whether the lock exists and releases it)."""
         chain = self.chain()
         escrow.check_payment(chain, payer, token, amount, expiry_s)
-        self.ledger.record_lock(
-            job_id=job_id,
-            lock_id=escrow.lock_id_for(job_id),
-            chain_id=int(chain.w3.eth.chain_id),
-            escrow=chain.address,
-            payee=chain.payee_address,
-            payer=escrow.Web3.to_checksum_address(payer),
-            token=escrow.Web3.to_checksum_address(token),
-            amount=amount,
-            expiry_s=expiry_s,
-            rate_per_minute=str(Fraction(rate_per_minute)),
-            min_duration_s=min_duration_s,
-            max_duration_s=max_duration_s,
-        )
+        try:
+            chain_id = int(chain.w3.eth.chain_id)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise escrow.EscrowUnavailable("chain_unavailable", "chain RPC unreachable") from exc
+        try:
+            self.ledger.record_lock(
+                job_id=job_id,
+                lock_id=escrow.lock_id_for(job_id),
+                chain_id=chain_id,
+                escrow=chain.address,
+                payee=chain.payee_address,
+                payer=escrow.Web3.to_checksum_address(payer),
+                token=escrow.Web3.to_checksum_address(token),
+                amount=amount,
+                expiry_s=expiry_s,
+                rate_per_minute=str(Fraction(rate_per_minute)),
+                min_duration_s=min_duration_s,
+                max_duration_s=max_duration_s,
+            )
+        except LedgerError as exc:
+            raise PaymentError("lock_exists", str(exc)) from exc
         try:
             tx_hash = escrow.create_lock(chain, job_id, token, payer, amount, expiry_s)
         except PaymentError as exc:
@@ -228,6 +235,10 @@ class Settlement:
             return True
         try:
             result = self._settle(record)
+        except LedgerError:
+            # another settler (worker, sweep, delete) moved the row first: it is theirs
+            now = self.ledger.get(job_id)
+            return now is None or now.state not in OPEN_STATES
         except EscrowError as exc:
             if isinstance(exc, PaymentError):  # the claim itself is malformed: never retried
                 self.ledger.move(job_id, OPEN_STATES, "failed", detail=exc.message)

@@ -357,3 +357,32 @@ def test_the_sweep_cancels_expired_locks(
     assert record is not None and record.state == "cancelled"
     assert escrow.find_lock(payee_chain, job_id, ocean_token, payer.address) is None
     assert escrow.get_funds(payee_chain, payer.address, ocean_token).locked == 0
+
+
+def test_release_gives_the_whole_lock_back_and_a_job_locks_once(
+    tmp_path: Path, payee_chain: EscrowChain, payer: Payer, ocean_token: str
+) -> None:
+    db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    JobStore(db).create_tables()
+    settlement = Settlement(db, payee_chain)
+    before = escrow.get_funds(payee_chain, payer.address, ocean_token)
+    terms: dict[str, Any] = dict(
+        token=ocean_token,
+        payer=payer.address,
+        amount=QUOTE,
+        expiry_s=3600,
+        rate_per_minute=RATE,
+        min_duration_s=MIN_S,
+        max_duration_s=MAX_S,
+    )
+    job_id = new_job_id()
+    settlement.lock(job_id, **terms)
+    with pytest.raises(escrow.PaymentError) as info:
+        settlement.lock(job_id, **terms)
+    assert info.value.code == "lock_exists"
+    assert escrow.get_funds(payee_chain, payer.address, ocean_token).locked == QUOTE
+    result = settlement.release(job_id, "the job could not be queued")
+    assert result is not None and result.outcome == "claimed" and result.amount == 0
+    assert escrow.get_funds(payee_chain, payer.address, ocean_token) == before
+    assert settlement.release(job_id, "again") is None
+    assert settlement.ledger.get(job_id).state == "claimed"  # type: ignore[union-attr]
