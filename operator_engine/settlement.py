@@ -15,6 +15,8 @@ Provider, for a paid start (the job must not start before the lock is mined)::
         settlement.release(job_id, "job not started")                  # gives it all back
         raise
 
+Status views may add ``settlement.payment_view(job_id)`` as the job's ``payment``.
+
 Engine: a paid job that published its results enters 71 ("Job settling") and
 :meth:`Settlement.settle` claims the actual cost (:mod:`operator_engine.billing`, from the time
 the job spent at 40 per its ``job_events``, capped at the lock) before it reaches 70; a paid
@@ -226,6 +228,24 @@ class Settlement:
 
     def is_paid(self, job_id: str) -> bool:
         return self.ledger.is_paid(job_id)
+
+    def payment_view(self, job_id: str) -> dict[str, object] | None:
+        """The job's ``payment`` object in Ocean Node's shape (None for an unpaid job):
+        ``chainId``, ``token``, ``lockTx``, ``claimTx`` (None unless claimed), ``cost`` (the
+        claimed base units as a decimal string, "0" for a cancelled lock, None while open)
+        and tidewater's ``state`` (the ledger state)."""
+        record = self.ledger.get(job_id)
+        if record is None:
+            return None
+        settled = record.state in ("claimed", "cancelled")
+        return {
+            "chainId": record.chain_id,
+            "token": record.token,
+            "lockTx": record.lock_tx,
+            "claimTx": record.claim_tx if record.state == "claimed" else None,
+            "cost": str(record.claimed_amount or 0) if settled else None,
+            "state": record.state,
+        }
 
     def settle(self, job_id: str) -> bool:
         """Claim the job's actual cost; True when its settlement is final (or it has none),

@@ -128,9 +128,17 @@ def test_paid_job_settles_at_71_and_claims_the_actual_cost(
     assert before - _total(payee_chain, payer, ocean_token) == record.claimed_amount
     assert escrow.get_funds(payee_chain, payer.address, ocean_token).locked == 0
     assert escrow.find_lock(payee_chain, job_id, ocean_token, payer.address) is None
-    # the proof on chain is the public job JSON
     claimed = escrow.settlement_event(payee_chain, job_id, payer.address, 0)
     assert claimed.outcome == "claimed" and claimed.tx_hash == record.claim_tx
+    assert engine.settlement.payment_view(job_id) == {
+        "chainId": 8996,
+        "token": ocean_token,
+        "lockTx": record.lock_tx,
+        "claimTx": record.claim_tx,
+        "cost": str(RATE * MIN_S // 60),
+        "state": "claimed",
+    }
+    assert engine.settlement.payment_view("unpaid") is None
 
 
 def test_failed_run_is_charged_and_queued_stop_is_free(
