@@ -47,7 +47,7 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
@@ -240,6 +240,10 @@ def _view(fn: Any) -> Any:
         return fn.call()
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise EscrowUnavailable("chain_unavailable", f"chain RPC unreachable: {exc}") from exc
+    except BadFunctionCallOutput as exc:  # no contract at the address on this chain
+        raise EscrowUnavailable(
+            "escrow_not_deployed", "no Escrow contract answers at the configured address"
+        ) from exc
     except (ContractLogicError, Web3RPCError) as exc:
         raise EscrowTxError("tx_failed", f"Escrow call failed: {exc}") from exc
 

@@ -66,6 +66,16 @@ def test_missing_escrow_address_is_unavailable(w3: Web3, deployed: dict[str, Any
     assert info.value.code == "escrow_not_deployed" and info.value.http_status == 503
 
 
+def test_an_address_without_the_contract_is_unavailable(
+    w3: Web3, deployed: dict[str, Any], ocean: str
+) -> None:
+    wrong = {**deployed, "Escrow": Account.create().address}  # no code there
+    chain = EscrowChain.from_addresses(w3, wrong, Account.create())
+    with pytest.raises(EscrowUnavailable) as info:
+        escrow.check_payment(chain, Account.create().address, ocean, ONE, 60)
+    assert info.value.code == "escrow_not_deployed"
+
+
 def test_lock_id_is_sha256_of_the_job_id() -> None:
     import hashlib
 
