@@ -222,7 +222,10 @@ class Settlement:
         if record.state == "locking":
             self.ledger.move(job_id, ["locking"], "locked", detail=reason)
         self.ledger.move(job_id, ["locked"], "settling", claim_amount=0, detail=reason)
-        return self._claim(self._open(job_id))
+        try:
+            return self._claim(self._open(job_id))
+        except LedgerError:
+            return None  # settled meanwhile by someone else
 
     # -- engine side -------------------------------------------------------------------------
 
@@ -288,7 +291,7 @@ class Settlement:
     def _open(self, job_id: str) -> LockRecord:
         record = self.ledger.get(job_id)
         if record is None or record.state != "settling":
-            raise escrow.EscrowTxError("tx_failed", f"job {job_id} is not settling")
+            raise LedgerError(f"job {job_id} is no longer settling")  # another settler's now
         return record
 
     def _claim(self, record: LockRecord) -> ClaimResult:
