@@ -58,6 +58,10 @@ from tidewater.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: How long before its lock expires a paid job's claim must be possible: a job starts only
+#: if its lock outlives its longest run by this much.
+CLAIM_MARGIN = timedelta(seconds=60)
+
 #: A ``locking`` row older than this whose lock is not on chain failed for good (its
 #: ``createLock`` had at most a minute to be mined).
 LOCKING_GRACE = timedelta(minutes=5)
@@ -231,6 +235,23 @@ class Settlement:
 
     def is_paid(self, job_id: str) -> bool:
         return self.ledger.is_paid(job_id)
+
+    def start_refusal(self, job_id: str) -> str | None:
+        """Why ``job_id`` must not start now, or None (unpaid, or its lock is held and outlives
+        its longest run plus :data:`CLAIM_MARGIN`). A paid job never runs unpaid: its lock must
+        be mined (``locked``) and must not expire before its claim."""
+        record = self.ledger.get(job_id)
+        if record is None:
+            return None
+        if record.state != "locked":
+            return f"its escrow payment is not held (lock {record.state}): not started"
+        latest_end = utcnow() + timedelta(seconds=record.max_duration_s) + CLAIM_MARGIN
+        if record.expires_at < latest_end:
+            return (
+                "its escrow lock expires before the job could end and be claimed "
+                "(it waited too long in the queue): not started, the lock is released"
+            )
+        return None
 
     def payment_view(self, job_id: str) -> dict[str, object] | None:
         """The job's ``payment`` object in Ocean Node's shape (None for an unpaid job):

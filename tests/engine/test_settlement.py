@@ -436,3 +436,34 @@ def test_racing_settlers_claim_once(
     assert record is not None and record.state == "claimed"
     assert before - _total(payee_chain, payer, ocean_token) == RATE * MIN_S // 60
     assert escrow.get_funds(payee_chain, payer.address, ocean_token).locked == 0
+
+
+def test_a_job_whose_lock_would_expire_first_never_starts(
+    make_engine_for: Callable[..., Engine],
+    payee_chain: EscrowChain,
+    payer: Payer,
+    ocean_token: str,
+    paid_request: Callable[[str], JobRequest],
+) -> None:
+    engine = make_engine_for()
+    before = escrow.get_funds(payee_chain, payer.address, ocean_token)
+    job_id = new_job_id()
+    engine.settlement.lock(
+        job_id,
+        token=ocean_token,
+        payer=payer.address,
+        amount=QUOTE,
+        expiry_s=MAX_S // 2,  # shorter than the job may run: it could never be claimed
+        rate_per_minute=RATE,
+        min_duration_s=MIN_S,
+        max_duration_s=MAX_S,
+    )
+    engine.submit(paid_request(job_id))
+    engine.run_until_idle()
+    job = engine.get(job_id)
+    assert job is not None and job.status is JobStatus.STOPPED
+    assert job.reason is not None and "escrow lock expires" in job.reason
+    assert [to for _f, to, _d in engine.store.events(job_id)] == [1, 10, 7]
+    record = engine.settlement.ledger.get(job_id)
+    assert record is not None and (record.state, record.claimed_amount) == ("claimed", 0)
+    assert escrow.get_funds(payee_chain, payer.address, ocean_token) == before
