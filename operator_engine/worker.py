@@ -52,6 +52,7 @@ class Services:
     stopping: threading.Event = field(default_factory=threading.Event)
     settlement: Any = None  # operator_engine.settlement.Settlement (escrow-paid jobs)
     credentials: CredentialStore | None = None
+    receipt_signer: Any = None  # operator_engine.receipt_writer.Signer (needs the provider key)
 
     def folder(self, job_id: str) -> JobFolder:
         return JobFolder.of(self.data_dir, job_id)
@@ -200,6 +201,7 @@ class Worker:
                 should_yield=svc.stopping.is_set,
                 settlement=svc.settlement,
                 registry_credential=svc.credential(entry.env.credentials_id),
+                receipt_signer=svc.receipt_signer,
             )
             pipeline.execute(ctx, svc.store, current, start)
         except pipeline.Yielded:
