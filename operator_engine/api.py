@@ -17,6 +17,7 @@ from operator_engine.db import make_engine
 from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
+from operator_engine.receipt_writer import provider_signer
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.settlement import Settlement, default_settlement
 from operator_engine.statuses import TERMINAL, JobStatus
@@ -100,6 +101,7 @@ class Engine:
             lease_seconds=lease_seconds,
             settlement=settlement or default_settlement(settings, db),
             credentials=CredentialStore(db, settings.credentials_key),
+            receipt_signer=provider_signer(settings.provider_private_key),
         )
         #: Escrow locks and claims of paid (C2D v2) jobs (the provider locks through it).
         self.settlement: Settlement = self.services.settlement

@@ -56,6 +56,7 @@ class Services:
     #: Set by an engine with worker threads: takes a recovered job (id, status, resume step,
     #: holder) for one of its threads to run; False = run it in the sweeping thread.
     hand_off: Callable[[str, JobStatus, int, str], bool] | None = None
+    receipt_signer: Any = None  # operator_engine.receipt_writer.Signer (needs the provider key)
 
     def folder(self, job_id: str) -> JobFolder:
         return JobFolder.of(self.data_dir, job_id)
@@ -204,6 +205,7 @@ class Worker:
                 should_yield=svc.stopping.is_set,
                 settlement=svc.settlement,
                 registry_credential=svc.credential(entry.env.credentials_id),
+                receipt_signer=svc.receipt_signer,
             )
             pipeline.execute(ctx, svc.store, current, start)
         except pipeline.Yielded:

@@ -38,6 +38,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.decrypt",
     "provider.routes.jobs",
     "provider.routes.results",
+    "provider.routes.receipts",
     "provider.routes.environments",
     "provider.routes.files",
     "provider.routes.access",
