@@ -7,9 +7,7 @@ also one of the job's results (``type: "receipt"``), downloadable like the other
 
 from __future__ import annotations
 
-import json
-
-from flask import Blueprint, jsonify
+from flask import Blueprint, send_file
 from flask.typing import ResponseReturnValue
 
 from operator_engine.api import ResultNotFound
@@ -39,4 +37,4 @@ def compute_receipt() -> ResponseReturnValue:
         path, _result = svc.engine.open_result(job_id, index)
     except ResultNotFound:
         raise ProviderError("The receipt is no longer stored", 404) from None
-    return jsonify(json.loads(path.read_text(encoding="utf-8")))
+    return send_file(path, mimetype="application/json")
