@@ -145,6 +145,7 @@ def request_from_json(data: Mapping[str, Any]) -> JobRequest:
         algorithm=AlgorithmInput(**data["algorithm"]),
         agreement_id=data.get("agreement_id"),
         expire_timestamp=data.get("expire_timestamp"),
+        job_id=data.get("job_id"),
     )
 
 
@@ -277,7 +278,7 @@ class JobStore:
         """Insert a queued job; returns (job, created). The same ``agreement_id`` returns the
         existing job (created False)."""
         now = utcnow()
-        job_id = uuid.uuid4().hex
+        job_id = request.job_id or uuid.uuid4().hex
         values = {
             "job_id": job_id,
             "owner": request.owner.lower(),

@@ -1,0 +1,303 @@
+"""The C2D v2 API under /node on the real engine (FakeRunner, temporary SQLite, fake chain id).
+
+Signatures are made as ocean.js 8 makes them (``provider.signatures.sign_command``); the nonce
+store is the one V4 uses. Chain-backed paths (orders, escrow) are in the integration test that
+drives ocean.js 8.6.2 itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from flask import Flask
+from flask.testing import FlaskClient
+
+from operator_engine.api import Engine
+from operator_engine.environments import EnvironmentConfigError, parse_environment
+from operator_engine.models import ComputeEnvironment
+from operator_engine.runner import FakeRunner
+from provider.app import create_app
+from provider.errors import ProviderError, RequestValidationError
+from provider.node.environments import job_cost, job_duration, requested_resources
+from provider.signatures import command_digest, recover_command_signer, sign_command
+from tests.engine.conftest import FileServer
+from tests.provider.core_support import (  # noqa: F401 (fixtures)
+    BIG,
+    CHAIN_ID,
+    _algorithm,
+    consumer_fixture,
+    fake_web3,
+    files_fixture,
+    make_settings,
+    other_fixture,
+    sign,
+    stored_nonce,
+    submit,
+)
+
+TOKEN = "0x" + "cd" * 20
+ENVS = [
+    {
+        "id": "gpuless",
+        "cpuNumber": 4,
+        "ramGB": 8,
+        "diskGB": 20,
+        "maxJobs": 2,
+        "maxJobDuration": 600,
+        "minJobDuration": 60,
+        "storageExpiry": 3600,
+        "feeToken": TOKEN,
+        "prices": {"cpu": 1, "ram": 0.25, "disk": 0.01},
+        "free": {"maxJobDuration": 30, "maxJobs": 1, "cpuNumber": 1, "ramGB": 1, "diskGB": 1},
+    },
+    {"id": "free", "cpuNumber": 1, "ramGB": 1, "diskGB": 1, "maxJobs": 4, "maxJobDuration": 60},
+]
+
+
+@pytest.fixture(name="engine")
+def engine_fixture(tmp_path: Path) -> Iterator[Engine]:
+    settings = make_settings(tmp_path)
+    assert settings.environments_file is not None
+    settings.environments_file.write_text(json.dumps(ENVS))
+    real = Engine.from_settings(settings, runner=FakeRunner(_algorithm))
+    yield real
+    real.shutdown()
+    real.db.dispose()
+
+
+@pytest.fixture(name="app")
+def app_fixture(engine: Engine) -> Flask:
+    return create_app(engine.settings, engine=engine, web3=fake_web3())
+
+
+@pytest.fixture(name="client")
+def client_fixture(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def v2(client: FlaskClient, account: LocalAccount, command: str) -> dict[str, str]:
+    """consumerAddress, nonce, signature as ocean.js 8 sends them for ``command``."""
+    nonce = str(int(stored_nonce(client, account.address)) + 1)
+    text = account.address + nonce + command
+    return {
+        "consumerAddress": account.address,
+        "nonce": nonce,
+        "signature": sign_command("0x" + bytes(account.key).hex(), text),
+    }
+
+
+def test_root_document_lists_relative_paths_the_client_looks_up(client: FlaskClient) -> None:
+    reply = client.get("/node", headers={"Authorization": "undefined"})
+    assert reply.status_code == 200
+    body = reply.json
+    assert body is not None
+    assert body["chainIds"] == [CHAIN_ID]
+    assert body["providerAddress"].startswith("0x")
+    assert body["nodePublicKey"].startswith("0x0")
+    assert {"software", "version", "nodeId"} <= set(body)
+    endpoints = body["serviceEndpoints"]
+    for name in ("computeStart", "freeCompute", "computeStatus", "computeStop", "computeResult"):
+        method, path = endpoints[name]
+        assert path.startswith("/api/services/")
+        url = "/node" + path
+        assert any(
+            r.rule == url and method in (r.methods or ())
+            for r in client.application.url_map.iter_rules()
+        )
+
+
+def test_preflight_allows_authorization_and_range(client: FlaskClient) -> None:
+    reply = client.options(
+        "/node/api/services/computeResult",
+        headers={"Origin": "https://dapp.example", "Access-Control-Request-Method": "GET"},
+    )
+    allowed = reply.headers["Access-Control-Allow-Headers"].lower()
+    assert "authorization" in allowed and "range" in allowed
+
+
+def test_environments_are_a_bare_array_in_ocean_node_shape(client: FlaskClient) -> None:
+    envs = client.get("/node/api/services/computeEnvironments").json
+    assert isinstance(envs, list)
+    assert [e["id"] for e in envs] == ["gpuless", "free"]  # engine-side free tiers are hidden
+    paid = envs[0]
+    assert [r["id"] for r in paid["resources"][:3]] == ["cpu", "ram", "disk"]
+    cpu = paid["resources"][0]
+    assert (cpu["total"], cpu["min"], cpu["max"], cpu["inUse"]) == (4, 2, 2, 0)
+    fee = paid["fees"][str(CHAIN_ID)][0]
+    assert fee["feeToken"] == TOKEN
+    assert fee["prices"] == [
+        {"id": "cpu", "price": 1.0},
+        {"id": "ram", "price": 0.25},
+        {"id": "disk", "price": 0.01},
+    ]
+    assert paid["free"]["maxJobDuration"] == 30 and paid["free"]["maxJobs"] == 1
+    assert paid["free"]["resources"][0] == {"id": "cpu", "max": 1, "inUse": 0}
+    assert paid["minJobDuration"] == 60 and paid["runningJobs"] == 0
+    assert "free" not in envs[1] and envs[1]["fees"] == {}
+    # the V4 view is derived from the same prices: 2 CPUs + 4 GB + 10 GB per job, per minute
+    v4 = client.get("/api/services/computeEnvironments").json
+    assert v4 is not None
+    (gpuless,) = [e for e in v4[str(CHAIN_ID)] if e["id"] == "gpuless"]
+    assert gpuless["priceMin"] == pytest.approx(2 * 1 + 4 * 0.25 + 10 * 0.01)
+
+
+def test_cost_duration_and_resources() -> None:
+    env = parse_environment(ENVS[0], "test")
+    amounts = requested_resources(env, [{"id": "cpu", "amount": 1}], "resources")
+    assert amounts == {"cpu": 2.0, "ram": 4.0, "disk": 10.0}  # one job's share: min = max
+    # 3.1 token per minute; 61 s -> 2 minutes; 10 s -> minJobDuration 60 s -> 1 minute
+    assert job_cost(env, amounts, 61, 18) == 2 * 31 * 10**17
+    assert job_cost(env, amounts, 10, 6) == 3_100_000
+    assert job_duration(None, env) == 600
+    assert job_duration(120, env) == 120
+    assert job_duration(int(time.time()) + 300, env) == 600  # a timestamp is capped
+    with pytest.raises(RequestValidationError):
+        job_duration(0, env)
+    with pytest.raises(ProviderError, match="at most 2 per job"):
+        requested_resources(env, [{"id": "cpu", "amount": 3}], "resources")
+    with pytest.raises(ProviderError, match="Unknown resource"):
+        requested_resources(env, [{"id": "gpu", "amount": 1}], "resources")
+    with pytest.raises(EnvironmentConfigError, match="not both"):
+        parse_environment({"id": "x", "priceMin": 1, "prices": {"cpu": 1}}, "test")
+    assert ComputeEnvironment(id="e").free is None
+
+
+def test_command_signatures_of_hashes_with_leading_zero_bytes(consumer: LocalAccount) -> None:
+    # ocean.js 8 signs ethers.toBeArray(keccak(text)): leading zero bytes dropped.
+    key = "0x" + bytes(consumer.key).hex()
+    text = next(
+        t
+        for n in range(100_000)
+        if keccak((t := f"{consumer.address}{n}startCompute").encode())[0] == 0
+    )
+    assert command_digest(text) != command_digest(text + "x")
+    assert recover_command_signer(text, sign_command(key, text)) == consumer.address
+
+
+def test_stop_status_result_and_logs_share_the_v4_nonce_store(
+    client: FlaskClient,
+    engine: Engine,
+    consumer: LocalAccount,
+    other: LocalAccount,
+    files: FileServer,
+) -> None:
+    job = submit(engine, consumer.address, files)
+    status = client.get(
+        "/node/api/services/compute",
+        query_string={"consumerAddress": consumer.address, "jobId": job.job_id},
+    ).json
+    assert status is not None and status[0]["status"] == 70
+    assert (
+        client.get(
+            "/node/api/services/compute", query_string={"consumerAddress": other.address}
+        ).json
+        == []
+    )
+
+    # result with a v2 signature, resumed with Range
+    (index,) = [r.index for r in job.results if r.filename == "summary.csv"]
+    query = {**v2(client, consumer, "getComputeResult"), "jobId": job.job_id, "index": index}
+    whole = client.get("/node/api/services/computeResult", query_string=query)
+    assert whole.status_code == 200 and whole.data == BIG
+    query = {**v2(client, consumer, "getComputeResult"), "jobId": job.job_id, "index": index}
+    part = client.get(
+        "/node/api/services/computeResult", query_string=query, headers={"Range": "bytes=100-"}
+    )
+    assert part.status_code == 206 and part.data == BIG[100:]
+    # a replayed nonce is refused, and the V4 nonce endpoint shows the v2 nonce
+    replay = client.get("/node/api/services/computeResult", query_string=query)
+    assert replay.status_code == 400 and replay.json is not None
+    assert stored_nonce(client, consumer.address) == query["nonce"]
+    # the V4 signature works here too
+    nonce = str(int(query["nonce"]) + 1)
+    v4 = {
+        "consumerAddress": consumer.address,
+        "jobId": job.job_id,
+        "index": str(index),
+        "nonce": nonce,
+        "signature": sign(consumer, consumer.address + job.job_id + str(index) + nonce),
+    }
+    assert client.get("/node/api/services/computeResult", query_string=v4).data == BIG
+    # someone else's signature over the owner's address, and someone else's request: refused
+    forged = {**v2(client, other, "getComputeResult"), "jobId": job.job_id, "index": index}
+    forged["consumerAddress"] = consumer.address
+    assert client.get("/node/api/services/computeResult", query_string=forged).status_code == 400
+    theirs = {**v2(client, other, "getComputeResult"), "jobId": job.job_id, "index": index}
+    assert client.get("/node/api/services/computeResult", query_string=theirs).status_code == 404
+
+    # logs of a finished job: the whole log, then the end of the stream
+    logs = client.get(
+        "/node/api/services/computeStreamableLogs",
+        query_string={**v2(client, consumer, "getComputeStreamableLogs"), "jobId": job.job_id},
+    )
+    assert logs.status_code == 200 and b"fake run" in logs.data
+
+    stop = client.put(
+        "/node/api/services/compute",
+        query_string={**v2(client, consumer, "stopCompute"), "jobId": job.job_id},
+    )
+    assert stop.status_code == 200 and stop.json is not None
+    assert stop.json[0]["status"] == 70  # stopping a finished job changes nothing
+    wrong = client.put(
+        "/node/api/services/compute",
+        query_string={**v2(client, consumer, "startCompute"), "jobId": job.job_id},
+    )
+    assert wrong.status_code == 400  # signed for another command
+
+
+@pytest.mark.parametrize(
+    ("path", "command", "body", "status", "needle"),
+    [
+        ("freeCompute", "freeStartCompute", {"environment": "free"}, 400, "no free tier"),
+        ("freeCompute", "freeStartCompute", {"environment": "nope"}, 400, "does not exist"),
+        ("freeCompute", "startCompute", {"environment": "gpuless"}, 400, "signer"),
+        ("compute", "startCompute", {"environment": "gpuless:free"}, 400, "does not exist"),
+        (
+            "compute",
+            "startCompute",
+            {"environment": "gpuless", "maxJobDuration": -1},
+            400,
+            "maxJobDuration",
+        ),
+        (
+            "compute",
+            "startCompute",
+            {"environment": "gpuless", "resources": [{"id": "ram", "amount": 64}]},
+            400,
+            "Not enough ram",
+        ),
+        (
+            "compute",
+            "startCompute",
+            {"environment": "gpuless", "payment": {"chainId": 1}},
+            400,
+            "Unsupported chain",
+        ),
+    ],
+)
+def test_start_refusals_are_json(
+    client: FlaskClient,
+    consumer: LocalAccount,
+    path: str,
+    command: str,
+    body: dict[str, Any],
+    status: int,
+    needle: str,
+) -> None:
+    payload = {**v2(client, consumer, command), **body, "datasets": [{"documentId": "did:op:x"}]}
+    payload["algorithm"] = {"meta": {"rawcode": "print(1)"}}
+    reply = client.post(f"/node/api/services/{path}", json=payload)
+    assert reply.status_code == status, reply.get_data(as_text=True)
+    assert needle in reply.get_data(as_text=True)
+
+
+def test_unknown_node_path_answers_json(client: FlaskClient) -> None:
+    reply = client.get("/node/api/services/nothing")
+    assert reply.status_code == 404 and reply.json is not None
