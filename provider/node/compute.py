@@ -225,8 +225,9 @@ def free_compute_start() -> ResponseReturnValue:
             429,
         )
     amounts = requested_resources(free_env, params.get("resources"), "resources")
+    # orders name the public environment (initializeCompute quotes for it)
     datasets, algorithm, agreement = _validated(
-        svc, params, consumer, free_env, orders=env.free.require_orders
+        svc, params, consumer, env, orders=env.free.require_orders
     )
     request = JobRequest(
         owner=Web3.to_checksum_address(consumer),
