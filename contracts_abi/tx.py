@@ -9,7 +9,7 @@ transaction carries a fixed gas limit (only the gas used is paid). Transactions 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -102,13 +102,19 @@ def _dry_run(w3: Web3, tx: TxParams) -> None:
 
 
 def _sign_send_wait(
-    w3: Web3, account: LocalAccount, tx: dict[str, Any], timeout: float
+    w3: Web3,
+    account: LocalAccount,
+    tx: dict[str, Any],
+    timeout: float,
+    on_signed: Callable[[str], object] | None = None,
 ) -> TxReceipt:
     try:
         _dry_run(w3, tx)  # type: ignore[arg-type]
         with _nonce_lock(account.address):
             tx["nonce"] = w3.eth.get_transaction_count(account.address, "pending")
             signed = account.sign_transaction(tx)
+            if on_signed is not None:
+                on_signed(HexBytes(signed.hash).to_0x_hex())
             tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)
     except TimeExhausted as exc:
@@ -146,14 +152,26 @@ def send(
     value: int = 0,
     gas: int = DEFAULT_GAS,
     timeout: float = RECEIPT_TIMEOUT,
+    on_signed: Callable[[str], object] | None = None,
 ) -> TxReceipt:
     """Call ``fn`` (a bound contract function) from ``account`` and return the receipt.
 
     Raises :class:`TxFailed` with the revert reason when the dry run reverts, when no receipt
     arrives within ``timeout`` seconds, or when the mined transaction has status 0.
+    ``on_signed(tx_hash)`` runs after signing and before broadcasting (to record the hash
+    durably first); an exception it raises aborts the send.
     """
     tx = fn.build_transaction(_base_tx(w3, account, value, gas))  # type: ignore[arg-type]
-    return _sign_send_wait(w3, account, dict(tx), timeout)
+    return _sign_send_wait(w3, account, dict(tx), timeout, on_signed)
+
+
+def transfer_eth(
+    w3: Web3, account: LocalAccount, to: str, value: int, *, timeout: float = RECEIPT_TIMEOUT
+) -> TxReceipt:
+    """Send ``value`` wei from ``account`` to ``to`` (a plain transfer, 21,000 gas)."""
+    tx = _base_tx(w3, account, value, 21_000)
+    tx["to"] = Web3.to_checksum_address(to)
+    return _sign_send_wait(w3, account, tx, timeout)
 
 
 def deploy(

@@ -134,7 +134,8 @@ class AlgorithmInput:
 @dataclass(frozen=True)
 class JobRequest:
     """A validated compute request. ``agreement_id`` (the first dataset's order tx) makes
-    ``submit`` idempotent: one order starts at most one job."""
+    ``submit`` idempotent: one order starts at most one job. ``job_id`` is set when the id
+    had to exist before the job (an escrow lock names it); otherwise the store picks one."""
 
     owner: str
     environment: str
@@ -142,7 +143,6 @@ class JobRequest:
     algorithm: AlgorithmInput
     agreement_id: str | None = None
     expire_timestamp: int | None = None
-    #: The job id to use (C2D v2 locks payment for a job id before the job exists); None: new.
     job_id: str | None = None
 
 

@@ -30,7 +30,7 @@ from operator_engine.models import (
     JobResult,
     utcnow,
 )
-from operator_engine.statuses import IN_FLIGHT, TERMINAL, JobStatus, sources_of
+from operator_engine.statuses import IN_FLIGHT, OCCUPYING, TERMINAL, JobStatus, sources_of
 
 metadata = sa.MetaData()
 _TS = sa.DateTime(timezone=True)
@@ -168,7 +168,10 @@ class JobStore:
         self.is_sqlite = engine.dialect.name == "sqlite"
 
     def create_tables(self) -> None:
+        from operator_engine.escrow_ledger import EscrowLedger
+
         metadata.create_all(self.engine)
+        EscrowLedger(self.engine).create_tables()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -372,8 +375,9 @@ class JobStore:
 
     def claim(self, worker_id: str, envs: Mapping[str, ComputeEnvironment]) -> Job | None:
         """Atomically move the oldest queued job whose environment has room to STARTED, owned
-        by ``worker_id``. Room = fewer than ``maxJobs`` in-flight jobs in that environment."""
-        in_flight = [int(s) for s in IN_FLIGHT]
+        by ``worker_id``. Room = fewer than ``maxJobs`` in-flight jobs in that environment
+        (a job settling its payment at 71 no longer counts)."""
+        in_flight = [int(s) for s in OCCUPYING]
         now = utcnow()
         with self.engine.begin() as conn:
             if not self.is_sqlite:
