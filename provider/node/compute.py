@@ -14,7 +14,6 @@ still need an order each unless the tier sets ``requireOrders: false``.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from flask import jsonify
@@ -24,6 +23,7 @@ from web3 import Web3
 from operator_engine.api import EngineError, EnvironmentUnavailable, JobNotFound
 from operator_engine.environments import FREE_SUFFIX
 from operator_engine.models import ComputeEnvironment, Job, JobRequest
+from operator_engine.settlement import new_job_id
 from provider.app import Services, services
 from provider.compute_validation import ComputeValidator, environment_of, validate_inputs
 from provider.errors import ProviderError, RequestValidationError, ResourceError
@@ -32,10 +32,11 @@ from provider.node import bp, payments
 from provider.node.discovery import API
 from provider.node.environments import (
     is_paid,
-    job_cost,
     job_duration,
     lock_seconds,
     public_id,
+    quote,
+    rate_per_minute,
     requested_resources,
 )
 from provider.node.records import NodeJob, node_jobs_of_app
@@ -82,8 +83,16 @@ def _payment(svc: Services, params: dict[str, Any], env: ComputeEnvironment) -> 
 
 
 def payee_of(svc: Services, env: ComputeEnvironment) -> str:
-    """The address that orders name as consumer and escrow pays: the env's consumerAddress."""
-    return Web3.to_checksum_address(env.consumer_address or svc.provider_address)
+    """The address that orders name as consumer and escrow pays: the env's consumerAddress,
+    which for a paid environment must be the provider's wallet (it signs locks and claims)."""
+    payee = Web3.to_checksum_address(env.consumer_address or svc.provider_address)
+    if is_paid(env) and payee.lower() != svc.provider_address.lower():
+        raise ProviderError(
+            f"Environment {env.id} cannot take escrow payments: its consumerAddress is not "
+            "this provider's wallet",
+            503,
+        )
+    return payee
 
 
 @bp.post(f"{API}/initializeCompute")
@@ -122,7 +131,7 @@ def initialize_compute() -> ResponseReturnValue:
         )
     elif not isinstance(algorithm.get("meta"), dict):
         raise ResourceError("algorithm", "missing_meta_documentId")
-    cost = job_cost(env, amounts, duration, token_decimals(svc.web3, env.fee_token))
+    cost = quote(env, amounts, duration, token_decimals(svc.web3, env.fee_token))
     body["payment"] = {
         "escrowAddress": payments.escrow_address(svc),
         "chainId": svc.chain_id,
@@ -176,18 +185,22 @@ def compute_start() -> ResponseReturnValue:
         env, payment.get("resources", params.get("resources")), "resources"
     )
     datasets, algorithm, agreement = _validated(svc, params, consumer, env, orders=True)
-    job_id = uuid.uuid4().hex
-    cost = job_cost(env, amounts, duration, token_decimals(svc.web3, env.fee_token))
+    payee_of(svc, env)
+    job_id = new_job_id()
+    decimals = token_decimals(svc.web3, env.fee_token)
+    cost = quote(env, amounts, duration, decimals)
     if cost > 0:
         # Blocks until the lock is mined: the job is queued only once it is paid for.
         payments.lock(
             svc,
             job_id=job_id,
             payer=Web3.to_checksum_address(consumer),
-            payee=payee_of(svc, env),
             token=env.fee_token,
             amount=cost,
             expiry=lock_seconds(duration),
+            rate=rate_per_minute(env, amounts, decimals),
+            min_duration=env.min_job_duration,
+            max_duration=duration,
         )
     request = JobRequest(
         owner=Web3.to_checksum_address(consumer),
@@ -198,7 +211,13 @@ def compute_start() -> ResponseReturnValue:
         job_id=job_id,
     )
     record = NodeJob(job_id, "paid", env.id, agreement, amounts, duration)
-    return jsonify([job_view(_submit(svc, request, record), record)])
+    try:
+        job = _submit(svc, request, record)
+    except Exception:
+        if cost > 0:
+            payments.release(svc, job_id, "the job could not be queued")
+        raise
+    return jsonify([job_view(job, record)])
 
 
 @bp.post(f"{API}/freeCompute")
@@ -235,7 +254,7 @@ def free_compute_start() -> ResponseReturnValue:
         datasets=datasets,
         algorithm=algorithm,
         expire_timestamp=int(time.time()) + free_env.max_job_duration,
-        job_id=uuid.uuid4().hex,
+        job_id=new_job_id(),
     )
     assert request.job_id is not None
     record = NodeJob(request.job_id, "free", env.id, agreement, amounts, free_env.max_job_duration)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from operator_engine import billing
 from operator_engine.environments import FREE_SUFFIX, job_amounts
 from operator_engine.models import RESOURCE_IDS, ZERO_ADDRESS, ComputeEnvironment
 from provider.errors import ProviderError, RequestValidationError
@@ -164,22 +165,34 @@ def requested_resources(env: ComputeEnvironment, raw: Any, field: str) -> dict[s
     return share
 
 
-def job_cost(
-    env: ComputeEnvironment, amounts: dict[str, float], seconds: int, decimals: int
-) -> int:
-    """Base units of the fee token for a job of ``seconds``: sum of price * amount * minutes, with
-    minutes = ceil(max(seconds, minJobDuration) / 60), rounded down.
+def base_prices(env: ComputeEnvironment, decimals: int) -> dict[str, Fraction]:
+    """Prices in the fee token's base units per unit per minute (exact)."""
+    return {r: Fraction(Decimal(str(p))) * 10**decimals for r, p in prices(env).items()}
+
+
+def exact_amounts(amounts: dict[str, float]) -> dict[str, Decimal]:
+    return {r: Decimal(str(a)) for r, a in amounts.items()}
+
+
+def quote(env: ComputeEnvironment, amounts: dict[str, float], seconds: int, decimals: int) -> int:
+    """Base units of the fee token a job of ``seconds`` may cost: the one pricing rule
+    (:func:`operator_engine.billing.job_cost`) at the environment's minimum duration or more.
 
     >>> env = ComputeEnvironment(id="e", cpu_number=2, max_jobs=2, prices=(("cpu", 0.5),))
-    >>> job_cost(env, {"cpu": 1, "ram": 1, "disk": 1}, 61, 18)
+    >>> quote(env, {"cpu": 1, "ram": 1, "disk": 1}, 61, 18)
     1000000000000000000
     """
-    minutes = math.ceil(max(seconds, env.min_job_duration) / 60)
-    total = sum(
-        Fraction(Decimal(str(price))) * Fraction(Decimal(str(amounts.get(rid, 0))))
-        for rid, price in prices(env).items()
+    return billing.job_cost(
+        base_prices(env, decimals),
+        exact_amounts(amounts),
+        seconds,
+        min_duration_s=env.min_job_duration,
     )
-    return int(total * minutes * 10**decimals)
+
+
+def rate_per_minute(env: ComputeEnvironment, amounts: dict[str, float], decimals: int) -> Fraction:
+    """Base units per minute of a job running ``amounts`` (what the claim charges by)."""
+    return billing.rate_per_minute(base_prices(env, decimals), exact_amounts(amounts))
 
 
 def lock_seconds(duration: int) -> int:

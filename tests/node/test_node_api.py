@@ -25,7 +25,7 @@ from operator_engine.models import ComputeEnvironment
 from operator_engine.runner import FakeRunner
 from provider.app import create_app
 from provider.errors import ProviderError, RequestValidationError
-from provider.node.environments import job_cost, job_duration, requested_resources
+from provider.node.environments import job_duration, quote, requested_resources
 from provider.signatures import command_digest, recover_command_signer, sign_command
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
@@ -153,8 +153,8 @@ def test_cost_duration_and_resources() -> None:
     amounts = requested_resources(env, [{"id": "cpu", "amount": 1}], "resources")
     assert amounts == {"cpu": 2.0, "ram": 4.0, "disk": 10.0}  # one job's share: min = max
     # 3.1 token per minute; 61 s -> 2 minutes; 10 s -> minJobDuration 60 s -> 1 minute
-    assert job_cost(env, amounts, 61, 18) == 2 * 31 * 10**17
-    assert job_cost(env, amounts, 10, 6) == 3_100_000
+    assert quote(env, amounts, 61, 18) == 2 * 31 * 10**17
+    assert quote(env, amounts, 10, 6) == 3_100_000
     assert job_duration(None, env) == 600
     assert job_duration(120, env) == 120
     assert job_duration(int(time.time()) + 300, env) == 600  # a timestamp is capped
