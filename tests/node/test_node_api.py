@@ -169,16 +169,20 @@ def test_cost_duration_and_resources() -> None:
     assert ComputeEnvironment(id="e").free is None
 
 
+#: Signed by ethers 6 (``wallet.signMessage(ethers.toBeArray(keccak256(text)))``, as ocean.js 8
+#: signs) with the consumer key; keccak(text) starts with a zero byte, so 31 bytes were signed.
+ETHERS_TEXT = "0x90F79bf6EB2c4f870365E785982E1f101E93b90683startCompute"
+ETHERS_SIGNATURE = (
+    "0xa6bb6a83d2e08d59b0175fc8d2704bb2951686490ee2500dff67cd4049b88bf6"
+    "1b3a02abe21c9b4fabb6932a87fbba84f4a417565f05392d77b83e6f2f095ac11c"
+)
+
+
 def test_command_signatures_of_hashes_with_leading_zero_bytes(consumer: LocalAccount) -> None:
-    # ocean.js 8 signs ethers.toBeArray(keccak(text)): leading zero bytes dropped.
-    key = "0x" + bytes(consumer.key).hex()
-    text = next(
-        t
-        for n in range(100_000)
-        if keccak((t := f"{consumer.address}{n}startCompute").encode())[0] == 0
-    )
-    assert command_digest(text) != command_digest(text + "x")
-    assert recover_command_signer(text, sign_command(key, text)) == consumer.address
+    assert keccak(ETHERS_TEXT.encode())[0] == 0
+    assert recover_command_signer(ETHERS_TEXT, ETHERS_SIGNATURE) == consumer.address
+    assert sign_command("0x" + bytes(consumer.key).hex(), ETHERS_TEXT) == ETHERS_SIGNATURE
+    assert command_digest(ETHERS_TEXT) != command_digest(ETHERS_TEXT + "x")
 
 
 def test_stop_status_result_and_logs_share_the_v4_nonce_store(
