@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from contracts_abi import escrow, publish
 from contracts_abi.escrow import EscrowChain
 from operator_engine.db import make_engine
 from operator_engine.escrow_ledger import EscrowLedger
+from provider.signatures import sign_command
 from tests.fixtures.publishing import ddo_fields
 from tests.fixtures.requirements import unavailable
 from tidewater import stack
@@ -360,3 +362,122 @@ def test_paid_job_through_oceanjs8_is_claimed_at_its_cost(
     # the consumer's escrow funds moved by exactly the claimed cost
     funds = paid_run["escrowFunds"]
     assert int(funds["deposited"]) - int(funds["after"]) == claim.amount
+
+
+def test_free_jobs_need_orders_and_paid_jobs_need_escrow(
+    served: dict[str, Any],
+    w3: Web3,
+    deployed: dict[str, Any],
+    publisher_account: LocalAccount,
+    other_account: LocalAccount,
+    python_image: str,
+    docker_client: Any,
+) -> None:
+    """Without orders a free job is refused (free compute is not free data); with orders but
+    no escrow authorization a paid job is refused before anything is locked or queued."""
+    with stack.file_server({"/data.csv": DATA, "/algo.py": ALGORITHM}) as files_url:
+        _orders_and_escrow(
+            served,
+            w3,
+            deployed,
+            publisher_account,
+            other_account,
+            files_url,
+            python_image,
+            docker_client,
+        )
+
+
+def _orders_and_escrow(
+    served: dict[str, Any],
+    w3: Web3,
+    deployed: dict[str, Any],
+    publisher_account: LocalAccount,
+    other_account: LocalAccount,
+    files_url: str,
+    python_image: str,
+    docker_client: Any,
+) -> None:
+    url = served["url"] + "/node/api/services"
+    assets = _publish(
+        w3,
+        served["url"],
+        publisher_account,
+        other_account,
+        deployed,
+        files_url,
+        python_image,
+        docker_client,
+    )
+    key = "0x" + bytes(other_account.key).hex()
+
+    def signed(command: str) -> dict[str, str]:
+        stored = requests.get(
+            f"{url}/nonce", params={"userAddress": other_account.address}, timeout=10
+        ).json()["nonce"]
+        nonce = str(int(stored) + 1)
+        text = other_account.address + nonce + command
+        return {
+            "consumerAddress": other_account.address,
+            "nonce": nonce,
+            "signature": sign_command(key, text),
+        }
+
+    dataset = {"documentId": assets["dataset"]["did"], "serviceId": assets["dataset"]["serviceId"]}
+    algorithm = {
+        "documentId": assets["algorithm"]["did"],
+        "serviceId": assets["algorithm"]["serviceId"],
+    }
+    body = {"environment": "c2d", "datasets": [dataset], "algorithm": algorithm}
+    free = requests.post(
+        f"{url}/freeCompute", json={**body, **signed("freeStartCompute")}, timeout=30
+    )
+    assert free.status_code == 400 and free.json() == {"error": {"datasets[0]": "missing"}}
+
+    init = requests.post(
+        f"{url}/initializeCompute",
+        json={**body, "consumerAddress": other_account.address, "maxJobDuration": 60},
+        timeout=30,
+    ).json()
+    env_consumer = init["payment"]["payee"]
+    for item, asset, fee in (
+        (dataset, assets["dataset"], init["datasets"][0]["providerFee"]),
+        (algorithm, assets["algorithm"], init["algorithm"]["providerFee"]),
+    ):
+        receipt = publish.start_order(
+            w3,
+            other_account,
+            asset["datatoken"],
+            consumer_address=env_consumer,
+            service_index=0,
+            provider_fee=fee,
+        )
+        item["transferTxId"] = receipt["transactionHash"].to_0x_hex()
+    paid = requests.post(
+        f"{url}/compute",
+        json={**body, **signed("startCompute"), "maxJobDuration": 60},
+        timeout=60,
+    )
+    assert paid.status_code == 400, paid.text
+    assert "no_authorization" in paid.json()["error"]
+    jobs = requests.get(
+        f"{url}/compute", params={"consumerAddress": other_account.address}, timeout=10
+    ).json()
+    assert jobs == []
+    # the same orders admit a free job (no escrow), on the free tier
+    started = requests.post(
+        f"{url}/freeCompute", json={**body, **signed("freeStartCompute")}, timeout=30
+    )
+    assert started.status_code == 200, started.text
+    (job,) = started.json()
+    assert job["environment"] == "c2d" and job["isFree"] is True
+    deadline = time.monotonic() + 120
+    while job["dateFinished"] is None:  # leave the one free slot free for other tests
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+        (job,) = requests.get(
+            f"{url}/compute",
+            params={"consumerAddress": other_account.address, "jobId": job["jobId"]},
+            timeout=10,
+        ).json()
+    assert job["status"] == 70
