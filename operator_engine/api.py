@@ -15,6 +15,7 @@ from operator_engine.db import make_engine
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult
 from operator_engine.runner import ContainerRunner, RunnerError
+from operator_engine.settlement import Settlement, default_settlement
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.worker import Services, Worker, worker_is_dead
@@ -68,6 +69,7 @@ class Engine:
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.5,
         sweep_seconds: float = 15.0,
+        settlement: Settlement | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -83,7 +85,10 @@ class Engine:
             data_dir=Path(settings.data_dir),
             allow_non_public_ip=settings.allow_non_public_ip,
             lease_seconds=lease_seconds,
+            settlement=settlement or default_settlement(settings, db),
         )
+        #: Escrow locks and claims of paid (C2D v2) jobs; None without a provider key.
+        self.settlement: Settlement | None = self.services.settlement
         self._stopping = self.services.stopping
         self.poll_seconds = poll_seconds
         self.sweep_seconds = sweep_seconds
@@ -106,7 +111,7 @@ class Engine:
                 runner = DockerRunner(pull=settings.pull_images)
             except RunnerError as exc:
                 raise EngineError(str(exc)) from exc
-        return cls(settings, db, runner, **options)
+        return cls(settings, db, runner, **options)  # type: ignore[arg-type]
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -158,6 +163,8 @@ class Engine:
         self._kill(job_id)
         if previous is not JobStatus.WARMING_UP:
             self._await_release(job_id, wait)
+        elif self.settlement is not None and self.settlement.is_paid(job_id):
+            self.settlement.settle(job_id)  # no worker will: release the lock now
         return self.store.get(job_id) or job
 
     def delete(self, job_id: str) -> Job:
@@ -169,6 +176,8 @@ class Engine:
         if not job.is_terminal:
             job = self.stop(job_id, wait=5.0)
         self._kill(job_id, remove=True)
+        if self.settlement is not None and self.settlement.is_paid(job_id):
+            self.settlement.settle(job_id)  # before its events (the run time) are deleted
         self.services.folder(job_id).remove()
         self.store.delete(job_id)
         return job

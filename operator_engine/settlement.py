@@ -41,6 +41,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from fractions import Fraction
 
+import requests
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
@@ -51,12 +52,44 @@ from operator_engine.db import reading
 from operator_engine.escrow_ledger import OPEN_STATES, EscrowLedger, LockRecord
 from operator_engine.models import utcnow
 from operator_engine.statuses import JobStatus
+from tidewater.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: A ``locking`` row older than this whose lock is not on chain failed for good (its
 #: ``createLock`` had at most a minute to be mined).
 LOCKING_GRACE = timedelta(minutes=5)
+
+
+def default_settlement(settings: Settings, db: Engine) -> Settlement | None:
+    """The settlement of a provider configured by ``settings`` (None without a provider
+    key). The chain handle is built on first use from ``NETWORK_URL``, ``ADDRESS_FILE``
+    (its ``Escrow``) and ``PROVIDER_PRIVATE_KEY`` (the payee)."""
+    key = settings.provider_private_key
+    if not key:
+        return None
+
+    def build() -> EscrowChain:
+        from eth_account import Account
+        from web3 import Web3
+
+        from contracts_abi.deploy import read_address_file
+        from contracts_abi.errors import AddressFileError
+
+        w3 = Web3(Web3.HTTPProvider(settings.network_url, request_kwargs={"timeout": 30}))
+        try:
+            chain_id = int(w3.eth.chain_id)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise escrow.EscrowUnavailable(
+                "chain_unavailable", f"the chain at {settings.network_url} is unreachable"
+            ) from exc
+        try:
+            addresses = read_address_file(settings.address_file, chain_id)
+        except AddressFileError as exc:
+            raise escrow.EscrowUnavailable("escrow_not_deployed", str(exc)) from exc
+        return EscrowChain.from_addresses(w3, addresses, Account.from_key(key))
+
+    return Settlement(db, build)
 
 
 def new_job_id() -> str:
@@ -281,10 +314,11 @@ class Settlement:
     # -- the sweep ---------------------------------------------------------------------------
 
     def sweep(self, job_status: Callable[[str], JobStatus | None]) -> int:
-        """Cancel expired locks, then settle the open rows whose job has ended: terminal, or
-        gone for longer than :data:`LOCKING_GRACE` (a provider that locked and never
-        submitted). Jobs still live settle in their worker (71). Returns how many
-        settlements became final; chain trouble only postpones (logged, never raised)."""
+        """Cancel expired locks and record how they ended, then settle the open rows whose
+        job has ended: terminal, or gone for longer than :data:`LOCKING_GRACE` (a provider
+        that locked and never submitted: the lock is released whole). Jobs still live settle
+        in their worker (71). Returns how many settlements became final; chain trouble only
+        postpones (logged, never raised)."""
         done = 0
         try:
             expired = self.ledger.in_states(OPEN_STATES, expired_before=utcnow())
@@ -292,13 +326,14 @@ class Settlement:
                 escrow.cancel_expired_locks(
                     self.chain(), [(r.job_id, r.token, r.payer) for r in expired]
                 )
+            expired_ids = {r.job_id for r in expired}
             for record in self.ledger.in_states(OPEN_STATES):
                 status = job_status(record.job_id)
-                if status is None:
-                    if utcnow() - record.created_at < LOCKING_GRACE:
-                        continue
-                elif not status.is_terminal and record.expires_at > utcnow():
-                    continue
+                if status is not None and not status.is_terminal:
+                    continue  # its worker settles it at 71
+                young = utcnow() - record.created_at < LOCKING_GRACE
+                if status is None and young and record.job_id not in expired_ids:
+                    continue  # a provider may be between locking and submitting
                 done += int(self.settle(record.job_id))
         except EscrowError as exc:
             log.warning("escrow sweep postponed: %s", exc.message)

@@ -47,6 +47,7 @@ class Services:
     lease_seconds: float = 30.0
     fetch_timeout: float = 30.0
     stopping: threading.Event = field(default_factory=threading.Event)
+    settlement: Any = None  # operator_engine.settlement.Settlement (escrow-paid jobs)
 
     def folder(self, job_id: str) -> JobFolder:
         return JobFolder.of(self.data_dir, job_id)
@@ -169,6 +170,7 @@ class Worker:
                 on_container=lambda cid: svc.store.update(job_id, container_id=cid),
                 fetch_timeout=svc.fetch_timeout,
                 should_yield=svc.stopping.is_set,
+                settlement=svc.settlement,
             )
             pipeline.execute(ctx, svc.store, current, start)
         except pipeline.Yielded:
@@ -181,6 +183,20 @@ class Worker:
         finally:
             done.set()
             svc.store.release(job_id, self.id)
+            self.settle_ended(job_id)
+
+    def settle_ended(self, job_id: str) -> None:
+        """Settle the escrow lock of a paid job that ended at a terminal status (stopped,
+        failed); a finished job settled at 71 already. Chain trouble leaves it to the sweep."""
+        settlement = self.services.settlement
+        if settlement is None:
+            return
+        try:
+            row = self.services.store.row(job_id)
+            if (row is None or JobStatus(row.status) in TERMINAL) and settlement.is_paid(job_id):
+                settlement.settle(job_id)
+        except Exception:
+            log.warning("job %s: escrow settlement postponed", job_id, exc_info=True)
 
     def cleanup_interrupted(self, job_id: str) -> None:
         """After a stop or delete: remove containers; keep logs of a stopped job, nothing of a
@@ -209,8 +225,10 @@ class Worker:
         if row is None or JobStatus(row.status) in TERMINAL:
             self.cleanup_interrupted(job_id)
             return
-        self._remove_containers(job_id)
         current = JobStatus(row.status)
+        if current is JobStatus.SETTLING:
+            return  # results are published; the sweep resumes the settlement
+        self._remove_containers(job_id)
         target = {
             JobStatus.STARTED: JobStatus.STOPPED,
             JobStatus.CONFIGURING: JobStatus.DATA_PROVISIONING_FAILED,
@@ -254,7 +272,13 @@ class Worker:
             recovered += 1
             self.recover(row.job_id, JobStatus(row.status), row.worker_id)
         self.reconcile()
+        if svc.settlement is not None:
+            svc.settlement.sweep(self._job_status)
         return recovered
+
+    def _job_status(self, job_id: str) -> JobStatus | None:
+        row = self.services.store.row(job_id)
+        return None if row is None else JobStatus(row.status)
 
     def recover(self, job_id: str, status: JobStatus, old_worker: str | None) -> None:
         """Resume a job this worker just took over, or end it with a reason."""

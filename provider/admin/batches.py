@@ -8,7 +8,7 @@ job status            state
 1                     submitted
 10                    pending
 20, 30                runnable (``starting`` once the job's container is being created)
-40, 50, 60            running
+40, 50, 60, 71        running (71: settling an escrow payment)
 70                    succeeded
 any other (terminal)  failed
 ====================  ==========
@@ -34,7 +34,12 @@ def batch_state(status: int, *, has_container: bool = False) -> str:
         return "pending"
     if status in (JobStatus.CONFIGURING, JobStatus.PROVISIONED):
         return "starting" if has_container else "runnable"
-    if status in (JobStatus.RUNNING, JobStatus.FILTERING, JobStatus.PUBLISHING):
+    if status in (
+        JobStatus.RUNNING,
+        JobStatus.FILTERING,
+        JobStatus.PUBLISHING,
+        JobStatus.SETTLING,
+    ):
         return "running"
     if status == JobStatus.FINISHED:
         return "succeeded"

@@ -10,19 +10,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from contracts_abi import escrow
 from contracts_abi.artifacts import contract
-from contracts_abi.deploy import fund_gas
 from contracts_abi.escrow import EscrowChain, EscrowUnavailable, PaymentError
-from contracts_abi.tx import send
+from tests.fixtures.escrow import Payer
 
 pytestmark = pytest.mark.integration
 
@@ -30,53 +27,9 @@ ONE = 10**18
 DAY = 24 * 3600
 
 
-@dataclass
-class Payer:
-    account: LocalAccount
-    address: str
-
-
-def _new_account(w3: Web3, funder: LocalAccount) -> LocalAccount:
-    account: LocalAccount = Account.create()
-    fund_gas(w3, funder, account.address)
-    return account
-
-
 @pytest.fixture
-def payee_chain(w3: Web3, deployed: dict[str, Any], deployer_account: LocalAccount) -> EscrowChain:
-    """A fresh payee wallet (with gas) in front of the session's Escrow."""
-    return EscrowChain.from_addresses(w3, deployed, _new_account(w3, deployer_account))
-
-
-@pytest.fixture
-def ocean(deployed: dict[str, Any]) -> str:
-    return str(deployed["Ocean"])
-
-
-@pytest.fixture
-def new_payer(
-    w3: Web3, deployed: dict[str, Any], deployer_account: LocalAccount, ocean: str
-) -> Callable[..., Payer]:
-    """A factory of fresh payers holding ``tokens`` Ocean (base units), of which ``deposit``
-    is in the Escrow, authorizing ``payee`` (when given) with ``limits``."""
-
-    def make(
-        *,
-        tokens: int = 100 * ONE,
-        deposit: int = 0,
-        payee: str | None = None,
-        limits: tuple[int, int, int] = (100 * ONE, DAY, 10),
-    ) -> Payer:
-        account = _new_account(w3, deployer_account)
-        token = contract(w3, "MockOcean", ocean)
-        send(w3, deployer_account, token.functions.transfer(account.address, tokens))
-        if deposit:
-            escrow.deposit(w3, deployed["Escrow"], account, ocean, deposit)
-        if payee is not None:
-            escrow.authorize(w3, deployed["Escrow"], account, ocean, payee, *limits)
-        return Payer(account, account.address)
-
-    return make
+def ocean(ocean_token: str) -> str:
+    return ocean_token
 
 
 def _job() -> str:
