@@ -336,10 +336,6 @@ def test_paid_job_through_oceanjs8_is_locked_before_it_runs(
     assert block_time <= int(paid_run["job"]["dateCreated"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="claims need the engine's settlement wiring (60 -> 71 -> 70), still on branch escrow",
-)
 def test_paid_job_through_oceanjs8_is_claimed_at_its_cost(
     paid_run: dict[str, Any],
     served: dict[str, Any],
