@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine as SqlEngine
 
+from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult
@@ -86,6 +87,7 @@ class Engine:
             allow_non_public_ip=settings.allow_non_public_ip,
             lease_seconds=lease_seconds,
             settlement=settlement or default_settlement(settings, db),
+            credentials=CredentialStore(db, settings.credentials_key),
         )
         #: Escrow locks and claims of paid (C2D v2) jobs; None without a provider key.
         self.settlement: Settlement | None = self.services.settlement
@@ -222,6 +224,11 @@ class Engine:
     def environments(self) -> list[ComputeEnvironment]:
         """Environments that take jobs now (draining and errored ones are not offered)."""
         return [e.env for e in self.registry.entries().values() if e.accepts_jobs]
+
+    def primary_environment(self) -> ComputeEnvironment | None:
+        """The environment a job that names none runs in (see ``EnvironmentRegistry``)."""
+        entry = next(iter(self.registry.entries().values()), None)
+        return entry.env if entry is not None and entry.primary else None
 
     def environment(self, env_id: str) -> ComputeEnvironment | None:
         entry = self.registry.entries().get(env_id)

@@ -78,6 +78,11 @@ class ComputeEnvironment:
     #: For the engine-side environment of a free tier: the id of the environment it belongs to.
     free_of: str | None = None
 
+    #: extra environment variables for the algorithm container (admin ``config.environment``)
+    container_env: tuple[tuple[str, str], ...] = ()
+    #: stored platform credentials (a registry login for private images), by id
+    credentials_id: str = ""
+
     def price_of(self, resource: str) -> float:
         """Fee token per unit of ``resource`` per minute (0 when not priced)."""
         return dict(self.prices).get(resource, 0.0)
