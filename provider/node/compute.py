@@ -132,8 +132,13 @@ def initialize_compute() -> ResponseReturnValue:
     elif not isinstance(algorithm.get("meta"), dict):
         raise ResourceError("algorithm", "missing_meta_documentId")
     cost = quote(env, amounts, duration, token_decimals(svc.web3, env.fee_token))
+    escrow_address = payments.escrow_address(svc)
+    if cost > 0 and escrow_address is None:
+        raise ProviderError(
+            "Paid compute is not available: no Escrow contract in the address file", 503
+        )
     body["payment"] = {
-        "escrowAddress": payments.escrow_address(svc),
+        "escrowAddress": escrow_address,
         "chainId": svc.chain_id,
         "payee": payee_of(svc, env),
         "token": env.fee_token,
