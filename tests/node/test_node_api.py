@@ -13,17 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import ecies
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from flask import Flask
 from flask.testing import FlaskClient
+from web3 import Web3
 
 from operator_engine.api import Engine
 from operator_engine.environments import EnvironmentConfigError, parse_environment
 from operator_engine.models import ComputeEnvironment
 from operator_engine.runner import FakeRunner
 from provider.app import create_app
+from provider.asset import Asset
+from provider.crypto import public_key_hex
 from provider.errors import ProviderError, RequestValidationError
 from provider.node.environments import job_duration, quote, requested_resources
 from provider.signatures import command_digest, recover_command_signer, sign_command
@@ -31,6 +35,9 @@ from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
     BIG,
     CHAIN_ID,
+    DID,
+    FAKE_CONTAINER,
+    PROVIDER_KEY,
     _algorithm,
     consumer_fixture,
     fake_web3,
@@ -58,6 +65,12 @@ ENVS = [
         "free": {"maxJobDuration": 30, "maxJobs": 1, "cpuNumber": 1, "ramGB": 1, "diskGB": 1},
     },
     {"id": "free", "cpuNumber": 1, "ramGB": 1, "diskGB": 1, "maxJobs": 4, "maxJobDuration": 60},
+    {
+        "id": "open",
+        "cpuNumber": 1,
+        "maxJobs": 1,
+        "free": {"maxJobs": 1, "maxJobDuration": 20, "requireOrders": False},
+    },
 ]
 
 
@@ -125,7 +138,8 @@ def test_preflight_allows_authorization_and_range(client: FlaskClient) -> None:
 def test_environments_are_a_bare_array_in_ocean_node_shape(client: FlaskClient) -> None:
     envs = client.get("/node/api/services/computeEnvironments").json
     assert isinstance(envs, list)
-    assert [e["id"] for e in envs] == ["gpuless", "free"]  # engine-side free tiers are hidden
+    # engine-side free tiers are hidden
+    assert [e["id"] for e in envs] == ["gpuless", "free", "open"]
     paid = envs[0]
     assert [r["id"] for r in paid["resources"][:3]] == ["cpu", "ram", "disk"]
     cpu = paid["resources"][0]
@@ -305,3 +319,80 @@ def test_start_refusals_are_json(
 def test_unknown_node_path_answers_json(client: FlaskClient) -> None:
     reply = client.get("/node/api/services/nothing")
     assert reply.status_code == 404 and reply.json is not None
+
+
+class FakeResolver:
+    """DDOs by DID, as the indexer would resolve them."""
+
+    def __init__(self, assets: dict[str, Asset]) -> None:
+        self.assets = assets
+
+    def resolve(self, did: str) -> Asset | None:
+        return self.assets.get(did)
+
+
+def _dataset(data_url: str) -> Asset:
+    nft, datatoken = "0x" + "11" * 20, "0x" + "22" * 20
+    payload = {
+        "datatokenAddress": datatoken,
+        "nftAddress": nft,
+        "files": [{"type": "url", "url": data_url, "method": "GET"}],
+    }
+    files = "0x" + ecies.encrypt(public_key_hex(PROVIDER_KEY), json.dumps(payload).encode()).hex()
+    ddo = {
+        "id": DID,
+        "metadata": {"type": "dataset"},
+        "services": [
+            {
+                "id": "svc",
+                "type": "compute",
+                "datatokenAddress": datatoken,
+                "files": files,
+                "timeout": 0,
+                "compute": {"allowRawAlgorithm": True},
+            }
+        ],
+    }
+    return Asset(did=DID, ddo=ddo, state=0, nft_address=nft, nft_owner=nft, chain_id=CHAIN_ID)
+
+
+def test_free_tier_limits_and_order_policy(
+    app: Flask, client: FlaskClient, engine: Engine, consumer: LocalAccount, files: FileServer
+) -> None:
+    svc = app.extensions["tidewater"]
+    svc.assets = FakeResolver({DID: _dataset(files.url("/data.csv"))})
+    svc.web3 = Web3(Web3.HTTPProvider("http://127.0.0.1:9"))  # never called: no order to check
+    container = {**FAKE_CONTAINER, "checksum": "sha256:" + "f" * 64}  # the FakeRunner image
+    body = {
+        "datasets": [{"documentId": DID, "serviceId": "svc"}],
+        "algorithm": {"meta": {"rawcode": "print(1)", "container": container}},
+    }
+    # orders are required by default: a free job without them is refused
+    refused = client.post(
+        "/node/api/services/freeCompute",
+        json={**body, **v2(client, consumer, "freeStartCompute"), "environment": "gpuless"},
+    )
+    assert refused.status_code == 400 and refused.json == {"error": {"datasets[0]": "missing"}}
+    # "open" waives them; its free tier runs one job at a time (nothing runs here yet)
+    started = client.post(
+        "/node/api/services/freeCompute",
+        json={**body, **v2(client, consumer, "freeStartCompute"), "environment": "open"},
+    )
+    assert started.status_code == 200, started.get_data(as_text=True)
+    assert started.json is not None
+    (job,) = started.json
+    assert job["environment"] == "open" and job["isFree"] is True and job["status"] == 1
+    assert engine.get(job["jobId"]).environment == "open:free"  # type: ignore[union-attr]
+    busy = client.post(
+        "/node/api/services/freeCompute",
+        json={**body, **v2(client, consumer, "freeStartCompute"), "environment": "open"},
+    )
+    assert busy.status_code == 429 and "at most 1" in busy.get_data(as_text=True)
+    engine.run_until_idle()
+    (done,) = client.get(
+        "/node/api/services/compute",
+        query_string={"consumerAddress": consumer.address, "jobId": job["jobId"]},
+    ).json or [None]
+    assert done is not None and done["status"] == 70 and done["environment"] == "open"
+    envs = client.get("/node/api/services/computeEnvironments").json
+    assert envs is not None and envs[2]["free"]["maxJobDuration"] == 20
