@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import ecies
@@ -30,6 +31,7 @@ from provider.asset import Asset
 from provider.crypto import public_key_hex
 from provider.errors import ProviderError, RequestValidationError
 from provider.node.environments import job_duration, quote, requested_resources
+from provider.node.results import CHUNK, follow_log
 from provider.signatures import command_digest, recover_command_signer, sign_command
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
@@ -396,3 +398,26 @@ def test_free_tier_limits_and_order_policy(
     assert done is not None and done["status"] == 70 and done["environment"] == "open"
     envs = client.get("/node/api/services/computeEnvironments").json
     assert envs is not None and envs[2]["free"]["maxJobDuration"] == 20
+
+
+def test_streamed_log_follows_the_file_until_the_job_ends(tmp_path: Path) -> None:
+    log = tmp_path / "algorithm.log"
+    state = {"terminal": False}
+    job = SimpleNamespace(is_terminal=False)
+
+    def get(job_id: str) -> Any:
+        job.is_terminal = state["terminal"]
+        return job
+
+    svc = SimpleNamespace(engine=SimpleNamespace(get=get))
+    stream = follow_log(svc, "j", log, time.monotonic() + 60)  # type: ignore[arg-type]
+    log.write_bytes(b"first\n")
+    assert next(stream) == b"first\n"  # served while the job still runs
+    with log.open("ab") as handle:
+        handle.write(b"x" * (CHUNK + 10))
+    assert next(stream) == b"x" * CHUNK  # fixed-size reads: memory stays bounded
+    assert next(stream) == b"x" * 10
+    state["terminal"] = True
+    with log.open("ab") as handle:
+        handle.write(b"last\n")
+    assert b"".join(stream) == b"last\n"  # the rest, then the end of the stream
