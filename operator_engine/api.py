@@ -13,7 +13,8 @@ from sqlalchemy import Engine as SqlEngine
 
 from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine
-from operator_engine.environments import EnvironmentRegistry
+from operator_engine.environments import EnvironmentRegistry, gpu_share
+from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.settlement import Settlement, default_settlement
@@ -113,7 +114,21 @@ class Engine:
                 runner = DockerRunner(pull=settings.pull_images)
             except RunnerError as exc:
                 raise EngineError(str(exc)) from exc
-        return cls(settings, db, runner, **options)  # type: ignore[arg-type]
+        engine = cls(settings, db, runner, **options)  # type: ignore[arg-type]
+        engine.check_gpus()
+        return engine
+
+    def check_gpus(self) -> None:
+        """Refuse GPU environments the runner cannot serve (a clear error at load, never a
+        job stuck at 40)."""
+        wanting = [e.id for e in self.registry.file_envs() if gpu_share(e)[0] > 0]
+        if not wanting:
+            return
+        reason = self.runner.gpu_support()
+        if reason is not None:
+            raise EngineError(
+                f"compute environment(s) {', '.join(wanting)} ask for GPUs, but {reason}"
+            )
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -261,6 +276,13 @@ class Engine:
             log.exception("sweep failed")
 
     def _loop(self, worker: Worker, sweeper: bool) -> None:
+        WORKERS.inc()
+        try:
+            self._work(worker, sweeper)
+        finally:
+            WORKERS.dec()
+
+    def _work(self, worker: Worker, sweeper: bool) -> None:
         next_sweep = time.monotonic() + self.sweep_seconds
         while not self._stopping.is_set():
             try:

@@ -63,6 +63,8 @@ class ComputeEnvironment:
     disk_gb: float = 10.0
     gpu_number: int = 0
     gpu_type: str = ""
+    #: explicit GPU device ids (``gpuDevices``) every job of the environment is given
+    gpu_devices: tuple[str, ...] = ()
     max_jobs: int = 1
     max_job_duration: int = 3600
     storage_expiry: int = 7 * 24 * 3600

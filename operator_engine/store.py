@@ -265,6 +265,16 @@ class JobStore:
             ).all()
         return [(r[0], r[1], r[2]) for r in rows]
 
+    def status_counts(self) -> list[tuple[str, int, int]]:
+        """(environment, status, jobs) for every pair that has jobs (metrics read this)."""
+        with reading(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.environment, jobs.c.status, sa.func.count()).group_by(
+                    jobs.c.environment, jobs.c.status
+                )
+            ).all()
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
     def live_counts(self) -> dict[str, int]:
         """Live (queued and in-flight) jobs per environment."""
         live = [int(s) for s in JobStatus if s not in TERMINAL]
