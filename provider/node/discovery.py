@@ -9,11 +9,14 @@ from flask import jsonify
 from flask.typing import ResponseReturnValue
 
 from provider.app import SOFTWARE, VERSION, Services, services
+from provider.errors import ProviderError
 from provider.node import bp
 from provider.node.environments import environment_view
 from provider.params import address_param, request_params
 
 API = "/api/services"
+#: Ocean Node serves Aquarius' DDO reads under the same base.
+AQUARIUS = "/api/aquarius/assets/ddo"
 
 #: name → [METHOD, path relative to the base ``/node``], the names ocean.js 8.6.2 looks up.
 SERVICE_ENDPOINTS: dict[str, list[str]] = {
@@ -80,3 +83,18 @@ def environment_list(svc: Services) -> list[dict[str, Any]]:
 @bp.get(f"{API}/computeEnvironments")
 def compute_environments() -> ResponseReturnValue:
     return jsonify(environment_list(services()))
+
+
+@bp.get(f"{AQUARIUS}/<path:did>")
+def ddo(did: str) -> ResponseReturnValue:
+    """The DDO of ``did`` as the indexer resolved it (ocean.js 8 ``new Aquarius(nodeUri)``),
+    with the on-chain facts Ocean Node adds under ``indexedMetadata``."""
+    svc = services()
+    asset = svc.assets.resolve(did) if svc.assets is not None else None
+    if asset is None:
+        raise ProviderError(f"Asset {did} not found", 404)
+    body = dict(asset.ddo)
+    nft = {"address": asset.nft_address, "owner": asset.nft_owner, "state": asset.state}
+    body.setdefault("nft", nft)
+    body.setdefault("indexedMetadata", {"nft": nft, "event": {}, "stats": [], "purgatory": {}})
+    return jsonify(body)

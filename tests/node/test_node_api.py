@@ -421,3 +421,12 @@ def test_streamed_log_follows_the_file_until_the_job_ends(tmp_path: Path) -> Non
     with log.open("ab") as handle:
         handle.write(b"last\n")
     assert b"".join(stream) == b"last\n"  # the rest, then the end of the stream
+
+
+def test_ddos_resolve_through_the_node_base(app: Flask, client: FlaskClient) -> None:
+    app.extensions["tidewater"].assets = FakeResolver({DID: _dataset("http://127.0.0.1:9/x")})
+    found = client.get(f"/node/api/aquarius/assets/ddo/{DID}")
+    assert found.status_code == 200 and found.json is not None
+    assert found.json["id"] == DID and found.json["nft"]["state"] == 0
+    missing = client.get("/node/api/aquarius/assets/ddo/did:op:" + "00" * 32)
+    assert missing.status_code == 404 and missing.json is not None and "error" in missing.json

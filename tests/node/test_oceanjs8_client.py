@@ -175,7 +175,6 @@ def _publish(
             "did": algo_ddo["id"],
             "serviceId": algo_ddo["services"][0]["id"],
             "datatoken": algo_token.datatoken_address,
-            "meta": algo_ddo["metadata"]["algorithm"],
         },
     }
 
@@ -223,7 +222,8 @@ def _flow(
                 "consumerKey": "0x" + bytes(consumer.key).hex(),
                 "paymentToken": deployed["Ocean"],
                 "flows": flows,
-                **assets,
+                "datasetDid": assets["dataset"]["did"],
+                "algorithmDid": assets["algorithm"]["did"],
             },
             log_dir,
         )

@@ -2,14 +2,16 @@
 // examples do (ProviderInstance + EscrowContract + Datatoken orders), on a local chain.
 //
 // Input: the JSON object in $FLOW_INPUT:
-//   {nodeUri, rpcUrl, chainId, consumerKey, paymentToken, escrowAbi?, flows: ["free", "paid"],
-//    dataset: {did, serviceId, datatoken}, algorithm: {did, serviceId, datatoken, meta}}
+//   {nodeUri, rpcUrl, chainId, consumerKey, paymentToken, flows: ["free", "paid"],
+//    datasetDid, algorithmDid}
+// DDOs are resolved through the node itself (new Aquarius(nodeUri)), as dApps do.
 // Output: progress lines on stderr; one JSON object on stdout's last line with, per flow, the
 // job, its statuses, the downloaded results (sha256, size) and, for the paid flow, the payment
 // terms and the consumer's escrow funds before and after.
 import { createHash } from 'node:crypto'
 import { ethers } from 'ethers'
 import {
+  Aquarius,
   Datatoken,
   EscrowContract,
   ProviderInstance,
@@ -41,20 +43,29 @@ async function handleOrder(order, datatokenAddress, consumerAddress) {
   return tx.hash
 }
 
+const aquarius = new Aquarius(nodeUri)
+const datasetDdo = await aquarius.waitForIndexer(input.datasetDid)
+const algorithmDdo = await aquarius.resolve(input.algorithmDid)
+if (!datasetDdo || !algorithmDdo) throw new Error('DDOs not resolved through the node')
+
 function items() {
-  const assets = [{ documentId: input.dataset.did, serviceId: input.dataset.serviceId }]
+  const assets = [{ documentId: datasetDdo.id, serviceId: datasetDdo.services[0].id }]
   const algo = {
-    documentId: input.algorithm.did,
-    serviceId: input.algorithm.serviceId,
-    meta: input.algorithm.meta
+    documentId: algorithmDdo.id,
+    serviceId: algorithmDdo.services[0].id,
+    meta: algorithmDdo.metadata.algorithm
   }
   return { assets, algo }
 }
 
 async function orderAll(init, assets, algo, env) {
-  algo.transferTxId = await handleOrder(init.algorithm, input.algorithm.datatoken, env.consumerAddress)
+  algo.transferTxId = await handleOrder(
+    init.algorithm, algorithmDdo.services[0].datatokenAddress, env.consumerAddress
+  )
   for (let i = 0; i < init.datasets.length; i++) {
-    assets[i].transferTxId = await handleOrder(init.datasets[i], input.dataset.datatoken, env.consumerAddress)
+    assets[i].transferTxId = await handleOrder(
+      init.datasets[i], datasetDdo.services[0].datatokenAddress, env.consumerAddress
+    )
   }
 }
 
