@@ -1,4 +1,4 @@
-"""C2D v2 compute: ``initializeCompute``, ``compute`` (paid: start/status/stop), ``freeCompute``.
+"""C2D v2 compute: ``initializeCompute``, paid ``compute`` start and ``freeCompute``.
 
 Paid jobs: the V4 checks (DDO, trust, orders naming this environment's ``consumerAddress`` as
 consumer or the requester as payer, service timeout), then the escrow: the job's cost is locked
@@ -20,7 +20,7 @@ from flask import jsonify
 from flask.typing import ResponseReturnValue
 from web3 import Web3
 
-from operator_engine.api import EngineError, EnvironmentUnavailable, JobNotFound
+from operator_engine.api import EngineError, EnvironmentUnavailable
 from operator_engine.environments import FREE_SUFFIX
 from operator_engine.models import ComputeEnvironment, Job, JobRequest
 from operator_engine.settlement import new_job_id
@@ -34,11 +34,11 @@ from provider.node.environments import (
     is_paid,
     job_duration,
     lock_seconds,
-    public_id,
     quote,
     rate_per_minute,
     requested_resources,
 )
+from provider.node.jobs import job_view
 from provider.node.records import NodeJob, node_jobs_of_app
 from provider.nonces import verify_command
 from provider.orders import OrderValidator
@@ -264,60 +264,3 @@ def free_compute_start() -> ResponseReturnValue:
     assert request.job_id is not None
     record = NodeJob(request.job_id, "free", env.id, agreement, amounts, free_env.max_job_duration)
     return jsonify([job_view(_submit(svc, request, record), record)])
-
-
-def job_view(job: Job, record: NodeJob | None) -> dict[str, Any]:
-    """The job object of the v2 API: the V4 one with the environment's public id, the order
-    that admitted it as ``agreementId``, and whether it ran on a free tier."""
-    body = job.to_ocean()
-    body["environment"] = public_id(job.environment)
-    if record is not None:
-        body["agreementId"] = record.agreement_id
-        body["isFree"] = record.kind == "free"
-        body["resources"] = [{"id": r, "amount": a} for r, a in record.resources.items()]
-        body["maxJobDuration"] = record.max_duration
-    return body
-
-
-@bp.get(f"{API}/compute")
-def compute_status() -> ResponseReturnValue:
-    params = request_params()
-    consumer = address_param(params, "consumerAddress")
-    assert consumer is not None
-    agreement = text_param(params, "agreementId")
-    jobs = services().engine.find(consumer, job_id=text_param(params, "jobId"))
-    records = node_jobs_of_app().many([job.job_id for job in jobs])
-    views = [job_view(job, records.get(job.job_id)) for job in jobs]
-    if agreement is not None:
-        views = [v for v in views if str(v.get("agreementId") or "").lower() == agreement.lower()]
-    return jsonify(views)
-
-
-def owned_job(svc: Services, owner: str, job_id: str | None) -> Job:
-    """The job ``job_id`` when ``owner`` owns it; otherwise 404 (same answer for both)."""
-    job = svc.engine.get(job_id) if job_id else None
-    if job is None or job.owner.lower() != owner.lower():
-        raise ProviderError("Job not found", 404)
-    return job  # type: ignore[no-any-return]
-
-
-@bp.put(f"{API}/compute")
-def compute_stop() -> ResponseReturnValue:
-    params = request_params()
-    require(params, "jobId")
-    consumer = address_param(params, "consumerAddress")
-    assert consumer is not None
-    svc = services()
-    verify_command(
-        consumer,
-        lookup(params, "signature"),
-        lookup(params, "nonce"),
-        "stopCompute",
-        store=svc.nonces,
-    )
-    job = owned_job(svc, consumer, text_param(params, "jobId"))
-    try:
-        stopped = svc.engine.stop(job.job_id, stopreq=1)
-    except JobNotFound:
-        raise ProviderError("Job not found", 404) from None
-    return jsonify([job_view(stopped, node_jobs_of_app().get(job.job_id))])

@@ -23,8 +23,8 @@ from operator_engine.workspace import ALGORITHM_LOG
 from provider.app import Services, services
 from provider.errors import ProviderError, RequestValidationError, SignatureError
 from provider.node import bp
-from provider.node.compute import owned_job
 from provider.node.discovery import API
+from provider.node.jobs import owned_job
 from provider.nonces import nonce_param_text, require_signature, verify_command
 from provider.params import address_param, lookup, request_params, require, text_param
 from provider.routes.results import safe_filename
