@@ -151,6 +151,9 @@ class JobRequest:
     agreement_id: str | None = None
     expire_timestamp: int | None = None
     job_id: str | None = None
+    #: Seconds the algorithm may run, when shorter than the environment's ``maxJobDuration``
+    #: (a C2D v2 job runs for the duration it paid for).
+    max_duration: int | None = None
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,7 @@ def compute_start() -> ResponseReturnValue:
         algorithm=algorithm,
         expire_timestamp=int(time.time()) + duration,
         job_id=job_id,
+        max_duration=duration,
     )
     record = NodeJob(job_id, "paid", env.id, agreement, amounts, duration)
     try:

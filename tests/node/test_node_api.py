@@ -7,7 +7,9 @@ drives ocean.js 8.6.2 itself.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +46,7 @@ from tests.provider.core_support import (  # noqa: F401 (fixtures)
     consumer_fixture,
     fake_web3,
     files_fixture,
+    job_request,
     make_settings,
     other_fixture,
     sign,
@@ -430,3 +433,24 @@ def test_ddos_resolve_through_the_node_base(app: Flask, client: FlaskClient) -> 
     assert found.json["id"] == DID and found.json["nft"]["state"] == 0
     missing = client.get("/node/api/aquarius/assets/ddo/did:op:" + "00" * 32)
     assert missing.status_code == 404 and missing.json is not None and "error" in missing.json
+
+
+def test_a_job_stops_at_the_duration_it_paid_for(tmp_path: Path, files: FileServer) -> None:
+    """A C2D v2 job's ``max_duration`` (shorter than the environment's) ends it at 7."""
+
+    def sleeper(spec: Any, dirs: dict[str, Path], killed: threading.Event) -> Any:
+        killed.wait(30)  # runs until the engine kills it
+        return 137, False, b"slept\n"
+
+    settings = make_settings(tmp_path)
+    engine = Engine.from_settings(settings, runner=FakeRunner(sleeper))
+    try:
+        base = job_request("0x" + "ab" * 20, files.url("/data.csv"))
+        job = engine.submit(dataclasses.replace(base, max_duration=1))
+        engine.run_until_idle()
+        done = engine.get(job.job_id)
+        assert done is not None and done.status == 7 and done.stopreq == 2, done
+        assert done.reason is not None and "time limit of 1s" in done.reason
+    finally:
+        engine.shutdown()
+        engine.db.dispose()
