@@ -9,10 +9,10 @@ from flask import jsonify
 from flask.typing import ResponseReturnValue
 
 from provider.app import SOFTWARE, VERSION, Services, services
-from provider.errors import ProviderError
 from provider.node import bp
 from provider.node.environments import environment_view
 from provider.params import address_param, request_params
+from provider.routes import aquarius
 
 API = "/api/services"
 #: Ocean Node serves Aquarius' DDO reads under the same base.
@@ -87,14 +87,6 @@ def compute_environments() -> ResponseReturnValue:
 
 @bp.get(f"{AQUARIUS}/<path:did>")
 def ddo(did: str) -> ResponseReturnValue:
-    """The DDO of ``did`` as the indexer resolved it (ocean.js 8 ``new Aquarius(nodeUri)``),
-    with the on-chain facts Ocean Node adds under ``indexedMetadata``."""
-    svc = services()
-    asset = svc.assets.resolve(did) if svc.assets is not None else None
-    if asset is None:
-        raise ProviderError(f"Asset {did} not found", 404)
-    body = dict(asset.ddo)
-    nft = {"address": asset.nft_address, "owner": asset.nft_owner, "state": asset.state}
-    body.setdefault("nft", nft)
-    body.setdefault("indexedMetadata", {"nft": nft, "event": {}, "stats": [], "purgatory": {}})
-    return jsonify(body)
+    """The embedded Aquarius read (``provider.routes.aquarius``) under the node's base, for
+    ocean.js 8's ``new Aquarius(oceanNodeUri)``."""
+    return aquarius.ddo(did)

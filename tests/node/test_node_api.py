@@ -427,7 +427,9 @@ def test_streamed_log_follows_the_file_until_the_job_ends(tmp_path: Path) -> Non
 
 
 def test_ddos_resolve_through_the_node_base(app: Flask, client: FlaskClient) -> None:
-    app.extensions["tidewater"].assets = FakeResolver({DID: _dataset("http://127.0.0.1:9/x")})
+    svc = app.extensions["tidewater"]
+    svc.assets = FakeResolver({DID: _dataset("http://127.0.0.1:9/x")})
+    svc.web3 = Web3(Web3.HTTPProvider("http://127.0.0.1:9"))  # on-chain extras are best effort
     found = client.get(f"/node/api/aquarius/assets/ddo/{DID}")
     assert found.status_code == 200 and found.json is not None
     assert found.json["id"] == DID and found.json["nft"]["state"] == 0
