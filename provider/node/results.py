@@ -15,19 +15,25 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from flask import Response, send_file
+from flask import Response
 from flask.typing import ResponseReturnValue
 
-from operator_engine.api import JobNotFound, ResultNotFound
 from operator_engine.workspace import ALGORITHM_LOG
 from provider.app import Services, services
-from provider.errors import ProviderError, RequestValidationError, SignatureError
+from provider.errors import RequestValidationError, SignatureError
 from provider.node import bp
 from provider.node.discovery import API
 from provider.node.jobs import owned_job
 from provider.nonces import nonce_param_text, require_signature, verify_command
-from provider.params import address_param, lookup, request_params, require, text_param
-from provider.routes.results import safe_filename
+from provider.params import (
+    address_param,
+    is_digits,
+    lookup,
+    request_params,
+    require,
+    text_param,
+)
+from provider.routes.results import result_response
 from provider.signatures import (
     command_text,
     recover_command_signer,
@@ -62,22 +68,10 @@ def compute_result() -> ResponseReturnValue:
     job_id = text_param(params, "jobId")
     index_text = text_param(params, "index")
     assert consumer is not None and job_id is not None and index_text is not None
-    if not (index_text.isascii() and index_text.isdigit()):
+    if not is_digits(index_text):
         raise RequestValidationError({"index": ["The index field must be a non-negative integer."]})
     _verify_result_request(svc, consumer, job_id, index_text, params)
-    job = owned_job(svc, consumer, job_id)
-    try:
-        path, result = svc.engine.open_result(job.job_id, int(index_text))
-    except (ResultNotFound, JobNotFound):
-        raise ProviderError("Result not found", 404) from None
-    return send_file(
-        path,
-        mimetype="application/octet-stream",
-        as_attachment=True,
-        download_name=safe_filename(result.filename),
-        conditional=True,
-        max_age=0,
-    )
+    return result_response(svc, owned_job(svc, consumer, job_id), int(index_text))
 
 
 def follow_log(svc: Services, job_id: str, path: Path, deadline: float) -> Iterator[bytes]:
