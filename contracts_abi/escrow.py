@@ -47,7 +47,7 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
@@ -85,7 +85,7 @@ class PaymentError(EscrowError):
     Codes: ``invalid_amount``, ``invalid_expiry``, ``payer_is_payee``, ``no_authorization``,
     ``multiple_authorizations``, ``insufficient_funds``, ``expiry_too_long``,
     ``over_max_locked_amount``, ``over_max_lock_count``, ``lock_exists``, ``lock_not_found``,
-    ``amount_too_high``, ``rejected`` (any other revert of a payer-dependent call).
+    ``amount_too_high``, ``invalid_address``.
     """
 
     http_status = 400
@@ -94,7 +94,8 @@ class PaymentError(EscrowError):
 class EscrowUnavailable(EscrowError):
     """The chain does not answer or no Escrow contract is known: HTTP 503 (retry later).
 
-    Codes: ``chain_unavailable``, ``escrow_not_deployed``.
+    Codes: ``chain_unavailable``, ``escrow_not_deployed``, ``escrow_not_configured`` (no payee
+    key).
     """
 
     http_status = 503
@@ -125,6 +126,8 @@ _REVERTS: dict[str, str] = {
 
 
 def _translate(exc: ContractsError) -> EscrowError:
+    """A ``contracts_abi`` error as an escrow error: the contract's known refusals are the
+    payer's (:class:`PaymentError`), anything else the chain's (503) or the payee's (502)."""
     if isinstance(exc, EscrowError):
         return exc
     if isinstance(exc, ChainUnavailable):
@@ -133,9 +136,6 @@ def _translate(exc: ContractsError) -> EscrowError:
         code = _REVERTS.get(exc.reason.strip())
         if code is not None:
             return PaymentError(code, f"escrow refused: {exc.reason}")
-        if exc.tx_hash is None and "receipt" not in exc.reason:
-            return PaymentError("rejected", f"escrow refused: {exc.reason}")
-        return EscrowTxError("tx_failed", str(exc))
     return EscrowTxError("tx_failed", str(exc))
 
 
@@ -240,6 +240,10 @@ def _view(fn: Any) -> Any:
         return fn.call()
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise EscrowUnavailable("chain_unavailable", f"chain RPC unreachable: {exc}") from exc
+    except BadFunctionCallOutput as exc:  # no contract at the address on this chain
+        raise EscrowUnavailable(
+            "escrow_not_deployed", "no Escrow contract answers at the configured address"
+        ) from exc
     except (ContractLogicError, Web3RPCError) as exc:
         raise EscrowTxError("tx_failed", f"Escrow call failed: {exc}") from exc
 
@@ -487,7 +491,7 @@ def cancel_expired_locks(
         [payee] * len(live),
     )
     try:
-        receipt = send(chain.w3, chain.payee, fn, gas=CLAIM_GAS)
+        receipt = send(chain.w3, chain.payee, fn, gas=CLAIM_GAS + 150_000 * len(live))
     except ContractsError as exc:
         raise _translate(exc) from exc
     return _tx_hash(receipt)

@@ -41,6 +41,9 @@ _REASON_PREFIXES = (
     "VM Exception while processing transaction: ",
 )
 
+#: Broadcast attempts when the node refuses the nonce (another process sent from the account).
+NONCE_ATTEMPTS = 3
+
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -89,6 +92,11 @@ def _reason(exc: Exception) -> str:
     return text
 
 
+def _is_nonce_clash(exc: Exception) -> bool:
+    text = _reason(exc).lower()
+    return "nonce" in text or "already known" in text or "underpriced" in text
+
+
 def _dry_run(w3: Web3, tx: TxParams) -> None:
     call: TxParams = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")}  # type: ignore[assignment]
     try:
@@ -111,11 +119,18 @@ def _sign_send_wait(
     try:
         _dry_run(w3, tx)  # type: ignore[arg-type]
         with _nonce_lock(account.address):
-            tx["nonce"] = w3.eth.get_transaction_count(account.address, "pending")
-            signed = account.sign_transaction(tx)
-            if on_signed is not None:
-                on_signed(HexBytes(signed.hash).to_0x_hex())
-            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+            for attempt in range(1, NONCE_ATTEMPTS + 1):
+                tx["nonce"] = w3.eth.get_transaction_count(account.address, "pending")
+                signed = account.sign_transaction(tx)
+                if on_signed is not None:
+                    on_signed(HexBytes(signed.hash).to_0x_hex())
+                try:
+                    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+                    break
+                except Web3RPCError as exc:
+                    # another process sent from this account in between: take the next nonce
+                    if attempt == NONCE_ATTEMPTS or not _is_nonce_clash(exc):
+                        raise
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)
     except TimeExhausted as exc:
         raise TxFailed(f"no receipt within {timeout:g} s") from exc

@@ -92,8 +92,8 @@ class Engine:
             settlement=settlement or default_settlement(settings, db),
             credentials=CredentialStore(db, settings.credentials_key),
         )
-        #: Escrow locks and claims of paid (C2D v2) jobs; None without a provider key.
-        self.settlement: Settlement | None = self.services.settlement
+        #: Escrow locks and claims of paid (C2D v2) jobs (the provider locks through it).
+        self.settlement: Settlement = self.services.settlement
         self._stopping = self.services.stopping
         self.poll_seconds = poll_seconds
         self.sweep_seconds = sweep_seconds
@@ -194,8 +194,8 @@ class Engine:
         self._kill(job_id)
         if previous is not JobStatus.WARMING_UP:
             self._await_release(job_id, wait)
-        elif self.settlement is not None and self.settlement.is_paid(job_id):
-            self.settlement.settle(job_id)  # no worker will: release the lock now
+        else:
+            self._settle_now(job_id)  # no worker will: release the lock now
         return self.store.get(job_id) or job
 
     def delete(self, job_id: str) -> Job:
@@ -207,11 +207,18 @@ class Engine:
         if not job.is_terminal:
             job = self.stop(job_id, wait=5.0)
         self._kill(job_id, remove=True)
-        if self.settlement is not None and self.settlement.is_paid(job_id):
-            self.settlement.settle(job_id)  # before its events (the run time) are deleted
+        self._settle_now(job_id)  # before its events (the run time) are deleted
         self.services.folder(job_id).remove()
         self.store.delete(job_id)
         return job
+
+    def _settle_now(self, job_id: str) -> None:
+        """Settle a paid job's escrow lock now; trouble is logged (the sweep retries)."""
+        try:
+            if self.settlement.is_paid(job_id):
+                self.settlement.settle(job_id)
+        except Exception:
+            log.warning("job %s: escrow settlement postponed", job_id, exc_info=True)
 
     def _kill(self, job_id: str, *, remove: bool = False) -> None:
         try:

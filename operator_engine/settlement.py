@@ -15,6 +15,8 @@ Provider, for a paid start (the job must not start before the lock is mined)::
         settlement.release(job_id, "job not started")                  # gives it all back
         raise
 
+Status views may add ``settlement.payment_view(job_id)`` as the job's ``payment``.
+
 Engine: a paid job that published its results enters 71 ("Job settling") and
 :meth:`Settlement.settle` claims the actual cost (:mod:`operator_engine.billing`, from the time
 the job spent at 40 per its ``job_events``, capped at the lock) before it reaches 70; a paid
@@ -49,27 +51,36 @@ from contracts_abi import escrow
 from contracts_abi.escrow import ClaimResult, EscrowChain, EscrowError, PaymentError
 from operator_engine.billing import cost_at_rate
 from operator_engine.db import reading
-from operator_engine.escrow_ledger import OPEN_STATES, EscrowLedger, LockRecord
+from operator_engine.escrow_ledger import OPEN_STATES, EscrowLedger, LedgerError, LockRecord
 from operator_engine.models import utcnow
 from operator_engine.statuses import JobStatus
 from tidewater.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: How long before its lock expires a paid job's claim must be possible: a job starts only
+#: if its lock outlives its longest run by this much.
+CLAIM_MARGIN = timedelta(seconds=60)
+
 #: A ``locking`` row older than this whose lock is not on chain failed for good (its
 #: ``createLock`` had at most a minute to be mined).
 LOCKING_GRACE = timedelta(minutes=5)
 
 
-def default_settlement(settings: Settings, db: Engine) -> Settlement | None:
-    """The settlement of a provider configured by ``settings`` (None without a provider
-    key). The chain handle is built on first use from ``NETWORK_URL``, ``ADDRESS_FILE``
-    (its ``Escrow``) and ``PROVIDER_PRIVATE_KEY`` (the payee)."""
+def default_settlement(settings: Settings, db: Engine) -> Settlement:
+    """The settlement of a provider configured by ``settings``. Its chain handle is built on
+    first use from ``NETWORK_URL``, ``ADDRESS_FILE`` (its ``Escrow``) and
+    ``PROVIDER_PRIVATE_KEY`` (the payee); without a key every use raises
+    :class:`~contracts_abi.escrow.EscrowUnavailable` (``escrow_not_configured``), so paid jobs
+    wait at 71 instead of finishing unclaimed."""
     key = settings.provider_private_key
-    if not key:
-        return None
 
     def build() -> EscrowChain:
+        if not key:
+            raise escrow.EscrowUnavailable(
+                "escrow_not_configured",
+                "PROVIDER_PRIVATE_KEY is not set: the escrow payee cannot lock or claim",
+            )
         from eth_account import Account
         from web3 import Web3
 
@@ -175,20 +186,27 @@ class Settlement:
         out whether the lock exists and releases it)."""
         chain = self.chain()
         escrow.check_payment(chain, payer, token, amount, expiry_s)
-        self.ledger.record_lock(
-            job_id=job_id,
-            lock_id=escrow.lock_id_for(job_id),
-            chain_id=int(chain.w3.eth.chain_id),
-            escrow=chain.address,
-            payee=chain.payee_address,
-            payer=escrow.Web3.to_checksum_address(payer),
-            token=escrow.Web3.to_checksum_address(token),
-            amount=amount,
-            expiry_s=expiry_s,
-            rate_per_minute=str(Fraction(rate_per_minute)),
-            min_duration_s=min_duration_s,
-            max_duration_s=max_duration_s,
-        )
+        try:
+            chain_id = int(chain.w3.eth.chain_id)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise escrow.EscrowUnavailable("chain_unavailable", "chain RPC unreachable") from exc
+        try:
+            self.ledger.record_lock(
+                job_id=job_id,
+                lock_id=escrow.lock_id_for(job_id),
+                chain_id=chain_id,
+                escrow=chain.address,
+                payee=chain.payee_address,
+                payer=escrow.Web3.to_checksum_address(payer),
+                token=escrow.Web3.to_checksum_address(token),
+                amount=amount,
+                expiry_s=expiry_s,
+                rate_per_minute=str(Fraction(rate_per_minute)),
+                min_duration_s=min_duration_s,
+                max_duration_s=max_duration_s,
+            )
+        except LedgerError as exc:
+            raise PaymentError("lock_exists", str(exc)) from exc
         try:
             tx_hash = escrow.create_lock(chain, job_id, token, payer, amount, expiry_s)
         except PaymentError as exc:
@@ -208,12 +226,50 @@ class Settlement:
         if record.state == "locking":
             self.ledger.move(job_id, ["locking"], "locked", detail=reason)
         self.ledger.move(job_id, ["locked"], "settling", claim_amount=0, detail=reason)
-        return self._claim(self._open(job_id))
+        try:
+            return self._claim(self._open(job_id))
+        except LedgerError:
+            return None  # settled meanwhile by someone else
 
     # -- engine side -------------------------------------------------------------------------
 
     def is_paid(self, job_id: str) -> bool:
         return self.ledger.is_paid(job_id)
+
+    def start_refusal(self, job_id: str) -> str | None:
+        """Why ``job_id`` must not start now, or None (unpaid, or its lock is held and outlives
+        its longest run plus :data:`CLAIM_MARGIN`). A paid job never runs unpaid: its lock must
+        be mined (``locked``) and must not expire before its claim."""
+        record = self.ledger.get(job_id)
+        if record is None:
+            return None
+        if record.state != "locked":
+            return f"its escrow payment is not held (lock {record.state}): not started"
+        latest_end = utcnow() + timedelta(seconds=record.max_duration_s) + CLAIM_MARGIN
+        if record.expires_at < latest_end:
+            return (
+                "its escrow lock expires before the job could end and be claimed "
+                "(it waited too long in the queue): not started, the lock is released"
+            )
+        return None
+
+    def payment_view(self, job_id: str) -> dict[str, object] | None:
+        """The job's ``payment`` object in Ocean Node's shape (None for an unpaid job):
+        ``chainId``, ``token``, ``lockTx``, ``claimTx`` (None unless claimed), ``cost`` (the
+        claimed base units as a decimal string, "0" for a cancelled lock, None while open)
+        and tidewater's ``state`` (the ledger state)."""
+        record = self.ledger.get(job_id)
+        if record is None:
+            return None
+        settled = record.state in ("claimed", "cancelled")
+        return {
+            "chainId": record.chain_id,
+            "token": record.token,
+            "lockTx": record.lock_tx,
+            "claimTx": record.claim_tx if record.state == "claimed" else None,
+            "cost": str(record.claimed_amount or 0) if settled else None,
+            "state": record.state,
+        }
 
     def settle(self, job_id: str) -> bool:
         """Claim the job's actual cost; True when its settlement is final (or it has none),
@@ -223,6 +279,10 @@ class Settlement:
             return True
         try:
             result = self._settle(record)
+        except LedgerError:
+            # another settler (worker, sweep, delete) moved the row first: it is theirs
+            now = self.ledger.get(job_id)
+            return now is None or now.state not in OPEN_STATES
         except EscrowError as exc:
             if isinstance(exc, PaymentError):  # the claim itself is malformed: never retried
                 self.ledger.move(job_id, OPEN_STATES, "failed", detail=exc.message)
@@ -252,7 +312,7 @@ class Settlement:
     def _open(self, job_id: str) -> LockRecord:
         record = self.ledger.get(job_id)
         if record is None or record.state != "settling":
-            raise escrow.EscrowTxError("tx_failed", f"job {job_id} is not settling")
+            raise LedgerError(f"job {job_id} is no longer settling")  # another settler's now
         return record
 
     def _claim(self, record: LockRecord) -> ClaimResult:

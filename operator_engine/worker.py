@@ -174,6 +174,18 @@ class Worker:
                     0,
                 )
                 return
+            unpaid = self._unpaid_reason(job_id, current)
+            if unpaid is not None:
+                pipeline.end(
+                    svc.store,
+                    folder,
+                    job_id,
+                    current,
+                    JobStatus.STOPPED,
+                    Outcome(Kind.DATA_FAILED, unpaid),
+                    entry.env.storage_expiry,
+                )
+                return
             ctx = JobContext(
                 job_id=job_id,
                 request=request,
@@ -201,6 +213,15 @@ class Worker:
             done.set()
             svc.store.release(job_id, self.id)
             self.settle_ended(job_id)
+
+    def _unpaid_reason(self, job_id: str, current: JobStatus) -> str | None:
+        """Why a paid job must not start (its escrow lock is gone or would expire before its
+        longest run is claimed); None for unpaid jobs, jobs already past the start, and jobs
+        whose lock holds."""
+        settlement = self.services.settlement
+        if settlement is None or current is not JobStatus.STARTED:
+            return None
+        return settlement.start_refusal(job_id)  # type: ignore[no-any-return]
 
     def settle_ended(self, job_id: str) -> None:
         """Settle the escrow lock of a paid job that ended at a terminal status (stopped,

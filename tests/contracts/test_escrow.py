@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 from web3 import Web3
+from web3.exceptions import Web3RPCError
 
 from contracts_abi import escrow
 from contracts_abi.artifacts import contract
@@ -63,6 +64,16 @@ def test_missing_escrow_address_is_unavailable(w3: Web3, deployed: dict[str, Any
     with pytest.raises(EscrowUnavailable) as info:
         EscrowChain.from_addresses(w3, without, Account.create())
     assert info.value.code == "escrow_not_deployed" and info.value.http_status == 503
+
+
+def test_an_address_without_the_contract_is_unavailable(
+    w3: Web3, deployed: dict[str, Any], ocean: str
+) -> None:
+    wrong = {**deployed, "Escrow": Account.create().address}  # no code there
+    chain = EscrowChain.from_addresses(w3, wrong, Account.create())
+    with pytest.raises(EscrowUnavailable) as info:
+        escrow.check_payment(chain, Account.create().address, ocean, ONE, 60)
+    assert info.value.code == "escrow_not_deployed"
 
 
 def test_lock_id_is_sha256_of_the_job_id() -> None:
@@ -241,3 +252,52 @@ def test_chain_down_is_unavailable(deployed: dict[str, Any], ocean: str) -> None
     with pytest.raises(EscrowUnavailable) as info:
         escrow.check_payment(chain, Account.create().address, ocean, ONE, 60)
     assert info.value.code == "chain_unavailable" and info.value.http_status == 503
+
+
+def test_a_nonce_taken_by_another_process_is_retried(
+    w3: Web3,
+    monkeypatch: pytest.MonkeyPatch,
+    payee_chain: EscrowChain,
+    new_payer: Callable[..., Payer],
+    ocean: str,
+) -> None:
+    """Another process sent from the payee between our nonce read and our broadcast. ganache
+    itself accepts a reused nonce, so the refusal a real node (geth) gives is injected once;
+    the lock then goes out with a freshly read nonce and is mined."""
+    payer = new_payer(deposit=10 * ONE, payee=payee_chain.payee_address)
+    real = w3.eth.send_raw_transaction
+    refused: list[bytes] = []
+
+    def node_refuses_once(raw: Any) -> Any:
+        if not refused:
+            refused.append(bytes(raw))
+            error = {"code": -32000, "message": "nonce too low"}
+            raise Web3RPCError(str(error), rpc_response={"error": error})  # type: ignore[typeddict-item]
+        return real(raw)
+
+    monkeypatch.setattr(w3.eth, "send_raw_transaction", node_refuses_once)
+    tx = escrow.create_lock(payee_chain, _job(), ocean, payer.address, ONE, 600)
+    assert refused and w3.eth.get_transaction_receipt(tx)["status"] == 1
+    assert escrow.get_funds(payee_chain, payer.address, ocean).locked == ONE
+
+
+def test_other_broadcast_errors_are_not_retried(
+    w3: Web3,
+    monkeypatch: pytest.MonkeyPatch,
+    payee_chain: EscrowChain,
+    new_payer: Callable[..., Payer],
+    ocean: str,
+) -> None:
+    payer = new_payer(deposit=10 * ONE, payee=payee_chain.payee_address)
+    calls: list[int] = []
+
+    def node_refuses(raw: Any) -> Any:
+        calls.append(1)
+        error = {"code": -32000, "message": "insufficient funds for gas * price + value"}
+        raise Web3RPCError(str(error), rpc_response={"error": error})  # type: ignore[typeddict-item]
+
+    monkeypatch.setattr(w3.eth, "send_raw_transaction", node_refuses)
+    with pytest.raises(escrow.EscrowTxError) as info:
+        escrow.create_lock(payee_chain, _job(), ocean, payer.address, ONE, 600)
+    assert info.value.http_status == 502 and "insufficient funds" in info.value.message
+    assert calls == [1]

@@ -172,8 +172,9 @@ def _wait(chain: Ganache) -> None:
         raise _Stop
 
     previous = signal.signal(signal.SIGTERM, stop)
-    _say("ganache running: press Ctrl-C to stop")
     try:
+        # announced inside the try: a SIGTERM right after the line is a clean stop
+        _say("ganache running: press Ctrl-C to stop")
         while chain.running:
             time.sleep(0.5)
         raise CommandError("ganache exited unexpectedly")
