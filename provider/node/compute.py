@@ -223,7 +223,7 @@ def compute_start() -> ResponseReturnValue:
         if cost > 0:
             payments.release(svc, job_id, "the job could not be queued")
         raise
-    return jsonify([job_view(job, record)])
+    return jsonify([job_view(svc, job, record)])
 
 
 @bp.post(f"{API}/freeCompute")
@@ -264,4 +264,4 @@ def free_compute_start() -> ResponseReturnValue:
     )
     assert request.job_id is not None
     record = NodeJob(request.job_id, "free", env.id, agreement, amounts, free_env.max_job_duration)
-    return jsonify([job_view(_submit(svc, request, record), record)])
+    return jsonify([job_view(svc, _submit(svc, request, record), record)])

@@ -15,7 +15,7 @@ from operator_engine.api import JobNotFound
 from operator_engine.models import Job
 from provider.app import Services, services
 from provider.errors import ProviderError
-from provider.node import bp
+from provider.node import bp, payments
 from provider.node.discovery import API
 from provider.node.environments import public_id
 from provider.node.records import NodeJob, node_jobs_of_app
@@ -23,9 +23,10 @@ from provider.nonces import verify_command
 from provider.params import address_param, lookup, request_params, require, text_param
 
 
-def job_view(job: Job, record: NodeJob | None) -> dict[str, Any]:
+def job_view(svc: Services, job: Job, record: NodeJob | None) -> dict[str, Any]:
     """The job object of the v2 API: the V4 one with the environment's public id, the order
-    that admitted it as ``agreementId``, and whether it ran on a free tier."""
+    that admitted it as ``agreementId``, whether it ran on a free tier and, for a paid job, its
+    escrow ``payment`` (lock and claim transactions, the cost once settled)."""
     body = job.to_ocean()
     body["environment"] = public_id(job.environment)
     if record is not None:
@@ -33,6 +34,8 @@ def job_view(job: Job, record: NodeJob | None) -> dict[str, Any]:
         body["isFree"] = record.kind == "free"
         body["resources"] = [{"id": r, "amount": a} for r, a in record.resources.items()]
         body["maxJobDuration"] = record.max_duration
+        if record.kind == "paid":
+            body["payment"] = payments.settlement(svc).payment_view(job.job_id)
     return body
 
 
@@ -42,9 +45,10 @@ def compute_status() -> ResponseReturnValue:
     consumer = address_param(params, "consumerAddress")
     assert consumer is not None
     agreement = text_param(params, "agreementId")
-    jobs = services().engine.find(consumer, job_id=text_param(params, "jobId"))
+    svc = services()
+    jobs = svc.engine.find(consumer, job_id=text_param(params, "jobId"))
     records = node_jobs_of_app().many([job.job_id for job in jobs])
-    views = [job_view(job, records.get(job.job_id)) for job in jobs]
+    views = [job_view(svc, job, records.get(job.job_id)) for job in jobs]
     if agreement is not None:
         views = [v for v in views if str(v.get("agreementId") or "").lower() == agreement.lower()]
     return jsonify(views)
@@ -77,4 +81,4 @@ def compute_stop() -> ResponseReturnValue:
         stopped = svc.engine.stop(job.job_id, stopreq=1)
     except JobNotFound:
         raise ProviderError("Job not found", 404) from None
-    return jsonify([job_view(stopped, node_jobs_of_app().get(job.job_id))])
+    return jsonify([job_view(svc, stopped, node_jobs_of_app().get(job.job_id))])

@@ -367,6 +367,10 @@ def test_paid_job_through_oceanjs8_is_claimed_at_its_cost(
     assert 875 * 10**15 <= claim.amount <= record.amount
     payer = consumer_account.address
     assert escrow.find_lock(chain, paid_run["jobId"], deployed["Ocean"], payer) is None
+    # the job object the client read shows the same settlement
+    shown = paid_run["job"]["payment"]
+    assert shown["lockTx"] == record.lock_tx and shown["claimTx"] == record.claim_tx
+    assert shown["cost"] == str(claim.amount) and shown["token"] == deployed["Ocean"]
     # the consumer's escrow funds moved by exactly the claimed cost
     funds = paid_run["escrowFunds"]
     assert int(funds["deposited"]) - int(funds["after"]) == claim.amount
