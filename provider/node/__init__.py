@@ -13,6 +13,6 @@ from flask import Blueprint
 bp = Blueprint("node", __name__, url_prefix="/node")
 
 # Route modules attach their views to ``bp`` when imported.
-from provider.node import compute, discovery, jobs, results  # noqa: E402
+from provider.node import auth, compute, discovery, jobs, results  # noqa: E402
 
-__all__ = ["bp", "compute", "discovery", "jobs", "results"]
+__all__ = ["auth", "bp", "compute", "discovery", "jobs", "results"]

@@ -29,6 +29,7 @@ from provider.compute_validation import ComputeValidator, environment_of, valida
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import token_decimals
 from provider.node import bp, payments
+from provider.node.auth import authenticate
 from provider.node.discovery import API
 from provider.node.environments import (
     is_paid,
@@ -40,11 +41,9 @@ from provider.node.environments import (
 )
 from provider.node.jobs import job_view
 from provider.node.records import NodeJob, node_jobs_of_app
-from provider.nonces import verify_command
 from provider.orders import OrderValidator
 from provider.params import (
     address_param,
-    lookup,
     request_params,
     require,
     require_chain_id,
@@ -170,16 +169,8 @@ def _submit(svc: Services, request: JobRequest, record: NodeJob) -> Job:
 @bp.post(f"{API}/compute")
 def compute_start() -> ResponseReturnValue:
     params = request_params()
-    consumer = address_param(params, "consumerAddress")
-    assert consumer is not None
     svc = services()
-    verify_command(
-        consumer,
-        lookup(params, "signature"),
-        lookup(params, "nonce"),
-        "startCompute",
-        store=svc.nonces,
-    )
+    consumer = authenticate(svc, params, "startCompute")
     env = _environment(svc, params)
     payment = _payment(svc, params, env)
     duration = job_duration(payment.get("maxJobDuration", params.get("maxJobDuration")), env)
@@ -226,16 +217,8 @@ def compute_start() -> ResponseReturnValue:
 @bp.post(f"{API}/freeCompute")
 def free_compute_start() -> ResponseReturnValue:
     params = request_params()
-    consumer = address_param(params, "consumerAddress")
-    assert consumer is not None
     svc = services()
-    verify_command(
-        consumer,
-        lookup(params, "signature"),
-        lookup(params, "nonce"),
-        "freeStartCompute",
-        store=svc.nonces,
-    )
+    consumer = authenticate(svc, params, "freeStartCompute")
     env = _environment(svc, params)
     free_env = svc.engine.environment(env.id + FREE_SUFFIX)
     if env.free is None or free_env is None:

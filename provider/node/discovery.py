@@ -29,6 +29,8 @@ SERVICE_ENDPOINTS: dict[str, list[str]] = {
     "computeStop": ["PUT", f"{API}/compute"],
     "computeResult": ["GET", f"{API}/computeResult"],
     "computeStreamableLogs": ["GET", f"{API}/computeStreamableLogs"],
+    "generateAuthToken": ["POST", f"{API}/auth/token"],
+    "invalidateAuthToken": ["POST", f"{API}/auth/token/invalidate"],
 }
 
 

@@ -16,11 +16,11 @@ from operator_engine.models import Job
 from provider.app import Services, services
 from provider.errors import ProviderError
 from provider.node import bp, payments
+from provider.node.auth import authenticate
 from provider.node.discovery import API
 from provider.node.environments import public_id
 from provider.node.records import NodeJob, node_jobs_of_app
-from provider.nonces import verify_command
-from provider.params import address_param, lookup, request_params, require, text_param
+from provider.params import address_param, request_params, require, text_param
 
 
 def job_view(svc: Services, job: Job, record: NodeJob | None) -> dict[str, Any]:
@@ -66,16 +66,8 @@ def owned_job(svc: Services, owner: str, job_id: str | None) -> Job:
 def compute_stop() -> ResponseReturnValue:
     params = request_params()
     require(params, "jobId")
-    consumer = address_param(params, "consumerAddress")
-    assert consumer is not None
     svc = services()
-    verify_command(
-        consumer,
-        lookup(params, "signature"),
-        lookup(params, "nonce"),
-        "stopCompute",
-        store=svc.nonces,
-    )
+    consumer = authenticate(svc, params, "stopCompute")
     job = owned_job(svc, consumer, text_param(params, "jobId"))
     try:
         stopped = svc.engine.stop(job.job_id, stopreq=1)

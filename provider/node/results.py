@@ -22,9 +22,10 @@ from operator_engine.workspace import ALGORITHM_LOG
 from provider.app import Services, services
 from provider.errors import RequestValidationError, SignatureError
 from provider.node import bp
+from provider.node.auth import authenticate, bearer
 from provider.node.discovery import API
 from provider.node.jobs import owned_job
-from provider.nonces import nonce_param_text, require_signature, verify_command
+from provider.nonces import nonce_param_text, require_signature
 from provider.params import (
     address_param,
     is_digits,
@@ -48,6 +49,9 @@ POLL_S = 0.25
 def _verify_result_request(
     svc: Services, consumer: str, job_id: str, index: str, params: dict
 ) -> None:
+    if bearer() is not None:
+        authenticate(svc, params, "getComputeResult")  # the token must be consumerAddress's
+        return
     signature = require_signature(lookup(params, "signature"))
     nonce = nonce_param_text(lookup(params, "nonce"))
     signers = {
@@ -99,15 +103,7 @@ def compute_streamable_logs() -> ResponseReturnValue:
     svc = services()
     params = request_params()
     require(params, "consumerAddress", "jobId")
-    consumer = address_param(params, "consumerAddress")
-    assert consumer is not None
-    verify_command(
-        consumer,
-        lookup(params, "signature"),
-        lookup(params, "nonce"),
-        "getComputeStreamableLogs",
-        store=svc.nonces,
-    )
+    consumer = authenticate(svc, params, "getComputeStreamableLogs")
     job = owned_job(svc, consumer, text_param(params, "jobId"))
     env = svc.engine.environment(job.environment)
     limit = (env.max_job_duration if env is not None else 3600) + 600

@@ -456,3 +456,87 @@ def test_a_job_stops_at_the_duration_it_paid_for(tmp_path: Path, files: FileServ
     finally:
         engine.shutdown()
         engine.db.dispose()
+
+
+def test_auth_tokens_replace_signatures_until_invalidated(
+    client: FlaskClient,
+    engine: Engine,
+    consumer: LocalAccount,
+    other: LocalAccount,
+    files: FileServer,
+) -> None:
+    job = submit(engine, consumer.address, files)
+    endpoints = client.get("/node").json["serviceEndpoints"]  # type: ignore[index]
+    assert endpoints["generateAuthToken"] == ["POST", "/api/services/auth/token"]
+    signed = v2(client, consumer, "createAuthToken")
+    made = client.post(
+        "/node/api/services/auth/token",
+        json={
+            "address": consumer.address,
+            "signature": signed["signature"],
+            "nonce": signed["nonce"],
+        },
+    )
+    assert made.status_code == 200 and made.json is not None
+    token = made.json["token"]
+    nonce_before = stored_nonce(client, consumer.address)
+    headers = {"Authorization": token}
+    stop = client.put(
+        "/node/api/services/compute", query_string={"jobId": job.job_id}, headers=headers
+    )
+    assert stop.status_code == 200, stop.get_data(as_text=True)
+    logs = client.get(
+        "/node/api/services/computeStreamableLogs",
+        query_string={"jobId": job.job_id, "consumerAddress": consumer.address},
+        headers={"Authorization": "Bearer " + token},
+    )
+    assert logs.status_code == 200 and b"fake run" in logs.data
+    (index,) = [r.index for r in job.results if r.filename == "summary.csv"]
+    result = client.get(
+        "/node/api/services/computeResult",
+        query_string={"consumerAddress": consumer.address, "jobId": job.job_id, "index": index},
+        headers=headers,
+    )
+    assert result.status_code == 200 and result.data == BIG
+    assert stored_nonce(client, consumer.address) == nonce_before  # tokens use no nonce
+    # a token is its address's only
+    theirs = client.get(
+        "/node/api/services/computeResult",
+        query_string={"consumerAddress": other.address, "jobId": job.job_id, "index": index},
+        headers=headers,
+    )
+    assert theirs.status_code == 401 and theirs.json is not None
+    forged = client.put(
+        "/node/api/services/compute",
+        query_string={"jobId": job.job_id},
+        headers={"Authorization": token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")},
+    )
+    assert forged.status_code == 401 and forged.json is not None
+    # invalidated: refused from then on
+    signed = v2(client, consumer, "")
+    gone = client.post(
+        "/node/api/services/auth/token/invalidate",
+        json={
+            "address": consumer.address,
+            "token": token,
+            **{k: signed[k] for k in ("signature", "nonce")},
+        },
+    )
+    assert gone.status_code == 200, gone.get_data(as_text=True)
+    again = client.put(
+        "/node/api/services/compute", query_string={"jobId": job.job_id}, headers=headers
+    )
+    assert again.status_code == 401 and "invalidated" in again.get_data(as_text=True)
+    # the root document's literal "undefined" header is no token
+    assert client.get("/node", headers={"Authorization": "undefined"}).status_code == 200
+    signed = v2(client, consumer, "createAuthToken")
+    too_long = client.post(
+        "/node/api/services/auth/token",
+        json={
+            "address": consumer.address,
+            "signature": signed["signature"],
+            "nonce": signed["nonce"],
+            "expiryTimestamp": int(time.time()) + 400 * 86400,
+        },
+    )
+    assert too_long.status_code == 400 and too_long.json is not None
