@@ -283,6 +283,10 @@ def test_free_job_through_oceanjs8(
     assert free["job"]["environment"] == "c2d" and free["job"]["isFree"] is True
     _check_downloads(free)
     assert free["streamedLog"] is not None and "done" in free["streamedLog"]
+    # generateAuthToken / invalidateAuthToken of the client: the token stops (a finished job:
+    # no change), then is refused once invalidated
+    assert free["tokens"]["stoppedWithToken"] == 70
+    assert "invalidated" in free["tokens"]["refusedAfter"]
     expected_rows = len(DATA.splitlines())
     rows = hashlib.sha256(json.dumps({"rows": expected_rows}).encode()).hexdigest()
     (output,) = [r for r in free["results"] if r["filename"] == "rows.json"]

@@ -130,7 +130,22 @@ async function freeFlow(envs) {
   const logs = await ProviderInstance.computeStreamableLogs(nodeUri, consumer, jobId)
   const streamed = logs ? (await collect(logs)).toString('utf8') : null
   const { job, seen } = await follow(jobId)
-  return { env: env.id, jobId, statuses: seen, job, streamedLog: streamed, ...(await download(job)) }
+  const downloaded = await download(job)
+  return { env: env.id, jobId, statuses: seen, job, streamedLog: streamed, ...downloaded, tokens: await tokens(jobId) }
+}
+
+// An auth token instead of the signer: generate, use (computeStop), invalidate, refused.
+async function tokens(jobId) {
+  const token = await ProviderInstance.generateAuthToken(consumer, nodeUri)
+  const [stopped] = await ProviderInstance.computeStop(jobId, nodeUri, token)
+  await ProviderInstance.invalidateAuthToken(consumer, token, nodeUri)
+  let refusedAfter = null
+  try {
+    await ProviderInstance.computeStop(jobId, nodeUri, token)
+  } catch (e) {
+    refusedAfter = String(e.message)
+  }
+  return { stoppedWithToken: stopped.status, refusedAfter }
 }
 
 async function paidFlow(envs) {
