@@ -156,6 +156,8 @@ class JobRequest:
     #: Seconds the algorithm may run, when shorter than the environment's ``maxJobDuration``
     #: (a C2D v2 job runs for the duration it paid for).
     max_duration: int | None = None
+    #: the chain of the job's orders (its receipt is signed for it); None: the provider's
+    chain_id: int | None = None
 
 
 @dataclass(frozen=True)
