@@ -48,6 +48,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.compute_start",
     "provider.admin.routes",
     "provider.node",
+    "provider.console",
 )
 
 _CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"

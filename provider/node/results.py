@@ -5,22 +5,18 @@ Results: signed either as V4 (``consumerAddress + jobId + index + nonce``) or as
 comes from the job store, never from the request, and is sent with ``Range`` support so an
 interrupted download resumes (``Range: bytes=<offset>-``).
 
-Logs: the running algorithm's ``algorithm.log`` streamed as it grows (chunked transfer), in
-fixed-size reads, until the job ends; then the rest of the file and the end of the response.
+Logs: the running algorithm's ``algorithm.log`` streamed as it grows, until the job ends
+(:mod:`provider.logstream`, shared with the V4 ``computeLogs``).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
-from flask import Response
 from flask.typing import ResponseReturnValue
 
 from operator_engine.workspace import ALGORITHM_LOG
 from provider.app import Services, services
 from provider.errors import RequestValidationError, SignatureError
+from provider.logstream import log_response
 from provider.node import bp
 from provider.node.auth import authenticate, bearer
 from provider.node.discovery import API
@@ -41,9 +37,6 @@ from provider.signatures import (
     recover_signer,
     signed_text,
 )
-
-CHUNK = 64 * 1024
-POLL_S = 0.25
 
 
 def _verify_result_request(
@@ -78,26 +71,6 @@ def compute_result() -> ResponseReturnValue:
     return result_response(svc, owned_job(svc, consumer, job_id), int(index_text))
 
 
-def follow_log(svc: Services, job_id: str, path: Path, deadline: float) -> Iterator[bytes]:
-    """``path``'s bytes as they are written, until the job is terminal (or ``deadline``)."""
-    handle = None
-    try:
-        while True:
-            job = svc.engine.get(job_id)
-            ended = job is None or job.is_terminal or time.monotonic() > deadline
-            if handle is None and path.is_file():
-                handle = path.open("rb")
-            if handle is not None:
-                while chunk := handle.read(CHUNK):
-                    yield chunk
-            if ended:
-                return
-            time.sleep(POLL_S)
-    finally:
-        if handle is not None:
-            handle.close()
-
-
 @bp.get(f"{API}/computeStreamableLogs")
 def compute_streamable_logs() -> ResponseReturnValue:
     svc = services()
@@ -108,5 +81,9 @@ def compute_streamable_logs() -> ResponseReturnValue:
     env = svc.engine.environment(job.environment)
     limit = (env.max_job_duration if env is not None else 3600) + 600
     path = svc.engine.services.folder(job.job_id).log(ALGORITHM_LOG)
-    stream = follow_log(svc, job.job_id, path, time.monotonic() + limit)
-    return Response(stream, status=200, mimetype="text/plain")
+    return log_response(lambda: _ended(svc, job.job_id), path, limit)
+
+
+def _ended(svc: Services, job_id: str) -> bool:
+    job = svc.engine.get(job_id)
+    return job is None or job.is_terminal

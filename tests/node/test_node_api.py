@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import ecies
@@ -32,8 +31,8 @@ from provider.app import create_app
 from provider.asset import Asset
 from provider.crypto import public_key_hex
 from provider.errors import ProviderError, RequestValidationError
+from provider.logstream import CHUNK, follow_log
 from provider.node.environments import job_duration, quote, requested_resources
-from provider.node.results import CHUNK, follow_log
 from provider.signatures import command_digest, recover_command_signer, sign_command
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
@@ -406,14 +405,7 @@ def test_free_tier_limits_and_order_policy(
 def test_streamed_log_follows_the_file_until_the_job_ends(tmp_path: Path) -> None:
     log = tmp_path / "algorithm.log"
     state = {"terminal": False}
-    job = SimpleNamespace(is_terminal=False)
-
-    def get(job_id: str) -> Any:
-        job.is_terminal = state["terminal"]
-        return job
-
-    svc = SimpleNamespace(engine=SimpleNamespace(get=get))
-    stream = follow_log(svc, "j", log, time.monotonic() + 60)  # type: ignore[arg-type]
+    stream = follow_log(lambda: state["terminal"], log, time.monotonic() + 60)
     log.write_bytes(b"first\n")
     assert next(stream) == b"first\n"  # served while the job still runs
     with log.open("ab") as handle:
