@@ -341,12 +341,13 @@ def console_ticket() -> Response:
 
 @bp.post("/api/jobs/<job_id>/stop")
 def stop_job(job_id: str) -> Response:
-    """Admin stop: any job, whoever owns it; it ends at 7 (stopped) as an owner's stop does."""
+    """Admin stop: any job, whoever owns it; it ends at 7 (stopped) as an owner's stop does,
+    with the reason ``stopped by the operator``."""
     engine = getattr(_svc(), "engine", None)
     if engine is None or not hasattr(engine, "stop"):
         raise AdminError("this provider runs no engine", 409)
     try:
-        job = engine.stop(job_id)
+        job = engine.stop(job_id, reason="stopped by the operator")
     except JobNotFound:
         raise AdminError(f"job {job_id!r} not found", 404) from None
     return jsonify(jobId=job.job_id, status=int(job.status), reason=job.reason)
