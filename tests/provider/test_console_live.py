@@ -226,7 +226,8 @@ def test_the_console_shows_jobs_live_and_stops_one(serving: Provider, tmp_path: 
             stopped = page.wait_for_selector(f'#finished tr[data-job="{stopping}"]')
             assert stopped is not None
             assert serving.ended(stopping) is JobStatus.STOPPED
-            page.wait_for_selector(f'#finished tr[data-job="{stopping}"] td.reason >> text=stopped by the operator')
+            reason = f'#finished tr[data-job="{stopping}"] td.reason'
+            page.wait_for_selector(reason + " >> text=stopped by the operator")
             page.wait_for_selector("#chart svg rect.jobs")
             shot = tmp_path / "console.png"
             page.screenshot(path=str(shot), full_page=True)
