@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import time
 
@@ -11,10 +10,9 @@ from flask import Flask
 
 from operator_engine.statuses import JobStatus
 from operator_engine.store import JobStore
-from provider import console, logstream
+from provider import console
 from provider.admin import tokens
 from provider.admin.tokens import TokenStore
-from provider.console import snapshot
 from tests.admin.conftest import Admin, env_body, submit
 
 
@@ -22,11 +20,6 @@ from tests.admin.conftest import Admin, env_body, submit
 def console_app(app: Flask) -> Flask:
     app.register_blueprint(console.bp)
     return app
-
-
-def test_doctests() -> None:
-    for module in (logstream, snapshot, tokens):
-        assert doctest.testmod(module).failed == 0, module.__name__
 
 
 def test_the_page_and_its_files_are_served_without_a_cdn(console_app: Flask) -> None:
