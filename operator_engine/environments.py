@@ -95,12 +95,29 @@ def parse_environment(data: Any, source: str) -> ComputeEnvironment:
             values["allowed_images"] = tuple(value)
         elif key == "egress":
             values["egress"] = _egress(value, where)
+        elif key == "feeToken" and isinstance(value, dict):
+            values["fee_tokens"] = _fee_tokens(value, where)
         elif key in _FIELDS:
             name, kind, minimum = _FIELDS[key]
             values[name] = _number(where, key, value, kind, minimum)
         else:
             raise EnvironmentConfigError(f"{where}: unknown field {key!r}")
     return ComputeEnvironment(**values)
+
+
+def _fee_tokens(value: dict[Any, Any], where: str) -> tuple[tuple[int, str], ...]:
+    """``feeToken`` as an object chain id → token address (one fee token per chain)."""
+    pairs = []
+    for key, token in value.items():
+        text = str(key).strip()
+        if not (text.isascii() and text.isdigit()):
+            raise EnvironmentConfigError(f"{where}: feeToken key {key!r} is not a chain id")
+        if not isinstance(token, str):
+            raise EnvironmentConfigError(f"{where}: feeToken for chain {text} must be a string")
+        pairs.append((int(text), token))
+    if not pairs:
+        raise EnvironmentConfigError(f"{where}: feeToken must name at least one chain")
+    return tuple(pairs)
 
 
 def _egress(value: Any, where: str) -> EgressPolicy:

@@ -8,15 +8,20 @@ chain client, asset resolver) and hangs it on ``app.extensions["tidewater"]`` as
 from __future__ import annotations
 
 import importlib
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from sqlalchemy import Engine as SqlEngine
 
+from provider.chains import Chain, ChainUnavailable, UnknownChain, host_of, parse_chain_id
 from provider.errors import register_error_handlers
+from provider.indexer import indexed_chain
+from provider.indexer import metadata as index_tables
 from provider.logs import install_request_logging
 from provider.nonces import NonceStore
 from tidewater import __version__
@@ -46,40 +51,96 @@ BLUEPRINTS: tuple[str, ...] = (
 _CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 _CORS_EXPOSE = "Content-Disposition, Content-Length, X-Request-Id"
 RPC_TIMEOUT_S = 10.0
+log = logging.getLogger(__name__)
 
 
 class ChainUnavailableError(RuntimeError):
-    """The chain at NETWORK_URL did not answer; the message is one line naming it."""
+    """A chain needed at start-up did not answer; the message is one line naming it."""
 
 
 @dataclass
 class Services:
-    """Everything a route needs, built once by :func:`create_app`."""
+    """Everything a route needs, built once by :func:`create_app`.
+
+    ``chains`` holds one :class:`~provider.chains.Chain` per served chain id; routes pick the
+    request's chain with :meth:`chain` (``chainId``) or :meth:`chain_of` (a DID). The
+    ``chain_id``/``web3``/``addresses``/``assets``/``provider_*`` properties are the first
+    chain's, for code that serves one chain only.
+    """
 
     settings: Settings
     db: SqlEngine
     engine: Any
-    provider_account: LocalAccount
     nonces: NonceStore
-    chain_id: int
-    addresses: dict[str, Any] = field(default_factory=dict)
-    assets: Any = None
-    _web3: Any = field(default=None, repr=False)
+    chains: dict[int, Chain] = field(default_factory=dict)
+
+    # -- picking the request's chain ------------------------------------------------------------
+    def chain(self, chain_id: object, *, live: bool = True) -> Chain:
+        """The served chain ``chain_id`` (text or int): 400 when not an integer or not served,
+        503 when ``live`` and its node does not answer."""
+        number = parse_chain_id(chain_id)
+        found = self.chains.get(number)
+        if found is None:
+            raise UnknownChain(number, sorted(self.chains))
+        if has_request_context():
+            g.tidewater_chain = found.chain_id  # lets the error handler name it
+        return found.ensure_live() if live else found
+
+    def chain_of(self, did: str) -> Chain | None:
+        """The chain serving asset ``did`` (None when no reachable chain knows it); 503 when
+        the chain it was indexed on is down."""
+        if len(self.chains) == 1:
+            return self.chain(next(iter(self.chains)))
+        hint = indexed_chain(self.db, did)
+        if hint in self.chains:
+            return self.chain(hint)
+        for chain_id, chain in self.chains.items():
+            if chain.resolver is None:
+                continue
+            try:
+                chain.ensure_live()
+            except ChainUnavailable:
+                continue  # another chain's outage must not fail this request
+            if chain.resolver.resolve(did) is not None:
+                return self.chain(chain_id)
+        return None
+
+    def request_chain(self, raw_chain_id: object, did: object) -> Chain | None:
+        """The chain a request acts on: its ``chainId`` when given, else its DID's chain."""
+        if raw_chain_id not in (None, ""):
+            return self.chain(raw_chain_id)
+        if len(self.chains) == 1:
+            return self.chain(next(iter(self.chains)))
+        return self.chain_of(str(did)) if isinstance(did, str) and did else None
+
+    # -- the first chain (single-chain code) ----------------------------------------------------
+    @property
+    def default_chain(self) -> Chain:
+        return next(iter(self.chains.values()))
+
+    @property
+    def chain_id(self) -> int:
+        return self.default_chain.chain_id
 
     @property
     def web3(self) -> Any:
-        """The chain client (``web3.Web3``), built on first use from ``settings.network_url``."""
-        if self._web3 is None:
-            self._web3 = build_web3(self.settings.network_url)
-        return self._web3
+        return self.default_chain.web3
 
-    @web3.setter
-    def web3(self, value: Any) -> None:
-        self._web3 = value
+    @property
+    def addresses(self) -> dict[str, Any]:
+        return self.default_chain.addresses
+
+    @property
+    def assets(self) -> Any:
+        return self.default_chain.resolver
+
+    @property
+    def provider_account(self) -> LocalAccount:
+        return self.default_chain.account
 
     @property
     def provider_address(self) -> str:
-        return str(self.provider_account.address)
+        return self.default_chain.provider_address
 
 
 def services() -> Services:
@@ -93,16 +154,50 @@ def build_web3(url: str) -> Any:
     return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
 
 
-def _chain_id(settings: Settings, web3: Any) -> tuple[int, Any]:
-    if web3 is None:
-        web3 = build_web3(settings.network_url)
+def _node_chain_id(web3: Any) -> int | None:
     try:
-        return int(web3.eth.chain_id), web3
-    except Exception as exc:  # any transport failure: one line naming the URL
-        raise ChainUnavailableError(
-            f"the chain at NETWORK_URL={settings.network_url} is unreachable "
-            f"({type(exc).__name__}): start it (`tidewater chain`) or fix NETWORK_URL"
-        ) from None
+        return int(web3.eth.chain_id)
+    except Exception:  # any transport failure: the caller says which chain
+        return None
+
+
+def build_chains(settings: Settings, web3: Any = None) -> dict[int, Chain]:
+    """One :class:`Chain` per configured chain (``web3``: a client for the one chain, or chain
+    id → client; default a client of each chain's URL). A plain NETWORK_URL must answer now (its
+    chain id is read from it); a chain of a JSON NETWORK_URL that is down is logged and served
+    as unavailable. A node answering another chain id stops start-up."""
+    chains: dict[int, Chain] = {}
+    for configured, url in settings.rpc_urls().items():
+        client = web3.get(configured) if isinstance(web3, Mapping) else web3
+        if client is None:
+            client = build_web3(url)
+        answered = _node_chain_id(client)
+        if configured == 0 and answered is None:
+            raise ChainUnavailableError(
+                f"the chain at NETWORK_URL={url} is unreachable: start it (`tidewater chain`) "
+                "or fix NETWORK_URL"
+            )
+        if configured and answered is not None and answered != configured:
+            raise ChainUnavailableError(
+                f"NETWORK_URL: the node for chain {configured} ({host_of(url)}) is chain "
+                f"{answered}: fix the chain id or the URL"
+            )
+        chain_id = configured or int(answered or 0)
+        if answered is None:
+            log.warning(
+                "chain %s (%s) does not answer at start-up: its requests answer 503 until it "
+                "does; the other chains are served",
+                chain_id,
+                host_of(url),
+            )
+        chains[chain_id] = Chain(
+            chain_id=chain_id,
+            url=url,
+            web3=client,
+            account=Account.from_key(settings.private_key_for(chain_id)),
+            addresses=_addresses(settings, chain_id),
+        )
+    return chains
 
 
 def _addresses(settings: Settings, chain_id: int) -> dict[str, Any]:
@@ -113,7 +208,8 @@ def _addresses(settings: Settings, chain_id: int) -> dict[str, Any]:
         return {}
     try:
         return read_address_file(settings.address_file, chain_id)
-    except AddressFileError:
+    except AddressFileError as exc:
+        log.warning("chain %s: %s", chain_id, exc)
         return {}
 
 
@@ -149,10 +245,10 @@ def create_app(
     start_workers: bool = False,
 ) -> Flask:
     """Build the provider app. ``engine`` defaults to ``Engine.from_settings(settings)``;
-    ``web3`` to a client of ``settings.network_url`` (which must answer: its chain id is read
-    now). ``start_workers`` starts the engine's worker threads (``tidewater serve`` does)."""
-    account = Account.from_key(settings.require_private_key())
-    chain_id, web3 = _chain_id(settings, web3)
+    ``web3`` (tests, one chain) to a client of each chain's URL (see :func:`build_chains`).
+    ``start_workers`` starts the engine's worker threads (``tidewater serve`` does)."""
+    settings.require_private_key()
+    chains = build_chains(settings, web3)
     if engine is None:
         from operator_engine.api import Engine
 
@@ -164,16 +260,15 @@ def create_app(
         settings=settings,
         db=engine.db,
         engine=engine,
-        provider_account=account,
         nonces=NonceStore(engine.db),
-        chain_id=chain_id,
-        addresses=_addresses(settings, chain_id),
-        _web3=web3,
+        chains=chains,
     )
     app.extensions["tidewater"] = svc
+    index_tables.create_all(engine.db)  # chain_of reads them even before any indexer runs
     assets = _import_optional("provider.assets")
     if assets is not None and hasattr(assets, "build_resolver"):
-        svc.assets = assets.build_resolver(svc)
+        for chain in chains.values():
+            chain.resolver = assets.build_resolver(svc, chain)
     register_error_handlers(app)
     install_request_logging(app)
     _install_cors(app)

@@ -20,10 +20,11 @@ from contracts_abi.checksums import container_section_checksum, files_checksum
 from operator_engine.fetch import FetchError, fetch_bytes
 from operator_engine.models import AlgorithmInput, ComputeEnvironment, DatasetInput, JobRequest
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
+from provider.chains import Chain
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
 from provider.orders import Order, OrderError, OrderValidator, ProviderFeeInvalid
-from provider.params import require, text_param
+from provider.params import lookup, require, text_param
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +97,27 @@ def check_credentials(ddo: dict[str, Any], requester: str, resource: str) -> Non
 class ComputeValidator:
     """Validates one compute request against ``svc`` (provider Services)."""
 
-    def __init__(self, svc: Any, params: dict[str, Any], requester: str, env: ComputeEnvironment):
+    def __init__(
+        self,
+        svc: Any,
+        chain: Chain,
+        params: dict[str, Any],
+        requester: str,
+        env: ComputeEnvironment,
+    ):
         self.svc = svc
+        self.chain = chain
         self.params = params
         self.requester = requester
-        self.env = env
-        self.private_key = svc.settings.require_private_key()
-        self.orders = OrderValidator(svc.web3, svc.provider_address)
+        self.env = chain.offer(env)
+        self.private_key = chain.private_key
+        self.orders = OrderValidator(chain.web3, chain.provider_address)
         self._assets: dict[str, Asset | None] = {}
 
     # -- lookups ------------------------------------------------------------------------------
     def resolve(self, did: str) -> Asset | None:
         if did not in self._assets:
-            resolver = self.svc.assets
+            resolver = self.chain.resolver
             self._assets[did] = resolver.resolve(did) if resolver is not None else None
         return self._assets[did]
 
@@ -337,7 +346,7 @@ class ComputeValidator:
         except (ValueError, KeyError, TypeError):
             raise ResourceError("order", "fees_not_paid") from None
         owed = fee_amount(
-            self.env.price_min, seconds, token_decimals(self.svc.web3, self.env.fee_token)
+            self.env.price_min, seconds, token_decimals(self.chain.web3, self.env.fee_token)
         )
         if int(fee["providerFeeAmount"]) < owed:
             raise ResourceError("order", "fees_not_paid")
@@ -359,7 +368,10 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
     """Validate an already signature-checked compute request into a JobRequest."""
     require(params, "environment")
     env = environment_of(svc.engine, str(text_param(params, "environment")))
-    validator = ComputeValidator(svc, params, Web3.to_checksum_address(requester), env)
+    chain = svc.request_chain(text_param(params, "chainId"), lookup(params, "dataset.documentId"))
+    if chain is None:
+        raise ResourceError("dataset", "did_not_found")
+    validator = ComputeValidator(svc, chain, params, Web3.to_checksum_address(requester), env)
     items: list[tuple[str, Any, bool]] = [("dataset", params.get("dataset"), True)]
     extra = params.get("additionalDatasets") or params.get("additionalInputs") or []
     if not isinstance(extra, list):

@@ -4,7 +4,9 @@ Always an object keyed by chain id (ocean.js 3.4 breaks on a bare list) whose va
 of Ocean env objects: numbers are JSON numbers (clients pick a free env by ``priceMin == 0``),
 ``currentJobs`` is live from the engine, and ``consumerAddress`` (the address compute orders
 name as consumer) defaults to the provider's own address. A ``chainId`` this provider does not
-serve answers 400 ``Unsupported chain ID``.
+serve answers 400 ``Unsupported chain ID``; without ``chainId`` every served chain is listed.
+Each chain lists every environment with that chain's fee token (``feeToken`` may be one
+address or an object chain id → address). Listing does not ask the chains' nodes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from provider.app import services
-from provider.params import request_params, require_chain_id, text_param
+from provider.params import request_params, text_param
 
 bp = Blueprint("environments", __name__)
 
@@ -24,14 +26,17 @@ bp = Blueprint("environments", __name__)
 def compute_environments() -> ResponseReturnValue:
     svc = services()
     chain_text = text_param(request_params(), "chainId")
-    if chain_text is not None:
-        require_chain_id(chain_text, svc.chain_id)
+    chains = [svc.chain(chain_text, live=False)] if chain_text is not None else svc.chains.values()
     current = svc.engine.current_jobs()
     now = time.time()
-    envs = []
-    for env in svc.engine.environments():
-        entry = env.to_ocean(int(current.get(env.id, 0)), now)
-        if not entry.get("consumerAddress"):
-            entry["consumerAddress"] = svc.provider_address
-        envs.append(entry)
-    return jsonify({str(svc.chain_id): envs})
+    offered = svc.engine.environments()
+    body = {}
+    for chain in chains:
+        envs = []
+        for env in offered:
+            entry = chain.offer(env).to_ocean(int(current.get(env.id, 0)), now)
+            if not entry.get("consumerAddress"):
+                entry["consumerAddress"] = chain.provider_address
+            envs.append(entry)
+        body[str(chain.chain_id)] = envs
+    return jsonify(body)

@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from provider.app import services
+from provider.chains import Chain
 from provider.compute_validation import environment_of
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import provider_fee
@@ -32,7 +33,7 @@ def _valid_until(params: dict[str, Any]) -> int:
 
 
 def _item(
-    svc: Any,
+    chain: Chain,
     orders: OrderValidator,
     item: Any,
     resource: str,
@@ -46,7 +47,7 @@ def _item(
     if not isinstance(item, dict) or not item.get("documentId") or not item.get("serviceId"):
         raise ResourceError(resource, "missing")
     did = str(item["documentId"])
-    asset = svc.assets.resolve(did) if svc.assets is not None else None
+    asset = chain.resolver.resolve(did) if chain.resolver is not None else None
     if asset is None:
         raise ResourceError(resource, "did_not_found")
     if algorithm and asset.asset_type != "algorithm":
@@ -79,13 +80,13 @@ def _item(
                 return {"validOrder": order.tx_id}
             answer["validOrder"] = order.tx_id
     answer["providerFee"] = provider_fee(
-        svc.settings.require_private_key(),
+        chain.private_key,
         env=env,
         datatoken=datatoken,
         service_id=str(service["id"]),
         valid_until=valid_until,
         charge=charge,
-        w3=svc.web3,
+        w3=chain.web3,
     )
     return answer
 
@@ -104,17 +105,22 @@ def initialize_compute() -> ResponseReturnValue:
     valid_until = _valid_until(params)
     svc = services()
     env = environment_of(svc.engine, str(env_id))
-    orders = OrderValidator(svc.web3, svc.provider_address)
+    first = datasets[0].get("documentId") if isinstance(datasets[0], dict) else None
+    chain = svc.request_chain(text_param(params, "chainId"), first)
+    if chain is None:
+        raise ResourceError("datasets[0]", "did_not_found")
+    env = chain.offer(env)
+    orders = OrderValidator(chain.web3, chain.provider_address)
     common: dict[str, Any] = {"env": env, "valid_until": valid_until, "consumer": str(consumer)}
     body: dict[str, Any] = {
         "datasets": [
-            _item(svc, orders, item, f"datasets[{i}]", charge=i == 0, algorithm=False, **common)
+            _item(chain, orders, item, f"datasets[{i}]", charge=i == 0, algorithm=False, **common)
             for i, item in enumerate(datasets)
         ]
     }
     if algorithm.get("documentId"):
         body["algorithm"] = _item(
-            svc, orders, algorithm, "algorithm", charge=False, algorithm=True, **common
+            chain, orders, algorithm, "algorithm", charge=False, algorithm=True, **common
         )
     elif not isinstance(algorithm.get("meta"), dict):
         raise ResourceError("algorithm", "missing_meta_documentId")

@@ -22,7 +22,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from contracts_abi.deploy import deploy_stack, read_address_file, write_address_file
-from contracts_abi.devchain import DEV_ACCOUNTS, Ganache, dev_account, rpc_chain_id
+from contracts_abi.devchain import CHAIN_ID, DEV_ACCOUNTS, Ganache, dev_account, rpc_chain_id
 from contracts_abi.errors import AddressFileError, ContractsError, DevChainError
 from tidewater.errors import CommandError
 from tidewater.settings import Settings, normalize_private_key
@@ -42,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address ganache binds (default 127.0.0.1)"
     )
     parser.add_argument(
+        "--chain-id",
+        type=int,
+        default=CHAIN_ID,
+        help=f"chain id of the ganache started here (default {CHAIN_ID}); run one "
+        "`tidewater chain` per chain, each on its own --port, sharing one --address-file",
+    )
+    parser.add_argument(
         "--rpc", metavar="URL", help="deploy to this running chain instead of starting ganache"
     )
     parser.add_argument(
@@ -59,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-wait",
         action="store_true",
         help="deploy and exit; a ganache started here keeps running in the background "
-        "(its PID is printed and written next to the address file as ganache.pid)",
+        "(its PID is printed and written next to the address file as ganache.pid, "
+        "or ganache-<chain id>.pid for another --chain-id)",
     )
 
 
@@ -154,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--port {args.port} is not a TCP port")
         if not _port_is_free(args.port):
             raise CommandError(f"port {args.port} is already in use: pick another with --port")
-        chain = Ganache(args.port)
+        if args.chain_id <= 0:
+            raise CommandError(f"--chain-id {args.chain_id} is not a chain id (a positive integer)")
+        chain = Ganache(args.port, chain_id=args.chain_id)
         try:
             chain.start()
         except DevChainError as exc:
@@ -171,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.no_wait:
             pid = chain.detach()
-            pid_file = address_file.parent / "ganache.pid"
+            suffix = "" if chain_id == CHAIN_ID else f"-{chain_id}"
+            pid_file = address_file.parent / f"ganache{suffix}.pid"
             pid_file.write_text(f"{pid}\n")
             _say(f"ganache left running: pid {pid} (written to {pid_file}; stop: kill {pid})")
             return 0

@@ -17,6 +17,7 @@ before anything starts, with one line naming the problem.
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 from tidewater.errors import CommandError
@@ -25,6 +26,7 @@ from tidewater.settings import Settings
 HELP = "run the provider API (gunicorn) with the job engine in the same process"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8030
+log = logging.getLogger("tidewater.serve")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,18 +45,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def preflight(settings: Settings, *, engine: bool) -> int:
-    """Check what start-up needs; returns the chain id or raises a one-line CommandError."""
+def preflight(settings: Settings, *, engine: bool) -> list[int]:
+    """Check what start-up needs; returns the chain ids that answered, or raises a one-line
+    CommandError. A plain NETWORK_URL must answer; of a JSON NETWORK_URL, a chain that is down
+    is logged and served as unavailable (it must not keep the others from being served)."""
     settings.require_private_key()
     from contracts_abi.devchain import rpc_chain_id
+    from provider.chains import host_of
 
-    try:
-        chain_id = rpc_chain_id(settings.network_url, timeout=5.0)
-    except Exception as exc:  # requests errors, bad JSON: all mean "no usable chain there"
-        raise CommandError(
-            f"the chain at NETWORK_URL={settings.network_url} is unreachable "
-            f"({type(exc).__name__}): start it with `tidewater chain` or fix NETWORK_URL"
-        ) from None
+    answered = []
+    for chain_id, url in settings.rpc_urls().items():
+        try:
+            found = rpc_chain_id(url, timeout=5.0)
+        except Exception as exc:  # requests errors, bad JSON: all mean "no usable chain there"
+            if chain_id:
+                log.warning(
+                    "chain %s (%s) is unreachable (%s): serving it as unavailable until it answers",
+                    chain_id,
+                    host_of(url),
+                    type(exc).__name__,
+                )
+                continue
+            raise CommandError(
+                f"the chain at NETWORK_URL={url} is unreachable "
+                f"({type(exc).__name__}): start it with `tidewater chain` or fix NETWORK_URL"
+            ) from None
+        if chain_id and found != chain_id:
+            raise CommandError(
+                f"NETWORK_URL: the node for chain {chain_id} ({host_of(url)}) is chain {found}"
+            )
+        settings.private_key_for(found)
+        answered.append(found)
     if engine:
         try:
             import docker
@@ -65,7 +86,7 @@ def preflight(settings: Settings, *, engine: bool) -> int:
                 f"Docker is not reachable ({type(exc).__name__}): start dockerd, "
                 "or use --no-engine to serve the API without running jobs"
             ) from None
-    return chain_id
+    return answered
 
 
 def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     options = gunicorn_options(args)
-    preflight(settings, engine=not args.no_engine)
     configure_logging(settings.log_level)
+    preflight(settings, engine=not args.no_engine)
 
     class ProviderApplication(BaseApplication):  # type: ignore[misc]
         def __init__(self) -> None:
