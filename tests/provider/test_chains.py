@@ -204,7 +204,7 @@ def test_start_up_with_a_chain_down_serves_the_others(
 
 
 def test_a_node_answering_another_chain_id_stops_start_up(tmp_path: Path, engine: Engine) -> None:
-    with pytest.raises(ChainUnavailableError, match="node for chain 58008 .* is chain 1"):
+    with pytest.raises(ChainUnavailableError, match=r"node for chain 58008 .* is chain 1"):
         create_app(
             two_chain_settings(tmp_path),
             engine=engine,
