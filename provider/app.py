@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from eth_account import Account
@@ -117,6 +118,31 @@ def _addresses(settings: Settings, chain_id: int) -> dict[str, Any]:
         return {}
 
 
+def _install_fee_token_rule(
+    engine: Any, web3: Any, addresses: dict[str, Any], chain_id: int
+) -> None:
+    """Every environment the engine offers gets a real ERC-20 fee token (see
+    :class:`~operator_engine.environments.FeeTokenRule`); a file environment whose token has no
+    code raises :class:`~operator_engine.environments.EnvironmentConfigError` now."""
+    from operator_engine.environments import EnvironmentRegistry
+    from provider.fees import fee_token_rule
+
+    registry = getattr(engine, "registry", None)
+    if isinstance(registry, EnvironmentRegistry):
+        registry.fee_tokens = fee_token_rule(web3, addresses, chain_id)
+        registry.file_envs()
+
+
+def check_environments(settings: Settings, chain_id: int) -> None:
+    """Load the configured environments with the fee-token rule, as :func:`create_app` will;
+    raises :class:`~operator_engine.environments.EnvironmentConfigError` (one line)."""
+    from operator_engine.environments import EnvironmentRegistry
+
+    engine = SimpleNamespace(registry=EnvironmentRegistry(settings.environments_file, None))
+    web3 = build_web3(settings.network_url)
+    _install_fee_token_rule(engine, web3, _addresses(settings, chain_id), chain_id)
+
+
 def _import_optional(name: str) -> Any | None:
     try:
         return importlib.import_module(name)
@@ -157,6 +183,8 @@ def create_app(
         from operator_engine.api import Engine
 
         engine = Engine.from_settings(settings)
+    addresses = _addresses(settings, chain_id)
+    _install_fee_token_rule(engine, web3, addresses, chain_id)
     app = Flask("provider")
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -167,7 +195,7 @@ def create_app(
         provider_account=account,
         nonces=NonceStore(engine.db),
         chain_id=chain_id,
-        addresses=_addresses(settings, chain_id),
+        addresses=addresses,
         _web3=web3,
     )
     app.extensions["tidewater"] = svc

@@ -55,6 +55,13 @@ def preflight(settings: Settings, *, engine: bool) -> int:
             f"the chain at NETWORK_URL={settings.network_url} is unreachable "
             f"({type(exc).__name__}): start it with `tidewater chain` or fix NETWORK_URL"
         ) from None
+    from operator_engine.environments import EnvironmentConfigError
+    from provider.app import check_environments
+
+    try:
+        check_environments(settings, chain_id)
+    except EnvironmentConfigError as exc:
+        raise CommandError(f"compute environments: {exc}") from None
     if engine:
         try:
             import docker
@@ -89,6 +96,7 @@ def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
+    from operator_engine.environments import EnvironmentConfigError
     from provider.app import ChainUnavailableError, create_app
     from provider.logs import configure_logging
 
@@ -110,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         def load(self) -> Any:
             try:
                 self.flask_app = create_app(settings, start_workers=not args.no_engine)
-            except ChainUnavailableError as exc:
+            except (ChainUnavailableError, EnvironmentConfigError) as exc:
                 raise CommandError(str(exc)) from None
             return self.flask_app
 
