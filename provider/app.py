@@ -11,6 +11,7 @@ import importlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from eth_account import Account
@@ -213,6 +214,53 @@ def _addresses(settings: Settings, chain_id: int) -> dict[str, Any]:
         return {}
 
 
+def _install_fee_token_rules(engine: Any, chains: dict[int, Chain], *, single: bool) -> None:
+    """Give each chain its fee-token rule (see
+    :class:`~operator_engine.environments.FeeTokenRule`) and the engine's registry the rule
+    that checks every environment: with a ``single`` chain (a plain NETWORK_URL, which
+    answered) that chain's (tokens resolved, as listed), else
+    :class:`~operator_engine.environments.ChainFeeTokens` (each chain resolves its own token
+    when it offers an environment; a chain that is down is checked once it answers). A file
+    environment whose token has no code on a chain that answers raises
+    :class:`~operator_engine.environments.EnvironmentConfigError` now."""
+    from operator_engine.environments import ChainFeeTokens, EnvironmentRegistry
+    from provider.fees import fee_token_rule
+
+    rules = {
+        chain_id: fee_token_rule(chain.web3, chain.addresses, chain_id)
+        for chain_id, chain in chains.items()
+    }
+    for chain_id, chain in chains.items():
+        chain.fee_tokens = rules[chain_id]
+    registry = getattr(engine, "registry", None)
+    if isinstance(registry, EnvironmentRegistry):
+        only = next(iter(rules.values())) if single and len(rules) == 1 else None
+        registry.fee_tokens = only or ChainFeeTokens(rules)
+        registry.file_envs()
+
+
+def check_environments(settings: Settings, chain_ids: list[int]) -> None:
+    """Load the configured environments with the fee-token rules of ``chain_ids`` (the chains
+    that answered), as :func:`create_app` will; raises
+    :class:`~operator_engine.environments.EnvironmentConfigError` (one line)."""
+    from operator_engine.environments import EnvironmentRegistry
+
+    urls = settings.rpc_urls()
+    chains = {
+        chain_id: Chain(
+            chain_id=chain_id,
+            url=urls.get(chain_id) or urls[0],
+            web3=build_web3(urls.get(chain_id) or urls[0]),
+            account=Account.from_key(settings.private_key_for(chain_id)),
+            addresses=_addresses(settings, chain_id),
+        )
+        for chain_id in chain_ids
+    }
+    engine = SimpleNamespace(registry=EnvironmentRegistry(settings.environments_file, None))
+    if chains:
+        _install_fee_token_rules(engine, chains, single=0 in urls)
+
+
 def _import_optional(name: str) -> Any | None:
     try:
         return importlib.import_module(name)
@@ -253,6 +301,7 @@ def create_app(
         from operator_engine.api import Engine
 
         engine = Engine.from_settings(settings)
+    _install_fee_token_rules(engine, chains, single=0 in settings.rpc_urls())
     app = Flask("provider")
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from eth_account.signers.local import LocalAccount
 
+from operator_engine.environments import EnvironmentConfigError, FeeTokenRule, FeeTokenUnchecked
 from operator_engine.models import ComputeEnvironment
 from provider.errors import ProviderError, RequestValidationError
 
@@ -73,6 +74,7 @@ class Chain:
     account: LocalAccount
     addresses: dict[str, Any] = field(default_factory=dict)
     resolver: Any = None
+    fee_tokens: FeeTokenRule | None = None
     _live_at: float = field(default=-math.inf, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -109,8 +111,18 @@ class Chain:
         self._live_at = -math.inf
 
     def offer(self, env: ComputeEnvironment) -> ComputeEnvironment:
-        """``env`` as offered on this chain (its fee token on this chain)."""
-        return env.on_chain(self.chain_id)
+        """``env`` as offered on this chain: its fee token on this chain, resolved and checked
+        by the chain's fee-token rule (503 naming the chain when that cannot be done)."""
+        if self.fee_tokens is None:
+            return env.on_chain(self.chain_id)
+        try:
+            return self.fee_tokens.apply(env, f"environment {env.id!r}")
+        except FeeTokenUnchecked:
+            raise ChainUnavailable(
+                self.chain_id, "its node does not answer (fee token check)"
+            ) from None
+        except EnvironmentConfigError as exc:
+            raise ProviderError(str(exc), 503) from None
 
 
 def parse_chain_id(raw: object, name: str = "chainId") -> int:

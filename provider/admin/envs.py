@@ -98,6 +98,14 @@ class EnvAdmin:
                 return "ERRORED", f"allowedImages: {ref}: {exc}"
         return "AVAILABLE", None
 
+    def check_fee_token(self, env_id: str, config: dict[str, Any]) -> None:
+        """400 unless the config's fee token (or the default) is an ERC-20 on the chain."""
+        where = "computeEnv.config"
+        try:
+            self.registry.check(parse_environment({"id": env_id, **config}, where), where)
+        except EnvironmentConfigError as exc:
+            raise AdminError(str(exc)) from None
+
     def last_used(self) -> dict[str, Any]:
         """The newest job creation time per environment."""
         with reading(self.store.engine) as conn:
@@ -179,6 +187,7 @@ class EnvAdmin:
         if env_id in self.entries():
             raise AdminError(f"computeEnv.name: an environment with id {env_id!r} exists")
         config = values.pop("config")
+        self.check_fee_token(env_id, config)
         status, message = self.health(config)
         self.store.put_env(env_id, config, status=status, message=message, source="api", **values)
         return env_id
@@ -189,6 +198,7 @@ class EnvAdmin:
             raise AdminError(f"compute environment {env_id!r} is being deleted")
         values = parse_body(body, env_id)
         config = values.pop("config")
+        self.check_fee_token(env_id, config)
         status, message = self.health(config)
         self.store.put_env(env_id, config, status=status, message=message, **values)
 

@@ -16,10 +16,12 @@ import ecies
 import pytest
 from eth_account import Account
 from flask.testing import FlaskClient
+from web3 import Web3
 
 from operator_engine.api import Engine
 from provider.app import ChainUnavailableError, create_app
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
+    FAKE_OCEAN,
     OTHER_KEY,
     PROVIDER_KEY,
     engine_fixture,
@@ -29,16 +31,8 @@ from tests.provider.core_support import (  # noqa: F401 (fixtures)
 )
 from tidewater.settings import Settings
 
-OCEAN_A = "0x" + "a1" * 20
-OCEAN_B = "0x" + "b2" * 20
-
-
-class DownEth:
-    """A node that refuses every connection."""
-
-    @property
-    def chain_id(self) -> int:
-        raise ConnectionRefusedError("connection refused")
+OCEAN_A = Web3.to_checksum_address("0x" + "a1" * 20)
+OCEAN_B = Web3.to_checksum_address("0x" + "b2" * 20)
 
 
 class Node:
@@ -51,6 +45,11 @@ class Node:
 
     def contract(self, **_kwargs: Any) -> Any:
         return SimpleNamespace()
+
+    def get_code(self, address: str) -> bytes:
+        if not self.up:
+            raise ConnectionRefusedError("connection refused")
+        return b"" if int(address, 16) == 0 else b"\x60\x80"
 
     @property
     def chain_id(self) -> int:
@@ -190,17 +189,25 @@ def test_a_did_on_no_served_chain_is_not_found(client: FlaskClient) -> None:
 def test_start_up_with_a_chain_down_serves_the_others(
     tmp_path: Path, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
+    down = Node(58008)
+    down.up = False
     with caplog.at_level(logging.WARNING, logger="provider.app"):
         app = create_app(
-            two_chain_settings(tmp_path),
-            engine=engine,
-            web3={8996: Node(8996), 58008: SimpleNamespace(eth=DownEth())},
+            two_chain_settings(tmp_path), engine=engine, web3={8996: Node(8996), 58008: down}
         )
     assert any("chain 58008" in r.getMessage() and "503" in r.getMessage() for r in caplog.records)
     client = app.test_client()
     assert client.get("/").json["chainIds"] == [8996, 58008]
     assert _initialize(client, 58008).status_code == 503
     assert _initialize(client, 8996).status_code == 400
+    # its fee tokens could not be checked yet: not listed, and 503 when asked for by chain id
+    listed = client.get("/api/services/computeEnvironments").json
+    assert listed["58008"] == [] and len(listed["8996"]) == 2
+    asked = client.get("/api/services/computeEnvironments?chainId=58008")
+    assert asked.status_code == 503 and "chain 58008" in asked.json["error"]
+    down.up = True
+    listed = client.get("/api/services/computeEnvironments").json
+    assert [e["feeToken"] for e in listed["58008"]] == [Web3.to_checksum_address(FAKE_OCEAN), OCEAN_B]
 
 
 def test_a_node_answering_another_chain_id_stops_start_up(tmp_path: Path, engine: Engine) -> None:

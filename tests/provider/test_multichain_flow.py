@@ -84,7 +84,8 @@ def flows(
         "priceMin": 1,
         "feeToken": {str(w3.eth.chain_id): deployed["Ocean"], "58008": deployed_b["Ocean"]},
     }
-    (tmp / "envs.json").write_text(json.dumps([paid]))
+    free = {"id": "free", "maxJobDuration": 60, "maxJobs": 1}  # fee token: each chain's Ocean
+    (tmp / "envs.json").write_text(json.dumps([paid, free]))
     urls = {str(w3.eth.chain_id): ganache.url, str(SECOND_CHAIN_ID): second_chain.url}
     env = {
         "NETWORK_URL": json.dumps(urls),
@@ -172,9 +173,10 @@ def test_compute_flow_on_each_chain_and_one_chain_down(
     assert root["chainIds"] == [first_id, SECOND_CHAIN_ID]
     assert set(root["providerAddresses"]) == {str(first_id), str(SECOND_CHAIN_ID)}
     envs = first.client.get("/api/services/computeEnvironments").get_json()
-    assert {chain: envs[chain][0]["feeToken"] for chain in envs} == {
-        str(chain_id): flow.addresses["Ocean"] for chain_id, flow in flows.items()
-    }
+    assert set(envs) == {str(first_id), str(SECOND_CHAIN_ID)}
+    for chain_id, flow in flows.items():
+        tokens = {e["id"]: e["feeToken"] for e in envs[str(chain_id)]}
+        assert tokens == {"paid": flow.addresses["Ocean"], "free": flow.addresses["Ocean"]}
 
     container = container_for(docker_client, python_image)
     published = {chain_id: _publish_pair(flow, container) for chain_id, flow in flows.items()}

@@ -76,6 +76,13 @@ def preflight(settings: Settings, *, engine: bool) -> list[int]:
             )
         settings.private_key_for(found)
         answered.append(found)
+    from operator_engine.environments import EnvironmentConfigError
+    from provider.app import check_environments
+
+    try:
+        check_environments(settings, answered)
+    except EnvironmentConfigError as exc:
+        raise CommandError(f"compute environments: {exc}") from None
     if engine:
         try:
             import docker
@@ -110,6 +117,7 @@ def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
+    from operator_engine.environments import EnvironmentConfigError
     from provider.app import ChainUnavailableError, create_app
     from provider.logs import configure_logging
 
@@ -131,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         def load(self) -> Any:
             try:
                 self.flask_app = create_app(settings, start_workers=not args.no_engine)
-            except ChainUnavailableError as exc:
+            except (ChainUnavailableError, EnvironmentConfigError) as exc:
                 raise CommandError(str(exc)) from None
             return self.flask_app
 
