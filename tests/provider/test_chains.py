@@ -207,7 +207,8 @@ def test_start_up_with_a_chain_down_serves_the_others(
     assert asked.status_code == 503 and "chain 58008" in asked.json["error"]
     down.up = True
     listed = client.get("/api/services/computeEnvironments").json
-    assert [e["feeToken"] for e in listed["58008"]] == [Web3.to_checksum_address(FAKE_OCEAN), OCEAN_B]
+    tokens = [e["feeToken"] for e in listed["58008"]]
+    assert tokens == [Web3.to_checksum_address(FAKE_OCEAN), OCEAN_B]
 
 
 def test_a_node_answering_another_chain_id_stops_start_up(tmp_path: Path, engine: Engine) -> None:
