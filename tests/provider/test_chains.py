@@ -218,3 +218,40 @@ def test_a_node_answering_another_chain_id_stops_start_up(tmp_path: Path, engine
             engine=engine,
             web3={8996: fake_web3(8996), 58008: fake_web3(1)},
         )
+
+
+def test_a_node_failing_mid_request_is_503_for_its_chain_only(
+    tmp_path: Path, engine: Engine, nodes: dict[int, Node]
+) -> None:
+    import requests
+
+    app = create_app(two_chain_settings(tmp_path), engine=engine, web3=nodes)
+
+    class Failing:
+        def resolve(self, did: str) -> Any:
+            raise requests.ConnectionError("connection reset by peer")
+
+    app.extensions["tidewater"].chains[58008].resolver = Failing()
+    client = app.test_client()
+    reply = _initialize(client, 58008)
+    assert reply.status_code == 503
+    assert reply.json == {
+        "error": "chain 58008 is unavailable: its node does not answer (ConnectionError)"
+    }
+    assert _initialize(client, 8996).json == {"error": {"datasets[0]": "did_not_found"}}
+
+
+def test_serve_starts_when_a_chain_of_a_json_network_url_is_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from contracts_abi.devchain import free_port
+    from tidewater.commands.serve import preflight
+
+    down = f"http://127.0.0.1:{free_port()}"
+    settings = two_chain_settings(tmp_path).with_(
+        network_urls={8996: down, 58008: down}, environments_file=None
+    )
+    with caplog.at_level(logging.WARNING, logger="tidewater.serve"):
+        assert preflight(settings, engine=False) == []
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "chain 8996" in logged and "chain 58008" in logged and "unreachable" in logged

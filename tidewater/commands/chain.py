@@ -151,6 +151,8 @@ def _wait(chain: Ganache) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.chain_id <= 0:
+        raise CommandError(f"--chain-id {args.chain_id} is not a chain id (a positive integer)")
     settings = Settings.from_env()
     address_file = Path(args.address_file or settings.address_file).expanduser().resolve()
     _check_address_file(address_file)
@@ -162,8 +164,6 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--port {args.port} is not a TCP port")
         if not _port_is_free(args.port):
             raise CommandError(f"port {args.port} is already in use: pick another with --port")
-        if args.chain_id <= 0:
-            raise CommandError(f"--chain-id {args.chain_id} is not a chain id (a positive integer)")
         chain = Ganache(args.port, chain_id=args.chain_id)
         try:
             chain.start()
