@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine as SqlEngine
 
+from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult
@@ -83,6 +84,7 @@ class Engine:
             data_dir=Path(settings.data_dir),
             allow_non_public_ip=settings.allow_non_public_ip,
             lease_seconds=lease_seconds,
+            credentials=CredentialStore(db, settings.credentials_key),
         )
         self._stopping = self.services.stopping
         self.poll_seconds = poll_seconds
@@ -213,6 +215,11 @@ class Engine:
     def environments(self) -> list[ComputeEnvironment]:
         """Environments that take jobs now (draining and errored ones are not offered)."""
         return [e.env for e in self.registry.entries().values() if e.accepts_jobs]
+
+    def primary_environment(self) -> ComputeEnvironment | None:
+        """The environment a job that names none runs in (see ``EnvironmentRegistry``)."""
+        entry = next(iter(self.registry.entries().values()), None)
+        return entry.env if entry is not None and entry.primary else None
 
     def environment(self, env_id: str) -> ComputeEnvironment | None:
         entry = self.registry.entries().get(env_id)

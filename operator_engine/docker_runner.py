@@ -69,15 +69,21 @@ class DockerRunner:
         digests = {d.split("@", 1)[-1] for d in img.attrs.get("RepoDigests") or []}
         return checksum == img.id or checksum in digests
 
-    def _pull(self, ref: str) -> Any | None:
+    def _pull(self, ref: str, auth: dict[str, str] | None = None) -> Any | None:
         if not self.pull:
             return None
         try:
-            return self.client.images.pull(ref)
+            return self.client.images.pull(ref, auth_config=auth)
         except (docker.errors.APIError, requests.RequestException):
             return None
 
-    def resolve_image(self, image: str, tag: str | None, checksum: str | None) -> str:
+    def resolve_image(
+        self,
+        image: str,
+        tag: str | None,
+        checksum: str | None,
+        auth: dict[str, str] | None = None,
+    ) -> str:
         ref = _image_ref(image, tag)
         if checksum:
             if not checksum.startswith("sha256:"):
@@ -87,7 +93,7 @@ class DockerRunner:
                 img = self._local(candidate)
                 if img is not None and self._matches(img, checksum):
                     return str(img.id)
-            pulled = self._pull(f"{name}@{checksum}")
+            pulled = self._pull(f"{name}@{checksum}", auth)
             if pulled is not None and self._matches(pulled, checksum):
                 return str(pulled.id)
             present = self._local(ref)
@@ -96,7 +102,7 @@ class DockerRunner:
                     f"image {ref} is {present.id}, which does not match checksum {checksum}"
                 )
             raise ImageError(f"image {name}@{checksum} is not present and could not be pulled")
-        img = self._local(ref) or self._pull(ref)
+        img = self._local(ref) or self._pull(ref, auth)
         if img is None:
             raise ImageError(f"image {ref} is not present and could not be pulled")
         return str(img.id)

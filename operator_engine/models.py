@@ -53,6 +53,10 @@ class ComputeEnvironment:
     consumer_address: str = ""
     allowed_images: tuple[str, ...] = ()
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    #: extra environment variables for the algorithm container (admin ``config.environment``)
+    container_env: tuple[tuple[str, str], ...] = ()
+    #: stored platform credentials (a registry login for private images), by id
+    credentials_id: str = ""
     #: (chain id, token) pairs when ``feeToken`` is an object chain id → token.
     fee_tokens: tuple[tuple[int, str], ...] = ()
 

@@ -36,6 +36,7 @@ def container_spec(ctx: JobContext) -> ContainerSpec:
         image=ctx.state["image_id"],
         command=entrypoint.replace("$ALGO", ALGORITHM_PATH),
         environment={
+            **dict(ctx.env.container_env),
             "DIDS": json.dumps([did_dirname(d.did) for d in ctx.request.datasets]),
             "TRANSFORMATION_DID": did_dirname(algo.did) if algo.did else "",
             "VOLUME": "/data",

@@ -58,8 +58,15 @@ class ExitInfo:
 class ContainerRunner(Protocol):
     scope: str | None
 
-    def resolve_image(self, image: str, tag: str | None, checksum: str | None) -> str:
-        """Return the local image id to run; raise :class:`ImageError`."""
+    def resolve_image(
+        self,
+        image: str,
+        tag: str | None,
+        checksum: str | None,
+        auth: dict[str, str] | None = None,
+    ) -> str:
+        """Return the local image id to run (pulling with the registry login ``auth`` when
+        the image is missing); raise :class:`ImageError`."""
 
     def start(self, spec: ContainerSpec) -> str:
         """Create and start the container; return its id."""
@@ -108,11 +115,19 @@ class FakeRunner:
         self.scope: str | None = None
         self.algorithm = algorithm
         self.started: list[ContainerSpec] = []
+        self.auths: list[dict[str, str] | None] = []  # the registry login of each resolve
         self.images: dict[str, str] = {"tidewater/fake:1": "sha256:" + "f" * 64}
         self._containers: dict[str, _FakeContainer] = {}
         self._lock = threading.Lock()
 
-    def resolve_image(self, image: str, tag: str | None, checksum: str | None) -> str:
+    def resolve_image(
+        self,
+        image: str,
+        tag: str | None,
+        checksum: str | None,
+        auth: dict[str, str] | None = None,
+    ) -> str:
+        self.auths.append(auth)
         ref = f"{image}:{tag or 'latest'}"
         image_id = self.images.get(ref)
         if image_id is None:

@@ -20,6 +20,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 _KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _URL_RE = re.compile(r"^(https?|wss?)://\S+$")
+_FERNET_RE = re.compile(r"^[A-Za-z0-9_-]{43}=$")
 
 #: Every environment variable tidewater reads, with its default and meaning (the README's
 #: configuration table is checked against this by a test).
@@ -44,6 +45,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
     "TIDEWATER_ADMIN_TOKEN": ("(none)", "admin token `tidewater admin` sends (client side only)"),
     "TIDEWATER_LOG_LEVEL": ("INFO", "log level (DEBUG, INFO, WARNING, ERROR)"),
+    "TIDEWATER_CREDENTIALS_KEY": (
+        "(none: credentials disabled)",
+        "Fernet key that encrypts admin platform credentials at rest",
+    ),
 }
 
 
@@ -164,6 +169,7 @@ class Settings:
     aquarius_url: str | None = None
     authorized_decrypters: tuple[str, ...] = ()
     log_level: str = "INFO"
+    credentials_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -183,6 +189,13 @@ class Settings:
         log_level = (env.get("TIDEWATER_LOG_LEVEL") or "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"TIDEWATER_LOG_LEVEL={log_level!r}: use DEBUG/INFO/WARNING/ERROR")
+        credentials_key = (env.get("TIDEWATER_CREDENTIALS_KEY") or "").strip() or None
+        if credentials_key is not None and not _FERNET_RE.match(credentials_key):
+            raise SettingsError(
+                "TIDEWATER_CREDENTIALS_KEY is not a Fernet key (44 characters of url-safe "
+                "base64): make one with python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
+            )
         return cls(
             network_url=next(iter(urls.values())),
             provider_private_key=keys.get(0),
@@ -198,6 +211,7 @@ class Settings:
             aquarius_url=env.get("AQUARIUS_URL") or None,
             authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),
             log_level=log_level,
+            credentials_key=credentials_key,
         )
 
     def with_(self, **changes: Any) -> Settings:
