@@ -114,6 +114,9 @@ def test_chain_no_wait_leaves_ganache_running_with_a_pid_file(
             assert chain_id in started and f"pid {started[chain_id][0]}" in stdout
             assert rpc_chain_id(url) == chain_id
             assert f"(chain id {chain_id})" in stdout
+            if chain_id == 58008:  # says how to serve both
+                assert "the address file also holds chain 8996" in stdout
+                assert f'"58008": "{url}"' in stdout
         for chain_id in started:  # the second run kept the first chain's entry
             assert read_address_file(address_file, chain_id)["chainId"] == chain_id
     finally:

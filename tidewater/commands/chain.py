@@ -9,6 +9,7 @@ keeps ganache running until Ctrl-C / SIGTERM (or exits at once with ``--no-wait`
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import time
@@ -122,6 +123,22 @@ def _print_summary(
     else:
         _say(f"export NETWORK_URL={url} ADDRESS_FILE={address_file}")
         _say("(and PROVIDER_PRIVATE_KEY=<the provider's funded key on this chain>)")
+    others = [c for c in _chain_ids(address_file) if c != chain_id]
+    if others:
+        urls = ", ".join(f'"{c}": "<its RPC URL>"' for c in others)
+        _say(f"the address file also holds chain {', '.join(map(str, others))}: to serve all,")
+        _say(f"""export NETWORK_URL='{{{urls}, "{chain_id}": "{url}"}}'""")
+
+
+def _chain_ids(address_file: Path) -> list[int]:
+    """The chain ids of the entries in ``address_file`` (empty when it cannot be read)."""
+    try:
+        document = json.loads(address_file.read_text())
+    except (OSError, ValueError):
+        return []
+    entries = document.values() if isinstance(document, dict) else []
+    ids = [str(e.get("chainId")) for e in entries if isinstance(e, dict)]
+    return [int(text) for text in ids if text.isdigit()]
 
 
 def _check_address_file(path: Path) -> None:
