@@ -10,13 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from contracts_abi import publish
 from contracts_abi.deploy import deploy_stack, read_address_file, write_address_file
-from contracts_abi.devchain import Ganache
+from contracts_abi.devchain import Ganache, free_port
 from contracts_abi.did import did_suffix
 from tests.provider.chainflow import (
     ALGORITHM,
@@ -216,3 +217,34 @@ def test_compute_flow_on_each_chain_and_one_chain_down(
     assert second.status(jobs[SECOND_CHAIN_ID]["jobId"])["status"] == 70  # jobs need no chain
     assert first.client.get("/").status_code == 200
     _run_paid_job(first, *_publish_pair(first, container))
+
+
+def test_serve_starts_with_a_chain_down_and_serves_the_other(
+    tmp_path_factory: pytest.TempPathFactory,
+    ganache: Ganache,
+    w3: Web3,
+    deployed: dict[str, Any],
+    provider_private_key: str,
+) -> None:
+    tmp = tmp_path_factory.mktemp("one-chain-down")
+    first_id = int(w3.eth.chain_id)
+    down_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    address_file = tmp / "address.json"
+    write_address_file(address_file, deployed, first_id)
+    write_address_file(address_file, deployed, SECOND_CHAIN_ID)  # a served chain has an entry
+    env = {
+        "NETWORK_URL": json.dumps({str(first_id): ganache.url, "58008": down_url}),
+        "PROVIDER_PRIVATE_KEY": provider_private_key,
+        "ADDRESS_FILE": str(address_file),
+        "TIDEWATER_DATA_DIR": str(tmp / "data"),
+    }
+    log = tmp / "serve.log"
+    with stack.provider_server(env, log_path=log, extra_args=("--no-engine",)) as url:
+        assert requests.get(url + "/", timeout=10).json()["chainIds"] == [first_id, 58008]
+        envs = requests.get(url + "/api/services/computeEnvironments", timeout=10).json()
+        assert envs["58008"] == []  # its fee token cannot be checked yet
+        [free] = envs[str(first_id)]
+        assert free["feeToken"] == deployed["Ocean"]
+        down = requests.get(url + "/api/services/computeEnvironments?chainId=58008", timeout=10)
+        assert down.status_code == 503 and "chain 58008" in down.json()["error"]
+    assert "chain 58008" in log.read_text() and "unreachable" in log.read_text()
