@@ -145,17 +145,16 @@ def test_encrypt_uses_the_key_of_the_requested_chain(client: FlaskClient) -> Non
         ecies.decrypt(PROVIDER_KEY, blob)
 
 
-def _initialize(client: FlaskClient, chain_id: int) -> Any:
-    return client.post(
-        "/api/services/initializeCompute",
-        json={
-            "datasets": [{"documentId": "did:op:" + "ab" * 32, "serviceId": "s"}],
-            "algorithm": {"meta": {}},
-            "compute": {"env": "free", "validUntil": 9999999999},
-            "consumerAddress": "0x" + "12" * 20,
-            "chainId": chain_id,
-        },
-    )
+def _initialize(client: FlaskClient, chain_id: int | None, did: str = "did:op:" + "ab" * 32) -> Any:
+    body: dict[str, Any] = {
+        "datasets": [{"documentId": did, "serviceId": "s"}],
+        "algorithm": {"meta": {}},
+        "compute": {"env": "free", "validUntil": 9999999999},
+        "consumerAddress": "0x" + "12" * 20,
+    }
+    if chain_id is not None:
+        body["chainId"] = chain_id
+    return client.post("/api/services/initializeCompute", json=body)
 
 
 def test_a_chain_that_is_down_fails_only_its_own_requests(
@@ -173,15 +172,7 @@ def test_a_chain_that_is_down_fails_only_its_own_requests(
 
 
 def test_a_did_on_no_served_chain_is_not_found(client: FlaskClient) -> None:
-    reply = client.post(
-        "/api/services/initializeCompute",
-        json={
-            "datasets": [{"documentId": "did:op:" + "cd" * 32, "serviceId": "s"}],
-            "algorithm": {"meta": {}},
-            "compute": {"env": "free", "validUntil": 9999999999},
-            "consumerAddress": "0x" + "12" * 20,
-        },
-    )
+    reply = _initialize(client, None, "did:op:" + "cd" * 32)
     assert reply.status_code == 400
     assert reply.json == {"error": {"datasets[0]": "did_not_found"}}
 
