@@ -246,3 +246,22 @@ def test_serve_starts_when_a_chain_of_a_json_network_url_is_down(
         assert preflight(settings, engine=False) == []
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "chain 8996" in logged and "chain 58008" in logged and "unreachable" in logged
+
+
+def test_an_aquarius_resolver_answers_each_chain_only_its_own_assets() -> None:
+    from provider.asset import Asset
+    from provider.assets import ChainFilter
+
+    def asset(chain_id: int) -> Asset:
+        return Asset("did:op:x", {}, 0, "0x" + "00" * 20, "", chain_id)
+
+    class Shared:
+        def __init__(self, found: Asset) -> None:
+            self.found = found
+
+        def resolve(self, did: str) -> Asset:
+            return self.found
+
+    assert ChainFilter(Shared(asset(58008)), 58008).resolve("did:op:x") is not None
+    assert ChainFilter(Shared(asset(58008)), 8996).resolve("did:op:x") is None
+    assert ChainFilter(Shared(asset(0)), 8996).resolve("did:op:x") is not None  # names no chain
