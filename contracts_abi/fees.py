@@ -19,6 +19,13 @@ from eth_account.messages import encode_defunct
 from hexbytes import HexBytes
 from web3 import Web3
 
+UINT256_MAX = 2**256 - 1
+
+
+class FeeOutOfRange(ValueError):
+    """An amount or validUntil outside uint256: no order could carry that fee."""
+
+
 #: The keys of a providerFee object, in the order clients show them.
 FEE_FIELDS = (
     "providerFeeAddress",
@@ -105,8 +112,9 @@ def sign_provider_fee(
     ``v`` 27 or 28; ``r`` / ``s`` 0x + 32 bytes; ``validUntil`` an int.
     """
     account = Account.from_key(private_key)
-    if int(amount) < 0 or int(valid_until) < 0:
-        raise ValueError("provider fee amount and validUntil must be non-negative")
+    for name, value in (("providerFeeAmount", amount), ("validUntil", valid_until)):
+        if not 0 <= int(value) <= UINT256_MAX:
+            raise FeeOutOfRange(f"{name} {value} does not fit a uint256")
     digest = provider_fee_hash(
         provider_data_hex, account.address, fee_token, int(amount), int(valid_until)
     )

@@ -203,7 +203,11 @@ def parse_environment(data: Any, source: str) -> ComputeEnvironment:
     for key, value in data.items():
         if key == "id":
             continue
-        if key == "allowedImages":
+        if key == "gpuDevices":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise EnvironmentConfigError(f"{where}: gpuDevices must be a list of strings")
+            values["gpu_devices"] = tuple(value)
+        elif key == "allowedImages":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise EnvironmentConfigError(f"{where}: allowedImages must be a list of strings")
             values["allowed_images"] = tuple(value)
@@ -416,3 +420,18 @@ def job_share(env: ComputeEnvironment) -> tuple[float, int, int]:
         int(env.ram_gb * 1024**3 / jobs),
         int(env.disk_gb * 1024**3 / jobs),
     )
+
+
+def gpu_share(env: ComputeEnvironment) -> tuple[int, tuple[str, ...]]:
+    """(GPU count, explicit device ids) one job of ``env`` is given: its ``gpuDevices`` when
+    listed, else ``gpuNumber / maxJobs`` (at least 1 when the environment has GPUs).
+
+    >>> from operator_engine.models import ComputeEnvironment as E
+    >>> gpu_share(E("a", gpu_number=4, max_jobs=2)), gpu_share(E("b"))
+    ((2, ()), (0, ()))
+    """
+    if env.gpu_devices:
+        return len(env.gpu_devices), env.gpu_devices
+    if env.gpu_number <= 0:
+        return 0, ()
+    return max(1, env.gpu_number // max(env.max_jobs, 1)), ()

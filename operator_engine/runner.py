@@ -47,6 +47,8 @@ class ContainerSpec:
     mem_bytes: int
     pids_limit: int = 256
     tmpfs_bytes: int = 64 * 1024**2
+    gpus: int = 0  # GPUs requested from the backend (count), unless ``gpu_devices`` names them
+    gpu_devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class ExitInfo:
 
 class ContainerRunner(Protocol):
     scope: str | None
+
+    def gpu_support(self) -> str | None:
+        """None when containers can be given GPUs, else why not (one line)."""
 
     def resolve_image(
         self,
@@ -111,14 +116,20 @@ def _default_algorithm(
 class FakeRunner:
     """Runs a Python function per container in a thread (no isolation: unit tests only)."""
 
-    def __init__(self, algorithm: FakeAlgorithm = _default_algorithm) -> None:
+    def __init__(
+        self, algorithm: FakeAlgorithm = _default_algorithm, *, gpus: bool = False
+    ) -> None:
         self.scope: str | None = None
+        self.gpus = gpus
         self.algorithm = algorithm
         self.started: list[ContainerSpec] = []
         self.auths: list[dict[str, str] | None] = []  # the registry login of each resolve
         self.images: dict[str, str] = {"tidewater/fake:1": "sha256:" + "f" * 64}
         self._containers: dict[str, _FakeContainer] = {}
         self._lock = threading.Lock()
+
+    def gpu_support(self) -> str | None:
+        return None if self.gpus else "the fake runner was built without GPUs"
 
     def resolve_image(
         self,

@@ -16,14 +16,16 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Response, current_app, request
 from sqlalchemy import Engine as SqlEngine
 
-from provider.chains import Chain, ChainUnavailable, UnknownChain, host_of, parse_chain_id
+from provider.chain import ChainUnavailable, guard_chain
+from provider.chains import Chain, UnknownChain, host_of, parse_chain_id
 from provider.errors import register_error_handlers
 from provider.indexer import indexed_chain
 from provider.indexer import metadata as index_tables
 from provider.logs import install_request_logging
+from provider.metrics import install_metrics
 from provider.nonces import NonceStore
 from tidewater import __version__
 from tidewater.settings import Settings
@@ -83,8 +85,6 @@ class Services:
         found = self.chains.get(number)
         if found is None:
             raise UnknownChain(number, sorted(self.chains))
-        if has_request_context():
-            g.tidewater_chain = found.chain_id  # lets the error handler name it
         return found.ensure_live() if live else found
 
     def chain_of(self, did: str) -> Chain | None:
@@ -100,10 +100,10 @@ class Services:
                 continue
             try:
                 chain.ensure_live()
+                if chain.resolver.resolve(did) is not None:
+                    return self.chain(chain_id)
             except ChainUnavailable:
                 continue  # another chain's outage must not fail this request
-            if chain.resolver.resolve(did) is not None:
-                return self.chain(chain_id)
         return None
 
     def request_chain(self, raw_chain_id: object, did: object) -> Chain | None:
@@ -191,6 +191,7 @@ def build_chains(settings: Settings, web3: Any = None) -> dict[int, Chain]:
                 chain_id,
                 host_of(url),
             )
+        guard_chain(client, chain_id)  # its RPC outages answer 503 naming it
         chains[chain_id] = Chain(
             chain_id=chain_id,
             url=url,
@@ -320,6 +321,7 @@ def create_app(
             chain.resolver = assets.build_resolver(svc, chain)
     register_error_handlers(app)
     install_request_logging(app)
+    install_metrics(app)
     _install_cors(app)
     for name in BLUEPRINTS:
         module = _import_optional(name)

@@ -26,7 +26,9 @@ from eth_account.signers.local import LocalAccount
 
 from operator_engine.environments import EnvironmentConfigError, FeeTokenRule, FeeTokenUnchecked
 from operator_engine.models import ComputeEnvironment
+from provider.chain import ChainUnavailable
 from provider.errors import ProviderError, RequestValidationError
+from provider.params import is_digits
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +44,6 @@ class UnknownChain(ProviderError):
     def __init__(self, chain_id: object, served: list[int]) -> None:
         listed = ", ".join(str(c) for c in served)
         super().__init__(f"Unsupported chain ID {chain_id}: this provider serves {listed}")
-
-
-class ChainUnavailable(ProviderError):
-    """The chain's node does not answer, or is another chain (503, naming the chain)."""
-
-    status_code = 503
-
-    def __init__(self, chain_id: int, reason: str) -> None:
-        super().__init__(f"chain {chain_id} is unavailable: {reason}")
-        self.chain_id = chain_id
 
 
 def host_of(url: str) -> str:
@@ -97,10 +89,10 @@ class Chain:
                 return self
             try:
                 answered = int(self.web3.eth.chain_id)
+            except ChainUnavailable:
+                raise
             except Exception as exc:  # any transport failure means the same to the client
-                raise ChainUnavailable(
-                    self.chain_id, f"its node does not answer ({type(exc).__name__})"
-                ) from None
+                raise ChainUnavailable(self.chain_id, exc) from None
             if answered != self.chain_id:
                 raise ChainUnavailable(self.chain_id, f"its node answers chain id {answered}")
             self._live_at = time.monotonic()
@@ -119,7 +111,7 @@ class Chain:
             return self.fee_tokens.apply(env, f"environment {env.id!r}")
         except FeeTokenUnchecked:
             raise ChainUnavailable(
-                self.chain_id, "its node does not answer (fee token check)"
+                self.chain_id, "its RPC endpoint did not answer the fee token check"
             ) from None
         except EnvironmentConfigError as exc:
             raise ProviderError(str(exc), 503) from None
@@ -128,6 +120,6 @@ class Chain:
 def parse_chain_id(raw: object, name: str = "chainId") -> int:
     """A request's chain id (text or number) as an int; 400 when it is not an integer."""
     text = str(getattr(raw, "text", None) or raw).strip()
-    if not (text.isascii() and text.isdigit()):
+    if not is_digits(text):
         raise RequestValidationError({name: [f"The {name} field must be an integer."]})
     return int(text)

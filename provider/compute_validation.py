@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ecies
@@ -18,7 +18,13 @@ from web3 import Web3
 
 from contracts_abi.checksums import container_section_checksum, files_checksum
 from operator_engine.fetch import FetchError, fetch_bytes
-from operator_engine.models import AlgorithmInput, ComputeEnvironment, DatasetInput, JobRequest
+from operator_engine.models import (
+    AlgorithmInput,
+    ComputeEnvironment,
+    DatasetInput,
+    JobRequest,
+    Payments,
+)
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.chains import Chain
 from provider.errors import ProviderError, RequestValidationError, ResourceError
@@ -31,6 +37,7 @@ log = logging.getLogger(__name__)
 #: Algorithm files fetched to verify ``filesChecksum`` are capped at this size.
 MAX_ALGORITHM_BYTES = 16 * 1024 * 1024
 UNKNOWN_ENVIRONMENT = "Compute environment does not exist"
+CONTAINER_TEXT_FIELDS = ("entrypoint", "image", "tag", "checksum")
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,14 @@ class ValidatedCompute:
 
     request: JobRequest
     orders: list[Order]
+    #: lowercased tx hash → the request field that carries it (``dataset.transferTxId``…)
+    order_fields: dict[str, str] = field(default_factory=dict)
+    #: the chain the orders were checked on (the request's chain)
+    chain_id: int = 0
+
+    def payments(self) -> Payments:
+        """The payment txs this job consumes (PROTOCOL §5: each starts at most one job)."""
+        return Payments.of(self.chain_id, [order.tx_id for order in self.orders])
 
 
 def decrypt_files(private_key: str, ciphertext: Any) -> dict[str, Any]:
@@ -92,6 +107,27 @@ def check_credentials(ddo: dict[str, Any], requester: str, resource: str) -> Non
     allow = addresses("allow")
     if allow is not None and requester.lower() not in allow:
         raise ResourceError(resource, "access_denied")
+
+
+def check_container(container: Any, prefix: str = "algorithm.container.") -> dict[str, Any]:
+    """A container section ``{entrypoint, image, tag?, checksum}`` (PROTOCOL §6), copied.
+
+    Missing parts → ``missing_entrypoint_image_checksum``; a part that is not a string → 400
+    naming ``prefix + part``; a checksum without ``sha256:`` → ``checksum_prefix``."""
+    if not isinstance(container, dict):
+        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
+    wrong = {
+        f"{prefix}{key}": [f"The {prefix}{key} field must be a string."]
+        for key in CONTAINER_TEXT_FIELDS
+        if container.get(key) is not None and not isinstance(container[key], str)
+    }
+    if wrong:
+        raise RequestValidationError(wrong)
+    if not all(container.get(k) for k in ("entrypoint", "image", "checksum")):
+        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
+    if not container["checksum"].startswith("sha256:"):
+        raise ResourceError("algorithm.container", "checksum_prefix")
+    return dict(container)
 
 
 class ComputeValidator:
@@ -238,14 +274,8 @@ class ComputeValidator:
         ), None
 
     @staticmethod
-    def container(container: Any) -> dict[str, Any]:
-        if not isinstance(container, dict) or not all(
-            container.get(k) for k in ("entrypoint", "image", "checksum")
-        ):
-            raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-        if not str(container["checksum"]).startswith("sha256:"):
-            raise ResourceError("algorithm.container", "checksum_prefix")
-        return dict(container)
+    def container(container: Any, prefix: str = "algorithm.container.") -> dict[str, Any]:
+        return check_container(container, prefix)
 
     def published_algorithm(
         self,
@@ -381,16 +411,19 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
     items += [(f"datasets[{i}]", item, False) for i, item in enumerate(extra, start=1)]
     datasets: list[DatasetInput] = []
     orders: list[Order] = []
+    fields: dict[str, str] = {}
     computes: list[tuple[str, dict[str, Any]]] = []
     for resource, item, main in items:
         dataset, _asset, service, order = validator.dataset(item, resource, main)
         datasets.append(dataset)
         orders.append(order)
+        fields.setdefault(order.tx_id.lower(), f"{resource}.transferTxId")
         if service.get("type") == "compute":
             computes.append((resource, service.get("compute") or {}))
     algorithm, algo_order = validator.algorithm(computes)
     if algo_order is not None:
         orders.append(algo_order)
+        fields.setdefault(algo_order.tx_id.lower(), "algorithm.transferTxId")
     validator.check_fee_paid(orders[0])
     request = JobRequest(
         owner=validator.requester,
@@ -400,7 +433,9 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
         agreement_id=orders[0].tx_id.lower(),
         expire_timestamp=int(orders[0].provider_fee["validUntil"]),
     )
-    return ValidatedCompute(request=request, orders=orders)
+    return ValidatedCompute(
+        request=request, orders=orders, order_fields=fields, chain_id=chain.chain_id
+    )
 
 
 __all__ = ["ValidatedCompute", "validate_compute"]

@@ -11,7 +11,7 @@ import logging
 import traceback
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify
+from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("tidewater.provider")
@@ -55,29 +55,20 @@ class SignatureError(RequestValidationError):
 class ResourceError(ProviderError):
     """A compute validation code (PROTOCOL.md §6): ``{"error": {resource: code}}``."""
 
-    def __init__(self, resource: str, code: str, status_code: int = 400) -> None:
+    def __init__(
+        self, resource: str, code: str, status_code: int = 400, *, detail: str | None = None
+    ) -> None:
         super().__init__(f"{resource}: {code}", status_code)
         self.resource = resource
         self.code = code
+        self.detail = detail
 
     def payload(self) -> dict[str, Any]:
-        return {"error": {self.resource: self.code}}
-
-
-def is_transport_error(exc: BaseException) -> bool:
-    """True for a chain node that does not answer (connection refused, reset, timed out)."""
-    import requests
-    from web3.exceptions import ProviderConnectionError, TimeExhausted
-
-    return isinstance(
-        exc,
-        requests.ConnectionError
-        | requests.Timeout
-        | ProviderConnectionError
-        | TimeExhausted
-        | ConnectionError
-        | TimeoutError,
-    )
+        """``{"error": {resource: code}}``, plus ``"message": detail`` when there is one."""
+        body: dict[str, Any] = {"error": {self.resource: self.code}}
+        if self.detail:
+            body["message"] = self.detail
+        return body
 
 
 def _json(body: dict[str, Any], status: int) -> Response:
@@ -91,6 +82,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ProviderError)
     def _provider_error(exc: ProviderError) -> Response:
+        g.provider_error = exc  # counted by provider.metrics
         return _json(exc.payload(), exc.status_code)
 
     @app.errorhandler(HTTPException)
@@ -104,14 +96,6 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        chain_id = g.get("tidewater_chain")
-        if chain_id is not None and is_transport_error(exc):
-            # the request's chain stopped answering mid-request: its own 503, nothing else
-            chains = getattr(current_app.extensions.get("tidewater"), "chains", {})
-            if chain_id in chains:
-                chains[chain_id].mark_down()
-            message = f"chain {chain_id} is unavailable: its node does not answer"
-            return _json({"error": f"{message} ({type(exc).__name__})"}, 503)
         # Frames only: an exception's message may quote request values (URLs, signatures).
         frames = "".join(traceback.format_tb(exc.__traceback__))
         log.error(

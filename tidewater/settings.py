@@ -45,6 +45,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
     "TIDEWATER_ADMIN_TOKEN": ("(none)", "admin token `tidewater admin` sends (client side only)"),
     "TIDEWATER_LOG_LEVEL": ("INFO", "log level (DEBUG, INFO, WARNING, ERROR)"),
+    "TIDEWATER_METRICS_PUBLIC": ("false", "serve /metrics to any client, not only loopback"),
     "TIDEWATER_CREDENTIALS_KEY": (
         "(none: credentials disabled)",
         "Fernet key that encrypts admin platform credentials at rest",
@@ -169,6 +170,7 @@ class Settings:
     aquarius_url: str | None = None
     authorized_decrypters: tuple[str, ...] = ()
     log_level: str = "INFO"
+    metrics_public: bool = False
     credentials_key: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -211,6 +213,7 @@ class Settings:
             aquarius_url=env.get("AQUARIUS_URL") or None,
             authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),
             log_level=log_level,
+            metrics_public=_bool(env, "TIDEWATER_METRICS_PUBLIC", False),
             credentials_key=credentials_key,
         )
 

@@ -163,6 +163,10 @@ class EnvAdmin:
         (which also covers Docker being unreachable), else AVAILABLE."""
         if self.runner is None:
             return "AVAILABLE", None
+        wants_gpus = bool(config.get("gpuDevices")) or (config.get("gpuNumber") or 0) > 0
+        reason = self.runner.gpu_support() if wants_gpus else None
+        if reason is not None:
+            return "ERRORED", f"gpuNumber: {reason}"
         for ref in config.get("allowedImages") or ():
             name, _, tag = ref.partition(":")
             try:

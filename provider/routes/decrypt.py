@@ -24,7 +24,8 @@ from web3.logs import DISCARD
 
 from contracts_abi import contract
 from provider.app import services
-from provider.chains import Chain, ChainUnavailable
+from provider.chain import ChainUnavailable
+from provider.chains import Chain
 from provider.errors import ProviderError, RequestValidationError
 from provider.metadata import (
     HashMismatch,
@@ -36,6 +37,7 @@ from provider.metadata import (
 from provider.nonces import verify_request
 from provider.params import (
     address_param,
+    is_digits,
     lookup,
     request_params,
     require,
@@ -65,7 +67,7 @@ def _hex_bytes(params: dict[str, Any], name: str) -> bytes:
 def _from_body(params: dict[str, Any]) -> tuple[bytes, int, bytes]:
     require(params, "encryptedDocument", "flags", "documentHash")
     flags_text = text_param(params, "flags") or ""
-    if not (flags_text.isascii() and flags_text.isdigit()) or int(flags_text) > 255:
+    if not is_digits(flags_text) or int(flags_text) > 255:
         raise RequestValidationError({"flags": ["The flags field must be an integer 0-255."]})
     return (
         _hex_bytes(params, "encryptedDocument"),
@@ -148,7 +150,7 @@ def decrypt() -> ResponseReturnValue:
         state = int(nft.functions.getMetaData().call()[2])
     except (Web3Exception, OSError) as exc:
         chain.mark_down()
-        raise ChainUnavailable(chain.chain_id, f"{type(exc).__name__}") from None
+        raise ChainUnavailable(chain.chain_id, exc) from None
     if state in _STATE_REFUSED:
         raise ProviderError(_STATE_REFUSED[state], 403)
     if state not in _STATE_ALLOWED:

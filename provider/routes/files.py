@@ -6,7 +6,8 @@
   Fetching goes through ``operator_engine.fetch``'s SSRF guard (public addresses only unless
   ``ALLOW_NON_PUBLIC_IP``); only the response headers are read.
 - ``POST /api/services/validateContainer``: a container section ``{entrypoint, image, tag,
-  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}`` (PROTOCOL §6).
+  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}`` (PROTOCOL §6); a
+  part that is not a string → 400 validation error naming it.
 - ``GET /api/services/initialize`` and ``GET /api/services/download`` belong to access
   (download) services. tidewater serves compute-to-data only, so data never leaves except as
   job results: both answer 501 with a JSON error.
@@ -23,9 +24,10 @@ from flask.typing import ResponseReturnValue
 from operator_engine import fetch
 from provider.app import services
 from provider.chains import Chain
+from provider.compute_validation import check_container
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
-from provider.params import is_missing, request_params, text_param
+from provider.params import is_digits, is_missing, request_params, text_param
 
 bp = Blueprint("files", __name__)
 PROBE_TIMEOUT_S = 10.0
@@ -79,7 +81,7 @@ def fileinfo() -> ResponseReturnValue:
         if service_id is None:
             raise RequestValidationError({"serviceId": ["The serviceId field is required."]})
         index_text = text_param(params, "fileIndex")
-        if index_text is not None and not (index_text.isascii() and index_text.isdigit()):
+        if index_text is not None and not is_digits(index_text):
             raise RequestValidationError(
                 {"fileIndex": ["The fileIndex field must be a non-negative integer."]}
             )
@@ -100,12 +102,7 @@ def fileinfo() -> ResponseReturnValue:
 
 @bp.post("/api/services/validateContainer")
 def validate_container() -> ResponseReturnValue:
-    container = request_params()
-    if any(is_missing(container.get(k)) for k in ("entrypoint", "image", "checksum")):
-        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-    if not str(container.get("checksum")).startswith("sha256:"):
-        raise ResourceError("algorithm.container", "checksum_prefix")
-    return jsonify(container)
+    return jsonify(check_container(request_params(), prefix=""))
 
 
 @bp.get("/api/services/initialize")

@@ -21,7 +21,7 @@ from operator_engine.api import JobNotFound, ResultNotFound
 from provider.app import services
 from provider.errors import ProviderError, RequestValidationError
 from provider.nonces import verify_request
-from provider.params import address_param, lookup, request_params, require, text_param
+from provider.params import address_param, is_digits, lookup, request_params, require, text_param
 
 bp = Blueprint("results", __name__)
 CHUNK = 256 * 1024
@@ -54,7 +54,7 @@ def compute_result() -> ResponseReturnValue:
     job_id = text_param(params, "jobId")
     index_text = text_param(params, "index")
     assert consumer is not None and job_id is not None and index_text is not None
-    if not (index_text.isascii() and index_text.isdigit()):
+    if not is_digits(index_text):
         raise RequestValidationError({"index": ["The index field must be a non-negative integer."]})
     verify_request(
         consumer,

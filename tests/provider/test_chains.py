@@ -163,7 +163,7 @@ def test_a_chain_that_is_down_fails_only_its_own_requests(
     nodes[58008].up = False
     down = _initialize(client, 58008)
     assert down.status_code == 503
-    assert down.json["error"].startswith("chain 58008 is unavailable: its node does not answer")
+    assert down.json["error"].startswith("chain 58008 is unavailable: its RPC endpoint did not")
     up = _initialize(client, 8996)  # served: no asset here, so the asset's own error
     assert up.status_code == 400 and up.json == {"error": {"datasets[0]": "did_not_found"}}
     assert client.get("/").status_code == 200
@@ -211,25 +211,18 @@ def test_a_node_answering_another_chain_id_stops_start_up(tmp_path: Path, engine
         )
 
 
-def test_a_node_failing_mid_request_is_503_for_its_chain_only(
-    tmp_path: Path, engine: Engine, nodes: dict[int, Node]
-) -> None:
-    import requests
+def test_each_chains_client_turns_its_outages_into_503_naming_it(tmp_path: Path) -> None:
+    from contracts_abi.devchain import free_port
+    from provider.app import build_chains
+    from provider.chain import ChainUnavailable
 
-    app = create_app(two_chain_settings(tmp_path), engine=engine, web3=nodes)
-
-    class Failing:
-        def resolve(self, did: str) -> Any:
-            raise requests.ConnectionError("connection reset by peer")
-
-    app.extensions["tidewater"].chains[58008].resolver = Failing()
-    client = app.test_client()
-    reply = _initialize(client, 58008)
-    assert reply.status_code == 503
-    assert reply.json == {
-        "error": "chain 58008 is unavailable: its node does not answer (ConnectionError)"
-    }
-    assert _initialize(client, 8996).json == {"error": {"datasets[0]": "did_not_found"}}
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens: both nodes are down
+    settings = two_chain_settings(tmp_path).with_(network_urls={8996: down, 58008: down})
+    chains = build_chains(settings)
+    for chain_id, chain in chains.items():
+        with pytest.raises(ChainUnavailable, match=f"^chain {chain_id} is unavailable") as caught:
+            chain.web3.eth.get_block("latest")  # any RPC call made mid-request
+        assert caught.value.status_code == 503 and down not in caught.value.message
 
 
 def test_serve_starts_when_a_chain_of_a_json_network_url_is_down(
