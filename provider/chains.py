@@ -8,8 +8,9 @@ chain, or one per chain) and its DDO resolver (its own indexer).
 A request names its chain with ``chainId`` or through a DID (an Ocean DID is
 sha256(checksummed NFT address + chain id), found in the chains' indexers). Errors map in one
 place: an unknown chain id is :class:`UnknownChain` (400), a chain whose node does not answer
-is :class:`ChainUnavailable` (503, naming the chain). A chain that is down at start-up is
-logged and served as unavailable until it answers; it never affects the other chains.
+is :class:`provider.chain.ChainUnavailable` (503, naming the chain; each chain's client also
+carries that module's outage guard). A chain that is down at start-up is logged and served as
+unavailable until it answers; it never affects the other chains.
 """
 
 from __future__ import annotations

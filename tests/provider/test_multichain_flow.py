@@ -206,9 +206,15 @@ def test_compute_flow_on_each_chain_and_one_chain_down(
     # Chain 58008 goes down: its requests answer 503 naming it, the other chain still serves.
     dataset_b_item, algorithm_b_item = second.ordered(dataset_b, algorithm_b, "paid")
     second_chain.stop()
-    down = second.initialize(
-        [second.item(dataset_b)], second.item(algorithm_b), "paid", int(time.time()) + 600
-    )
+    # a node that answered is trusted for a second (Chain.ensure_live): wait for the probe
+    deadline = time.monotonic() + 30
+    while True:
+        down = second.initialize(
+            [second.item(dataset_b)], second.item(algorithm_b), "paid", int(time.time()) + 600
+        )
+        if down.status_code != 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert down.status_code == 503, down.get_data(as_text=True)
     assert "chain 58008 is unavailable" in down.get_json()["error"]
     started = second.start(dataset_b_item, algorithm_b_item, "paid")
