@@ -39,8 +39,11 @@ FEE_FIELDS = (
 )
 
 
-def provider_data(environment: str, datatoken: str, service_id: str, timestamp: float) -> str:
-    """The 0x-hex providerData for a fee on ``datatoken``'s service ``service_id``.
+def provider_data(
+    environment: str | None, datatoken: str, service_id: str, timestamp: float
+) -> str:
+    """The 0x-hex providerData for a fee on ``datatoken``'s service ``service_id``
+    (``environment`` None for an access service).
 
     >>> provider_data("env1", "0xdt", "svc", 1700000000.5)
     '0x7b22656e7669726f6e6d656e74223a22656e7631222c2274696d657374616d70223a313730303030303030302e352c226474223a2230786474222c226964223a22737663227d'

@@ -18,6 +18,7 @@ from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
+from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.worker import Services, Worker, worker_is_dead
 from tidewater.settings import Settings
@@ -84,6 +85,7 @@ class Engine:
             registry=self.registry,
             data_dir=Path(settings.data_dir),
             allow_non_public_ip=settings.allow_non_public_ip,
+            storage=StorageConfig.from_settings(settings),
             lease_seconds=lease_seconds,
             credentials=CredentialStore(db, settings.credentials_key),
         )

@@ -26,6 +26,7 @@ from operator_engine.models import utcnow
 from operator_engine.publish import record_logs
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
+from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log, jobs_root
 
@@ -47,6 +48,7 @@ class Services:
     allow_non_public_ip: bool
     lease_seconds: float = 30.0
     fetch_timeout: float = 30.0
+    storage: StorageConfig | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     credentials: CredentialStore | None = None
 
@@ -181,6 +183,7 @@ class Worker:
                 is_cancelled=lambda: self._cancelled(job_id, lost),
                 on_container=lambda cid: svc.store.update(job_id, container_id=cid),
                 fetch_timeout=svc.fetch_timeout,
+                storage=svc.storage,
                 should_yield=svc.stopping.is_set,
                 registry_credential=svc.credential(entry.env.credentials_id),
             )

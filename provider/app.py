@@ -45,6 +45,8 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.results",
     "provider.routes.environments",
     "provider.routes.files",
+    "provider.routes.access",
+    "provider.routes.aquarius",
     "provider.routes.openapi",
     "provider.routes.initialize",
     "provider.routes.compute_start",

@@ -17,7 +17,7 @@ import ecies
 from web3 import Web3
 
 from contracts_abi.checksums import container_section_checksum, files_checksum
-from operator_engine.fetch import FetchError, fetch_bytes
+from operator_engine.fetch import FetchError
 from operator_engine.models import (
     AlgorithmInput,
     ComputeEnvironment,
@@ -25,6 +25,7 @@ from operator_engine.models import (
     JobRequest,
     Payments,
 )
+from operator_engine.storage import StorageConfig, fetch_bytes
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.chains import Chain
 from provider.errors import ProviderError, RequestValidationError, ResourceError
@@ -349,15 +350,8 @@ class ComputeValidator:
 
     def fetch_all(self, files: list[dict[str, Any]]) -> list[bytes]:
         try:
-            return [
-                fetch_bytes(
-                    f,
-                    allow_non_public=self.svc.settings.allow_non_public_ip,
-                    max_bytes=MAX_ALGORITHM_BYTES,
-                    timeout=10,
-                )
-                for f in files
-            ]
+            config = StorageConfig.from_settings(self.svc.settings, timeout=10)
+            return [fetch_bytes(f, config, max_bytes=MAX_ALGORITHM_BYTES) for f in files]
         except FetchError as exc:
             log.info("algorithm files unavailable: %s", exc)
             raise ResourceError("algorithm", "file_unavailable") from None

@@ -88,6 +88,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         response = _json({"error": exc.description or exc.name}, exc.code or 500)
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":  # e.g. 416's Content-Range: bytes */<length>
+                response.headers[name] = value
         if exc.code == 405 and exc.response is None:
             allowed = getattr(exc, "valid_methods", None)
             if allowed:
