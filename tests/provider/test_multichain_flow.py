@@ -186,6 +186,9 @@ def test_compute_flow_on_each_chain_and_one_chain_down(
 
     # An order on one chain is no order on the other: the DID names its chain.
     dataset_b, algorithm_b = published[SECOND_CHAIN_ID]
+    # the embedded Aquarius reads each asset on its own chain (names come from its NFT there)
+    ddo_b = first.client.get(f"/api/aquarius/assets/ddo/{dataset_b.did}").get_json()
+    assert ddo_b["chainId"] == SECOND_CHAIN_ID and ddo_b["nft"]["name"] == "tw-dataset"
     crossed = second.initialize(
         [second.item(dataset_b)], second.item(algorithm_b), "paid", int(time.time()) + 600
     )
