@@ -90,13 +90,15 @@ class Services:
         return found.ensure_live() if live else found
 
     def chain_of(self, did: str) -> Chain | None:
-        """The chain serving asset ``did`` (None when no reachable chain knows it); 503 when
-        the chain it was indexed on is down."""
+        """The chain serving asset ``did``, or None when no chain knows it. 503 when the chain
+        it was indexed on is down, or when no reachable chain knows it while another chain is
+        down (the DID may be that chain's: unknown is not the answer then)."""
         if len(self.chains) == 1:
             return self.chain(next(iter(self.chains)))
         hint = indexed_chain(self.db, did)
         if hint in self.chains:
             return self.chain(hint)
+        outage: ChainUnavailable | None = None
         for chain_id, chain in self.chains.items():
             if chain.resolver is None:
                 continue
@@ -104,8 +106,10 @@ class Services:
                 chain.ensure_live()
                 if chain.resolver.resolve(did) is not None:
                     return self.chain(chain_id)
-            except ChainUnavailable:
-                continue  # another chain's outage must not fail this request
+            except ChainUnavailable as exc:  # another chain's outage must not fail a found DID
+                outage = outage or exc
+        if outage is not None:
+            raise outage
         return None
 
     def request_chain(self, raw_chain_id: object, did: object) -> Chain | None:

@@ -258,3 +258,32 @@ def test_an_aquarius_resolver_answers_each_chain_only_its_own_assets() -> None:
     assert ChainFilter(Shared(asset(58008)), 58008).resolve("did:op:x") is not None
     assert ChainFilter(Shared(asset(58008)), 8996).resolve("did:op:x") is None
     assert ChainFilter(Shared(asset(0)), 8996).resolve("did:op:x") is not None  # names no chain
+
+
+def test_a_did_is_found_on_its_chain_whatever_the_others_state(
+    tmp_path: Path, engine: Engine, nodes: dict[int, Node]
+) -> None:
+    from provider.asset import Asset
+    from provider.chain import ChainUnavailable
+
+    known, unknown = "did:op:" + "0a" * 32, "did:op:" + "0b" * 32
+
+    class Fixed:
+        def __init__(self, assets: dict[str, Asset]) -> None:
+            self.assets = assets
+
+        def resolve(self, did: str) -> Asset | None:
+            return self.assets.get(did)
+
+    svc = create_app(two_chain_settings(tmp_path), engine=engine, web3=nodes).extensions[
+        "tidewater"
+    ]
+    svc.chains[8996].resolver = Fixed({known: Asset(known, {}, 0, "0x" + "00" * 20, "", 8996)})
+    svc.chains[58008].resolver = Fixed({})
+    nodes[58008].up = False
+    assert svc.chain_of(known) is svc.chains[8996]  # the other chain's outage does not matter
+    # no reachable chain knows it, and 58008 might: unknown is not the answer while it is down
+    with pytest.raises(ChainUnavailable, match=r"^chain 58008 is unavailable"):
+        svc.chain_of(unknown)
+    nodes[58008].up = True
+    assert svc.chain_of(unknown) is None
