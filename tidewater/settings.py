@@ -168,8 +168,9 @@ class Settings:
 
     network_url: str = "http://127.0.0.1:8545"
     provider_private_key: str | None = field(default=None, repr=False)
-    network_urls: dict[int, str] = field(default_factory=dict)
-    provider_private_keys: dict[int, str] = field(default_factory=dict, repr=False)
+    # hash=False: a dict cannot be hashed, and Settings stays hashable without them
+    network_urls: dict[int, str] = field(default_factory=dict, hash=False)
+    provider_private_keys: dict[int, str] = field(default_factory=dict, repr=False, hash=False)
     data_dir: Path = Path(".tidewater")
     address_file: Path = Path(".tidewater/address.json")
     db_url: str = "sqlite:///.tidewater/tidewater.db"

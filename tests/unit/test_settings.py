@@ -114,3 +114,10 @@ def test_bad_key_messages_never_echo_the_key() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"PROVIDER_PRIVATE_KEY": f'{{"8996": "{secret}"}}'})
     assert secret not in str(caught.value)
+
+
+def test_settings_with_several_chains_stay_hashable() -> None:
+    s = Settings.from_env({"NETWORK_URL": TWO_URLS, "PROVIDER_PRIVATE_KEY": KEY})
+    assert hash(s) == hash(
+        Settings.from_env({"NETWORK_URL": TWO_URLS, "PROVIDER_PRIVATE_KEY": KEY})
+    )
