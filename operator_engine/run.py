@@ -110,6 +110,7 @@ def run(ctx: JobContext) -> Outcome:
     try:
         if outcome is None:
             info = runner.wait(cid)
+            ctx.state["exit_code"] = info.exit_code
             if info.exit_code == 0 and not info.oom_killed:
                 outcome = Outcome.ok()
             else:

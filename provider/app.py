@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from flask import Flask, Response, current_app, request
 from sqlalchemy import Engine as SqlEngine
 
-from provider.chain import ChainUnavailable, guard_chain
-from provider.chains import Chain, UnknownChain, host_of, parse_chain_id
+from provider.chain import ChainUnavailable
+from provider.chains import (
+    Chain,
+    UnknownChain,
+    build_chains,
+    install_fee_token_rules,
+    parse_chain_id,
+)
+from provider.chains import ChainUnavailableError as ChainUnavailableError  # re-exported
 from provider.errors import register_error_handlers
 from provider.indexer import indexed_chain
 from provider.indexer import metadata as index_tables
+from provider.json_limits import install_json_limits
 from provider.logs import install_request_logging
 from provider.metrics import install_metrics
 from provider.nonces import NonceStore
@@ -43,6 +48,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.decrypt",
     "provider.routes.jobs",
     "provider.routes.results",
+    "provider.routes.receipts",
     "provider.routes.environments",
     "provider.routes.files",
     "provider.routes.access",
@@ -57,10 +63,6 @@ _CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 _CORS_EXPOSE = "Content-Disposition, Content-Length, X-Request-Id"
 RPC_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
-
-
-class ChainUnavailableError(RuntimeError):
-    """A chain needed at start-up did not answer; the message is one line naming it."""
 
 
 @dataclass
@@ -155,119 +157,6 @@ def services() -> Services:
     return current_app.extensions["tidewater"]  # type: ignore[no-any-return]
 
 
-def build_web3(url: str) -> Any:
-    from web3 import Web3
-
-    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
-
-
-def _node_chain_id(web3: Any) -> int | None:
-    try:
-        return int(web3.eth.chain_id)
-    except Exception:  # any transport failure: the caller says which chain
-        return None
-
-
-def build_chains(settings: Settings, web3: Any = None) -> dict[int, Chain]:
-    """One :class:`Chain` per configured chain (``web3``: a client for the one chain, or chain
-    id → client; default a client of each chain's URL). A plain NETWORK_URL must answer now (its
-    chain id is read from it); a chain of a JSON NETWORK_URL that is down is logged and served
-    as unavailable. A node answering another chain id stops start-up."""
-    chains: dict[int, Chain] = {}
-    for configured, url in settings.rpc_urls().items():
-        client = web3.get(configured) if isinstance(web3, Mapping) else web3
-        if client is None:
-            client = build_web3(url)
-        answered = _node_chain_id(client)
-        if configured == 0 and answered is None:
-            raise ChainUnavailableError(
-                f"the chain at NETWORK_URL={url} is unreachable: start it (`tidewater chain`) "
-                "or fix NETWORK_URL"
-            )
-        if configured and answered is not None and answered != configured:
-            raise ChainUnavailableError(
-                f"NETWORK_URL: the node for chain {configured} ({host_of(url)}) is chain "
-                f"{answered}: fix the chain id or the URL"
-            )
-        chain_id = configured or int(answered or 0)
-        if answered is None:
-            log.warning(
-                "chain %s (%s) does not answer at start-up: its requests answer 503 until it "
-                "does; the other chains are served",
-                chain_id,
-                host_of(url),
-            )
-        guard_chain(client, chain_id)  # its RPC outages answer 503 naming it
-        chains[chain_id] = Chain(
-            chain_id=chain_id,
-            url=url,
-            web3=client,
-            account=Account.from_key(settings.private_key_for(chain_id)),
-            addresses=_addresses(settings, chain_id),
-        )
-    return chains
-
-
-def _addresses(settings: Settings, chain_id: int) -> dict[str, Any]:
-    try:
-        from contracts_abi.deploy import read_address_file
-        from contracts_abi.errors import AddressFileError
-    except ImportError:
-        return {}
-    try:
-        return read_address_file(settings.address_file, chain_id)
-    except AddressFileError as exc:
-        log.warning("chain %s: %s", chain_id, exc)
-        return {}
-
-
-def _install_fee_token_rules(engine: Any, chains: dict[int, Chain], *, single: bool) -> None:
-    """Give each chain its fee-token rule (see
-    :class:`~operator_engine.environments.FeeTokenRule`) and the engine's registry the rule
-    that checks every environment: with a ``single`` chain (a plain NETWORK_URL, which
-    answered) that chain's (tokens resolved, as listed), else
-    :class:`~operator_engine.environments.ChainFeeTokens` (each chain resolves its own token
-    when it offers an environment; a chain that is down is checked once it answers). A file
-    environment whose token has no code on a chain that answers raises
-    :class:`~operator_engine.environments.EnvironmentConfigError` now."""
-    from operator_engine.environments import ChainFeeTokens, EnvironmentRegistry
-    from provider.fees import fee_token_rule
-
-    rules = {
-        chain_id: fee_token_rule(chain.web3, chain.addresses, chain_id)
-        for chain_id, chain in chains.items()
-    }
-    for chain_id, chain in chains.items():
-        chain.fee_tokens = rules[chain_id]
-    registry = getattr(engine, "registry", None)
-    if isinstance(registry, EnvironmentRegistry):
-        only = next(iter(rules.values())) if single and len(rules) == 1 else None
-        registry.fee_tokens = only or ChainFeeTokens(rules)
-        registry.file_envs()
-
-
-def check_environments(settings: Settings, chain_ids: list[int]) -> None:
-    """Load the configured environments with the fee-token rules of ``chain_ids`` (the chains
-    that answered), as :func:`create_app` will; raises
-    :class:`~operator_engine.environments.EnvironmentConfigError` (one line)."""
-    from operator_engine.environments import EnvironmentRegistry
-
-    urls = settings.rpc_urls()
-    chains = {
-        chain_id: Chain(
-            chain_id=chain_id,
-            url=urls.get(chain_id) or urls[0],
-            web3=build_web3(urls.get(chain_id) or urls[0]),
-            account=Account.from_key(settings.private_key_for(chain_id)),
-            addresses=_addresses(settings, chain_id),
-        )
-        for chain_id in chain_ids
-    }
-    engine = SimpleNamespace(registry=EnvironmentRegistry(settings.environments_file, None))
-    if chains:
-        _install_fee_token_rules(engine, chains, single=0 in urls)
-
-
 def _import_optional(name: str) -> Any | None:
     try:
         return importlib.import_module(name)
@@ -308,10 +197,9 @@ def create_app(
         from operator_engine.api import Engine
 
         engine = Engine.from_settings(settings)
-    _install_fee_token_rules(engine, chains, single=0 in settings.rpc_urls())
+    install_fee_token_rules(engine, chains, single=0 in settings.rpc_urls())
     app = Flask("provider")
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     svc = Services(
         settings=settings,
         db=engine.db,
@@ -328,6 +216,8 @@ def create_app(
     register_error_handlers(app)
     install_request_logging(app)
     install_metrics(app)
+    install_json_limits(app)  # after the request id and the metrics clock are set
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     _install_cors(app)
     for name in BLUEPRINTS:
         module = _import_optional(name)

@@ -19,22 +19,27 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from operator_engine.environments import EnvironmentConfigError, FeeTokenRule, FeeTokenUnchecked
 from operator_engine.models import ComputeEnvironment
-from provider.chain import ChainUnavailable
+from provider.chain import ChainUnavailable, guard_chain
 from provider.errors import ProviderError, RequestValidationError
 from provider.params import is_digits
+from tidewater.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: A chain that answered is not asked again for this many seconds.
 LIVE_FOR_S = 1.0
+RPC_TIMEOUT_S = 10.0
 
 
 class UnknownChain(ProviderError):
@@ -116,6 +121,124 @@ class Chain:
             ) from None
         except EnvironmentConfigError as exc:
             raise ProviderError(str(exc), 503) from None
+
+
+class ChainUnavailableError(RuntimeError):
+    """A chain needed at start-up did not answer; the message is one line naming it."""
+
+
+def build_web3(url: str) -> Any:
+    from web3 import Web3
+
+    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
+
+
+def _node_chain_id(web3: Any) -> int | None:
+    try:
+        return int(web3.eth.chain_id)
+    except Exception:  # any transport failure: the caller says which chain
+        return None
+
+
+def build_chains(settings: Settings, web3: Any = None) -> dict[int, Chain]:
+    """One :class:`Chain` per configured chain (``web3``: a client for the one chain, or chain
+    id → client; default a client of each chain's URL). A plain NETWORK_URL must answer now (its
+    chain id is read from it); a chain of a JSON NETWORK_URL that is down is logged and served
+    as unavailable. A node answering another chain id stops start-up."""
+    chains: dict[int, Chain] = {}
+    for configured, url in settings.rpc_urls().items():
+        client = web3.get(configured) if isinstance(web3, Mapping) else web3
+        if client is None:
+            client = build_web3(url)
+        answered = _node_chain_id(client)
+        if configured == 0 and answered is None:
+            raise ChainUnavailableError(
+                f"the chain at NETWORK_URL={url} is unreachable: start it (`tidewater chain`) "
+                "or fix NETWORK_URL"
+            )
+        if configured and answered is not None and answered != configured:
+            raise ChainUnavailableError(
+                f"NETWORK_URL: the node for chain {configured} ({host_of(url)}) is chain "
+                f"{answered}: fix the chain id or the URL"
+            )
+        chain_id = configured or int(answered or 0)
+        if answered is None:
+            log.warning(
+                "chain %s (%s) does not answer at start-up: its requests answer 503 until it "
+                "does; the other chains are served",
+                chain_id,
+                host_of(url),
+            )
+        guard_chain(client, chain_id)  # its RPC outages answer 503 naming it
+        chains[chain_id] = Chain(
+            chain_id=chain_id,
+            url=url,
+            web3=client,
+            account=Account.from_key(settings.private_key_for(chain_id)),
+            addresses=_addresses(settings, chain_id),
+        )
+    return chains
+
+
+def _addresses(settings: Settings, chain_id: int) -> dict[str, Any]:
+    """``chain_id``'s address-file entry ({} when there is none: logged)."""
+    try:
+        from contracts_abi.deploy import read_address_file
+        from contracts_abi.errors import AddressFileError
+    except ImportError:
+        return {}
+    try:
+        return read_address_file(settings.address_file, chain_id)
+    except AddressFileError as exc:
+        log.warning("chain %s: %s", chain_id, exc)
+        return {}
+
+
+def install_fee_token_rules(engine: Any, chains: dict[int, Chain], *, single: bool) -> None:
+    """Give each chain its fee-token rule (see
+    :class:`~operator_engine.environments.FeeTokenRule`) and the engine's registry the rule
+    that checks every environment: with a ``single`` chain (a plain NETWORK_URL, which
+    answered) that chain's (tokens resolved, as listed), else
+    :class:`~operator_engine.environments.ChainFeeTokens` (each chain resolves its own token
+    when it offers an environment; a chain that is down is checked once it answers). A file
+    environment whose token has no code on a chain that answers raises
+    :class:`~operator_engine.environments.EnvironmentConfigError` now."""
+    from operator_engine.environments import ChainFeeTokens, EnvironmentRegistry
+    from provider.fees import fee_token_rule
+
+    rules = {
+        chain_id: fee_token_rule(chain.web3, chain.addresses, chain_id)
+        for chain_id, chain in chains.items()
+    }
+    for chain_id, chain in chains.items():
+        chain.fee_tokens = rules[chain_id]
+    registry = getattr(engine, "registry", None)
+    if isinstance(registry, EnvironmentRegistry):
+        only = next(iter(rules.values())) if single and len(rules) == 1 else None
+        registry.fee_tokens = only or ChainFeeTokens(rules)
+        registry.file_envs()
+
+
+def check_environments(settings: Settings, chain_ids: list[int]) -> None:
+    """Load the configured environments with the fee-token rules of ``chain_ids`` (the chains
+    that answered), as ``create_app`` will; raises
+    :class:`~operator_engine.environments.EnvironmentConfigError` (one line)."""
+    from operator_engine.environments import EnvironmentRegistry
+
+    urls = settings.rpc_urls()
+    chains = {
+        chain_id: Chain(
+            chain_id=chain_id,
+            url=urls.get(chain_id) or urls[0],
+            web3=build_web3(urls.get(chain_id) or urls[0]),
+            account=Account.from_key(settings.private_key_for(chain_id)),
+            addresses=_addresses(settings, chain_id),
+        )
+        for chain_id in chain_ids
+    }
+    engine = SimpleNamespace(registry=EnvironmentRegistry(settings.environments_file, None))
+    if chains:
+        install_fee_token_rules(engine, chains, single=0 in urls)
 
 
 def parse_chain_id(raw: object, name: str = "chainId") -> int:

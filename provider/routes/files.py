@@ -16,13 +16,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from operator_engine.storage import TYPES, StorageConfig, file_info
+from provider import json_limits
 from provider.app import services
 from provider.chains import Chain
 from provider.compute_validation import check_container, parse_json_field
@@ -62,7 +62,7 @@ def _service_files(chain: Chain | None, did: str, service_id: str) -> list[Any]:
         raise ResourceError("dataset.serviceId", "not_found", 404)
     encrypted = found[1].get("files")
     try:
-        plain = json.loads(decrypt_hex(chain.private_key, str(encrypted)))
+        plain = json_limits.loads(decrypt_hex(chain.private_key, str(encrypted)))
     except (DecryptionError, ValueError):
         raise ProviderError("the service's files cannot be decrypted by this provider") from None
     files = plain.get("files") if isinstance(plain, dict) else None

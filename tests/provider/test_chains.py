@@ -19,7 +19,8 @@ from flask.testing import FlaskClient
 from web3 import Web3
 
 from operator_engine.api import Engine
-from provider.app import ChainUnavailableError, create_app
+from provider.app import create_app
+from provider.chains import ChainUnavailableError
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
     FAKE_OCEAN,
     OTHER_KEY,
@@ -213,8 +214,8 @@ def test_a_node_answering_another_chain_id_stops_start_up(tmp_path: Path, engine
 
 def test_each_chains_client_turns_its_outages_into_503_naming_it(tmp_path: Path) -> None:
     from contracts_abi.devchain import free_port
-    from provider.app import build_chains
     from provider.chain import ChainUnavailable
+    from provider.chains import build_chains
 
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens: both nodes are down
     settings = two_chain_settings(tmp_path).with_(network_urls={8996: down, 58008: down})
