@@ -426,7 +426,7 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
         algorithm=algorithm,
         agreement_id=orders[0].tx_id.lower(),
         expire_timestamp=int(orders[0].provider_fee["validUntil"]),
-        chain_id=svc.chain_id,
+        chain_id=chain.chain_id,
     )
     return ValidatedCompute(
         request=request, orders=orders, order_fields=fields, chain_id=chain.chain_id

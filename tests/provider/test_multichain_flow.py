@@ -17,8 +17,9 @@ from web3 import Web3
 
 from contracts_abi import publish
 from contracts_abi.deploy import deploy_stack, read_address_file, write_address_file
-from contracts_abi.devchain import Ganache, free_port
+from contracts_abi.devchain import DEV_ACCOUNTS, Ganache, free_port
 from contracts_abi.did import did_suffix
+from operator_engine.receipts import RESULT_TYPE, recover
 from tests.provider.chainflow import (
     ALGORITHM,
     ONE,
@@ -88,9 +89,11 @@ def flows(
     free = {"id": "free", "maxJobDuration": 60, "maxJobs": 1}  # fee token: each chain's Ocean
     (tmp / "envs.json").write_text(json.dumps([paid, free]))
     urls = {str(w3.eth.chain_id): ganache.url, str(SECOND_CHAIN_ID): second_chain.url}
+    # one provider key per chain: 58008's fees and receipts are signed by another account
+    keys = {w3.eth.chain_id: provider_private_key, SECOND_CHAIN_ID: DEV_ACCOUNTS["other"]}
     env = {
         "NETWORK_URL": json.dumps(urls),
-        "PROVIDER_PRIVATE_KEY": provider_private_key,
+        "PROVIDER_PRIVATE_KEY": json.dumps({str(c): k for c, k in keys.items()}),
         "ADDRESS_FILE": str(address_file),
         "TIDEWATER_DATA_DIR": str(tmp / "data"),
         "TIDEWATER_ENVIRONMENTS": str(tmp / "envs.json"),
@@ -110,12 +113,12 @@ def flows(
                 addresses=dict(addresses),
                 publisher=publisher_account,
                 consumer=consumer_account,
-                provider_address=provider_address,
+                provider_address=Account.from_key(keys[chain_w3.eth.chain_id]).address,
                 engine=None,
                 files=files,
                 env_consumer=provider_address,
                 chain_id=int(chain_w3.eth.chain_id),
-                provider_key=provider_private_key,
+                provider_key=keys[chain_w3.eth.chain_id],
             )
             for chain_w3, addresses in ((w3, deployed), (w3_b, deployed_b))
         }
@@ -159,6 +162,11 @@ def _run_paid_job(flow: Flow, dataset: Published, algorithm: Published) -> dict[
     output = by_name[f"{did_suffix(dataset.did)[:8]}-0.txt"]
     downloaded = flow.result(job["jobId"], output["index"])
     assert downloaded.status_code == 200 and downloaded.data == DATA.upper()
+    # the job's receipt is signed for its chain, with that chain's provider key
+    [signed] = [r for r in done["results"] if r["type"] == RESULT_TYPE]
+    receipt = json.loads(flow.result(job["jobId"], signed["index"]).data)
+    assert receipt["domain"]["chainId"] == flow.chain_id
+    assert recover(receipt) == receipt["signer"] == flow.provider_address
     return done
 
 
@@ -172,7 +180,8 @@ def test_compute_flow_on_each_chain_and_one_chain_down(
     first, second = flows[first_id], flows[SECOND_CHAIN_ID]
     root = first.client.get("/").get_json()
     assert root["chainIds"] == [first_id, SECOND_CHAIN_ID]
-    assert set(root["providerAddresses"]) == {str(first_id), str(SECOND_CHAIN_ID)}
+    assert root["providerAddresses"] == {str(c): flow.provider_address for c, flow in flows.items()}
+    assert first.provider_address != second.provider_address  # one key per chain
     envs = first.client.get("/api/services/computeEnvironments").get_json()
     assert set(envs) == {str(first_id), str(SECOND_CHAIN_ID)}
     for chain_id, flow in flows.items():
