@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
-bootstrap: $(STAMP) node_modules/.package-lock.json
+tests/clients/oceanjs8/node_modules/.package-lock.json: tests/clients/oceanjs8/package.json tests/clients/oceanjs8/package-lock.json
+	cd tests/clients/oceanjs8 && npm ci --no-audit --no-fund --loglevel=error
+
+bootstrap: $(STAMP) node_modules/.package-lock.json tests/clients/oceanjs8/node_modules/.package-lock.json
 
 demo: bootstrap
 	$(BIN)/tidewater demo

@@ -57,10 +57,13 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.initialize",
     "provider.routes.compute_start",
     "provider.admin.routes",
+    "provider.node",
 )
 
 _CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
-_CORS_EXPOSE = "Content-Disposition, Content-Length, X-Request-Id"
+_CORS_EXPOSE = "Content-Disposition, Content-Length, Content-Range, Accept-Ranges, X-Request-Id"
+#: Preflights that name no headers still get these (ocean.js 8 sends Authorization and Range).
+_CORS_HEADERS = "Content-Type, Authorization, Range"
 RPC_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
 
@@ -91,23 +94,25 @@ class Services:
             raise UnknownChain(number, sorted(self.chains))
         return found.ensure_live() if live else found
 
-    def chain_of(self, did: str) -> Chain | None:
+    def chain_of(self, did: str, *, live: bool = True) -> Chain | None:
         """The chain serving asset ``did``, or None when no chain knows it. 503 when the chain
-        it was indexed on is down, or when no reachable chain knows it while another chain is
-        down (the DID may be that chain's: unknown is not the answer then)."""
+        it was indexed on is down (unless not ``live``: reads of what is indexed), or when no
+        reachable chain knows it while another chain is down (the DID may be that chain's:
+        unknown is not the answer then)."""
         if len(self.chains) == 1:
-            return self.chain(next(iter(self.chains)))
+            return self.chain(next(iter(self.chains)), live=live)
         hint = indexed_chain(self.db, did)
         if hint in self.chains:
-            return self.chain(hint)
+            return self.chain(hint, live=live)
         outage: ChainUnavailable | None = None
         for chain_id, chain in self.chains.items():
             if chain.resolver is None:
                 continue
             try:
-                chain.ensure_live()
+                if live:
+                    chain.ensure_live()
                 if chain.resolver.resolve(did) is not None:
-                    return self.chain(chain_id)
+                    return self.chain(chain_id, live=live)
             except ChainUnavailable as exc:  # another chain's outage must not fail a found DID
                 outage = outage or exc
         if outage is not None:
@@ -135,6 +140,10 @@ class Services:
     def web3(self) -> Any:
         return self.default_chain.web3
 
+    @web3.setter
+    def web3(self, client: Any) -> None:
+        self.default_chain.web3 = client
+
     @property
     def addresses(self) -> dict[str, Any]:
         return self.default_chain.addresses
@@ -142,6 +151,10 @@ class Services:
     @property
     def assets(self) -> Any:
         return self.default_chain.resolver
+
+    @assets.setter
+    def assets(self, resolver: Any) -> None:
+        self.default_chain.resolver = resolver
 
     @property
     def provider_account(self) -> LocalAccount:
@@ -176,7 +189,7 @@ def _install_cors(app: Flask) -> None:
         if request.method == "OPTIONS":
             headers["Access-Control-Allow-Methods"] = _CORS_METHODS
             asked = request.headers.get("Access-Control-Request-Headers")
-            headers["Access-Control-Allow-Headers"] = asked or "Content-Type"
+            headers["Access-Control-Allow-Headers"] = asked or _CORS_HEADERS
             headers["Access-Control-Max-Age"] = "600"
         return response
 

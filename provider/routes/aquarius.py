@@ -36,7 +36,7 @@ bp = Blueprint("aquarius", __name__)
 
 def _asset(svc: Services, did: str) -> tuple[Chain, Asset]:
     """The DID's chain and asset; 404 when no served chain holds it (or it is revoked)."""
-    chain = svc.chain_of(did)
+    chain = svc.chain_of(did, live=False)  # what is indexed answers while its chain is down
     resolver = chain.resolver if chain is not None else None
     asset = resolver.resolve(did) if resolver is not None else None
     if chain is None or asset is None or asset.state == STATE_REVOKED:

@@ -34,7 +34,7 @@ def compute_environments() -> ResponseReturnValue:
     chains = [svc.chain(chain_text, live=False)] if chain_text is not None else svc.chains.values()
     current = svc.engine.current_jobs()
     now = time.time()
-    offered = svc.engine.environments()
+    offered = [env for env in svc.engine.environments() if env.free_of is None]  # see /node
     body = {}
     for chain in chains:
         try:
