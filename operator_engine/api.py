@@ -7,11 +7,13 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from sqlalchemy import Engine as SqlEngine
 
-from operator_engine.db import make_engine
+from operator_engine import file_objects
+from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult
 from operator_engine.runner import ContainerRunner, RunnerError
@@ -97,6 +99,7 @@ class Engine:
         cls, settings: Settings, *, runner: ContainerRunner | None = None, **options: float
     ) -> Engine:
         """Build the store (tables created) and a Docker runner unless ``runner`` is given."""
+        private_dir(Path(settings.data_dir))
         db = make_engine(settings.db_url)
         JobStore(db).create_tables()
         if runner is None:
@@ -128,8 +131,17 @@ class Engine:
             raise EnvironmentUnavailable(
                 f"compute environment {request.environment!r} takes no new jobs ({entry.status})"
             )
-        job, created = self.store.insert(request, algo_did=algo_did)
-        if created:
+        job_id = uuid.uuid4().hex
+        folder = self.services.folder(job_id)
+        file_objects.save(folder, request)  # before the row: a claimed job finds them
+        try:
+            job, created = self.store.insert(request, algo_did=algo_did, job_id=job_id)
+        except BaseException:
+            folder.remove()
+            raise
+        if not created:
+            folder.remove()
+        else:
             self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
         self._wake.set()
         return job
@@ -188,7 +200,7 @@ class Engine:
             row = self.store.row(job_id)
             if row is None or row.worker_id is None:
                 return
-            if worker_is_dead(row.worker_id, row.heartbeat_at, self.services.lease_seconds):
+            if worker_is_dead(row, self.services.lease_seconds):
                 break
             time.sleep(0.05)
         helper = self._sync_worker or Worker(self.services, 99)

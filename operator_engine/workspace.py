@@ -4,7 +4,8 @@
 read-only), ``outputs/`` (owned by the algorithm user) and ``logs/`` (sticky, world-writable:
 the algorithm may add files but can neither replace nor alter the engine's own logs, which are
 created before the container starts). The job folder itself is 0700: other host users cannot
-read a dataset copy.
+read a dataset copy. ``files.json`` (0600) holds the job's decrypted file objects from submit
+until the inputs are removed (see :mod:`operator_engine.file_objects`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ ALGORITHM_UID = 65534
 ALGORITHM_LOG = "algorithm.log"
 CONFIGURE_LOG = "configure.log"
 PUBLISH_LOG = "publish.log"
+FILE_OBJECTS = "files.json"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -75,11 +77,19 @@ class JobFolder:
         return self.logs / name
 
     def create(self) -> None:
-        """(Re)create the tree empty, with the engine's logs in place."""
-        self.remove()
-        self.root.parent.mkdir(parents=True, exist_ok=True)
+        """(Re)create the tree empty, with the engine's logs in place (the file objects saved
+        at submit stay)."""
+        self.root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root.parent, 0o700)
-        self.root.mkdir(mode=0o700)
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        for child in self.root.iterdir():
+            if child.name == FILE_OBJECTS and not child.is_symlink():
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
         for sub in (self.inputs, self.transformations, self.ddos):
             sub.mkdir(mode=0o755)
         self.outputs.mkdir(mode=0o700)
@@ -96,9 +106,10 @@ class JobFolder:
             os.close(fd)
 
     def remove_inputs(self) -> None:
-        """Drop the dataset copy, algorithm and DDOs once the job is over."""
+        """Drop the dataset copy, algorithm, DDOs and file objects once the job is over."""
         for sub in (self.inputs, self.transformations, self.ddos):
             shutil.rmtree(sub, ignore_errors=True)
+        (self.root / FILE_OBJECTS).unlink(missing_ok=True)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

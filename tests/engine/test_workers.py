@@ -239,7 +239,7 @@ def test_stop_at_1_30_40_and_delete(
         return Outcome(Kind.OK)
 
     steps = list(pipeline.STEPS)
-    steps[2] = (JobStatus.PROVISIONED, hold, Kind.DATA_FAILED)
+    steps[2] = (JobStatus.PROVISIONED, hold)
     monkeypatch.setattr(pipeline, "STEPS", steps)
     provisioned = submit(stack, file_server, busybox_image, "true")
     engine.start(1)
