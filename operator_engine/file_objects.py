@@ -36,12 +36,15 @@ def save(folder: JobFolder, request: JobRequest) -> None:
 
 
 def load(folder: JobFolder, request: JobRequest) -> JobRequest:
-    """``request`` (as the store holds it) with its file objects put back."""
+    """``request`` (as the store holds it) with its file objects put back. A job queued by a
+    version that kept them in the store still carries them: it is returned as it is."""
     try:
         fd = os.open(folder.root / FILE_OBJECTS, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd) as handle:
             data: dict[str, Any] = json.load(handle)
     except (OSError, ValueError) as exc:
+        if request.algorithm.files or any(d.files for d in request.datasets):
+            return request
         raise FileObjectsMissing(f"the job's file objects are missing ({exc})") from None
     datasets = [
         dataclasses.replace(d, files=list(files))

@@ -17,7 +17,10 @@ from operator_engine.fetch import FetchError, fetch_to_file
 from operator_engine.runner import ImageError, RunnerError
 from operator_engine.workspace import UnsafeName, did_dirname
 
-MAX_ALGORITHM_BYTES = 64 * 1024**2
+#: The largest algorithm accepted, one number for the provider (which fetches published
+#: algorithm files to check ``filesChecksum`` when a job starts) and the engine (which fetches
+#: the algorithm into the job folder, or writes raw code).
+MAX_ALGORITHM_BYTES = 16 * 1024**2
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -93,7 +96,13 @@ def provision_algorithm(ctx: JobContext) -> Outcome:
     algo = ctx.request.algorithm
     target = ctx.folder.algorithm
     if algo.rawcode is not None:
-        _write(target, algo.rawcode.encode(), 0o755)
+        code = algo.rawcode.encode()
+        if len(code) > MAX_ALGORITHM_BYTES:
+            return Outcome(
+                Kind.ALGO_FAILED,
+                f"algorithm raw code is {len(code)} bytes, over {MAX_ALGORITHM_BYTES} bytes",
+            )
+        _write(target, code, 0o755)
         ctx.configure_log(f"algorithm: raw code, {len(algo.rawcode.encode())} bytes")
     elif algo.files:
         try:

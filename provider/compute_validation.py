@@ -19,6 +19,7 @@ from web3 import Web3
 from contracts_abi.checksums import container_section_checksum, files_checksum
 from operator_engine.fetch import FetchError, fetch_bytes
 from operator_engine.models import AlgorithmInput, ComputeEnvironment, DatasetInput, JobRequest
+from operator_engine.provision import MAX_ALGORITHM_BYTES
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
@@ -27,8 +28,6 @@ from provider.params import require, text_param
 
 log = logging.getLogger(__name__)
 
-#: Algorithm files fetched to verify ``filesChecksum`` are capped at this size.
-MAX_ALGORITHM_BYTES = 16 * 1024 * 1024
 UNKNOWN_ENVIRONMENT = "Compute environment does not exist"
 
 

@@ -111,7 +111,7 @@ class Indexer:
 
     # -- store ----------------------------------------------------------------------------
     def cursor(self) -> int:
-        with self.db.connect() as conn:
+        with reading(self.db) as conn:
             value = conn.execute(
                 sa.select(cursors.c.block).where(cursors.c.name == self.factory.lower())
             ).scalar()

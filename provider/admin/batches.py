@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from operator_engine.db import reading
 from operator_engine.statuses import JobStatus
 from operator_engine.store import jobs
 
@@ -49,7 +50,7 @@ def job_rows(db: sa.Engine, env_id: str | None = None) -> list[Any]:
     query = sa.select(jobs).order_by(jobs.c.date_created, jobs.c.job_id)
     if env_id is not None:
         query = query.where(jobs.c.environment == env_id)
-    with db.begin() as conn:
+    with reading(db) as conn:
         return list(conn.execute(query).all())
 
 
@@ -68,8 +69,24 @@ def hardware(env: Any) -> dict[str, Any]:
     }
 
 
+def public_request(request: Any) -> dict[str, Any]:
+    """The stored request without any ``files`` list: decrypted file objects (the publisher's
+    URLs) are never shown, whatever version of the engine stored the row."""
+    if not isinstance(request, dict):
+        return {}
+    shown = dict(request)
+    shown["datasets"] = [
+        {k: v for k, v in d.items() if k != "files"}
+        for d in request.get("datasets") or []
+        if isinstance(d, dict)
+    ]
+    if isinstance(request.get("algorithm"), dict):
+        shown["algorithm"] = {k: v for k, v in request["algorithm"].items() if k != "files"}
+    return shown
+
+
 def job_view(row: Any, env: Any | None) -> dict[str, Any]:
-    request = row.request or {}
+    request = public_request(row.request)
     return {
         "job_id": row.job_id,
         "status": batch_state(row.status, has_container=bool(row.container_id)),

@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from operator_engine.db import reading
 from operator_engine.models import utcnow
 
 metadata = sa.MetaData()
@@ -42,12 +45,20 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+_prepared: weakref.WeakSet[Engine] = weakref.WeakSet()
+_prepare_lock = threading.Lock()
+
+
 class TokenStore:
-    """Admin tokens in the job store's database (table ``admin_tokens``)."""
+    """Admin tokens in the job store's database (table ``admin_tokens``). The table is created
+    once per database engine, not per request; token checks are read-only transactions."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        with _prepare_lock:
+            if engine not in _prepared:
+                metadata.create_all(engine)
+                _prepared.add(engine)
 
     def create(self, name: str) -> str:
         """A new token named ``name``; the clear token is returned once and never stored."""
@@ -71,7 +82,7 @@ class TokenStore:
         return token
 
     def list(self) -> list[TokenInfo]:
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(sa.select(admin_tokens).order_by(admin_tokens.c.date_created))
             return [TokenInfo(r.id, r.name, r.date_created, r.revoked_at) for r in rows]
 
@@ -92,7 +103,7 @@ class TokenStore:
     def is_valid(self, token: str) -> bool:
         """True when ``token`` is a live (unrevoked) admin token."""
         digest = _digest(token)
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             hashes = conn.execute(
                 sa.select(admin_tokens.c.token_hash).where(admin_tokens.c.revoked_at.is_(None))
             ).all()

@@ -15,6 +15,7 @@ from operator_engine import pipeline
 from operator_engine.api import Engine
 from operator_engine.context import JobContext, Outcome
 from operator_engine.models import utcnow
+from operator_engine.provision import MAX_ALGORITHM_BYTES
 from operator_engine.runner import ContainerSpec, FakeRunner, RunnerError
 from operator_engine.statuses import CRASH_FAILURE, IN_FLIGHT, TRANSITIONS, JobStatus
 from operator_engine.worker import ORPHAN_GRACE_SECONDS, Worker
@@ -192,3 +193,47 @@ def test_one_failing_container_removal_does_not_abort_the_sweep(
     assert store.get(expired.job_id).results == []  # type: ignore[union-attr]
     assert not engine.services.folder(expired.job_id).exists()
     assert [r.id for r in store.env_rows()] == []
+
+
+# -- item 5: one algorithm size limit ---------------------------------------------------------
+
+
+def test_the_provider_and_the_engine_accept_the_same_largest_algorithm(
+    tmp_path: Path, file_server: FileServer
+) -> None:
+    from types import SimpleNamespace
+
+    from provider.compute_validation import ComputeValidator
+    from provider.errors import ResourceError
+
+    limit = MAX_ALGORITHM_BYTES
+    file_server.files["/d.csv"] = b"x\n"
+    file_server.files["/fits.py"] = b"#" * limit
+    file_server.files["/over.py"] = b"#" * (limit + 1)
+    provider_side = object.__new__(ComputeValidator)
+    provider_side.svc = SimpleNamespace(settings=SimpleNamespace(allow_non_public_ip=True))
+    engine, _db = _engine(tmp_path, FakeRunner())
+    engine.runner.images["tidewater/fake:1"] = "sha256:" + "f" * 64  # type: ignore[attr-defined]
+    outcomes = {}
+    for name in ("fits", "over"):
+        files = [{"type": "url", "url": file_server.url(f"/{name}.py")}]
+        try:
+            provider_side.fetch_all(files)
+            outcomes[f"provider {name}"] = "accepted"
+        except ResourceError:
+            outcomes[f"provider {name}"] = "refused"
+        job = engine.submit(
+            request(
+                files=[{"type": "url", "url": file_server.url("/d.csv")}],
+                algo_files=files,
+            )
+        )
+        engine.run_until_idle()
+        status = engine.get(job.job_id).status  # type: ignore[union-attr]
+        outcomes[f"engine {name}"] = "accepted" if status is S.FINISHED else "refused"
+    assert outcomes == {
+        "provider fits": "accepted",
+        "engine fits": "accepted",
+        "provider over": "refused",
+        "engine over": "refused",
+    }
