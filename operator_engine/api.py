@@ -85,6 +85,7 @@ class Engine:
             data_dir=Path(settings.data_dir),
             allow_non_public_ip=settings.allow_non_public_ip,
             lease_seconds=lease_seconds,
+            disk_quota=settings.disk_quota,
         )
         self._stopping = self.services.stopping
         self.poll_seconds = poll_seconds

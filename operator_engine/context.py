@@ -52,6 +52,7 @@ class JobContext:
     on_container: Callable[[str], object] = lambda _cid: None
     should_yield: Callable[[], bool] = lambda: False  # the engine is shutting down
     fetch_timeout: float = 30.0
+    disk_quota: str = "auto"  # TIDEWATER_DISK_QUOTA: loop, poll or auto
     state: dict[str, Any] = field(default_factory=dict)
 
     def configure_log(self, text: str) -> None:

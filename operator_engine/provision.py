@@ -103,6 +103,7 @@ def provision_algorithm(ctx: JobContext) -> Outcome:
                 f"algorithm raw code is {len(code)} bytes, over {MAX_ALGORITHM_BYTES} bytes",
             )
         _write(target, code, 0o755)
+        ctx.state["disk_left"] = ctx.state.get("disk_left", 0) - len(code)
         ctx.configure_log(f"algorithm: raw code, {len(algo.rawcode.encode())} bytes")
     elif algo.files:
         try:
@@ -116,6 +117,7 @@ def provision_algorithm(ctx: JobContext) -> Outcome:
         except FetchError as exc:
             return Outcome(Kind.ALGO_FAILED, f"algorithm file: {exc.public}")
         os.chmod(target, 0o755)
+        ctx.state["disk_left"] = ctx.state.get("disk_left", 0) - size
         ctx.configure_log(f"algorithm {algo.did}: {size} bytes, sha256 {sha}")
     else:
         return Outcome(Kind.ALGO_FAILED, "algorithm has neither raw code nor files")

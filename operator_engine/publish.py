@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from operator_engine.context import JobContext, Kind, Outcome
+from operator_engine.quota import settle
 from operator_engine.store import JobStore, ResultRecord
 from operator_engine.workspace import (
     ALGORITHM_LOG,
@@ -59,6 +60,7 @@ def log_records(folder: JobFolder) -> list[ResultRecord]:
 
 def record_logs(store: JobStore, job_id: str, folder: JobFolder, reason: str | None) -> None:
     """Publish only the logs (failed or stopped jobs), with ``reason`` in the publish log."""
+    settle(folder)
     if reason:
         append_log(folder.log(PUBLISH_LOG), f"job ended: {reason}")
     store.set_results(job_id, log_records(folder))

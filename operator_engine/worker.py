@@ -52,6 +52,7 @@ class Services:
     allow_non_public_ip: bool
     lease_seconds: float = 30.0
     fetch_timeout: float = 30.0
+    disk_quota: str = "auto"
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def folder(self, job_id: str) -> JobFolder:
@@ -188,6 +189,7 @@ class Worker:
                 is_cancelled=lambda: self._cancelled(job_id, lost),
                 on_container=lambda cid: svc.store.update(job_id, container_id=cid),
                 fetch_timeout=svc.fetch_timeout,
+                disk_quota=svc.disk_quota,
                 should_yield=svc.stopping.is_set,
             )
             pipeline.execute(ctx, svc.store, current, start)

@@ -36,7 +36,12 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
     "TIDEWATER_ADMIN_TOKEN": ("(none)", "admin token `tidewater admin` sends (client side only)"),
     "TIDEWATER_LOG_LEVEL": ("INFO", "log level (DEBUG, INFO, WARNING, ERROR)"),
+    "TIDEWATER_DISK_QUOTA": (
+        "auto",
+        "how a job's disk share is enforced: loop (ext4 image, needs root), poll, auto",
+    ),
 }
+DISK_QUOTA_MODES = ("auto", "loop", "poll")
 
 
 class SettingsError(ValueError):
@@ -101,6 +106,7 @@ class Settings:
     aquarius_url: str | None = None
     authorized_decrypters: tuple[str, ...] = ()
     log_level: str = "INFO"
+    disk_quota: str = "auto"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +123,11 @@ class Settings:
         log_level = (env.get("TIDEWATER_LOG_LEVEL") or "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"TIDEWATER_LOG_LEVEL={log_level!r}: use DEBUG/INFO/WARNING/ERROR")
+        disk_quota = (env.get("TIDEWATER_DISK_QUOTA") or "auto").strip().lower()
+        if disk_quota not in DISK_QUOTA_MODES:
+            raise SettingsError(
+                f"TIDEWATER_DISK_QUOTA={disk_quota!r}: use {', '.join(DISK_QUOTA_MODES)}"
+            )
         return cls(
             network_url=network_url,
             provider_private_key=normalize_private_key(key) if key else None,
@@ -130,6 +141,7 @@ class Settings:
             aquarius_url=env.get("AQUARIUS_URL") or None,
             authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),
             log_level=log_level,
+            disk_quota=disk_quota,
         )
 
     def with_(self, **changes: Any) -> Settings:
