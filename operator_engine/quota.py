@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 _TOOL_TIMEOUT = 60
+_loop_failed = False  # auto mode saw a loop mount fail in this process
 
 
 class QuotaError(RuntimeError):
@@ -165,10 +166,23 @@ def settle(folder: JobFolder) -> None:
 
 
 def prepare(folder: JobFolder, budget: int, max_entries: int, setting: str) -> WritableArea:
-    """The writable area of a run with ``budget`` bytes and ``max_entries`` files."""
-    mode = choose_mode(setting)
-    if mode == "poll":
-        return WritableArea(folder, "poll", budget, max_entries, folder.outputs, folder.logs)
+    """The writable area of a run with ``budget`` bytes and ``max_entries`` files. Under
+    ``auto``, a loop mount that fails (no loop device, no mount privilege) falls back to
+    polling, for this job and the rest of the process; under ``loop`` it is an error."""
+    global _loop_failed
+    mode = "poll" if setting == "auto" and _loop_failed else choose_mode(setting)
+    if mode == "loop":
+        try:
+            return _loop_area(folder, budget, max_entries)
+        except QuotaError:
+            if setting == "loop":
+                raise
+            log.warning("disk quota: loop mounts fail here; polling instead", exc_info=True)
+            _loop_failed = True
+    return WritableArea(folder, "poll", budget, max_entries, folder.outputs, folder.logs)
+
+
+def _loop_area(folder: JobFolder, budget: int, max_entries: int) -> WritableArea:
     work, image = folder.work, folder.work_image
     drop_work_area(folder)
     try:
