@@ -153,21 +153,15 @@ def test_a_lease_is_judged_by_the_expiry_its_holder_stored(store: JobStore) -> N
     assert store.abandoned(later) == []
 
 
-def test_a_store_from_before_lease_expiries_keeps_working(tmp_path: Path) -> None:
-    """An existing data dir whose jobs table lacks lease_expires_at gets the column added."""
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    old = make_engine(url)
-    JobStore(old).create_tables()
-    with old.begin() as conn:  # the jobs table as the previous version created it
+def test_a_store_from_before_lease_expiries_keeps_working(store: JobStore) -> None:
+    """An existing store whose jobs table lacks lease_expires_at gets the column added."""
+    old, _ = store.insert(request(), algo_did="raw")
+    with store.engine.begin() as conn:  # the jobs table as the previous version created it
         conn.exec_driver_sql("ALTER TABLE jobs DROP COLUMN lease_expires_at")
-    old.dispose()
-    engine = make_engine(url)
-    try:
-        upgraded = JobStore(engine)
-        upgraded.create_tables()
-        upgraded.create_tables()  # idempotent
-        job, _ = upgraded.insert(request(), algo_did="raw")
-        assert upgraded.claim("w1", ENVS, lease_seconds=30) is not None
-        assert upgraded.row(job.job_id).lease_expires_at is not None
-    finally:
-        engine.dispose()
+    store.engine.dispose()
+    upgraded = JobStore(store.engine)
+    upgraded.create_tables()
+    upgraded.create_tables()  # idempotent
+    assert upgraded.row(old.job_id).lease_expires_at is None
+    assert upgraded.claim("w1", ENVS, lease_seconds=30) is not None
+    assert upgraded.row(old.job_id).lease_expires_at is not None
