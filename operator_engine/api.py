@@ -13,8 +13,10 @@ from pathlib import Path
 from sqlalchemy import Engine as SqlEngine
 
 from operator_engine import file_objects
+from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine, private_dir
-from operator_engine.environments import EnvironmentRegistry
+from operator_engine.environments import EnvironmentRegistry, gpu_share
+from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
@@ -86,6 +88,7 @@ class Engine:
             allow_non_public_ip=settings.allow_non_public_ip,
             lease_seconds=lease_seconds,
             disk_quota=settings.disk_quota,
+            credentials=CredentialStore(db, settings.credentials_key),
         )
         self._stopping = self.services.stopping
         self.poll_seconds = poll_seconds
@@ -110,7 +113,21 @@ class Engine:
                 runner = DockerRunner(pull=settings.pull_images)
             except RunnerError as exc:
                 raise EngineError(str(exc)) from exc
-        return cls(settings, db, runner, **options)
+        engine = cls(settings, db, runner, **options)
+        engine.check_gpus()
+        return engine
+
+    def check_gpus(self) -> None:
+        """Refuse GPU environments the runner cannot serve (a clear error at load, never a
+        job stuck at 40)."""
+        wanting = [e.id for e in self.registry.file_envs() if gpu_share(e)[0] > 0]
+        if not wanting:
+            return
+        reason = self.runner.gpu_support()
+        if reason is not None:
+            raise EngineError(
+                f"compute environment(s) {', '.join(wanting)} ask for GPUs, but {reason}"
+            )
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -227,6 +244,11 @@ class Engine:
         """Environments that take jobs now (draining and errored ones are not offered)."""
         return [e.env for e in self.registry.entries().values() if e.accepts_jobs]
 
+    def primary_environment(self) -> ComputeEnvironment | None:
+        """The environment a job that names none runs in (see ``EnvironmentRegistry``)."""
+        entry = next(iter(self.registry.entries().values()), None)
+        return entry.env if entry is not None and entry.primary else None
+
     def environment(self, env_id: str) -> ComputeEnvironment | None:
         entry = self.registry.entries().get(env_id)
         return entry.env if entry is not None and entry.accepts_jobs else None
@@ -258,6 +280,13 @@ class Engine:
             log.exception("sweep failed")
 
     def _loop(self, worker: Worker, sweeper: bool) -> None:
+        WORKERS.inc()
+        try:
+            self._work(worker, sweeper)
+        finally:
+            WORKERS.dec()
+
+    def _work(self, worker: Worker, sweeper: bool) -> None:
         next_sweep = time.monotonic() + self.sweep_seconds
         while not self._stopping.is_set():
             try:

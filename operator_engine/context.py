@@ -8,6 +8,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from operator_engine.credentials import Credential
 from operator_engine.models import ComputeEnvironment, JobRequest
 from operator_engine.runner import ContainerRunner
 from operator_engine.workspace import CONFIGURE_LOG, PUBLISH_LOG, JobFolder, append_log
@@ -53,6 +54,8 @@ class JobContext:
     should_yield: Callable[[], bool] = lambda: False  # the engine is shutting down
     fetch_timeout: float = 30.0
     disk_quota: str = "auto"  # TIDEWATER_DISK_QUOTA: loop, poll or auto
+    #: the environment's stored platform credential (``credentialsId``), if any
+    registry_credential: Credential | None = None
     state: dict[str, Any] = field(default_factory=dict)
 
     def configure_log(self, text: str) -> None:

@@ -45,6 +45,8 @@ class ComputeEnvironment:
     disk_gb: float = 10.0
     gpu_number: int = 0
     gpu_type: str = ""
+    #: explicit GPU device ids (``gpuDevices``) every job of the environment is given
+    gpu_devices: tuple[str, ...] = ()
     max_jobs: int = 1
     max_job_duration: int = 3600
     storage_expiry: int = 7 * 24 * 3600
@@ -53,6 +55,10 @@ class ComputeEnvironment:
     consumer_address: str = ""
     allowed_images: tuple[str, ...] = ()
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    #: extra environment variables for the algorithm container (admin ``config.environment``)
+    container_env: tuple[tuple[str, str], ...] = ()
+    #: stored platform credentials (a registry login for private images), by id
+    credentials_id: str = ""
 
     def to_ocean(self, current_jobs: int, last_seen: float) -> dict[str, Any]:
         """The env object of ``GET computeEnvironments`` (numbers stay JSON numbers)."""

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from operator_engine.context import JobContext, Kind, Outcome
+from operator_engine.credentials import registry_login
 from operator_engine.environments import job_share
 from operator_engine.fetch import FetchError, fetch_to_file
 from operator_engine.runner import ImageError, RunnerError
@@ -51,7 +52,8 @@ def provision_image(ctx: JobContext) -> Outcome:
             Kind.ALGO_FAILED, f"image {image} is not allowed in environment {ctx.env.id}"
         )
     try:
-        ctx.state["image_id"] = ctx.runner.resolve_image(image, tag, checksum or None)
+        auth = registry_login(ctx.registry_credential, image)
+        ctx.state["image_id"] = ctx.runner.resolve_image(image, tag, checksum or None, auth)
     except ImageError as exc:
         return Outcome(Kind.ALGO_FAILED, str(exc))
     except RunnerError as exc:

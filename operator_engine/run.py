@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from operator_engine import quota
 from operator_engine.context import JobContext, Kind, Outcome
-from operator_engine.environments import job_share
+from operator_engine.environments import gpu_share, job_share
 from operator_engine.runner import ContainerSpec, Mount, RunnerError
 from operator_engine.workspace import ALGORITHM_LOG, did_dirname
 
@@ -30,6 +30,7 @@ def container_spec(ctx: JobContext, area: quota.WritableArea | None = None) -> C
     """The container of ``ctx``'s job: §10 mounts and environment, the env's share of limits;
     ``/data/outputs`` and ``/data/logs`` are ``area``'s (default: the job folder's)."""
     cpus, ram, _disk = job_share(ctx.env)
+    gpus, gpu_devices = gpu_share(ctx.env)
     algo = ctx.request.algorithm
     entrypoint = str(algo.container["entrypoint"])
     folder = ctx.folder
@@ -39,6 +40,7 @@ def container_spec(ctx: JobContext, area: quota.WritableArea | None = None) -> C
         image=ctx.state["image_id"],
         command=entrypoint.replace("$ALGO", ALGORITHM_PATH),
         environment={
+            **dict(ctx.env.container_env),
             "DIDS": json.dumps([did_dirname(d.did) for d in ctx.request.datasets]),
             "TRANSFORMATION_DID": did_dirname(algo.did) if algo.did else "",
             "VOLUME": "/data",
@@ -58,6 +60,8 @@ def container_spec(ctx: JobContext, area: quota.WritableArea | None = None) -> C
         mem_bytes=ram,
         pids_limit=PIDS_LIMIT,
         tmpfs_bytes=min(64 * 1024**2, ram // 4),
+        gpus=gpus,
+        gpu_devices=gpu_devices,
     )
 
 

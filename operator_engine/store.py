@@ -127,7 +127,15 @@ _LEASE_COLUMNS = (
     jobs.c.heartbeat_at,
     jobs.c.lease_expires_at,
 )
-ENV_STATUSES = ("CREATING", "AVAILABLE", "ERRORED", "DELETING")
+#: one-value settings the engine keeps in the store (the primary environment's id)
+engine_settings = sa.Table(
+    "engine_settings",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+ENV_STATUSES = ("CREATING", "AVAILABLE", "ERRORED", "INVALID", "DELETING")
 _CLAIM_LOCK_KEY = 0x7469_6465  # "tide": one advisory lock serialises PostgreSQL claims
 
 
@@ -278,6 +286,16 @@ class JobStore:
                 .order_by(job_events.c.id)
             ).all()
         return [(r[0], r[1], r[2]) for r in rows]
+
+    def status_counts(self) -> list[tuple[str, int, int]]:
+        """(environment, status, jobs) for every pair that has jobs (metrics read this)."""
+        with reading(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.environment, jobs.c.status, sa.func.count()).group_by(
+                    jobs.c.environment, jobs.c.status
+                )
+            ).all()
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     def live_counts(self) -> dict[str, int]:
         """Live (queued and in-flight) jobs per environment."""
@@ -605,6 +623,23 @@ class JobStore:
             return bool(
                 conn.execute(compute_envs.delete().where(compute_envs.c.id == env_id)).rowcount
             )
+
+    def primary_env(self) -> str | None:
+        """The id an operator flagged primary (``POST …/primary``), if any."""
+        with reading(self.engine) as conn:
+            return conn.execute(
+                sa.select(engine_settings.c.value).where(engine_settings.c.key == "primary_env")
+            ).scalar()
+
+    def set_primary_env(self, env_id: str) -> None:
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                engine_settings.update()
+                .where(engine_settings.c.key == "primary_env")
+                .values(value=env_id)
+            ).rowcount
+            if not changed:
+                conn.execute(engine_settings.insert().values(key="primary_env", value=env_id))
 
     def touch_env(self, env_id: str) -> None:
         """Record a job submitted to an admin-managed environment (no-op for file envs)."""

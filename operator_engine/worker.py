@@ -22,6 +22,7 @@ from typing import Any
 
 from operator_engine import file_objects, pipeline
 from operator_engine.context import JobContext, Kind, Outcome
+from operator_engine.credentials import Credential, CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import utcnow
 from operator_engine.publish import record_logs
@@ -54,9 +55,21 @@ class Services:
     fetch_timeout: float = 30.0
     disk_quota: str = "auto"
     stopping: threading.Event = field(default_factory=threading.Event)
+    credentials: CredentialStore | None = None
 
     def folder(self, job_id: str) -> JobFolder:
         return JobFolder.of(self.data_dir, job_id)
+
+    def credential(self, credentials_id: str) -> Credential | None:
+        """The stored credential ``credentials_id`` (None: none named, missing or unreadable,
+        so the pull goes without a login and a private image fails as image-not-found)."""
+        if not credentials_id or self.credentials is None:
+            return None
+        try:
+            return self.credentials.get(credentials_id)
+        except CredentialsError as exc:
+            log.warning("credentials %s: %s", credentials_id, exc.message)
+            return None
 
     def schedulable_envs(self) -> dict[str, Any]:
         return {k: e.env for k, e in self.registry.entries().items() if e.schedulable}
@@ -191,6 +204,7 @@ class Worker:
                 fetch_timeout=svc.fetch_timeout,
                 disk_quota=svc.disk_quota,
                 should_yield=svc.stopping.is_set,
+                registry_credential=svc.credential(entry.env.credentials_id),
             )
             pipeline.execute(ctx, svc.store, current, start)
         except pipeline.Yielded:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine as SqlEngine
 
 from provider.errors import register_error_handlers
 from provider.logs import install_request_logging
+from provider.metrics import install_metrics
 from provider.nonces import NonceStore
 from tidewater import __version__
 from tidewater.settings import Settings
@@ -176,6 +177,7 @@ def create_app(
         svc.assets = assets.build_resolver(svc)
     register_error_handlers(app)
     install_request_logging(app)
+    install_metrics(app)
     _install_cors(app)
     for name in BLUEPRINTS:
         module = _import_optional(name)

@@ -24,7 +24,7 @@ from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
 from provider.orders import Order, OrderError, OrderValidator, ProviderFeeInvalid
-from provider.params import require, text_param
+from provider.params import text_param
 
 log = logging.getLogger(__name__)
 
@@ -342,10 +342,11 @@ class ComputeValidator:
             raise ResourceError("order", "fees_not_paid")
 
 
-def environment_of(engine: Any, env_id: str) -> ComputeEnvironment:
-    """The engine's environment ``env_id``; unknown → 400 ``Compute environment does not exist``."""
+def environment_of(engine: Any, env_id: str | None) -> ComputeEnvironment:
+    """The engine's environment ``env_id`` (``None``: the primary one); unknown → 400
+    ``Compute environment does not exist``."""
     try:
-        env = engine.environment(env_id)
+        env = engine.primary_environment() if env_id is None else engine.environment(env_id)
     except Exception as exc:  # the engine's UnknownEnvironment (or a KeyError) alike
         log.debug("environment %r: %s", env_id, exc)
         env = None
@@ -356,8 +357,7 @@ def environment_of(engine: Any, env_id: str) -> ComputeEnvironment:
 
 def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> ValidatedCompute:
     """Validate an already signature-checked compute request into a JobRequest."""
-    require(params, "environment")
-    env = environment_of(svc.engine, str(text_param(params, "environment")))
+    env = environment_of(svc.engine, text_param(params, "environment"))
     validator = ComputeValidator(svc, params, Web3.to_checksum_address(requester), env)
     items: list[tuple[str, Any, bool]] = [("dataset", params.get("dataset"), True)]
     extra = params.get("additionalDatasets") or params.get("additionalInputs") or []

@@ -75,6 +75,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ProviderError)
     def _provider_error(exc: ProviderError) -> Response:
+        g.provider_error = exc  # counted by provider.metrics
         return _json(exc.payload(), exc.status_code)
 
     @app.errorhandler(HTTPException)

@@ -18,6 +18,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_FERNET_RE = re.compile(r"^[A-Za-z0-9_-]{43}=$")
 
 #: Every environment variable tidewater reads, with its default and meaning (the README's
 #: configuration table is checked against this by a test).
@@ -39,6 +40,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "TIDEWATER_DISK_QUOTA": (
         "auto",
         "how a job's disk share is enforced: loop (ext4 image, needs root), poll, auto",
+    ),
+    "TIDEWATER_METRICS_PUBLIC": ("false", "serve /metrics to any client, not only loopback"),
+    "TIDEWATER_CREDENTIALS_KEY": (
+        "(none: credentials disabled)",
+        "Fernet key that encrypts admin platform credentials at rest",
     ),
 }
 DISK_QUOTA_MODES = ("auto", "loop", "poll")
@@ -107,6 +113,8 @@ class Settings:
     authorized_decrypters: tuple[str, ...] = ()
     log_level: str = "INFO"
     disk_quota: str = "auto"
+    metrics_public: bool = False
+    credentials_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -128,6 +136,13 @@ class Settings:
             raise SettingsError(
                 f"TIDEWATER_DISK_QUOTA={disk_quota!r}: use {', '.join(DISK_QUOTA_MODES)}"
             )
+        credentials_key = (env.get("TIDEWATER_CREDENTIALS_KEY") or "").strip() or None
+        if credentials_key is not None and not _FERNET_RE.match(credentials_key):
+            raise SettingsError(
+                "TIDEWATER_CREDENTIALS_KEY is not a Fernet key (44 characters of url-safe "
+                "base64): make one with python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
+            )
         return cls(
             network_url=network_url,
             provider_private_key=normalize_private_key(key) if key else None,
@@ -142,6 +157,8 @@ class Settings:
             authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),
             log_level=log_level,
             disk_quota=disk_quota,
+            metrics_public=_bool(env, "TIDEWATER_METRICS_PUBLIC", False),
+            credentials_key=credentials_key,
         )
 
     def with_(self, **changes: Any) -> Settings:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -29,8 +28,16 @@ admin_tokens = sa.Table(
 )
 
 
+_READY: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 class TokenError(ValueError):
-    """A token operation that cannot be done; the message says why."""
+    """A token operation that cannot be done; the message says why, ``status_code`` its
+    HTTP status (409: the name is taken)."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 @dataclass(frozen=True)
@@ -45,20 +52,15 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-_prepared: weakref.WeakSet[Engine] = weakref.WeakSet()
-_prepare_lock = threading.Lock()
-
-
 class TokenStore:
     """Admin tokens in the job store's database (table ``admin_tokens``). The table is created
     once per database engine, not per request; token checks are read-only transactions."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        with _prepare_lock:
-            if engine not in _prepared:
-                metadata.create_all(engine)
-                _prepared.add(engine)
+        if engine not in _READY:  # once per database, not per request
+            metadata.create_all(engine)
+            _READY.add(engine)
 
     def create(self, name: str) -> str:
         """A new token named ``name``; the clear token is returned once and never stored."""
@@ -70,7 +72,7 @@ class TokenStore:
                 sa.select(admin_tokens.c.id).where(admin_tokens.c.name == name)
             ).first()
             if exists is not None:
-                raise TokenError(f"a token named {name!r} already exists")
+                raise TokenError(f"a token named {name!r} already exists", 409)
             conn.execute(
                 admin_tokens.insert().values(
                     id=uuid.uuid4().hex[:12],

@@ -93,9 +93,8 @@ def _item(
 @bp.post("/api/services/initializeCompute")
 def initialize_compute() -> ResponseReturnValue:
     params = request_params()
-    datasets, algorithm, env_id, _ = require(
-        params, "datasets", "algorithm", "compute.env", "compute.validUntil"
-    )
+    datasets, algorithm, _ = require(params, "datasets", "algorithm", "compute.validUntil")
+    env_id = (params.get("compute") or {}).get("env")
     consumer = address_param(params, "consumerAddress")
     if not isinstance(datasets, list) or not datasets:
         raise RequestValidationError({"datasets": ["The datasets field must be a list."]})
@@ -103,7 +102,7 @@ def initialize_compute() -> ResponseReturnValue:
         raise RequestValidationError({"algorithm": ["The algorithm field must be an object."]})
     valid_until = _valid_until(params)
     svc = services()
-    env = environment_of(svc.engine, str(env_id))
+    env = environment_of(svc.engine, None if env_id is None else str(env_id))
     orders = OrderValidator(svc.web3, svc.provider_address)
     common: dict[str, Any] = {"env": env, "valid_until": valid_until, "consumer": str(consumer)}
     body: dict[str, Any] = {

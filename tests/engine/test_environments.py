@@ -80,4 +80,4 @@ def test_registry_merges_file_and_store_fresh_each_time(tmp_path: Path) -> None:
     entries = registry.entries()
     assert entries["api"].env.max_jobs == 3 and entries["tidewater-free"].env.max_jobs == 2
     store.put_env("bad", {"maxJobs": "x"})
-    assert registry.entries()["bad"].status == "ERRORED"
+    assert registry.entries()["bad"].status == "INVALID"

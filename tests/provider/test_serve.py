@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts_abi.devchain import Ganache, free_port
 from tests.provider.core_support import PROVIDER_KEY
@@ -90,6 +91,16 @@ def test_serve_answers_logs_json_and_stops_on_sigterm(
         assert reply.headers["Access-Control-Allow-Origin"] == "*"
         envs = requests.get(base + "/api/services/computeEnvironments", timeout=5)
         assert envs.status_code == 200 and envs.json()
+        scraped = requests.get(base + "/metrics", timeout=5)
+        assert scraped.status_code == 200
+        families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
+        answered = {
+            (s.labels["route"], s.labels["status"]): s.value
+            for s in families["tidewater_http_requests"].samples
+            if s.name.endswith("_total")
+        }
+        assert answered[("/", "200")] >= 1  # merged from the gunicorn worker's samples
+        assert "tidewater_queue_depth" in families
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
