@@ -17,9 +17,10 @@ from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.metrics import WORKERS
-from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult
+from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
+from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.worker import Services, Worker, worker_is_dead
 from tidewater.settings import Settings
@@ -86,6 +87,7 @@ class Engine:
             registry=self.registry,
             data_dir=Path(settings.data_dir),
             allow_non_public_ip=settings.allow_non_public_ip,
+            storage=StorageConfig.from_settings(settings),
             lease_seconds=lease_seconds,
             disk_quota=settings.disk_quota,
             credentials=CredentialStore(db, settings.credentials_key),
@@ -131,8 +133,13 @@ class Engine:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def submit(self, request: JobRequest) -> Job:
-        """Queue a job (status 1). The same ``agreement_id`` returns the job it started."""
+    def submit(self, request: JobRequest, *, payments: Payments | None = None) -> Job:
+        """Queue a job (status 1).
+
+        ``payments`` (the V4 path's order txs) are consumed with the job: re-sending exactly
+        these payments returns the job they started; any other use raises
+        :class:`OrderAlreadyUsed`, even after that job was deleted. Without ``payments`` the
+        same ``agreement_id`` returns the job it started."""
         entry = self.registry.entries().get(request.environment)
         if entry is None:
             raise UnknownEnvironment(f"unknown compute environment {request.environment!r}")
@@ -141,10 +148,13 @@ class Engine:
         if request.algorithm.rawcode is None and not request.algorithm.files:
             raise InvalidJobRequest("the algorithm needs raw code or files")
         algo_did = request.algorithm.did or "raw"
-        if request.agreement_id is not None:
+        existing = None
+        if payments:
+            existing = self.store.job_paid_by(payments)
+        elif request.agreement_id is not None:
             existing = self.store.by_agreement(request.agreement_id)
-            if existing is not None:
-                return existing
+        if existing is not None:
+            return existing
         if not entry.accepts_jobs:
             raise EnvironmentUnavailable(
                 f"compute environment {request.environment!r} takes no new jobs ({entry.status})"
@@ -153,7 +163,9 @@ class Engine:
         folder = self.services.folder(job_id)
         file_objects.save(folder, request)  # before the row: a claimed job finds them
         try:
-            job, created = self.store.insert(request, algo_did=algo_did, job_id=job_id)
+            job, created = self.store.insert(
+                request, algo_did=algo_did, payments=payments, job_id=job_id
+            )
         except BaseException:
             folder.remove()
             raise
@@ -163,6 +175,10 @@ class Engine:
             self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
         self._wake.set()
         return job
+
+    def consumed_orders(self, chain_id: int, tx_ids: list[str]) -> set[str]:
+        """Which of ``tx_ids`` (lowercased) already started a job on ``chain_id``."""
+        return self.store.consumed(chain_id, tx_ids)
 
     def get(self, job_id: str) -> Job | None:
         return self.store.get(job_id)

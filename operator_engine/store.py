@@ -39,6 +39,7 @@ from operator_engine.models import (
     Job,
     JobRequest,
     JobResult,
+    Payments,
     utcnow,
 )
 from operator_engine.statuses import IN_FLIGHT, TERMINAL, JobStatus, sources_of
@@ -127,6 +128,19 @@ _LEASE_COLUMNS = (
     jobs.c.heartbeat_at,
     jobs.c.lease_expires_at,
 )
+
+#: Payment transactions that started a job (PROTOCOL §5: each starts at most one), keyed by
+#: chain and lowercased tx hash. No foreign key and never deleted with the job: deleting a job
+#: does not give its payment back.
+consumed_orders = sa.Table(
+    "consumed_orders",
+    metadata,
+    sa.Column("chain_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("tx_id", sa.String(66), primary_key=True),
+    sa.Column("job_id", sa.String(64), nullable=False, index=True),
+    sa.Column("consumed_at", _TS, nullable=False),
+)
+
 #: one-value settings the engine keeps in the store (the primary environment's id)
 engine_settings = sa.Table(
     "engine_settings",
@@ -152,6 +166,14 @@ class TransitionError(StoreError):
         self.current = current
         where = "does not exist" if current is None else f"is at {int(current)}"
         super().__init__(f"job {job_id} cannot move to {int(to)}: it {where}")
+
+
+class OrderAlreadyUsed(StoreError):
+    """Some of the payments already started another job (or a deleted one)."""
+
+    def __init__(self, tx_ids: Sequence[str]) -> None:
+        self.tx_ids = tuple(tx_ids)
+        super().__init__(f"order {', '.join(self.tx_ids)} already started a job")
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -318,10 +340,19 @@ class JobStore:
     # -- writing -----------------------------------------------------------------------------
 
     def insert(
-        self, request: JobRequest, *, algo_did: str, job_id: str | None = None
+        self,
+        request: JobRequest,
+        *,
+        algo_did: str,
+        payments: Payments | None = None,
+        job_id: str | None = None,
     ) -> tuple[Job, bool]:
-        """Insert a queued job (id ``job_id`` or a new one); returns (job, created). The same
-        ``agreement_id`` returns the existing job (created False)."""
+        """Insert a queued job (id ``job_id`` or a new one); returns (job, created).
+
+        With ``payments``, they are recorded as consumed in the same transaction
+        (:func:`consume_orders`): the job they all started is returned (created False) and any
+        other use raises :class:`OrderAlreadyUsed`. Without, the same ``agreement_id``
+        returns the existing job."""
         now = utcnow()
         job_id = job_id or uuid.uuid4().hex
         values = {
@@ -338,26 +369,63 @@ class JobStore:
             "date_created": now,
             "expire_timestamp": request.expire_timestamp,
         }
-        if request.agreement_id is not None:
+        if payments is None and request.agreement_id is not None:
             existing = self.by_agreement(request.agreement_id)
             if existing is not None:
                 return existing, False
         try:
             with self.engine.begin() as conn:
+                paid = self._paid_job(conn, payments) if payments else None
+                if paid is not None:
+                    return paid, False
                 conn.execute(jobs.insert().values(**values))
                 conn.execute(
                     job_events.insert().values(
                         job_id=job_id, from_status=None, to_status=1, at=now, detail="submitted"
                     )
                 )
+                if payments:
+                    consume_orders(conn, payments.chain_id, payments.tx_ids, job_id)
         except sa.exc.IntegrityError:
-            existing = self.by_agreement(request.agreement_id) if request.agreement_id else None
+            # a concurrent submit won (PostgreSQL; SQLite writers are serialised): judge again
+            existing = self.job_paid_by(payments) if payments else None
+            if existing is None and request.agreement_id:
+                existing = self.by_agreement(request.agreement_id)
             if existing is None:
                 raise
             return existing, False
         job = self.get(job_id)
         assert job is not None
         return job, True
+
+    def job_paid_by(self, payments: Payments) -> Job | None:
+        """The job ``payments`` started, when exactly these payments started it; None when
+        none of them is consumed; :class:`OrderAlreadyUsed` for any other use."""
+        with reading(self.engine) as conn:
+            return self._paid_job(conn, payments)
+
+    def _paid_job(self, conn: Connection, payments: Payments) -> Job | None:
+        holders = order_holders(conn, payments.chain_id, payments.tx_ids)
+        if not holders:
+            return None
+        job_ids = set(holders.values())
+        if len(job_ids) == 1 and len(holders) == len(payments.tx_ids):
+            (job_id,) = job_ids
+            spent = conn.execute(
+                sa.select(consumed_orders.c.tx_id).where(
+                    consumed_orders.c.chain_id == payments.chain_id,
+                    consumed_orders.c.job_id == job_id,
+                )
+            ).scalars()
+            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
+            if set(spent) == set(payments.tx_ids) and row is not None:
+                return self._job(conn, row)
+        raise OrderAlreadyUsed([tx for tx in payments.tx_ids if tx in holders])
+
+    def consumed(self, chain_id: int, tx_ids: Iterable[str]) -> set[str]:
+        """Which of ``tx_ids`` (lowercased) already started a job on ``chain_id``."""
+        with reading(self.engine) as conn:
+            return set(order_holders(conn, chain_id, [tx.lower() for tx in tx_ids]))
 
     def by_agreement(self, agreement_id: str) -> Job | None:
         with reading(self.engine) as conn:
@@ -647,3 +715,31 @@ class JobStore:
             conn.execute(
                 compute_envs.update().where(compute_envs.c.id == env_id).values(last_used=utcnow())
             )
+
+
+# -- consumed payments (PROTOCOL §5) ---------------------------------------------------------
+
+
+def order_holders(conn: Connection, chain_id: int, tx_ids: Sequence[str]) -> dict[str, str]:
+    """``{tx: job id}`` for those of ``tx_ids`` (lowercased) already consumed on ``chain_id``."""
+    if not tx_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(consumed_orders.c.tx_id, consumed_orders.c.job_id).where(
+            consumed_orders.c.chain_id == chain_id, consumed_orders.c.tx_id.in_(list(tx_ids))
+        )
+    ).all()
+    return {r.tx_id: r.job_id for r in rows}
+
+
+def consume_orders(conn: Connection, chain_id: int, tx_ids: Sequence[str], job_id: str) -> None:
+    """Record ``tx_ids`` (lowercased) as spent by ``job_id``, inside the caller's transaction
+    (the one creating the job). A tx already spent raises ``IntegrityError``."""
+    now = utcnow()
+    conn.execute(
+        consumed_orders.insert(),
+        [
+            {"chain_id": chain_id, "tx_id": tx, "job_id": job_id, "consumed_at": now}
+            for tx in tx_ids
+        ],
+    )

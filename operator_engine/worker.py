@@ -28,6 +28,7 @@ from operator_engine.models import utcnow
 from operator_engine.publish import record_logs
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import CRASH_FAILURE, TERMINAL, JobStatus
+from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log, jobs_root
 
@@ -54,6 +55,7 @@ class Services:
     lease_seconds: float = 30.0
     fetch_timeout: float = 30.0
     disk_quota: str = "auto"
+    storage: StorageConfig | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     credentials: CredentialStore | None = None
 
@@ -203,6 +205,7 @@ class Worker:
                 on_container=lambda cid: svc.store.update(job_id, container_id=cid),
                 fetch_timeout=svc.fetch_timeout,
                 disk_quota=svc.disk_quota,
+                storage=svc.storage,
                 should_yield=svc.stopping.is_set,
                 registry_credential=svc.credential(entry.env.credentials_id),
             )

@@ -16,6 +16,7 @@ from eth_account.signers.local import LocalAccount
 from flask import Flask, Response, current_app, request
 from sqlalchemy import Engine as SqlEngine
 
+from provider.chain import guard_chain
 from provider.errors import register_error_handlers
 from provider.logs import install_request_logging
 from provider.metrics import install_metrics
@@ -38,6 +39,8 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.results",
     "provider.routes.environments",
     "provider.routes.files",
+    "provider.routes.access",
+    "provider.routes.aquarius",
     "provider.routes.openapi",
     "provider.routes.initialize",
     "provider.routes.compute_start",
@@ -72,6 +75,7 @@ class Services:
         """The chain client (``web3.Web3``), built on first use from ``settings.network_url``."""
         if self._web3 is None:
             self._web3 = build_web3(self.settings.network_url)
+            guard_chain(self._web3, self.chain_id)
         return self._web3
 
     @web3.setter
@@ -154,6 +158,7 @@ def create_app(
     now). ``start_workers`` starts the engine's worker threads (``tidewater serve`` does)."""
     account = Account.from_key(settings.require_private_key())
     chain_id, web3 = _chain_id(settings, web3)
+    guard_chain(web3, chain_id)  # RPC outages answer 503 naming the chain, never 400/500
     if engine is None:
         from operator_engine.api import Engine
 

@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ecies
 from web3 import Web3
 
 from contracts_abi.checksums import container_section_checksum, files_checksum
-from operator_engine.fetch import FetchError, fetch_bytes
-from operator_engine.models import AlgorithmInput, ComputeEnvironment, DatasetInput, JobRequest
+from operator_engine.fetch import FetchError
+from operator_engine.models import (
+    AlgorithmInput,
+    ComputeEnvironment,
+    DatasetInput,
+    JobRequest,
+    Payments,
+)
 from operator_engine.provision import MAX_ALGORITHM_BYTES
+from operator_engine.storage import StorageConfig, fetch_bytes
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
@@ -29,6 +36,7 @@ from provider.params import text_param
 log = logging.getLogger(__name__)
 
 UNKNOWN_ENVIRONMENT = "Compute environment does not exist"
+CONTAINER_TEXT_FIELDS = ("entrypoint", "image", "tag", "checksum")
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,12 @@ class ValidatedCompute:
 
     request: JobRequest
     orders: list[Order]
+    #: lowercased tx hash → the request field that carries it (``dataset.transferTxId``…)
+    order_fields: dict[str, str] = field(default_factory=dict)
+
+    def payments(self, chain_id: int) -> Payments:
+        """The payment txs this job consumes (PROTOCOL §5: each starts at most one job)."""
+        return Payments.of(chain_id, [order.tx_id for order in self.orders])
 
 
 def decrypt_files(private_key: str, ciphertext: Any) -> dict[str, Any]:
@@ -90,6 +104,27 @@ def check_credentials(ddo: dict[str, Any], requester: str, resource: str) -> Non
     allow = addresses("allow")
     if allow is not None and requester.lower() not in allow:
         raise ResourceError(resource, "access_denied")
+
+
+def check_container(container: Any, prefix: str = "algorithm.container.") -> dict[str, Any]:
+    """A container section ``{entrypoint, image, tag?, checksum}`` (PROTOCOL §6), copied.
+
+    Missing parts → ``missing_entrypoint_image_checksum``; a part that is not a string → 400
+    naming ``prefix + part``; a checksum without ``sha256:`` → ``checksum_prefix``."""
+    if not isinstance(container, dict):
+        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
+    wrong = {
+        f"{prefix}{key}": [f"The {prefix}{key} field must be a string."]
+        for key in CONTAINER_TEXT_FIELDS
+        if container.get(key) is not None and not isinstance(container[key], str)
+    }
+    if wrong:
+        raise RequestValidationError(wrong)
+    if not all(container.get(k) for k in ("entrypoint", "image", "checksum")):
+        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
+    if not container["checksum"].startswith("sha256:"):
+        raise ResourceError("algorithm.container", "checksum_prefix")
+    return dict(container)
 
 
 class ComputeValidator:
@@ -228,14 +263,8 @@ class ComputeValidator:
         ), None
 
     @staticmethod
-    def container(container: Any) -> dict[str, Any]:
-        if not isinstance(container, dict) or not all(
-            container.get(k) for k in ("entrypoint", "image", "checksum")
-        ):
-            raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-        if not str(container["checksum"]).startswith("sha256:"):
-            raise ResourceError("algorithm.container", "checksum_prefix")
-        return dict(container)
+    def container(container: Any, prefix: str = "algorithm.container.") -> dict[str, Any]:
+        return check_container(container, prefix)
 
     def published_algorithm(
         self,
@@ -309,15 +338,8 @@ class ComputeValidator:
 
     def fetch_all(self, files: list[dict[str, Any]]) -> list[bytes]:
         try:
-            return [
-                fetch_bytes(
-                    f,
-                    allow_non_public=self.svc.settings.allow_non_public_ip,
-                    max_bytes=MAX_ALGORITHM_BYTES,
-                    timeout=10,
-                )
-                for f in files
-            ]
+            config = StorageConfig.from_settings(self.svc.settings, timeout=10)
+            return [fetch_bytes(f, config, max_bytes=MAX_ALGORITHM_BYTES) for f in files]
         except FetchError as exc:
             log.info("algorithm files unavailable: %s", exc)
             raise ResourceError("algorithm", "file_unavailable") from None
@@ -368,16 +390,19 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
     items += [(f"datasets[{i}]", item, False) for i, item in enumerate(extra, start=1)]
     datasets: list[DatasetInput] = []
     orders: list[Order] = []
+    fields: dict[str, str] = {}
     computes: list[tuple[str, dict[str, Any]]] = []
     for resource, item, main in items:
         dataset, _asset, service, order = validator.dataset(item, resource, main)
         datasets.append(dataset)
         orders.append(order)
+        fields.setdefault(order.tx_id.lower(), f"{resource}.transferTxId")
         if service.get("type") == "compute":
             computes.append((resource, service.get("compute") or {}))
     algorithm, algo_order = validator.algorithm(computes)
     if algo_order is not None:
         orders.append(algo_order)
+        fields.setdefault(algo_order.tx_id.lower(), "algorithm.transferTxId")
     validator.check_fee_paid(orders[0])
     request = JobRequest(
         owner=validator.requester,
@@ -387,7 +412,7 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
         agreement_id=orders[0].tx_id.lower(),
         expire_timestamp=int(orders[0].provider_fee["validUntil"]),
     )
-    return ValidatedCompute(request=request, orders=orders)
+    return ValidatedCompute(request=request, orders=orders, order_fields=fields)
 
 
 __all__ = ["ValidatedCompute", "validate_compute"]

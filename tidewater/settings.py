@@ -30,6 +30,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "TIDEWATER_DATA_DIR": ("./.tidewater", "jobs, results, logs and the SQLite store"),
     "TIDEWATER_DB": ("sqlite:///$TIDEWATER_DATA_DIR/tidewater.db", "SQLAlchemy URL of the store"),
     "ALLOW_NON_PUBLIC_IP": ("false", "allow dataset/algorithm URLs on loopback/private nets"),
+    "IPFS_GATEWAY": ("https://ipfs.io", "gateway `ipfs` files are fetched from (`/ipfs/<hash>`)"),
+    "ARWEAVE_GATEWAY": ("https://arweave.net", "gateway `arweave` files are fetched from"),
     "TIDEWATER_ENVIRONMENTS": ("(built-in free env)", "JSON or YAML file of compute envs"),
     "TIDEWATER_PULL_IMAGES": ("true", "pull an algorithm image the Docker engine lacks"),
     "TIDEWATER_WORKERS": ("2", "engine worker threads run inside `tidewater serve`"),
@@ -88,6 +90,14 @@ def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.lower() for item in items if item)
 
 
+def _gateway(env: Mapping[str, str], name: str, default: str) -> str:
+    """An http(s) gateway base URL, without a trailing slash."""
+    value = (env.get(name) or default).strip().rstrip("/")
+    if not re.match(r"^https?://[^/?#]+", value):
+        raise SettingsError(f"{name}={value!r} is not an http(s) URL: use e.g. {default}")
+    return value
+
+
 def normalize_private_key(raw: str, name: str = "PROVIDER_PRIVATE_KEY") -> str:
     """Return ``raw`` as a 0x-prefixed 64-hex-digit key, or raise :class:`SettingsError`."""
     value = raw.strip()
@@ -106,6 +116,8 @@ class Settings:
     address_file: Path = Path(".tidewater/address.json")
     db_url: str = "sqlite:///.tidewater/tidewater.db"
     allow_non_public_ip: bool = False
+    ipfs_gateway: str = "https://ipfs.io"
+    arweave_gateway: str = "https://arweave.net"
     environments_file: Path | None = None
     workers: int = 2
     pull_images: bool = True
@@ -150,6 +162,8 @@ class Settings:
             address_file=Path(env.get("ADDRESS_FILE") or data_dir / "address.json").expanduser(),
             db_url=env.get("TIDEWATER_DB") or f"sqlite:///{data_dir / 'tidewater.db'}",
             allow_non_public_ip=_bool(env, "ALLOW_NON_PUBLIC_IP", False),
+            ipfs_gateway=_gateway(env, "IPFS_GATEWAY", "https://ipfs.io"),
+            arweave_gateway=_gateway(env, "ARWEAVE_GATEWAY", "https://arweave.net"),
             environments_file=Path(envs_file).expanduser() if envs_file else None,
             workers=_int(env, "TIDEWATER_WORKERS", 2),
             pull_images=_bool(env, "TIDEWATER_PULL_IMAGES", True),
