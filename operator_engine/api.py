@@ -19,6 +19,7 @@ from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.runner import ContainerRunner, RunnerError
+from operator_engine.settlement import Settlement, default_settlement
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
@@ -73,6 +74,7 @@ class Engine:
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.5,
         sweep_seconds: float = 15.0,
+        settlement: Settlement | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -90,8 +92,11 @@ class Engine:
             storage=StorageConfig.from_settings(settings),
             lease_seconds=lease_seconds,
             disk_quota=settings.disk_quota,
+            settlement=settlement or default_settlement(settings, db),
             credentials=CredentialStore(db, settings.credentials_key),
         )
+        #: Escrow locks and claims of paid (C2D v2) jobs (the provider locks through it).
+        self.settlement: Settlement = self.services.settlement
         self._stopping = self.services.stopping
         self.poll_seconds = poll_seconds
         self.sweep_seconds = sweep_seconds
@@ -115,7 +120,7 @@ class Engine:
                 runner = DockerRunner(pull=settings.pull_images)
             except RunnerError as exc:
                 raise EngineError(str(exc)) from exc
-        engine = cls(settings, db, runner, **options)
+        engine = cls(settings, db, runner, **options)  # type: ignore[arg-type]
         engine.check_gpus()
         return engine
 
@@ -159,7 +164,7 @@ class Engine:
             raise EnvironmentUnavailable(
                 f"compute environment {request.environment!r} takes no new jobs ({entry.status})"
             )
-        job_id = uuid.uuid4().hex
+        job_id = request.job_id or uuid.uuid4().hex
         folder = self.services.folder(job_id)
         file_objects.save(folder, request)  # before the row: a claimed job finds them
         try:
@@ -204,6 +209,8 @@ class Engine:
         self._kill(job_id)
         if previous is not JobStatus.WARMING_UP:
             self._await_release(job_id, wait)
+        else:
+            self._settle_now(job_id)  # no worker will: release the lock now
         return self.store.get(job_id) or job
 
     def delete(self, job_id: str) -> Job:
@@ -215,9 +222,18 @@ class Engine:
         if not job.is_terminal:
             job = self.stop(job_id, wait=5.0)
         self._kill(job_id, remove=True)
+        self._settle_now(job_id)  # before its events (the run time) are deleted
         self.services.folder(job_id).remove()
         self.store.delete(job_id)
         return job
+
+    def _settle_now(self, job_id: str) -> None:
+        """Settle a paid job's escrow lock now; trouble is logged (the sweep retries)."""
+        try:
+            if self.settlement.is_paid(job_id):
+                self.settlement.settle(job_id)
+        except Exception:
+            log.warning("job %s: escrow settlement postponed", job_id, exc_info=True)
 
     def _kill(self, job_id: str, *, remove: bool = False) -> None:
         try:

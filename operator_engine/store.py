@@ -42,7 +42,7 @@ from operator_engine.models import (
     Payments,
     utcnow,
 )
-from operator_engine.statuses import IN_FLIGHT, TERMINAL, JobStatus, sources_of
+from operator_engine.statuses import IN_FLIGHT, OCCUPYING, TERMINAL, JobStatus, sources_of
 
 metadata = sa.MetaData()
 _TS = sa.DateTime(timezone=True)
@@ -199,6 +199,7 @@ def request_from_json(data: Mapping[str, Any]) -> JobRequest:
         algorithm=AlgorithmInput(**data["algorithm"]),
         agreement_id=data.get("agreement_id"),
         expire_timestamp=data.get("expire_timestamp"),
+        job_id=data.get("job_id"),
     )
 
 
@@ -222,8 +223,11 @@ class JobStore:
 
     def create_tables(self) -> None:
         """Create missing tables, and add columns newer than an existing ``jobs`` table."""
+        from operator_engine.escrow_ledger import EscrowLedger
+
         metadata.create_all(self.engine)
         add_missing_columns(self.engine, jobs)
+        EscrowLedger(self.engine).create_tables()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -354,7 +358,7 @@ class JobStore:
         other use raises :class:`OrderAlreadyUsed`. Without, the same ``agreement_id``
         returns the existing job."""
         now = utcnow()
-        job_id = job_id or uuid.uuid4().hex
+        job_id = job_id or request.job_id or uuid.uuid4().hex
         values = {
             "job_id": job_id,
             "owner": request.owner.lower(),
@@ -491,8 +495,8 @@ class JobStore:
     ) -> Job | None:
         """Atomically move the oldest queued job whose environment has room to STARTED, owned
         by ``worker_id`` for ``lease_seconds``. Room = fewer than ``maxJobs`` in-flight jobs in
-        that environment."""
-        in_flight = [int(s) for s in IN_FLIGHT]
+        that environment (a job settling its payment at 71 no longer counts)."""
+        in_flight = [int(s) for s in OCCUPYING]
         now = utcnow()
         with self.engine.begin() as conn:
             if not self.is_sqlite:

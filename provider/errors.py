@@ -1,8 +1,10 @@
 """The provider's one exception tree (PROTOCOL.md §1 error bodies).
 
 Routes raise these; the single handler registered by :func:`register_error_handlers` turns them
-into JSON. ``HTTPException`` (404, 405, 413, …) keeps its own code; anything else becomes a
-500 ``{"error": "internal error"}``, logged with the request id (never the request's values).
+into JSON (an escrow payment error, :class:`contracts_abi.escrow.EscrowError`, becomes
+``{"error", "code"}`` with its own ``http_status``: 400, 502 or 503). ``HTTPException`` (404,
+405, 413, …) keeps its own code; anything else becomes a 500 ``{"error": "internal error"}``,
+logged with the request id (never the request's values).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
+
+from contracts_abi.escrow import EscrowError
 
 log = logging.getLogger("tidewater.provider")
 
@@ -84,6 +88,11 @@ def register_error_handlers(app: Flask) -> None:
     def _provider_error(exc: ProviderError) -> Response:
         g.provider_error = exc  # counted by provider.metrics
         return _json(exc.payload(), exc.status_code)
+
+    @app.errorhandler(EscrowError)
+    def _escrow_error(exc: EscrowError) -> Response:
+        # 400 the payer's escrow refuses, 503 chain down / no Escrow, 502 a payee tx failed
+        return _json({"error": exc.message, "code": exc.code}, exc.http_status)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
