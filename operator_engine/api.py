@@ -165,6 +165,10 @@ class Engine:
                 f"compute environment {request.environment!r} takes no new jobs ({entry.status})"
             )
         job_id = request.job_id or uuid.uuid4().hex
+        if request.job_id is not None:
+            known = self.store.get(job_id)  # an id chosen before submit: never overwrite it
+            if known is not None:
+                return known
         folder = self.services.folder(job_id)
         file_objects.save(folder, request)  # before the row: a claimed job finds them
         try:
@@ -172,11 +176,12 @@ class Engine:
                 request, algo_did=algo_did, payments=payments, job_id=job_id
             )
         except BaseException:
-            folder.remove()
+            if self.store.row(job_id) is None:
+                folder.remove()
             raise
-        if not created:
-            folder.remove()
-        else:
+        if not created and job.job_id != job_id:
+            folder.remove()  # another submit made the job: these file objects are not used
+        if created:
             self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
         self._wake.set()
         return job

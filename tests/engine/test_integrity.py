@@ -237,3 +237,14 @@ def test_the_provider_and_the_engine_accept_the_same_largest_algorithm(
         "provider over": "refused",
         "engine over": "refused",
     }
+
+
+def test_a_resubmit_with_a_known_job_id_keeps_that_jobs_file_objects(tmp_path: Path) -> None:
+    """An id chosen before submit (escrow) sent twice: the first job's folder stays."""
+    import dataclasses
+
+    engine, _db = _engine(tmp_path)
+    first = engine.submit(dataclasses.replace(request(), job_id="a" * 32))
+    again = engine.submit(dataclasses.replace(request(), job_id="a" * 32))
+    assert again.job_id == first.job_id == "a" * 32
+    assert (engine.services.folder(first.job_id).root / FILE_OBJECTS).exists()
