@@ -124,6 +124,8 @@ class JobRequest:
     agreement_id: str | None = None
     expire_timestamp: int | None = None
     job_id: str | None = None
+    #: the chain of the job's orders (its receipt is signed for it); None: the provider's
+    chain_id: int | None = None
 
 
 @dataclass(frozen=True)

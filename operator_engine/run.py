@@ -158,6 +158,7 @@ def _run_in(ctx: JobContext, area: quota.WritableArea) -> Outcome:
             outcome = _over_share(area)
         if outcome is None:
             info = runner.wait(cid)
+            ctx.state["exit_code"] = info.exit_code
             if info.exit_code == 0 and not info.oom_killed:
                 outcome = Outcome.ok()
             else:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine as SqlEngine
 
 from provider.chain import guard_chain
 from provider.errors import register_error_handlers
+from provider.json_limits import install_json_limits
 from provider.logs import install_request_logging
 from provider.metrics import install_metrics
 from provider.nonces import NonceStore
@@ -37,6 +38,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.decrypt",
     "provider.routes.jobs",
     "provider.routes.results",
+    "provider.routes.receipts",
     "provider.routes.environments",
     "provider.routes.files",
     "provider.routes.access",
@@ -165,7 +167,6 @@ def create_app(
         engine = Engine.from_settings(settings)
     app = Flask("provider")
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     svc = Services(
         settings=settings,
         db=engine.db,
@@ -183,6 +184,8 @@ def create_app(
     register_error_handlers(app)
     install_request_logging(app)
     install_metrics(app)
+    install_json_limits(app)  # after the request id and the metrics clock are set
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     _install_cors(app)
     for name in BLUEPRINTS:
         module = _import_optional(name)

@@ -8,7 +8,6 @@ the algorithm (meta or DID: container, trust, checksums, files, order), provider
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from operator_engine.models import (
 )
 from operator_engine.provision import MAX_ALGORITHM_BYTES
 from operator_engine.storage import StorageConfig, fetch_bytes
+from provider import json_limits
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
@@ -58,7 +58,7 @@ def decrypt_files(private_key: str, ciphertext: Any) -> dict[str, Any]:
     if not isinstance(ciphertext, str) or not ciphertext.startswith("0x"):
         raise ValueError("service files are not 0x-hex ciphertext")
     plain = ecies.decrypt(private_key, bytes.fromhex(ciphertext[2:]))
-    payload = json.loads(plain.decode("utf-8"))
+    payload = json_limits.loads(plain.decode("utf-8"))
     if not isinstance(payload, dict) or not isinstance(payload.get("files"), list):
         raise ValueError("decrypted files are not a {files: [...]} object")
     return payload
@@ -70,7 +70,7 @@ def parse_json_field(value: Any, name: str) -> dict[str, Any] | None:
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = json_limits.loads(value)
         except ValueError:
             raise RequestValidationError({name: [f"The {name} field must be JSON."]}) from None
     if not isinstance(value, dict):
@@ -353,7 +353,7 @@ class ComputeValidator:
         if not _same_address(fee["providerFeeToken"], self.env.fee_token):
             raise ResourceError("order", "fees_not_paid")
         try:
-            data = json.loads(bytes.fromhex(fee["providerData"][2:]).decode("utf-8"))
+            data = json_limits.loads(bytes.fromhex(fee["providerData"][2:]).decode("utf-8"))
             seconds = int(int(fee["validUntil"]) - float(data["timestamp"]))
         except (ValueError, KeyError, TypeError):
             raise ResourceError("order", "fees_not_paid") from None
@@ -411,6 +411,7 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
         algorithm=algorithm,
         agreement_id=orders[0].tx_id.lower(),
         expire_timestamp=int(orders[0].provider_fee["validUntil"]),
+        chain_id=svc.chain_id,
     )
     return ValidatedCompute(request=request, orders=orders, order_fields=fields)
 
