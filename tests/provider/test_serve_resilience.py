@@ -249,7 +249,9 @@ class Provider:
 
     def running_algorithm(self, job_id: str) -> None:
         """Wait until the job is at 40 with its algorithm started in its container."""
-        wait_for(lambda: (self.folder(job_id) / "logs" / "started").exists(), "the algorithm")
+        # /data/logs is the job's disk-share area while it runs (work/ when loop-mounted)
+        marks = [self.folder(job_id) / sub / "started" for sub in ("work/logs", "logs")]
+        wait_for(lambda: any(mark.exists() for mark in marks), "the algorithm")
         assert self.status(job_id) == JobStatus.RUNNING
 
     def release(self, job_id: str) -> None:
