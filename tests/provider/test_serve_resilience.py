@@ -36,6 +36,7 @@ from operator_engine.db import make_engine
 from operator_engine.runner import JOB_LABEL, FakeRunner
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.store import JobStore
+from operator_engine.workspace import JobFolder, drop_work_area
 from provider.app import create_app
 from provider.crypto import encrypt_for_key, public_key_hex
 from tests.provider.core_support import fake_web3, make_settings
@@ -302,6 +303,7 @@ def provider(
     for job_dir in (made.data_dir / "jobs").glob("*"):
         for container in made.containers(job_dir.name):
             container.remove(force=True)
+        drop_work_area(JobFolder(job_dir))  # a run's disk-share area left by a killed engine
     world.files.release.clear()
     made.client.close()
     made.store.engine.dispose()
