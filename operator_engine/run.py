@@ -182,7 +182,8 @@ def _supervise(
 ) -> Outcome | None:
     """Wait for the log stream to end (= the container ended); None when it ended by itself."""
     env = ctx.env
-    deadline = time.monotonic() + env.max_job_duration
+    limit = min(env.max_job_duration, ctx.request.max_duration or env.max_job_duration)
+    deadline = time.monotonic() + limit
     next_stop_check = next_disk_check = 0.0
     while True:
         follower.join(timeout=0.05)
@@ -191,9 +192,7 @@ def _supervise(
         now = time.monotonic()
         if now >= deadline:
             ctx.runner.kill(cid)
-            return Outcome(
-                Kind.TIMED_OUT, f"time limit of {env.max_job_duration}s (maxJobDuration) reached"
-            )
+            return Outcome(Kind.TIMED_OUT, f"time limit of {limit}s (maxJobDuration) reached")
         if now >= next_stop_check:
             next_stop_check = now + POLL_SECONDS
             if ctx.is_cancelled():

@@ -47,10 +47,13 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.initialize",
     "provider.routes.compute_start",
     "provider.admin.routes",
+    "provider.node",
 )
 
 _CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
-_CORS_EXPOSE = "Content-Disposition, Content-Length, X-Request-Id"
+_CORS_EXPOSE = "Content-Disposition, Content-Length, Content-Range, Accept-Ranges, X-Request-Id"
+#: Preflights that name no headers still get these (ocean.js 8 sends Authorization and Range).
+_CORS_HEADERS = "Content-Type, Authorization, Range"
 RPC_TIMEOUT_S = 10.0
 
 
@@ -143,7 +146,7 @@ def _install_cors(app: Flask) -> None:
         if request.method == "OPTIONS":
             headers["Access-Control-Allow-Methods"] = _CORS_METHODS
             asked = request.headers.get("Access-Control-Request-Headers")
-            headers["Access-Control-Allow-Headers"] = asked or "Content-Type"
+            headers["Access-Control-Allow-Headers"] = asked or _CORS_HEADERS
             headers["Access-Control-Max-Age"] = "600"
         return response
 

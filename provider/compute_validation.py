@@ -130,7 +130,18 @@ def check_container(container: Any, prefix: str = "algorithm.container.") -> dic
 class ComputeValidator:
     """Validates one compute request against ``svc`` (provider Services)."""
 
-    def __init__(self, svc: Any, params: dict[str, Any], requester: str, env: ComputeEnvironment):
+    def __init__(
+        self,
+        svc: Any,
+        params: dict[str, Any],
+        requester: str,
+        env: ComputeEnvironment,
+        *,
+        orders_required: bool = True,
+    ):
+        """``orders_required=False`` (a free tier that waives orders): items without a
+        ``transferTxId`` pass without an order; one that is given is still checked."""
+        self.orders_required = orders_required
         self.svc = svc
         self.params = params
         self.requester = requester
@@ -168,7 +179,9 @@ class ComputeValidator:
         service: dict[str, Any],
         code: str,
         resource: str,
-    ) -> Order:
+    ) -> Order | None:
+        if not self.orders_required and not item.get("transferTxId"):
+            return None
         try:
             return self.orders.validate(
                 tx_id=str(item.get("transferTxId")),
@@ -192,10 +205,10 @@ class ComputeValidator:
     # -- datasets --------------------------------------------------------------------------------
     def dataset(
         self, item: Any, resource: str, main: bool
-    ) -> tuple[DatasetInput, Asset, dict[str, Any], Order]:
+    ) -> tuple[DatasetInput, Asset, dict[str, Any], Order | None]:
         if not isinstance(item, dict) or not item.get("documentId"):
             raise ResourceError(resource, "missing")
-        if not item.get("transferTxId") or not item.get("serviceId"):
+        if (self.orders_required and not item.get("transferTxId")) or not item.get("serviceId"):
             raise ResourceError(resource, "missing")
         did = str(item["documentId"])
         asset = self.resolve(did)
@@ -220,7 +233,7 @@ class ComputeValidator:
             ddo=asset.ddo,
             service_id=str(service["id"]),
             files=files,
-            transfer_tx_id=str(item["transferTxId"]),
+            transfer_tx_id=str(item["transferTxId"]) if item.get("transferTxId") else None,
             userdata=parse_json_field(item.get("userdata"), f"{resource}.userdata"),
         )
         return dataset, asset, service, order
@@ -272,8 +285,8 @@ class ComputeValidator:
         computes: list[tuple[str, dict[str, Any]]],
         custom: dict[str, Any] | None,
         userdata: dict[str, Any] | None,
-    ) -> tuple[AlgorithmInput, Order]:
-        if not algo.get("transferTxId") or not algo.get("serviceId"):
+    ) -> tuple[AlgorithmInput, Order | None]:
+        if (self.orders_required and not algo.get("transferTxId")) or not algo.get("serviceId"):
             raise ResourceError("algorithm", "missing")
         did = str(algo["documentId"])
         asset = self.resolve(did)
@@ -302,7 +315,7 @@ class ComputeValidator:
             ddo=asset.ddo,
             files=files,
             service_id=str(service["id"]),
-            transfer_tx_id=str(algo["transferTxId"]),
+            transfer_tx_id=str(algo["transferTxId"]) if algo.get("transferTxId") else None,
             userdata=userdata,
             algocustomdata=custom,
         ), order
@@ -377,6 +390,26 @@ def environment_of(engine: Any, env_id: str | None) -> ComputeEnvironment:
     return env
 
 
+def validate_inputs(
+    validator: ComputeValidator, items: list[tuple[str, Any, bool]]
+) -> tuple[list[DatasetInput], list[Order | None], AlgorithmInput]:
+    """Validate the datasets ``(resource, item, is_main)`` and the request's algorithm; the
+    orders found (datasets first, then a published algorithm's; None where waived)."""
+    datasets: list[DatasetInput] = []
+    orders: list[Order | None] = []
+    computes: list[tuple[str, dict[str, Any]]] = []
+    for resource, item, main in items:
+        dataset, _asset, service, order = validator.dataset(item, resource, main)
+        datasets.append(dataset)
+        orders.append(order)
+        if service.get("type") == "compute":
+            computes.append((resource, service.get("compute") or {}))
+    algorithm, algo_order = validator.algorithm(computes)
+    if algorithm.did is not None:
+        orders.append(algo_order)
+    return datasets, orders, algorithm
+
+
 def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> ValidatedCompute:
     """Validate an already signature-checked compute request into a JobRequest."""
     env = environment_of(svc.engine, text_param(params, "environment"))
@@ -388,21 +421,13 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
             {"additionalDatasets": ["The additionalDatasets field must be a list."]}
         )
     items += [(f"datasets[{i}]", item, False) for i, item in enumerate(extra, start=1)]
-    datasets: list[DatasetInput] = []
-    orders: list[Order] = []
+    datasets, found, algorithm = validate_inputs(validator, items)
+    orders = [order for order in found if order is not None]
+    assert len(orders) == len(found)  # V4 requires an order of every input
+    resources = [resource for resource, _item, _main in items] + ["algorithm"]
     fields: dict[str, str] = {}
-    computes: list[tuple[str, dict[str, Any]]] = []
-    for resource, item, main in items:
-        dataset, _asset, service, order = validator.dataset(item, resource, main)
-        datasets.append(dataset)
-        orders.append(order)
+    for resource, order in zip(resources, orders, strict=False):
         fields.setdefault(order.tx_id.lower(), f"{resource}.transferTxId")
-        if service.get("type") == "compute":
-            computes.append((resource, service.get("compute") or {}))
-    algorithm, algo_order = validator.algorithm(computes)
-    if algo_order is not None:
-        orders.append(algo_order)
-        fields.setdefault(algo_order.tx_id.lower(), "algorithm.transferTxId")
     validator.check_fee_paid(orders[0])
     request = JobRequest(
         owner=validator.requester,
@@ -416,4 +441,4 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
     return ValidatedCompute(request=request, orders=orders, order_fields=fields)
 
 
-__all__ = ["ValidatedCompute", "validate_compute"]
+__all__ = ["ComputeValidator", "ValidatedCompute", "validate_compute", "validate_inputs"]

@@ -7,12 +7,11 @@ also one of the job's results (``type: "receipt"``), downloadable like the other
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, send_file
 from flask.typing import ResponseReturnValue
 
 from operator_engine.api import ResultNotFound
 from operator_engine.receipts import RESULT_TYPE
-from provider import json_limits
 from provider.app import services
 from provider.errors import ProviderError
 from provider.params import address_param, request_params, require, text_param
@@ -38,4 +37,4 @@ def compute_receipt() -> ResponseReturnValue:
         path, _result = svc.engine.open_result(job_id, index)
     except ResultNotFound:
         raise ProviderError("The receipt is no longer stored", 404) from None
-    return jsonify(json_limits.loads(path.read_text(encoding="utf-8")))
+    return send_file(path, mimetype="application/json")

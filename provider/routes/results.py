@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, send_file
+from flask import Blueprint, Response, send_file
 from flask.typing import ResponseReturnValue
 
 from operator_engine.api import JobNotFound, ResultNotFound
-from provider.app import services
+from operator_engine.models import Job
+from provider.app import Services, services
 from provider.errors import ProviderError, RequestValidationError
 from provider.nonces import verify_request
 from provider.params import address_param, is_digits, lookup, request_params, require, text_param
@@ -36,10 +38,9 @@ def safe_filename(name: str) -> str:
     return _UNSAFE.sub("_", name) or "result"
 
 
-@bp.get("/api/services/computeResult")
-def compute_result() -> ResponseReturnValue:
-    svc = services()
-    params = request_params()
+def result_params(params: dict[str, Any]) -> tuple[str, str, str]:
+    """(consumerAddress, jobId, index as sent) of a computeResult request, validated; both
+    APIs read these the same way."""
     require(params, "consumerAddress", "jobId", "index")
     consumer = address_param(params, "consumerAddress")
     job_id = text_param(params, "jobId")
@@ -47,6 +48,14 @@ def compute_result() -> ResponseReturnValue:
     assert consumer is not None and job_id is not None and index_text is not None
     if not is_digits(index_text):
         raise RequestValidationError({"index": ["The index field must be a non-negative integer."]})
+    return consumer, job_id, index_text
+
+
+@bp.get("/api/services/computeResult")
+def compute_result() -> ResponseReturnValue:
+    svc = services()
+    params = request_params()
+    consumer, job_id, index_text = result_params(params)
     verify_request(
         consumer,
         lookup(params, "signature"),
@@ -57,7 +66,12 @@ def compute_result() -> ResponseReturnValue:
     job = svc.engine.get(job_id)
     if job is None or job.owner.lower() != consumer.lower():
         raise ProviderError("Job not found", 404)
-    index = int(index_text)
+    return result_response(svc, job, int(index_text))
+
+
+def result_response(svc: Services, job: Job, index: int) -> Response:
+    """Result ``index`` of ``job`` (its owner already checked) sent from the job store with
+    ``Range`` support; 404 JSON when there is no such result (any more)."""
     if index >= len(job.results):
         raise ProviderError("Result not found", 404)
     try:

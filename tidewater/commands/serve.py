@@ -122,12 +122,12 @@ def metrics_dir(settings: Settings) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    metrics_dir(settings)  # before anything imports prometheus_client
+    options = gunicorn_options(args)
+    preflight(settings, engine=not args.no_engine)
+    metrics_dir(settings)  # once start-up is sure, and before anything imports prometheus_client
 
     from provider.logs import configure_logging
 
-    options = gunicorn_options(args)
-    preflight(settings, engine=not args.no_engine)
     configure_logging(settings.log_level)
     if args.no_engine:
         return serve_api(settings, options)
