@@ -91,6 +91,12 @@ class JobFolder:
     def work_image(self) -> Path:
         return self.root / _WORK_IMAGE
 
+    def live_algorithm_log(self) -> Path:
+        """Where the algorithm log is being written now: in the run's disk-share area while
+        one is mounted, else in ``logs/`` (the area's log is copied there when the run ends)."""
+        in_area = self.work / "logs" / ALGORITHM_LOG
+        return in_area if in_area.is_file() else self.log(ALGORITHM_LOG)
+
     def create(self) -> None:
         """(Re)create the tree empty, with the engine's logs in place (the file objects saved
         at submit stay)."""
