@@ -38,6 +38,8 @@ DID = "did:op:" + "ab" * 32
 BIG = b"row,value\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(80_000))
 OUTPUTS = {"summary.csv": BIG, "note.txt": b"done\n"}
 FAKE_CONTAINER = {"image": "tidewater/fake", "tag": "1", "entrypoint": "python3 $ALGO"}
+#: The fake chain's fee token (it has no address file, so no default Ocean token).
+FAKE_OCEAN = "0x" + "0c" * 20
 ENVS = [
     {
         "id": "free",
@@ -48,6 +50,7 @@ ENVS = [
         "priceMin": 0,
         "maxJobDuration": 60,
         "storageExpiry": 3600,
+        "feeToken": FAKE_OCEAN,
     },
     {
         "id": "paid",
@@ -59,6 +62,7 @@ ENVS = [
         "maxJobDuration": 60,
         "storageExpiry": 3600,
         "consumerAddress": "0x1212121212121212121212121212121212121212",
+        "feeToken": FAKE_OCEAN,
     },
 ]
 
@@ -70,8 +74,13 @@ def _algorithm(spec: ContainerSpec, dirs: dict[str, Path], killed: threading.Eve
 
 
 def fake_web3(chain_id: int = CHAIN_ID) -> Any:
-    """Enough of ``web3.Web3`` for routes that only need the chain id."""
-    return SimpleNamespace(eth=SimpleNamespace(chain_id=chain_id))
+    """Enough of ``web3.Web3`` for routes that only need the chain id, and for the fee-token
+    check: every address but the zero one holds code."""
+
+    def get_code(address: str) -> bytes:
+        return b"" if int(address, 16) == 0 else b"\x60\x80"
+
+    return SimpleNamespace(eth=SimpleNamespace(chain_id=chain_id, get_code=get_code))
 
 
 def make_settings(tmp_path: Path, **changes: Any) -> Settings:
