@@ -13,53 +13,77 @@ the stream ends when the job is terminal (after the rest of the file) or at ``de
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from flask import Response, request
 
-from operator_engine.run import LOG_LIMIT
-
 CHUNK = 64 * 1024
 POLL_S = 0.25
-#: the most bytes of a log one stream sends: the engine's own cap on ``algorithm.log``
-CAP = LOG_LIMIT
+#: the most bytes of a log one stream sends (the whole log is a result of the job)
+CAP = 64 * 1024 * 1024
 TRUNCATED = (
     b"\n[tidewater] log stream truncated at %d bytes; the whole log is a result of the job\n"
 )
 
 
 def follow_log(
-    ended: Callable[[], bool], path: Path, deadline: float, cap: int = CAP
+    ended: Callable[[], bool], locate: Callable[[], Path], deadline: float, cap: int = CAP
 ) -> Iterator[bytes]:
-    """``path``'s bytes as they are written until ``ended()`` (or ``deadline``), at most
-    ``cap`` bytes then :data:`TRUNCATED`.
+    """The log at ``locate()``'s bytes as they are written until ``ended()`` (or ``deadline``),
+    at most ``cap`` bytes then :data:`TRUNCATED`. The log may move once (from the run's
+    disk-share area into ``logs/``, same bytes): the new file is read on from the bytes sent.
 
-    >>> import tempfile, os
+    >>> import tempfile
     >>> log = Path(tempfile.mkdtemp()) / "algorithm.log"
     >>> _ = log.write_bytes(b"one\\ntwo\\n")
-    >>> b"".join(follow_log(lambda: True, log, time.monotonic() + 5))
+    >>> soon = time.monotonic() + 5
+    >>> b"".join(follow_log(lambda: True, lambda: log, soon))
     b'one\\ntwo\\n'
-    >>> b"".join(follow_log(lambda: True, log, time.monotonic() + 5, cap=5)).splitlines()[:2]
+    >>> b"".join(follow_log(lambda: True, lambda: log, soon, cap=5)).splitlines()[:2]
     [b'one', b't']
     """
     handle = None
     sent = 0
+
+    def read() -> Iterator[bytes]:
+        nonlocal sent
+        assert handle is not None
+        while chunk := handle.read(min(CHUNK, cap - sent + 1)):
+            if sent + len(chunk) > cap:
+                if cap > sent:
+                    yield chunk[: cap - sent]
+                sent = cap + 1
+                yield TRUNCATED % cap
+                return
+            sent += len(chunk)
+            yield chunk
+
     try:
         while True:
             done = ended() or time.monotonic() > deadline
+            path = locate()
+            try:
+                moved = (
+                    handle is not None and os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
+                )
+            except OSError:
+                moved = False
+            if handle is not None and moved:
+                yield from read()  # what the old file still holds
+                handle.close()
+                handle = None
+            if sent > cap:
+                return
             if handle is None and path.is_file():
                 handle = path.open("rb")
+                handle.seek(sent)
             if handle is not None:
-                while chunk := handle.read(min(CHUNK, cap - sent + 1)):
-                    if sent + len(chunk) > cap:
-                        if cap > sent:
-                            yield chunk[: cap - sent]
-                        yield TRUNCATED % cap
-                        return
-                    sent += len(chunk)
-                    yield chunk
+                yield from read()
+                if sent > cap:
+                    return
             if done:
                 return
             time.sleep(POLL_S)
@@ -95,10 +119,12 @@ def wants_sse() -> bool:
     return best == "text/event-stream"
 
 
-def log_response(ended: Callable[[], bool], path: Path, max_seconds: float) -> Response:
-    """The streaming response for ``path``: SSE when the client asks for it, else chunked
-    ``text/plain``; never cached nor buffered by a proxy."""
-    stream = follow_log(ended, path, time.monotonic() + max_seconds)
+def log_response(
+    ended: Callable[[], bool], locate: Callable[[], Path], max_seconds: float
+) -> Response:
+    """The streaming response for the log at ``locate()``: SSE when the client asks for it,
+    else chunked ``text/plain``; never cached nor buffered by a proxy."""
+    stream = follow_log(ended, locate, time.monotonic() + max_seconds)
     if wants_sse():
         response = Response(sse(stream), status=200, mimetype="text/event-stream")
     else:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from flask.typing import ResponseReturnValue
 
-from operator_engine.workspace import ALGORITHM_LOG
 from provider.app import Services, services
 from provider.errors import SignatureError
 from provider.logstream import log_response
@@ -72,8 +71,8 @@ def compute_streamable_logs() -> ResponseReturnValue:
     job = owned_job(svc, consumer, text_param(params, "jobId"))
     env = svc.engine.environment(job.environment)
     limit = (env.max_job_duration if env is not None else 3600) + 600
-    path = svc.engine.services.folder(job.job_id).log(ALGORITHM_LOG)
-    return log_response(lambda: _ended(svc, job.job_id), path, limit)
+    locate = svc.engine.services.folder(job.job_id).live_algorithm_log
+    return log_response(lambda: _ended(svc, job.job_id), locate, limit)
 
 
 def _ended(svc: Services, job_id: str) -> bool:

@@ -24,7 +24,6 @@ from flask.typing import ResponseReturnValue
 
 from operator_engine.api import JobNotFound, ResultNotFound
 from operator_engine.models import Job
-from operator_engine.workspace import ALGORITHM_LOG
 from provider.app import Services, services
 from provider.errors import ProviderError, RequestValidationError
 from provider.logstream import log_response
@@ -95,13 +94,13 @@ def compute_logs() -> ResponseReturnValue:
         raise ProviderError("Job not found", 404)
     env = svc.engine.environment(job.environment)
     limit = (env.max_job_duration if env is not None else 3600) + 600
-    path = svc.engine.services.folder(job.job_id).log(ALGORITHM_LOG)
+    locate = svc.engine.services.folder(job.job_id).live_algorithm_log
 
     def ended() -> bool:
         current = svc.engine.get(job_id)
         return current is None or current.is_terminal
 
-    return log_response(ended, path, limit)
+    return log_response(ended, locate, limit)
 
 
 def result_response(svc: Services, job: Job, index: int) -> Response:

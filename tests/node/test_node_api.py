@@ -417,7 +417,7 @@ def test_free_tier_limits_and_order_policy(
 def test_streamed_log_follows_the_file_until_the_job_ends(tmp_path: Path) -> None:
     log = tmp_path / "algorithm.log"
     state = {"terminal": False}
-    stream = follow_log(lambda: state["terminal"], log, time.monotonic() + 60)
+    stream = follow_log(lambda: state["terminal"], lambda: log, time.monotonic() + 60)
     log.write_bytes(b"first\n")
     assert next(stream) == b"first\n"  # served while the job still runs
     with log.open("ab") as handle:
