@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
-bootstrap: $(STAMP) node_modules/.package-lock.json
+# Real-client tests (tests/clients): ocean.js 3.4.6 in its own npm folder.
+tests/clients/oceanjs3/node_modules/.package-lock.json: tests/clients/oceanjs3/package.json tests/clients/oceanjs3/package-lock.json
+	cd tests/clients/oceanjs3 && npm ci --no-audit --no-fund --loglevel=error
+
+bootstrap: $(STAMP) node_modules/.package-lock.json tests/clients/oceanjs3/node_modules/.package-lock.json
 
 demo: bootstrap
 	$(BIN)/tidewater demo

@@ -1,0 +1,75 @@
+"""ocean.js 3.4.6 (from npm, on Node 20) runs a whole free compute job against `tidewater serve`.
+
+The script (oceanjs3/compute_flow.js) follows ocean.js's own ComputeExamples: it publishes with
+ocean.js, orders through `handleOrder` (approve of the announced fee token, then startOrder),
+starts the job, polls status every 2 s over Node's keep-alive agent and downloads every result
+through `getComputeResultUrl`. Before issue 9 it failed twice: `approve` on a zero-address fee
+token (CALL_EXCEPTION) and ECONNRESET when a poll raced gunicorn's 2 s keep-alive close.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from contracts_abi.devchain import DEV_ACCOUNTS
+from tests.clients.conftest import EXPECTED_RESULT, Served, node_project
+
+pytestmark = pytest.mark.integration
+
+
+def test_oceanjs3_runs_a_free_compute_job(served: Served, tmp_path: Path) -> None:
+    folder = node_project("oceanjs3")
+    results = tmp_path / "results"
+    env = {
+        **os.environ,
+        "NODE_URI": served.ganache.url,
+        "PROVIDER_URL": served.url,
+        "ADDRESS_FILE": str(served.address_file),
+        "PUBLISHER_KEY": DEV_ACCOUNTS["publisher"],
+        "CONSUMER_KEY": DEV_ACCOUNTS["consumer"],
+        "DATASET_URL": served.dataset_url,
+        "ALGORITHM_URL": served.algorithm_url,
+        "ALGO_IMAGE": served.container["image"],
+        "ALGO_TAG": served.container["tag"],
+        "ALGO_CHECKSUM": served.container["checksum"],
+        "ALGO_ENTRYPOINT": served.container["entrypoint"],
+        "RESULTS_DIR": str(results),
+    }
+    done = subprocess.run(
+        ["node", "compute_flow.js"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert done.returncode == 0, (
+        f"ocean.js flow failed:\n{done.stderr[-6000:]}\n--- provider log ---\n"
+        + served.log_path.read_text()[-4000:]
+    )
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+
+    # the free environment names a real ERC-20: the chain's Ocean token
+    assert summary["environment"]["feeToken"] == served.deployed["Ocean"]
+    fees = [summary["initialize"]["algorithm"]["providerFee"]]
+    fees += [d["providerFee"] for d in summary["initialize"]["datasets"]]
+    assert all(f["providerFeeToken"] == served.deployed["Ocean"] for f in fees)
+
+    final = summary["final"]
+    assert final["status"] == 70, final
+    assert summary["statuses"][-1] == 70 and summary["statuses"] == sorted(summary["statuses"])
+    listed = {r["filename"]: r for r in final["results"]}
+    downloads = {d["filename"]: d for d in summary["downloads"]}
+    assert set(downloads) == set(listed) and "result.json" in downloads
+    for name, got in downloads.items():
+        data = (results / f"{got['index']}-{name}").read_bytes()
+        assert got["size"] == len(data) == listed[name]["filesize"]
+        assert got["sha256"] == hashlib.sha256(data).hexdigest()
+    output = results / f"{downloads['result.json']['index']}-result.json"
+    assert json.loads(output.read_text()) == EXPECTED_RESULT
