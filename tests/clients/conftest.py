@@ -24,7 +24,8 @@ from tidewater.stack import ServerFailed, file_server, provider_server
 HERE = Path(__file__).parent
 DATASET = b"".join(b"%d,%d\n" % (i, i * i) for i in range(1000))
 #: The algorithm both clients publish: counts the dataset's rows into result.json.
-ALGORITHM = b"""import json, os
+ALGORITHM = b"""import json, os, time
+time.sleep(4)  # long enough for a client polling every 2 s to reuse its connection
 dids = json.loads(os.environ["DIDS"])
 rows = open("/data/inputs/%s/0" % dids[0]).read().splitlines()
 with open("/data/outputs/result.json", "w") as out:

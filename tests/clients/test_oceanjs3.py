@@ -73,3 +73,12 @@ def test_oceanjs3_runs_a_free_compute_job(served: Served, tmp_path: Path) -> Non
         assert got["sha256"] == hashlib.sha256(data).hexdigest()
     output = results / f"{downloads['result.json']['index']}-result.json"
     assert json.loads(output.read_text()) == EXPECTED_RESULT
+
+    # what a dApp offers next: stop leaves a finished job finished, delete removes it
+    assert [j["status"] for j in summary["stopped"]] == [70]
+    assert [j["status"] for j in summary["deleted"]] == [8]
+    assert summary["afterDelete"] == []
+
+    # keep-alive at work: the status polls (2 s apart) reused connections
+    traffic = summary["traffic"]
+    assert 0 < traffic["connections"] < traffic["requests"], traffic

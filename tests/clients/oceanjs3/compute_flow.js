@@ -16,6 +16,7 @@
 
 const crypto = require('crypto')
 const fs = require('fs')
+const http = require('http')
 const path = require('path')
 const { SHA256 } = require('crypto-js')
 const { ethers, providers } = require('ethers')
@@ -45,6 +46,23 @@ const RESULTS_DIR = need('RESULTS_DIR')
 const POLL_MS = 2000 // ComputeExamples' users poll status every few seconds
 const JOB_TIMEOUT_MS = Number(process.env.JOB_TIMEOUT_MS || 240000)
 const INDEX_TIMEOUT_MS = 60000
+
+// Count HTTP requests to the provider and the TCP connections that carried them. ocean.js
+// (cross-fetch -> node-fetch) uses Node's global agent, which keeps connections alive (5 s idle):
+// many requests over few connections shows keep-alive at work, as it is for dApps.
+const providerPort = String(new URL(PROVIDER_URL).port)
+const traffic = { requests: 0, connections: 0 }
+const originalRequest = http.request
+http.request = function (...args) {
+  const target = args.find((a) => a && typeof a === 'object' && !(a instanceof URL))
+  if (target && String(target.port) === providerPort) traffic.requests++
+  return originalRequest.apply(this, args)
+}
+const originalCreateConnection = http.globalAgent.createConnection
+http.globalAgent.createConnection = function (options, ...rest) {
+  if (String(options.port) === providerPort) traffic.connections++
+  return originalCreateConnection.call(this, options, ...rest)
+}
 
 function log(message) {
   process.stderr.write(`[oceanjs3] ${message}\n`)
@@ -363,8 +381,7 @@ async function run() {
 
   const downloads = []
   fs.mkdirSync(RESULTS_DIR, { recursive: true })
-  for (const result of jobStatus.results || []) {
-    const index = (jobStatus.results || []).indexOf(result)
+  for (const [index, result] of (jobStatus.results || []).entries()) {
     const downloadURL = await ProviderInstance.getComputeResultUrl(
       providerUrl,
       consumerAccount,
@@ -383,6 +400,33 @@ async function run() {
       sha256: crypto.createHash('sha256').update(bytes).digest('hex')
     })
   }
+
+  // what a dApp offers next: stop (a finished job stays finished), then delete
+  log('stopping and deleting the job')
+  const stopped = await ProviderInstance.computeStop(
+    datasetId,
+    await consumerAccount.getAddress(),
+    computeJobId,
+    providerUrl,
+    consumerAccount,
+    agreementId
+  )
+  const deleted = await ProviderInstance.computeDelete(
+    datasetId,
+    consumerAccount,
+    computeJobId,
+    providerUrl
+  )
+  let afterDelete
+  try {
+    afterDelete = await ProviderInstance.computeStatus(
+      providerUrl,
+      await consumerAccount.getAddress(),
+      computeJobId
+    )
+  } catch (e) {
+    afterDelete = { error: String(e.message || e) }
+  }
   const summary = {
     datasetId,
     algorithmId,
@@ -392,7 +436,11 @@ async function run() {
     agreementId,
     statuses,
     final: jobStatus,
-    downloads
+    downloads,
+    stopped,
+    deleted,
+    afterDelete,
+    traffic
   }
   process.stdout.write(JSON.stringify(summary) + '\n')
 }
