@@ -79,6 +79,10 @@ def test_oceanjs3_runs_a_free_compute_job(served: Served, tmp_path: Path) -> Non
     assert [j["status"] for j in summary["deleted"]] == [8]
     assert summary["afterDelete"] == []
 
+    # "compute again" with the same asset objects (they carry the first orders' transferTxId)
+    again = summary["again"]
+    assert again["final"]["status"] == 70 and again["jobId"] != summary["jobId"], again["final"]
+
     # keep-alive at work: the status polls (2 s apart) reused connections
     traffic = summary["traffic"]
     assert 0 < traffic["connections"] < traffic["requests"], traffic

@@ -265,6 +265,82 @@ async function waitForIndexer(did, serviceId) {
   }
 }
 
+/**
+ * ComputeExamples' section 10 and 11.1: initializeCompute, handleOrder for the algorithm and
+ * every dataset (writing transferTxId into the same objects, as the example does), computeStart,
+ * then computeStatus every 2 s until the job ends.
+ */
+async function orderAndRun(consumerAccount, computeEnv, assets, algo, dtAddressArray, computeValidUntil) {
+  const providerUrl = config.providerUri
+  const providerInitializeComputeResults = await ProviderInstance.initializeCompute(
+    assets,
+    algo,
+    computeEnv.id,
+    computeValidUntil,
+    providerUrl,
+    await consumerAccount.getAddress()
+  )
+  if ('error' in providerInitializeComputeResults) {
+    throw new Error(`initializeCompute: ${JSON.stringify(providerInitializeComputeResults)}`)
+  }
+  log('ordering both assets with the provider fees')
+  algo.transferTxId = await handleOrder(
+    providerInitializeComputeResults.algorithm,
+    ALGORITHM_DDO.services[0].datatokenAddress,
+    consumerAccount,
+    computeEnv.consumerAddress,
+    0
+  )
+  for (let i = 0; i < providerInitializeComputeResults.datasets.length; i++) {
+    assets[i].transferTxId = await handleOrder(
+      providerInitializeComputeResults.datasets[i],
+      dtAddressArray[i],
+      consumerAccount,
+      computeEnv.consumerAddress,
+      0
+    )
+  }
+  const computeJobs = await ProviderInstance.computeStart(
+    providerUrl,
+    consumerAccount,
+    computeEnv.id,
+    assets[0],
+    algo
+  )
+  if (!computeJobs) throw new Error('computeStart failed (see the ocean.js log above)')
+  const computeJobId = computeJobs[0].jobId
+  const agreementId = computeJobs[0].agreementId
+  log(`job ${computeJobId} started`)
+
+  const statuses = []
+  const deadline = Date.now() + JOB_TIMEOUT_MS
+  let jobStatus
+  for (;;) {
+    const reply = await ProviderInstance.computeStatus(
+      providerUrl,
+      await consumerAccount.getAddress(),
+      computeJobId,
+      agreementId
+    )
+    jobStatus = Array.isArray(reply) ? reply[0] : reply
+    if (statuses[statuses.length - 1] !== jobStatus.status) {
+      statuses.push(jobStatus.status)
+      log(`status ${jobStatus.status} ${jobStatus.statusText}`)
+    }
+    if (jobStatus.status >= 70 || Date.now() > deadline) break
+    await sleep(POLL_MS)
+  }
+
+  return {
+    initialize: providerInitializeComputeResults,
+    orders: { algorithm: algo.transferTxId, dataset: assets[0].transferTxId },
+    jobId: computeJobId,
+    agreementId,
+    statuses,
+    final: jobStatus
+  }
+}
+
 async function run() {
   const provider = new providers.JsonRpcProvider(NODE_URI)
   const publisherAccount = new ethers.Wallet(need('PUBLISHER_KEY'), provider)
@@ -275,6 +351,10 @@ async function run() {
   const providerUrl = config.providerUri
   addresses = JSON.parse(fs.readFileSync(ADDRESS_FILE, 'utf8')).development
 
+  // what a market checks before it lets a user publish against a provider URL
+  if (!(await ProviderInstance.isValidProvider(providerUrl))) {
+    throw new Error(`isValidProvider(${providerUrl}) is false`)
+  }
   log('publishing the dataset and the algorithm')
   const datasetId = await createAsset(
     'D1Min', 'D1M', publisherAccount, DATASET_ASSET_URL, DATASET_DDO, providerUrl
@@ -320,64 +400,14 @@ async function run() {
     documentId: resolvedAlgorithmDdo.id,
     serviceId: resolvedAlgorithmDdo.services[0].id
   }
-  const providerInitializeComputeResults = await ProviderInstance.initializeCompute(
-    assets,
-    algo,
-    computeEnv.id,
-    computeValidUntil,
-    providerUrl,
-    await consumerAccount.getAddress()
+  const job = await orderAndRun(
+    consumerAccount, computeEnv, assets, algo, dtAddressArray, computeValidUntil
   )
-  if ('error' in providerInitializeComputeResults) {
-    throw new Error(`initializeCompute: ${JSON.stringify(providerInitializeComputeResults)}`)
-  }
-  log('ordering both assets with the provider fees')
-  algo.transferTxId = await handleOrder(
-    providerInitializeComputeResults.algorithm,
-    resolvedAlgorithmDdo.services[0].datatokenAddress,
-    consumerAccount,
-    computeEnv.consumerAddress,
-    0
-  )
-  for (let i = 0; i < providerInitializeComputeResults.datasets.length; i++) {
-    assets[i].transferTxId = await handleOrder(
-      providerInitializeComputeResults.datasets[i],
-      dtAddressArray[i],
-      consumerAccount,
-      computeEnv.consumerAddress,
-      0
-    )
-  }
-  const computeJobs = await ProviderInstance.computeStart(
-    providerUrl,
-    consumerAccount,
-    computeEnv.id,
-    assets[0],
-    algo
-  )
-  if (!computeJobs) throw new Error('computeStart failed (see the ocean.js log above)')
-  const computeJobId = computeJobs[0].jobId
-  const agreementId = computeJobs[0].agreementId
-  log(`job ${computeJobId} started`)
-
-  const statuses = []
-  const deadline = Date.now() + JOB_TIMEOUT_MS
-  let jobStatus
-  for (;;) {
-    const reply = await ProviderInstance.computeStatus(
-      providerUrl,
-      await consumerAccount.getAddress(),
-      computeJobId,
-      agreementId
-    )
-    jobStatus = Array.isArray(reply) ? reply[0] : reply
-    if (statuses[statuses.length - 1] !== jobStatus.status) {
-      statuses.push(jobStatus.status)
-      log(`status ${jobStatus.status} ${jobStatus.statusText}`)
-    }
-    if (jobStatus.status >= 70 || Date.now() > deadline) break
-    await sleep(POLL_MS)
-  }
+  const providerInitializeComputeResults = job.initialize
+  const computeJobId = job.jobId
+  const agreementId = job.agreementId
+  const statuses = job.statuses
+  const jobStatus = job.final
 
   const downloads = []
   fs.mkdirSync(RESULTS_DIR, { recursive: true })
@@ -427,6 +457,14 @@ async function run() {
   } catch (e) {
     afterDelete = { error: String(e.message || e) }
   }
+
+  // a dApp's "compute again": the same asset objects (they now carry transferTxId, as in the
+  // example) go through initializeCompute -> handleOrder -> computeStart once more
+  log('computing again with the same asset objects')
+  const again = await orderAndRun(
+    consumerAccount, computeEnv, assets, algo, dtAddressArray, computeValidUntil
+  )
+
   const summary = {
     datasetId,
     algorithmId,
@@ -440,6 +478,8 @@ async function run() {
     stopped,
     deleted,
     afterDelete,
+    orders: job.orders,
+    again,
     traffic
   }
   process.stdout.write(JSON.stringify(summary) + '\n')
