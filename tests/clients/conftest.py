@@ -1,12 +1,14 @@
 """One `tidewater serve` for the real-client tests: real ganache with the Ocean contracts, real
-Docker, the built-in free environment (its fee token must be the chain's Ocean token), and a
-loopback file server holding the dataset and the algorithm the clients publish.
+Docker, a free and a paid environment that name no fee token (so both must announce the chain's
+Ocean token), and a loopback file server holding the dataset and the algorithm the clients
+publish.
 
 Session-scoped: every client test in tests/clients shares it (each publishes its own assets).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,7 +18,11 @@ from typing import Any
 
 import docker
 import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
+from contracts_abi import publish
 from contracts_abi.devchain import DEV_ACCOUNTS, Ganache
 from tests.fixtures.requirements import unavailable
 from tidewater.stack import ServerFailed, file_server, provider_server
@@ -33,6 +39,12 @@ with open("/data/outputs/result.json", "w") as out:
 print("rows", len(rows))
 """
 EXPECTED_RESULT = {"rows": 1000, "last": "999,998001"}
+_ENV = {"cpuNumber": 1, "ramGB": 1, "diskGB": 1, "maxJobs": 2, "maxJobDuration": 120}
+ENVIRONMENTS = [
+    {"id": "free", **_ENV, "priceMin": 0},
+    {"id": "paid", **_ENV, "priceMin": 1},  # 1 Ocean a minute of validUntil
+]
+DEV_ADDRESSES = {name: Account.from_key(key).address for name, key in DEV_ACCOUNTS.items()}
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,8 @@ class Served:
 def served(
     tmp_path_factory: pytest.TempPathFactory,
     ganache: Ganache,
+    w3: Web3,
+    deployer_account: LocalAccount,
     address_file: Path,
     deployed: dict[str, Any],
     docker_client: docker.DockerClient,
@@ -73,6 +87,11 @@ def served(
         "checksum": docker_client.images.get(python_image).id,
         "entrypoint": "python3 $ALGO",
     }
+    # a free and a paid environment; neither names a fee token, so both use the chain's Ocean
+    envs = folder / "envs.json"
+    envs.write_text(json.dumps(ENVIRONMENTS))
+    # the publisher's Ocean, which the ocean.js flow sends on to its consumer (ComputeExamples 5.2)
+    publish.transfer(w3, deployer_account, deployed["Ocean"], DEV_ADDRESSES["publisher"], 10**21)
     env = {
         "NETWORK_URL": ganache.url,
         "PROVIDER_PRIVATE_KEY": DEV_ACCOUNTS["provider"],
@@ -81,7 +100,7 @@ def served(
         "ADDRESS_FILE": str(address_file),
         "ALLOW_NON_PUBLIC_IP": "true",  # the clients' files are served on loopback
         "TIDEWATER_PULL_IMAGES": "false",
-        "TIDEWATER_ENVIRONMENTS": "",  # the built-in free environment
+        "TIDEWATER_ENVIRONMENTS": str(envs),
         "TIDEWATER_WORKERS": "1",
     }
     log_path = folder / "provider.log"

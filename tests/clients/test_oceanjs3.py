@@ -83,6 +83,14 @@ def test_oceanjs3_runs_a_free_compute_job(served: Served, tmp_path: Path) -> Non
     again = summary["again"]
     assert again["final"]["status"] == 70 and again["jobId"] != summary["jobId"], again["final"]
 
+    # a paid environment: approve + startOrder moved exactly the signed fee out of the wallet
+    paid = summary["paid"]
+    assert paid["final"]["status"] == 70, paid["final"]
+    fee = paid["initialize"]["datasets"][0]["providerFee"]
+    assert fee["providerFeeToken"] == served.deployed["Ocean"]
+    assert int(fee["providerFeeAmount"]) > 0
+    assert int(paid["consumerPaid"]) == int(fee["providerFeeAmount"])
+
     # keep-alive at work: the status polls (2 s apart) reused connections
     traffic = summary["traffic"]
     assert 0 < traffic["connections"] < traffic["requests"], traffic

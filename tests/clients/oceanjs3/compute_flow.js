@@ -27,6 +27,7 @@ const {
   Nft,
   ZERO_ADDRESS,
   approveWei,
+  transfer,
   ConfigHelper,
   getEventFromTx,
   downloadFile,
@@ -355,6 +356,15 @@ async function run() {
   if (!(await ProviderInstance.isValidProvider(providerUrl))) {
     throw new Error(`isValidProvider(${providerUrl}) is false`)
   }
+  // ComputeExamples 5.2: send some OCEAN to the consumer (pays the paid environment below)
+  const sent = await transfer(
+    publisherAccount,
+    config,
+    addresses.Ocean,
+    await consumerAccount.getAddress(),
+    '100'
+  )
+  await sent.wait()
   log('publishing the dataset and the algorithm')
   const datasetId = await createAsset(
     'D1Min', 'D1M', publisherAccount, DATASET_ASSET_URL, DATASET_DDO, providerUrl
@@ -465,6 +475,28 @@ async function run() {
     consumerAccount, computeEnv, assets, algo, dtAddressArray, computeValidUntil
   )
 
+  // Ocean Market's way with a paid environment: the same handleOrder, now approving a real fee
+  // that startOrder moves to the provider, on new orders (fresh asset objects)
+  const paidEnv = computeEnvs[resolvedDatasetDdo.chainId].find((ce) => ce.priceMin > 0)
+  if (!paidEnv) throw new Error(`no paid compute environment: ${JSON.stringify(computeEnvs)}`)
+  log(`paid compute environment ${paidEnv.id}, ${paidEnv.priceMin} ${paidEnv.feeToken} a minute`)
+  const ocean = new ethers.Contract(
+    paidEnv.feeToken,
+    ['function balanceOf(address) view returns (uint256)'],
+    provider
+  )
+  const balanceBefore = await ocean.balanceOf(await consumerAccount.getAddress())
+  const paid = await orderAndRun(
+    consumerAccount,
+    paidEnv,
+    [{ documentId: resolvedDatasetDdo.id, serviceId: resolvedDatasetDdo.services[0].id }],
+    { documentId: resolvedAlgorithmDdo.id, serviceId: resolvedAlgorithmDdo.services[0].id },
+    dtAddressArray,
+    computeValidUntil
+  )
+  const balanceAfter = await ocean.balanceOf(await consumerAccount.getAddress())
+  paid.consumerPaid = balanceBefore.sub(balanceAfter).toString()
+
   const summary = {
     datasetId,
     algorithmId,
@@ -480,6 +512,7 @@ async function run() {
     afterDelete,
     orders: job.orders,
     again,
+    paid,
     traffic
   }
   process.stdout.write(JSON.stringify(summary) + '\n')
