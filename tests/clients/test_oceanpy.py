@@ -92,3 +92,7 @@ def test_oceanpy_runs_a_free_compute_job(served: Served, tmp_path: Path) -> None
         data = (results / f"{got['index']}-{name}").read_bytes()
         assert got["size"] == len(data) == listed[name]["filesize"]
         assert got["sha256"] == hashlib.sha256(data).hexdigest()
+    stopped, deleted = summary["stopped"], summary["deleted"]
+    stopped = stopped[0] if isinstance(stopped, list) else stopped
+    deleted = deleted[0] if isinstance(deleted, list) else deleted
+    assert stopped["status"] == 70 and deleted["status"] == 8, (stopped, deleted)

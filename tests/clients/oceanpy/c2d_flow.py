@@ -8,7 +8,7 @@ metadata cache (tidewater's embedded Aquarius read API), Alice mints datatokens 
 picks the free C2D environment, ``pay_for_compute_service`` (initializeCompute, then
 startOrder/reuseOrder with the provider fees), ``ocean.compute.start``, ``ocean.compute.status``
 until ``dateFinished``, then ``compute_job_result_logs`` and ``ocean.compute.result`` for every
-result.
+result; then ``ocean.compute.stop`` and the provider's ``delete_compute_job``.
 
 Input: environment variables (see ``need``). Output: progress on stderr, one JSON line on stdout.
 """
@@ -25,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from eth_account import Account
+from ocean_lib.data_provider.data_service_provider import DataServiceProvider
 from ocean_lib.example_config import get_config_dict
 from ocean_lib.models.compute_input import ComputeInput
 from ocean_lib.ocean.ocean import Ocean
@@ -122,6 +123,9 @@ def main() -> None:
                 "sha256": hashlib.sha256(data).hexdigest(),
             }
         )
+    # Stop (a finished job stays finished) and delete, as ocean.py signs them (query strings)
+    stopped = ocean.compute.stop(DATA_ddo, compute_service, job_id, bob)
+    deleted = DataServiceProvider.delete_compute_job(DATA_ddo.did, job_id, compute_service, bob)
     summary = {
         "environment": free_c2d_env,
         "jobId": job_id,
@@ -131,6 +135,8 @@ def main() -> None:
         "downloads": downloads,
         "datasetOrder": datasets[0].transfer_tx_id,
         "algorithmOrder": algorithm.transfer_tx_id,
+        "stopped": stopped,
+        "deleted": deleted,
     }
     print(json.dumps(summary, default=str), flush=True)
 
