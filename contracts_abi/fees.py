@@ -19,6 +19,13 @@ from eth_account.messages import encode_defunct
 from hexbytes import HexBytes
 from web3 import Web3
 
+UINT256_MAX = 2**256 - 1
+
+
+class FeeOutOfRange(ValueError):
+    """An amount or validUntil outside uint256: no order could carry that fee."""
+
+
 #: The keys of a providerFee object, in the order clients show them.
 FEE_FIELDS = (
     "providerFeeAddress",
@@ -32,8 +39,11 @@ FEE_FIELDS = (
 )
 
 
-def provider_data(environment: str, datatoken: str, service_id: str, timestamp: float) -> str:
-    """The 0x-hex providerData for a fee on ``datatoken``'s service ``service_id``.
+def provider_data(
+    environment: str | None, datatoken: str, service_id: str, timestamp: float
+) -> str:
+    """The 0x-hex providerData for a fee on ``datatoken``'s service ``service_id``
+    (``environment`` None for an access service).
 
     >>> provider_data("env1", "0xdt", "svc", 1700000000.5)
     '0x7b22656e7669726f6e6d656e74223a22656e7631222c2274696d657374616d70223a313730303030303030302e352c226474223a2230786474222c226964223a22737663227d'
@@ -105,8 +115,9 @@ def sign_provider_fee(
     ``v`` 27 or 28; ``r`` / ``s`` 0x + 32 bytes; ``validUntil`` an int.
     """
     account = Account.from_key(private_key)
-    if int(amount) < 0 or int(valid_until) < 0:
-        raise ValueError("provider fee amount and validUntil must be non-negative")
+    for name, value in (("providerFeeAmount", amount), ("validUntil", valid_until)):
+        if not 0 <= int(value) <= UINT256_MAX:
+            raise FeeOutOfRange(f"{name} {value} does not fit a uint256")
     digest = provider_fee_hash(
         provider_data_hex, account.address, fee_token, int(amount), int(valid_until)
     )

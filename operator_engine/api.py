@@ -11,11 +11,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine as SqlEngine
 
+from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine
-from operator_engine.environments import EnvironmentRegistry
-from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult
+from operator_engine.environments import EnvironmentRegistry, gpu_share
+from operator_engine.metrics import WORKERS
+from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
+from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.worker import Services, Worker, worker_is_dead
 from tidewater.settings import Settings
@@ -82,7 +85,9 @@ class Engine:
             registry=self.registry,
             data_dir=Path(settings.data_dir),
             allow_non_public_ip=settings.allow_non_public_ip,
+            storage=StorageConfig.from_settings(settings),
             lease_seconds=lease_seconds,
+            credentials=CredentialStore(db, settings.credentials_key),
         )
         self._stopping = self.services.stopping
         self.poll_seconds = poll_seconds
@@ -106,12 +111,31 @@ class Engine:
                 runner = DockerRunner(pull=settings.pull_images)
             except RunnerError as exc:
                 raise EngineError(str(exc)) from exc
-        return cls(settings, db, runner, **options)
+        engine = cls(settings, db, runner, **options)
+        engine.check_gpus()
+        return engine
+
+    def check_gpus(self) -> None:
+        """Refuse GPU environments the runner cannot serve (a clear error at load, never a
+        job stuck at 40)."""
+        wanting = [e.id for e in self.registry.file_envs() if gpu_share(e)[0] > 0]
+        if not wanting:
+            return
+        reason = self.runner.gpu_support()
+        if reason is not None:
+            raise EngineError(
+                f"compute environment(s) {', '.join(wanting)} ask for GPUs, but {reason}"
+            )
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def submit(self, request: JobRequest) -> Job:
-        """Queue a job (status 1). The same ``agreement_id`` returns the job it started."""
+    def submit(self, request: JobRequest, *, payments: Payments | None = None) -> Job:
+        """Queue a job (status 1).
+
+        ``payments`` (the V4 path's order txs) are consumed with the job: re-sending exactly
+        these payments returns the job they started; any other use raises
+        :class:`OrderAlreadyUsed`, even after that job was deleted. Without ``payments`` the
+        same ``agreement_id`` returns the job it started."""
         entry = self.registry.entries().get(request.environment)
         if entry is None:
             raise UnknownEnvironment(f"unknown compute environment {request.environment!r}")
@@ -120,19 +144,26 @@ class Engine:
         if request.algorithm.rawcode is None and not request.algorithm.files:
             raise InvalidJobRequest("the algorithm needs raw code or files")
         algo_did = request.algorithm.did or "raw"
-        if request.agreement_id is not None:
+        existing = None
+        if payments:
+            existing = self.store.job_paid_by(payments)
+        elif request.agreement_id is not None:
             existing = self.store.by_agreement(request.agreement_id)
-            if existing is not None:
-                return existing
+        if existing is not None:
+            return existing
         if not entry.accepts_jobs:
             raise EnvironmentUnavailable(
                 f"compute environment {request.environment!r} takes no new jobs ({entry.status})"
             )
-        job, created = self.store.insert(request, algo_did=algo_did)
+        job, created = self.store.insert(request, algo_did=algo_did, payments=payments)
         if created:
             self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
         self._wake.set()
         return job
+
+    def consumed_orders(self, chain_id: int, tx_ids: list[str]) -> set[str]:
+        """Which of ``tx_ids`` (lowercased) already started a job on ``chain_id``."""
+        return self.store.consumed(chain_id, tx_ids)
 
     def get(self, job_id: str) -> Job | None:
         return self.store.get(job_id)
@@ -214,6 +245,11 @@ class Engine:
         """Environments that take jobs now (draining and errored ones are not offered)."""
         return [e.env for e in self.registry.entries().values() if e.accepts_jobs]
 
+    def primary_environment(self) -> ComputeEnvironment | None:
+        """The environment a job that names none runs in (see ``EnvironmentRegistry``)."""
+        entry = next(iter(self.registry.entries().values()), None)
+        return entry.env if entry is not None and entry.primary else None
+
     def environment(self, env_id: str) -> ComputeEnvironment | None:
         entry = self.registry.entries().get(env_id)
         return entry.env if entry is not None and entry.accepts_jobs else None
@@ -245,6 +281,13 @@ class Engine:
             log.exception("sweep failed")
 
     def _loop(self, worker: Worker, sweeper: bool) -> None:
+        WORKERS.inc()
+        try:
+            self._work(worker, sweeper)
+        finally:
+            WORKERS.dec()
+
+    def _work(self, worker: Worker, sweeper: bool) -> None:
         next_sweep = time.monotonic() + self.sweep_seconds
         while not self._stopping.is_set():
             try:

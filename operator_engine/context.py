@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from operator_engine.credentials import Credential
 from operator_engine.models import ComputeEnvironment, JobRequest
 from operator_engine.runner import ContainerRunner
+from operator_engine.storage import StorageConfig
 from operator_engine.workspace import CONFIGURE_LOG, PUBLISH_LOG, JobFolder, append_log
 
 
@@ -52,7 +54,16 @@ class JobContext:
     on_container: Callable[[str], object] = lambda _cid: None
     should_yield: Callable[[], bool] = lambda: False  # the engine is shutting down
     fetch_timeout: float = 30.0
+    storage: StorageConfig | None = None  # gateways and RPC URLs; None: url files only
+    #: the environment's stored platform credential (``credentialsId``), if any
+    registry_credential: Credential | None = None
     state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def storage_config(self) -> StorageConfig:
+        """How this job opens its files (the SSRF switch and timeout always from the job)."""
+        base = self.storage or StorageConfig()
+        return replace(base, allow_non_public=self.allow_non_public_ip, timeout=self.fetch_timeout)
 
     def configure_log(self, text: str) -> None:
         append_log(self.folder.log(CONFIGURE_LOG), text)

@@ -13,8 +13,8 @@ from typing import Any, BinaryIO
 import docker
 import docker.errors
 import requests
+from docker.types import DeviceRequest, Ulimit
 from docker.types import Mount as DockerMount
-from docker.types import Ulimit
 
 from operator_engine.runner import (
     JOB_LABEL,
@@ -69,15 +69,21 @@ class DockerRunner:
         digests = {d.split("@", 1)[-1] for d in img.attrs.get("RepoDigests") or []}
         return checksum == img.id or checksum in digests
 
-    def _pull(self, ref: str) -> Any | None:
+    def _pull(self, ref: str, auth: dict[str, str] | None = None) -> Any | None:
         if not self.pull:
             return None
         try:
-            return self.client.images.pull(ref)
+            return self.client.images.pull(ref, auth_config=auth)
         except (docker.errors.APIError, requests.RequestException):
             return None
 
-    def resolve_image(self, image: str, tag: str | None, checksum: str | None) -> str:
+    def resolve_image(
+        self,
+        image: str,
+        tag: str | None,
+        checksum: str | None,
+        auth: dict[str, str] | None = None,
+    ) -> str:
         ref = _image_ref(image, tag)
         if checksum:
             if not checksum.startswith("sha256:"):
@@ -87,7 +93,7 @@ class DockerRunner:
                 img = self._local(candidate)
                 if img is not None and self._matches(img, checksum):
                     return str(img.id)
-            pulled = self._pull(f"{name}@{checksum}")
+            pulled = self._pull(f"{name}@{checksum}", auth)
             if pulled is not None and self._matches(pulled, checksum):
                 return str(pulled.id)
             present = self._local(ref)
@@ -96,10 +102,23 @@ class DockerRunner:
                     f"image {ref} is {present.id}, which does not match checksum {checksum}"
                 )
             raise ImageError(f"image {name}@{checksum} is not present and could not be pulled")
-        img = self._local(ref) or self._pull(ref)
+        img = self._local(ref) or self._pull(ref, auth)
         if img is None:
             raise ImageError(f"image {ref} is not present and could not be pulled")
         return str(img.id)
+
+    def gpu_support(self) -> str | None:
+        """None when this Docker engine has the NVIDIA runtime that GPU device requests need."""
+        try:
+            runtimes = self.client.info().get("Runtimes") or {}
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            return f"the Docker engine did not answer ({type(exc).__name__})"
+        if "nvidia" in runtimes:
+            return None
+        return (
+            f"the Docker engine has no GPU runtime (runtimes: {', '.join(sorted(runtimes))}); "
+            "install the NVIDIA Container Toolkit and restart dockerd"
+        )
 
     # -- containers --------------------------------------------------------------------------
 
@@ -137,6 +156,7 @@ class DockerRunner:
                     for m in spec.mounts
                 ],
                 hostname="algorithm",
+                device_requests=device_requests(spec),
                 detach=True,
             )
             container.start()
@@ -199,3 +219,18 @@ class DockerRunner:
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise RunnerError(f"cannot list containers: {exc}") from exc
         return [(c["Id"], c["Labels"].get(JOB_LABEL, "")) for c in found]
+
+
+def device_requests(spec: ContainerSpec) -> list[DeviceRequest]:
+    """The GPU request of ``spec``: its device ids, else a count, with the ``gpu`` capability.
+
+    >>> from operator_engine.runner import ContainerSpec
+    >>> spec = ContainerSpec("j", "i", "c", {}, [], 1, 1, gpus=2)
+    >>> [(r["Count"], r["Capabilities"]) for r in device_requests(spec)]
+    [(2, [['gpu']])]
+    """
+    if spec.gpu_devices:
+        return [DeviceRequest(device_ids=list(spec.gpu_devices), capabilities=[["gpu"]])]
+    if spec.gpus > 0:
+        return [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])]
+    return []

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from eth_utils import to_checksum_address
 
+from operator_engine.credentials import CredentialStore
 from operator_engine.models import ZERO_ADDRESS, ComputeEnvironment, EgressPolicy
 
 DEFAULT_ENV_ID = "tidewater-free"
@@ -172,18 +173,65 @@ def parse_environment(data: Any, source: str) -> ComputeEnvironment:
     for key, value in data.items():
         if key == "id":
             continue
-        if key == "allowedImages":
+        if key == "gpuDevices":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise EnvironmentConfigError(f"{where}: gpuDevices must be a list of strings")
+            values["gpu_devices"] = tuple(value)
+        elif key == "allowedImages":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise EnvironmentConfigError(f"{where}: allowedImages must be a list of strings")
             values["allowed_images"] = tuple(value)
         elif key == "egress":
             values["egress"] = _egress(value, where)
+        elif key == "environment":
+            values["container_env"] = container_env(value, where)
+        elif key == "credentialsId":
+            if not isinstance(value, str):
+                raise EnvironmentConfigError(f"{where}: credentialsId must be a string")
+            values["credentials_id"] = value
         elif key in _FIELDS:
             name, kind, minimum = _FIELDS[key]
             values[name] = _number(where, key, value, kind, minimum)
         else:
             raise EnvironmentConfigError(f"{where}: unknown field {key!r}")
     return ComputeEnvironment(**values)
+
+
+#: variables the engine sets for every algorithm; an environment may not override them
+RESERVED_VARIABLES = frozenset(
+    {"DIDS", "TRANSFORMATION_DID", "VOLUME", "INPUTS", "OUTPUTS", "LOGS", "secret"}
+)
+_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def container_env(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """Algorithm environment variables from ``[{name, value}]`` (the admin document's shape)
+    or a ``{name: value}`` mapping.
+
+    >>> container_env([{"name": "MODE", "value": "fast", "compute": True}], "x")
+    (('MODE', 'fast'),)
+    """
+    if isinstance(value, dict):
+        items = [{"name": k, "value": v} for k, v in value.items()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise EnvironmentConfigError(f"{where}: environment must be a list of {{name, value}}")
+    out: dict[str, str] = {}
+    for item in items:
+        if not isinstance(item, dict) or set(item) - {"name", "value", "head", "compute"}:
+            raise EnvironmentConfigError(f"{where}: environment items are {{name, value}}")
+        name, text = item.get("name"), item.get("value")
+        if not isinstance(name, str) or not _VAR_RE.match(name):
+            raise EnvironmentConfigError(f"{where}: environment name {name!r} is not a variable")
+        if name in RESERVED_VARIABLES:
+            raise EnvironmentConfigError(f"{where}: environment {name} is set by the engine")
+        if not isinstance(text, str):
+            raise EnvironmentConfigError(f"{where}: environment {name} value must be a string")
+        if item.get("compute") is False:
+            continue  # a head-only variable: tidewater has no head job, so it has no effect
+        out[name] = text
+    return tuple(out.items())
 
 
 def _egress(value: Any, where: str) -> EgressPolicy:
@@ -241,6 +289,7 @@ class EnvEntry:
     status: str = "AVAILABLE"
     source: str = "file"
     message: str | None = None
+    primary: bool = False
 
     @property
     def accepts_jobs(self) -> bool:
@@ -256,7 +305,7 @@ class EnvironmentRegistry:
     """File environments merged with store-managed ones; :meth:`entries` reads both afresh.
 
     With a :class:`FeeTokenRule` (the provider installs one) every environment's fee token is
-    resolved and checked: a file environment that fails raises, a store one becomes ERRORED.
+    resolved and checked: a file environment that fails raises, a store one becomes INVALID.
     """
 
     def __init__(
@@ -276,6 +325,7 @@ class EnvironmentRegistry:
         return [self.check(env, f"{self.path} ({env.id!r})") for env in load_file(self.path)]
 
     def entries(self) -> dict[str, EnvEntry]:
+        """Every environment, the primary one first (see :meth:`primary_id`)."""
         merged = {env.id: EnvEntry(env) for env in self.file_envs()}
         for row in self.store.env_rows():
             if row.id in merged and merged[row.id].source == "file":
@@ -287,11 +337,29 @@ class EnvironmentRegistry:
                 )
             except EnvironmentConfigError as exc:
                 merged[row.id] = EnvEntry(
-                    ComputeEnvironment(id=row.id), "ERRORED", row.source, str(exc)
+                    ComputeEnvironment(id=row.id), "INVALID", row.source, str(exc)
                 )
                 continue
-            merged[row.id] = EnvEntry(env, row.status, row.source, row.message)
-        return merged
+            status, message = row.status, row.message
+            if env.credentials_id and not self._credentials_exist(env.credentials_id):
+                status, message = "INVALID", f"credentials {env.credentials_id!r} do not exist"
+            merged[row.id] = EnvEntry(env, status, row.source, message)
+        primary = self.primary_id(merged)
+        if primary is None:
+            return merged
+        first = replace(merged.pop(primary), primary=True)
+        return {primary: first, **merged}
+
+    def primary_id(self, entries: dict[str, EnvEntry]) -> str | None:
+        """The environment a job or admin call that names none uses: the one flagged primary
+        while it exists and takes jobs, else the first that takes jobs (file order first)."""
+        flagged = self.store.primary_env()
+        if flagged in entries and entries[flagged].accepts_jobs:
+            return str(flagged)
+        return next((i for i, e in entries.items() if e.accepts_jobs), None)
+
+    def _credentials_exist(self, credentials_id: str) -> bool:
+        return CredentialStore(self.store.engine, None).exists(credentials_id)
 
 
 def job_share(env: ComputeEnvironment) -> tuple[float, int, int]:
@@ -302,3 +370,18 @@ def job_share(env: ComputeEnvironment) -> tuple[float, int, int]:
         int(env.ram_gb * 1024**3 / jobs),
         int(env.disk_gb * 1024**3 / jobs),
     )
+
+
+def gpu_share(env: ComputeEnvironment) -> tuple[int, tuple[str, ...]]:
+    """(GPU count, explicit device ids) one job of ``env`` is given: its ``gpuDevices`` when
+    listed, else ``gpuNumber / maxJobs`` (at least 1 when the environment has GPUs).
+
+    >>> from operator_engine.models import ComputeEnvironment as E
+    >>> gpu_share(E("a", gpu_number=4, max_jobs=2)), gpu_share(E("b"))
+    ((2, ()), (0, ()))
+    """
+    if env.gpu_devices:
+        return len(env.gpu_devices), env.gpu_devices
+    if env.gpu_number <= 0:
+        return 0, ()
+    return max(1, env.gpu_number // max(env.max_jobs, 1)), ()

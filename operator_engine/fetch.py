@@ -1,6 +1,7 @@
-"""SSRF-guarded fetching of file objects (PROTOCOL.md §7) for provisioning and the provider.
+"""SSRF-guarded HTTP for file objects (PROTOCOL.md §7); :mod:`operator_engine.storage` owns the
+storage types and sends every request of theirs (gateways included) through here.
 
-Only ``{type: "url"}`` file objects over http/https are fetched. The host is resolved and every
+Only http/https URLs are fetched. The host is resolved and every
 address it resolves to must be public unless ``allow_non_public``; the TCP connection is then
 made to one of those *checked* addresses (never a second lookup), so a DNS answer that changes
 between check and connect (rebinding) cannot reach an internal service. Redirects go through the
@@ -9,13 +10,10 @@ same guard. Environment proxies are ignored (a proxy would connect on our behalf
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import socket
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -161,40 +159,38 @@ def _session(allow_non_public: bool) -> requests.Session:
 
 
 @contextmanager
-def open_url(
-    file_obj: Any, *, allow_non_public: bool, timeout: float
+def open_request(
+    method: str,
+    url: str,
+    *,
+    allow_non_public: bool,
+    timeout: float,
+    headers: dict[str, Any] | None = None,
+    body: bytes | None = None,
+    accept: frozenset[int] = frozenset({200}),
 ) -> Iterator[requests.Response]:
-    """Check an Ocean ``url`` file object and open it, streamed, through the guarded session.
+    """Send one HTTP request through the guarded session and yield the streamed answer.
 
-    Raises :class:`FetchError` for a malformed object, a refused address (also after a
-    redirect), an answer other than 200, or a network error (also while the caller reads).
+    Raises :class:`FetchError` for a refused address (also after a redirect), a status not in
+    ``accept`` (206 and 416 are accepted for a forwarded ``Range``), or a network error (also
+    while the caller reads).
     """
-    if not isinstance(file_obj, dict):
-        raise FetchError("file object must be a JSON object")
-    kind = file_obj.get("type")
-    if kind != "url":
-        raise FetchError(f"unsupported file type {kind!r} (only 'url' files can be fetched)")
-    url = file_obj.get("url")
-    if not isinstance(url, str) or not url:
-        raise FetchError("url file object has no 'url'")
-    method = str(file_obj.get("method") or "GET").upper()
+    method = method.upper()
     if method not in _ALLOWED_METHODS:
         raise FetchError(f"HTTP method {method!r} not allowed (use GET or POST)")
-    headers = file_obj.get("headers") or {}
-    if not isinstance(headers, dict):
-        raise FetchError("file object 'headers' must be an object")
     check_url(url, allow_non_public=allow_non_public)
     with _session(allow_non_public) as session:
         try:
             with session.request(
                 method,
                 url,
-                headers={str(k): str(v) for k, v in headers.items()},
+                headers={str(k): str(v) for k, v in (headers or {}).items()},
+                data=body,
                 stream=True,
                 timeout=(min(timeout, 10.0), timeout),
                 allow_redirects=True,
             ) as resp:
-                if resp.status_code != 200:
+                if resp.status_code not in accept:
                     raise FetchError(
                         f"{method} {_redact(url)} answered HTTP {resp.status_code}",
                         f"the file server answered HTTP {resp.status_code}",
@@ -210,19 +206,28 @@ def open_url(
             ) from None
 
 
-def _stream(
-    file_obj: dict[str, Any], *, allow_non_public: bool, max_bytes: int, timeout: float
-) -> Iterator[bytes]:
-    with open_url(file_obj, allow_non_public=allow_non_public, timeout=timeout) as resp:
-        declared = resp.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > max_bytes:
-            raise FetchError(f"file is {declared} bytes, over the {max_bytes}-byte limit")
-        total = 0
-        for chunk in resp.iter_content(CHUNK):
-            total += len(chunk)
-            if total > max_bytes:
-                raise FetchError(f"file exceeds the {max_bytes}-byte limit")
-            yield chunk
+@contextmanager
+def open_url(
+    file_obj: Any, *, allow_non_public: bool, timeout: float
+) -> Iterator[requests.Response]:
+    """Check an Ocean ``url`` file object and open it, streamed, through the guarded session
+    (see :func:`open_request`; a malformed object raises :class:`FetchError` too)."""
+    if not isinstance(file_obj, dict):
+        raise FetchError("file object must be a JSON object")
+    kind = file_obj.get("type")
+    if kind != "url":
+        raise FetchError(f"unsupported file type {kind!r} (only 'url' files can be fetched)")
+    url = file_obj.get("url")
+    if not isinstance(url, str) or not url:
+        raise FetchError("url file object has no 'url'")
+    method = str(file_obj.get("method") or "GET").upper()
+    headers = file_obj.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise FetchError("file object 'headers' must be an object")
+    with open_request(
+        method, url, allow_non_public=allow_non_public, timeout=timeout, headers=headers
+    ) as resp:
+        yield resp
 
 
 def _redact(url: str) -> str:
@@ -241,42 +246,3 @@ def _reason(exc: BaseException) -> str:
             return text.split(": ", 1)[-1] if ": " in text else text
         inner = inner.__context__ or inner.__cause__
     return type(exc).__name__ + (f": {exc}" if str(exc) else "")
-
-
-def fetch_to_file(
-    file_obj: dict[str, Any],
-    dest: Path,
-    *,
-    allow_non_public: bool,
-    max_bytes: int,
-    timeout: float = 30,
-) -> tuple[int, str]:
-    """Stream ``file_obj`` into ``dest``; return (size, sha256 hex). Nothing is left at
-    ``dest`` on failure (the bytes land in a temporary file renamed into place at the end)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".fetch-", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-        try:
-            for chunk in _stream(
-                file_obj, allow_non_public=allow_non_public, max_bytes=max_bytes, timeout=timeout
-            ):
-                tmp.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-        except BaseException:
-            tmp.close()
-            tmp_path.unlink(missing_ok=True)
-            raise
-    tmp_path.replace(dest)
-    return size, digest.hexdigest()
-
-
-def fetch_bytes(
-    file_obj: dict[str, Any], *, allow_non_public: bool, max_bytes: int, timeout: float = 30
-) -> bytes:
-    """Fetch ``file_obj`` into memory (at most ``max_bytes``)."""
-    return b"".join(
-        _stream(file_obj, allow_non_public=allow_non_public, max_bytes=max_bytes, timeout=timeout)
-    )

@@ -7,6 +7,7 @@ with :class:`Job` values, which :meth:`Job.to_ocean` turns into the wire shape c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,8 @@ class ComputeEnvironment:
     disk_gb: float = 10.0
     gpu_number: int = 0
     gpu_type: str = ""
+    #: explicit GPU device ids (``gpuDevices``) every job of the environment is given
+    gpu_devices: tuple[str, ...] = ()
     max_jobs: int = 1
     max_job_duration: int = 3600
     storage_expiry: int = 7 * 24 * 3600
@@ -53,6 +56,10 @@ class ComputeEnvironment:
     consumer_address: str = ""
     allowed_images: tuple[str, ...] = ()
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    #: extra environment variables for the algorithm container (admin ``config.environment``)
+    container_env: tuple[tuple[str, str], ...] = ()
+    #: stored platform credentials (a registry login for private images), by id
+    credentials_id: str = ""
 
     def to_ocean(self, current_jobs: int, last_seen: float) -> dict[str, Any]:
         """The env object of ``GET computeEnvironments`` (numbers stay JSON numbers)."""
@@ -105,8 +112,9 @@ class AlgorithmInput:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A validated compute request. ``agreement_id`` (the first dataset's order tx) makes
-    ``submit`` idempotent: one order starts at most one job."""
+    """A validated compute request. ``agreement_id`` (the first dataset's order tx) is the
+    job's Ocean ``agreementId`` and makes ``submit`` idempotent; the rule that each payment
+    tx starts at most one job is :class:`Payments`'."""
 
     owner: str
     environment: str
@@ -182,3 +190,24 @@ class Job:
         if self.exit_code is not None or self.oom_killed:
             body["terminationDetails"] = {"exitCode": self.exit_code, "OOMKilled": self.oom_killed}
         return body
+
+
+@dataclass(frozen=True)
+class Payments:
+    """The payment transactions (startOrder/reuseOrder tx hashes) a job is started with.
+
+    Each starts at most one job (PROTOCOL §5): ``Engine.submit(request, payments=...)`` records
+    them as consumed with the job. Hashes are lowercased and deduplicated, order kept.
+    """
+
+    chain_id: int
+    tx_ids: tuple[str, ...]
+
+    @classmethod
+    def of(cls, chain_id: int, tx_ids: Iterable[str]) -> Payments:
+        """``tx_ids`` normalised.
+
+        >>> Payments.of(8996, ["0xAB", "0xab", "0xCD"]).tx_ids
+        ('0xab', '0xcd')
+        """
+        return cls(int(chain_id), tuple(dict.fromkeys(tx.lower() for tx in tx_ids)))

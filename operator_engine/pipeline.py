@@ -9,12 +9,14 @@ store's guarded transition, so a stop or delete in between ends the walk with
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
 from operator_engine.configure import configure
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.egress import filter_outputs
+from operator_engine.metrics import observe_stage
 from operator_engine.models import utcnow
 from operator_engine.provision import provision
 from operator_engine.publish import publish, record_logs
@@ -78,6 +80,7 @@ def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0
             continue
         if ctx.is_cancelled():
             raise Cancelled
+        began = time.monotonic()
         try:
             outcome = stage(ctx)
         except Exception as exc:  # one place turns surprises into a failed job
@@ -85,6 +88,7 @@ def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0
             outcome = Outcome(
                 crash_kind, f"internal error in {stage.__name__} ({type(exc).__name__})"
             )
+        observe_stage(stage.__name__, time.monotonic() - began)
         if outcome.kind is Kind.CANCELLED:
             raise Cancelled
         if outcome.kind is not Kind.OK:

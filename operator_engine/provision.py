@@ -12,9 +12,11 @@ import os
 from pathlib import Path
 
 from operator_engine.context import JobContext, Kind, Outcome
+from operator_engine.credentials import registry_login
 from operator_engine.environments import job_share
-from operator_engine.fetch import FetchError, fetch_to_file
+from operator_engine.fetch import FetchError
 from operator_engine.runner import ImageError, RunnerError
+from operator_engine.storage import fetch_to_file
 from operator_engine.workspace import UnsafeName, did_dirname
 
 MAX_ALGORITHM_BYTES = 64 * 1024**2
@@ -48,7 +50,8 @@ def provision_image(ctx: JobContext) -> Outcome:
             Kind.ALGO_FAILED, f"image {image} is not allowed in environment {ctx.env.id}"
         )
     try:
-        ctx.state["image_id"] = ctx.runner.resolve_image(image, tag, checksum or None)
+        auth = registry_login(ctx.registry_credential, image)
+        ctx.state["image_id"] = ctx.runner.resolve_image(image, tag, checksum or None, auth)
     except ImageError as exc:
         return Outcome(Kind.ALGO_FAILED, str(exc))
     except RunnerError as exc:
@@ -74,9 +77,9 @@ def provision_data(ctx: JobContext) -> Outcome:
                 size, sha = fetch_to_file(
                     file_obj,
                     folder / str(n),
-                    allow_non_public=ctx.allow_non_public_ip,
+                    ctx.storage_config,
                     max_bytes=budget,
-                    timeout=ctx.fetch_timeout,
+                    userdata=dataset.userdata,
                 )
             except FetchError as exc:
                 return Outcome(Kind.DATA_FAILED, f"dataset {dataset.did} file {n}: {exc.public}")
@@ -100,9 +103,9 @@ def provision_algorithm(ctx: JobContext) -> Outcome:
             size, sha = fetch_to_file(
                 algo.files[0],
                 target,
-                allow_non_public=ctx.allow_non_public_ip,
+                ctx.storage_config,
                 max_bytes=min(MAX_ALGORITHM_BYTES, max(ctx.state.get("disk_left", 0), 0)),
-                timeout=ctx.fetch_timeout,
+                userdata=algo.userdata,
             )
         except FetchError as exc:
             return Outcome(Kind.ALGO_FAILED, f"algorithm file: {exc.public}")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from operator_engine.context import JobContext, Kind, Outcome
-from operator_engine.environments import job_share
+from operator_engine.environments import gpu_share, job_share
 from operator_engine.runner import ContainerSpec, Mount, RunnerError
 from operator_engine.workspace import ALGORITHM_LOG, did_dirname
 
@@ -28,6 +28,7 @@ POLL_SECONDS = 0.5
 def container_spec(ctx: JobContext) -> ContainerSpec:
     """The container of ``ctx``'s job: §10 mounts and environment, the env's share of limits."""
     cpus, ram, _disk = job_share(ctx.env)
+    gpus, gpu_devices = gpu_share(ctx.env)
     algo = ctx.request.algorithm
     entrypoint = str(algo.container["entrypoint"])
     folder = ctx.folder
@@ -36,6 +37,7 @@ def container_spec(ctx: JobContext) -> ContainerSpec:
         image=ctx.state["image_id"],
         command=entrypoint.replace("$ALGO", ALGORITHM_PATH),
         environment={
+            **dict(ctx.env.container_env),
             "DIDS": json.dumps([did_dirname(d.did) for d in ctx.request.datasets]),
             "TRANSFORMATION_DID": did_dirname(algo.did) if algo.did else "",
             "VOLUME": "/data",
@@ -55,6 +57,8 @@ def container_spec(ctx: JobContext) -> ContainerSpec:
         mem_bytes=ram,
         pids_limit=PIDS_LIMIT,
         tmpfs_bytes=min(64 * 1024**2, ram // 4),
+        gpus=gpus,
+        gpu_devices=gpu_devices,
     )
 
 

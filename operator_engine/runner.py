@@ -47,6 +47,8 @@ class ContainerSpec:
     mem_bytes: int
     pids_limit: int = 256
     tmpfs_bytes: int = 64 * 1024**2
+    gpus: int = 0  # GPUs requested from the backend (count), unless ``gpu_devices`` names them
+    gpu_devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,18 @@ class ExitInfo:
 class ContainerRunner(Protocol):
     scope: str | None
 
-    def resolve_image(self, image: str, tag: str | None, checksum: str | None) -> str:
-        """Return the local image id to run; raise :class:`ImageError`."""
+    def gpu_support(self) -> str | None:
+        """None when containers can be given GPUs, else why not (one line)."""
+
+    def resolve_image(
+        self,
+        image: str,
+        tag: str | None,
+        checksum: str | None,
+        auth: dict[str, str] | None = None,
+    ) -> str:
+        """Return the local image id to run (pulling with the registry login ``auth`` when
+        the image is missing); raise :class:`ImageError`."""
 
     def start(self, spec: ContainerSpec) -> str:
         """Create and start the container; return its id."""
@@ -104,15 +116,29 @@ def _default_algorithm(
 class FakeRunner:
     """Runs a Python function per container in a thread (no isolation: unit tests only)."""
 
-    def __init__(self, algorithm: FakeAlgorithm = _default_algorithm) -> None:
+    def __init__(
+        self, algorithm: FakeAlgorithm = _default_algorithm, *, gpus: bool = False
+    ) -> None:
         self.scope: str | None = None
+        self.gpus = gpus
         self.algorithm = algorithm
         self.started: list[ContainerSpec] = []
+        self.auths: list[dict[str, str] | None] = []  # the registry login of each resolve
         self.images: dict[str, str] = {"tidewater/fake:1": "sha256:" + "f" * 64}
         self._containers: dict[str, _FakeContainer] = {}
         self._lock = threading.Lock()
 
-    def resolve_image(self, image: str, tag: str | None, checksum: str | None) -> str:
+    def gpu_support(self) -> str | None:
+        return None if self.gpus else "the fake runner was built without GPUs"
+
+    def resolve_image(
+        self,
+        image: str,
+        tag: str | None,
+        checksum: str | None,
+        auth: dict[str, str] | None = None,
+    ) -> str:
+        self.auths.append(auth)
         ref = f"{image}:{tag or 'latest'}"
         image_id = self.images.get(ref)
         if image_id is None:

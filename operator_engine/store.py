@@ -28,6 +28,7 @@ from operator_engine.models import (
     Job,
     JobRequest,
     JobResult,
+    Payments,
     utcnow,
 )
 from operator_engine.statuses import IN_FLIGHT, TERMINAL, JobStatus, sources_of
@@ -108,7 +109,27 @@ compute_envs = sa.Table(
     sa.Column("last_used", _TS),
 )
 
-ENV_STATUSES = ("CREATING", "AVAILABLE", "ERRORED", "DELETING")
+#: Payment transactions that started a job (PROTOCOL §5: each starts at most one), keyed by
+#: chain and lowercased tx hash. No foreign key and never deleted with the job: deleting a job
+#: does not give its payment back.
+consumed_orders = sa.Table(
+    "consumed_orders",
+    metadata,
+    sa.Column("chain_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("tx_id", sa.String(66), primary_key=True),
+    sa.Column("job_id", sa.String(64), nullable=False, index=True),
+    sa.Column("consumed_at", _TS, nullable=False),
+)
+
+#: one-value settings the engine keeps in the store (the primary environment's id)
+engine_settings = sa.Table(
+    "engine_settings",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+ENV_STATUSES = ("CREATING", "AVAILABLE", "ERRORED", "INVALID", "DELETING")
 _CLAIM_LOCK_KEY = 0x7469_6465  # "tide": one advisory lock serialises PostgreSQL claims
 
 
@@ -125,6 +146,14 @@ class TransitionError(StoreError):
         self.current = current
         where = "does not exist" if current is None else f"is at {int(current)}"
         super().__init__(f"job {job_id} cannot move to {int(to)}: it {where}")
+
+
+class OrderAlreadyUsed(StoreError):
+    """Some of the payments already started another job (or a deleted one)."""
+
+    def __init__(self, tx_ids: Sequence[str]) -> None:
+        self.tx_ids = tuple(tx_ids)
+        super().__init__(f"order {', '.join(self.tx_ids)} already started a job")
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -253,6 +282,16 @@ class JobStore:
             ).all()
         return [(r[0], r[1], r[2]) for r in rows]
 
+    def status_counts(self) -> list[tuple[str, int, int]]:
+        """(environment, status, jobs) for every pair that has jobs (metrics read this)."""
+        with reading(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.environment, jobs.c.status, sa.func.count()).group_by(
+                    jobs.c.environment, jobs.c.status
+                )
+            ).all()
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
     def live_counts(self) -> dict[str, int]:
         """Live (queued and in-flight) jobs per environment."""
         live = [int(s) for s in JobStatus if s not in TERMINAL]
@@ -273,9 +312,15 @@ class JobStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def insert(self, request: JobRequest, *, algo_did: str) -> tuple[Job, bool]:
-        """Insert a queued job; returns (job, created). The same ``agreement_id`` returns the
-        existing job (created False)."""
+    def insert(
+        self, request: JobRequest, *, algo_did: str, payments: Payments | None = None
+    ) -> tuple[Job, bool]:
+        """Insert a queued job; returns (job, created).
+
+        With ``payments``, they are recorded as consumed in the same transaction
+        (:func:`consume_orders`): the job they all started is returned (created False) and any
+        other use raises :class:`OrderAlreadyUsed`. Without, the same ``agreement_id``
+        returns the existing job."""
         now = utcnow()
         job_id = uuid.uuid4().hex
         values = {
@@ -292,26 +337,63 @@ class JobStore:
             "date_created": now,
             "expire_timestamp": request.expire_timestamp,
         }
-        if request.agreement_id is not None:
+        if payments is None and request.agreement_id is not None:
             existing = self.by_agreement(request.agreement_id)
             if existing is not None:
                 return existing, False
         try:
             with self.engine.begin() as conn:
+                paid = self._paid_job(conn, payments) if payments else None
+                if paid is not None:
+                    return paid, False
                 conn.execute(jobs.insert().values(**values))
                 conn.execute(
                     job_events.insert().values(
                         job_id=job_id, from_status=None, to_status=1, at=now, detail="submitted"
                     )
                 )
+                if payments:
+                    consume_orders(conn, payments.chain_id, payments.tx_ids, job_id)
         except sa.exc.IntegrityError:
-            existing = self.by_agreement(request.agreement_id) if request.agreement_id else None
+            # a concurrent submit won (PostgreSQL; SQLite writers are serialised): judge again
+            existing = self.job_paid_by(payments) if payments else None
+            if existing is None and request.agreement_id:
+                existing = self.by_agreement(request.agreement_id)
             if existing is None:
                 raise
             return existing, False
         job = self.get(job_id)
         assert job is not None
         return job, True
+
+    def job_paid_by(self, payments: Payments) -> Job | None:
+        """The job ``payments`` started, when exactly these payments started it; None when
+        none of them is consumed; :class:`OrderAlreadyUsed` for any other use."""
+        with reading(self.engine) as conn:
+            return self._paid_job(conn, payments)
+
+    def _paid_job(self, conn: Connection, payments: Payments) -> Job | None:
+        holders = order_holders(conn, payments.chain_id, payments.tx_ids)
+        if not holders:
+            return None
+        job_ids = set(holders.values())
+        if len(job_ids) == 1 and len(holders) == len(payments.tx_ids):
+            (job_id,) = job_ids
+            spent = conn.execute(
+                sa.select(consumed_orders.c.tx_id).where(
+                    consumed_orders.c.chain_id == payments.chain_id,
+                    consumed_orders.c.job_id == job_id,
+                )
+            ).scalars()
+            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
+            if set(spent) == set(payments.tx_ids) and row is not None:
+                return self._job(conn, row)
+        raise OrderAlreadyUsed([tx for tx in payments.tx_ids if tx in holders])
+
+    def consumed(self, chain_id: int, tx_ids: Iterable[str]) -> set[str]:
+        """Which of ``tx_ids`` (lowercased) already started a job on ``chain_id``."""
+        with reading(self.engine) as conn:
+            return set(order_holders(conn, chain_id, [tx.lower() for tx in tx_ids]))
 
     def by_agreement(self, agreement_id: str) -> Job | None:
         with reading(self.engine) as conn:
@@ -562,9 +644,54 @@ class JobStore:
                 conn.execute(compute_envs.delete().where(compute_envs.c.id == env_id)).rowcount
             )
 
+    def primary_env(self) -> str | None:
+        """The id an operator flagged primary (``POST …/primary``), if any."""
+        with reading(self.engine) as conn:
+            return conn.execute(
+                sa.select(engine_settings.c.value).where(engine_settings.c.key == "primary_env")
+            ).scalar()
+
+    def set_primary_env(self, env_id: str) -> None:
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                engine_settings.update()
+                .where(engine_settings.c.key == "primary_env")
+                .values(value=env_id)
+            ).rowcount
+            if not changed:
+                conn.execute(engine_settings.insert().values(key="primary_env", value=env_id))
+
     def touch_env(self, env_id: str) -> None:
         """Record a job submitted to an admin-managed environment (no-op for file envs)."""
         with self.engine.begin() as conn:
             conn.execute(
                 compute_envs.update().where(compute_envs.c.id == env_id).values(last_used=utcnow())
             )
+
+
+# -- consumed payments (PROTOCOL §5) ---------------------------------------------------------
+
+
+def order_holders(conn: Connection, chain_id: int, tx_ids: Sequence[str]) -> dict[str, str]:
+    """``{tx: job id}`` for those of ``tx_ids`` (lowercased) already consumed on ``chain_id``."""
+    if not tx_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(consumed_orders.c.tx_id, consumed_orders.c.job_id).where(
+            consumed_orders.c.chain_id == chain_id, consumed_orders.c.tx_id.in_(list(tx_ids))
+        )
+    ).all()
+    return {r.tx_id: r.job_id for r in rows}
+
+
+def consume_orders(conn: Connection, chain_id: int, tx_ids: Sequence[str], job_id: str) -> None:
+    """Record ``tx_ids`` (lowercased) as spent by ``job_id``, inside the caller's transaction
+    (the one creating the job). A tx already spent raises ``IntegrityError``."""
+    now = utcnow()
+    conn.execute(
+        consumed_orders.insert(),
+        [
+            {"chain_id": chain_id, "tx_id": tx, "job_id": job_id, "consumed_at": now}
+            for tx in tx_ids
+        ],
+    )

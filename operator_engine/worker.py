@@ -20,11 +20,13 @@ from typing import Any
 
 from operator_engine import pipeline
 from operator_engine.context import JobContext, Kind, Outcome
+from operator_engine.credentials import Credential, CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import utcnow
 from operator_engine.publish import record_logs
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
+from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log, jobs_root
 
@@ -46,10 +48,23 @@ class Services:
     allow_non_public_ip: bool
     lease_seconds: float = 30.0
     fetch_timeout: float = 30.0
+    storage: StorageConfig | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    credentials: CredentialStore | None = None
 
     def folder(self, job_id: str) -> JobFolder:
         return JobFolder.of(self.data_dir, job_id)
+
+    def credential(self, credentials_id: str) -> Credential | None:
+        """The stored credential ``credentials_id`` (None: none named, missing or unreadable,
+        so the pull goes without a login and a private image fails as image-not-found)."""
+        if not credentials_id or self.credentials is None:
+            return None
+        try:
+            return self.credentials.get(credentials_id)
+        except CredentialsError as exc:
+            log.warning("credentials %s: %s", credentials_id, exc.message)
+            return None
 
     def schedulable_envs(self) -> dict[str, Any]:
         return {k: e.env for k, e in self.registry.entries().items() if e.schedulable}
@@ -168,7 +183,9 @@ class Worker:
                 is_cancelled=lambda: self._cancelled(job_id, lost),
                 on_container=lambda cid: svc.store.update(job_id, container_id=cid),
                 fetch_timeout=svc.fetch_timeout,
+                storage=svc.storage,
                 should_yield=svc.stopping.is_set,
+                registry_credential=svc.credential(entry.env.credentials_id),
             )
             pipeline.execute(ctx, svc.store, current, start)
         except pipeline.Yielded:

@@ -17,8 +17,10 @@ from eth_account.signers.local import LocalAccount
 from flask import Flask, Response, current_app, request
 from sqlalchemy import Engine as SqlEngine
 
+from provider.chain import guard_chain
 from provider.errors import register_error_handlers
 from provider.logs import install_request_logging
+from provider.metrics import install_metrics
 from provider.nonces import NonceStore
 from tidewater import __version__
 from tidewater.settings import Settings
@@ -38,6 +40,8 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.results",
     "provider.routes.environments",
     "provider.routes.files",
+    "provider.routes.access",
+    "provider.routes.aquarius",
     "provider.routes.openapi",
     "provider.routes.initialize",
     "provider.routes.compute_start",
@@ -72,6 +76,7 @@ class Services:
         """The chain client (``web3.Web3``), built on first use from ``settings.network_url``."""
         if self._web3 is None:
             self._web3 = build_web3(self.settings.network_url)
+            guard_chain(self._web3, self.chain_id)
         return self._web3
 
     @web3.setter
@@ -179,6 +184,7 @@ def create_app(
     now). ``start_workers`` starts the engine's worker threads (``tidewater serve`` does)."""
     account = Account.from_key(settings.require_private_key())
     chain_id, web3 = _chain_id(settings, web3)
+    guard_chain(web3, chain_id)  # RPC outages answer 503 naming the chain, never 400/500
     if engine is None:
         from operator_engine.api import Engine
 
@@ -204,6 +210,7 @@ def create_app(
         svc.assets = assets.build_resolver(svc)
     register_error_handlers(app)
     install_request_logging(app)
+    install_metrics(app)
     _install_cors(app)
     for name in BLUEPRINTS:
         module = _import_optional(name)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import requests
 
 from provider.asset import Asset
+from provider.chain import ChainUnavailable
 from provider.indexer import Indexer
 
 if TYPE_CHECKING:
@@ -43,12 +44,19 @@ class IndexerResolver:
             found = self.indexer.get(did)
             if found is not None:
                 return found
+        outage: ChainUnavailable | None = None
         try:
             self.indexer.sync()
             self._synced_at = time.monotonic()
-        except Exception as exc:  # a chain outage serves what is indexed, logged
+        except ChainUnavailable as exc:  # an outage serves what is indexed, logged
             log.warning("indexer catch-up failed: %s", exc)
-        return self.indexer.get(did)
+            outage = exc
+        except Exception as exc:
+            log.warning("indexer catch-up failed: %s", exc)
+        found = self.indexer.get(did)
+        if found is None and outage is not None:
+            raise outage  # not indexed yet: the chain's fault (503), not an unknown DID (400)
+        return found
 
 
 class AquariusResolver:

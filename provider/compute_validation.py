@@ -10,26 +10,34 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ecies
 from web3 import Web3
 
 from contracts_abi.checksums import container_section_checksum, files_checksum
-from operator_engine.fetch import FetchError, fetch_bytes
-from operator_engine.models import AlgorithmInput, ComputeEnvironment, DatasetInput, JobRequest
+from operator_engine.fetch import FetchError
+from operator_engine.models import (
+    AlgorithmInput,
+    ComputeEnvironment,
+    DatasetInput,
+    JobRequest,
+    Payments,
+)
+from operator_engine.storage import StorageConfig, fetch_bytes
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
 from provider.orders import Order, OrderError, OrderValidator, ProviderFeeInvalid
-from provider.params import require, text_param
+from provider.params import text_param
 
 log = logging.getLogger(__name__)
 
 #: Algorithm files fetched to verify ``filesChecksum`` are capped at this size.
 MAX_ALGORITHM_BYTES = 16 * 1024 * 1024
 UNKNOWN_ENVIRONMENT = "Compute environment does not exist"
+CONTAINER_TEXT_FIELDS = ("entrypoint", "image", "tag", "checksum")
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,12 @@ class ValidatedCompute:
 
     request: JobRequest
     orders: list[Order]
+    #: lowercased tx hash → the request field that carries it (``dataset.transferTxId``…)
+    order_fields: dict[str, str] = field(default_factory=dict)
+
+    def payments(self, chain_id: int) -> Payments:
+        """The payment txs this job consumes (PROTOCOL §5: each starts at most one job)."""
+        return Payments.of(chain_id, [order.tx_id for order in self.orders])
 
 
 def decrypt_files(private_key: str, ciphertext: Any) -> dict[str, Any]:
@@ -91,6 +105,27 @@ def check_credentials(ddo: dict[str, Any], requester: str, resource: str) -> Non
     allow = addresses("allow")
     if allow is not None and requester.lower() not in allow:
         raise ResourceError(resource, "access_denied")
+
+
+def check_container(container: Any, prefix: str = "algorithm.container.") -> dict[str, Any]:
+    """A container section ``{entrypoint, image, tag?, checksum}`` (PROTOCOL §6), copied.
+
+    Missing parts → ``missing_entrypoint_image_checksum``; a part that is not a string → 400
+    naming ``prefix + part``; a checksum without ``sha256:`` → ``checksum_prefix``."""
+    if not isinstance(container, dict):
+        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
+    wrong = {
+        f"{prefix}{key}": [f"The {prefix}{key} field must be a string."]
+        for key in CONTAINER_TEXT_FIELDS
+        if container.get(key) is not None and not isinstance(container[key], str)
+    }
+    if wrong:
+        raise RequestValidationError(wrong)
+    if not all(container.get(k) for k in ("entrypoint", "image", "checksum")):
+        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
+    if not container["checksum"].startswith("sha256:"):
+        raise ResourceError("algorithm.container", "checksum_prefix")
+    return dict(container)
 
 
 class ComputeValidator:
@@ -229,14 +264,8 @@ class ComputeValidator:
         ), None
 
     @staticmethod
-    def container(container: Any) -> dict[str, Any]:
-        if not isinstance(container, dict) or not all(
-            container.get(k) for k in ("entrypoint", "image", "checksum")
-        ):
-            raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-        if not str(container["checksum"]).startswith("sha256:"):
-            raise ResourceError("algorithm.container", "checksum_prefix")
-        return dict(container)
+    def container(container: Any, prefix: str = "algorithm.container.") -> dict[str, Any]:
+        return check_container(container, prefix)
 
     def published_algorithm(
         self,
@@ -310,15 +339,8 @@ class ComputeValidator:
 
     def fetch_all(self, files: list[dict[str, Any]]) -> list[bytes]:
         try:
-            return [
-                fetch_bytes(
-                    f,
-                    allow_non_public=self.svc.settings.allow_non_public_ip,
-                    max_bytes=MAX_ALGORITHM_BYTES,
-                    timeout=10,
-                )
-                for f in files
-            ]
+            config = StorageConfig.from_settings(self.svc.settings, timeout=10)
+            return [fetch_bytes(f, config, max_bytes=MAX_ALGORITHM_BYTES) for f in files]
         except FetchError as exc:
             log.info("algorithm files unavailable: %s", exc)
             raise ResourceError("algorithm", "file_unavailable") from None
@@ -343,10 +365,11 @@ class ComputeValidator:
             raise ResourceError("order", "fees_not_paid")
 
 
-def environment_of(engine: Any, env_id: str) -> ComputeEnvironment:
-    """The engine's environment ``env_id``; unknown → 400 ``Compute environment does not exist``."""
+def environment_of(engine: Any, env_id: str | None) -> ComputeEnvironment:
+    """The engine's environment ``env_id`` (``None``: the primary one); unknown → 400
+    ``Compute environment does not exist``."""
     try:
-        env = engine.environment(env_id)
+        env = engine.primary_environment() if env_id is None else engine.environment(env_id)
     except Exception as exc:  # the engine's UnknownEnvironment (or a KeyError) alike
         log.debug("environment %r: %s", env_id, exc)
         env = None
@@ -357,8 +380,7 @@ def environment_of(engine: Any, env_id: str) -> ComputeEnvironment:
 
 def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> ValidatedCompute:
     """Validate an already signature-checked compute request into a JobRequest."""
-    require(params, "environment")
-    env = environment_of(svc.engine, str(text_param(params, "environment")))
+    env = environment_of(svc.engine, text_param(params, "environment"))
     validator = ComputeValidator(svc, params, Web3.to_checksum_address(requester), env)
     items: list[tuple[str, Any, bool]] = [("dataset", params.get("dataset"), True)]
     extra = params.get("additionalDatasets") or params.get("additionalInputs") or []
@@ -369,16 +391,19 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
     items += [(f"datasets[{i}]", item, False) for i, item in enumerate(extra, start=1)]
     datasets: list[DatasetInput] = []
     orders: list[Order] = []
+    fields: dict[str, str] = {}
     computes: list[tuple[str, dict[str, Any]]] = []
     for resource, item, main in items:
         dataset, _asset, service, order = validator.dataset(item, resource, main)
         datasets.append(dataset)
         orders.append(order)
+        fields.setdefault(order.tx_id.lower(), f"{resource}.transferTxId")
         if service.get("type") == "compute":
             computes.append((resource, service.get("compute") or {}))
     algorithm, algo_order = validator.algorithm(computes)
     if algo_order is not None:
         orders.append(algo_order)
+        fields.setdefault(algo_order.tx_id.lower(), "algorithm.transferTxId")
     validator.check_fee_paid(orders[0])
     request = JobRequest(
         owner=validator.requester,
@@ -388,7 +413,7 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
         agreement_id=orders[0].tx_id.lower(),
         expire_timestamp=int(orders[0].provider_fee["validUntil"]),
     )
-    return ValidatedCompute(request=request, orders=orders)
+    return ValidatedCompute(request=request, orders=orders, order_fields=fields)
 
 
 __all__ = ["ValidatedCompute", "validate_compute"]

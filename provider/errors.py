@@ -55,13 +55,20 @@ class SignatureError(RequestValidationError):
 class ResourceError(ProviderError):
     """A compute validation code (PROTOCOL.md §6): ``{"error": {resource: code}}``."""
 
-    def __init__(self, resource: str, code: str, status_code: int = 400) -> None:
+    def __init__(
+        self, resource: str, code: str, status_code: int = 400, *, detail: str | None = None
+    ) -> None:
         super().__init__(f"{resource}: {code}", status_code)
         self.resource = resource
         self.code = code
+        self.detail = detail
 
     def payload(self) -> dict[str, Any]:
-        return {"error": {self.resource: self.code}}
+        """``{"error": {resource: code}}``, plus ``"message": detail`` when there is one."""
+        body: dict[str, Any] = {"error": {self.resource: self.code}}
+        if self.detail:
+            body["message"] = self.detail
+        return body
 
 
 def _json(body: dict[str, Any], status: int) -> Response:
@@ -75,11 +82,15 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ProviderError)
     def _provider_error(exc: ProviderError) -> Response:
+        g.provider_error = exc  # counted by provider.metrics
         return _json(exc.payload(), exc.status_code)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         response = _json({"error": exc.description or exc.name}, exc.code or 500)
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":  # e.g. 416's Content-Range: bytes */<length>
+                response.headers[name] = value
         if exc.code == 405 and exc.response is None:
             allowed = getattr(exc, "valid_methods", None)
             if allowed:

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -201,7 +202,22 @@ class Indexer:
             owner = ""
         ddo.setdefault("nftAddress", nft_address)
         ddo.setdefault("chainId", self.chain_id)
-        ddo["nft"] = {**(ddo.get("nft") or {}), "address": nft_address, "owner": owner}
+        when = datetime.fromtimestamp(int(args["timestamp"]), UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        # Aquarius's ``event`` (the last metadata event) and ``nft.created`` (the first one)
+        ddo["event"] = {
+            "tx": "0x" + bytes(entry["transactionHash"]).hex(),
+            "block": int(entry["blockNumber"]),
+            "from": args.get("createdBy") or args.get("updatedBy"),
+            "contract": nft_address,
+            "datetime": when,
+        }
+        created = when if name == "MetadataCreated" else self._created(conn, did) or when
+        ddo["nft"] = {
+            **(ddo.get("nft") or {}),
+            "address": nft_address,
+            "owner": owner,
+            "created": created,
+        }
         row = {
             "nft_address": nft_address.lower(),
             "chain_id": self.chain_id,
@@ -212,6 +228,14 @@ class Indexer:
         }
         if conn.execute(sa.update(assets).where(assets.c.did == did).values(**row)).rowcount == 0:
             conn.execute(sa.insert(assets).values(did=did, **row))
+
+    @staticmethod
+    def _created(conn: sa.Connection, did: str) -> str | None:
+        raw = conn.execute(sa.select(assets.c.ddo).where(assets.c.did == did)).scalar()
+        if raw is None:
+            return None
+        created = (json.loads(raw).get("nft") or {}).get("created")
+        return str(created) if created else None
 
     # -- background ----------------------------------------------------------------------------
     def start(self, interval: float = 2.0) -> None:

@@ -141,8 +141,13 @@ class OrderValidator:
         service_timeout: int = 0,
         environment: str | None = None,
         check_valid_until: bool = True,
+        expiry_optional: bool = False,
     ) -> Order:
-        """Validate ``tx_id`` as ``requester``'s order of the service; raise OrderError."""
+        """Validate ``tx_id`` as ``requester``'s order of the service; raise OrderError.
+
+        ``expiry_optional``: a fee ``validUntil`` of 0 never expires (access-service fees for a
+        service without timeout); compute fees always carry one.
+        """
         if not self.is_deployed(nft_address, datatoken):
             raise NotDeployed(f"datatoken {datatoken} was not deployed by {nft_address}")
         rcpt = receipt(self.w3, tx_id, self.receipt_timeout)
@@ -150,7 +155,8 @@ class OrderValidator:
             raise OrderFailed(f"transaction {tx_id} failed")
         now = chain_now(self.w3)
         fee = self._provider_fee(rcpt, datatoken, service_id, environment)
-        if check_valid_until and int(fee["validUntil"]) <= now:
+        no_expiry = expiry_optional and int(fee["validUntil"]) == 0
+        if check_valid_until and not no_expiry and int(fee["validUntil"]) <= now:
             raise OrderExpired("the provider fee has expired (validUntil passed)")
         start = rcpt
         reused = self._events(rcpt, datatoken, "OrderReused")

@@ -9,6 +9,8 @@ behave as numbers but keep the digits exactly as sent in ``.text`` (the signed n
 from __future__ import annotations
 
 import json
+import re
+from decimal import Decimal
 from typing import Any
 
 from flask import request
@@ -16,6 +18,9 @@ from flask import request
 from provider.errors import ProviderError, RequestValidationError
 
 _MISSING = object()
+UINT256_MAX = 2**256 - 1
+#: A non-negative JSON-style decimal: digits, optional fraction, optional short exponent.
+_DECIMAL = re.compile(r"[0-9]{1,100}(\.[0-9]{1,100})?([eE][+-]?[0-9]{1,4})?")
 
 
 class JsonInt(int):
@@ -128,6 +133,54 @@ def text_param(params: dict[str, Any], name: str) -> str | None:
     return text if isinstance(text, str) else str(value)
 
 
+def is_digits(text: str, max_digits: int = 78) -> bool:
+    """True for 1 to ``max_digits`` ASCII digits (78 holds any uint256; it also keeps ``int()``
+    far below Python's 4,300-digit conversion limit, which would raise).
+
+    >>> is_digits("0042"), is_digits("4" * 79), is_digits("٣"), is_digits("")
+    (True, False, False, False)
+    """
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
+def parse_uint(text: str, maximum: int = UINT256_MAX) -> int | None:
+    """``text`` (a JSON number's digits or a decimal string) as an exact integer in
+    ``[0, maximum]``, or None. Integral values in decimal or exponent form count
+    (``"1.7e9"``, ``"1700000000.0"``); fractions, signs, hex, ``inf``/``NaN`` do not. Never
+    goes through ``float``.
+
+    >>> parse_uint("1" + "0" * 70) == 10**70, parse_uint("1.7e9"), parse_uint("1e400")
+    (True, 1700000000, None)
+    >>> parse_uint("1.5"), parse_uint("inf"), parse_uint(str(2**256)), parse_uint("-1")
+    (None, None, None, None)
+    """
+    text = text.strip()
+    if not _DECIMAL.fullmatch(text):
+        return None
+    value = Decimal(text)
+    if value.adjusted() > len(str(maximum)):  # bounds the int() below (1e9999 stays cheap)
+        return None
+    if value != value.to_integral_value():
+        return None
+    number = int(value)
+    return number if number <= maximum else None
+
+
+def uint_param(params: dict[str, Any], name: str, maximum: int = UINT256_MAX) -> int | None:
+    """An optional unsigned integer parameter, exact (see :func:`parse_uint`); None when
+    absent; 400 naming the field when it is not an integer in ``[0, maximum]``."""
+    text = text_param(params, name)
+    if text is None:
+        return None
+    value = parse_uint(text, maximum)
+    if value is None:
+        bound = "2**256 - 1" if maximum == UINT256_MAX else str(maximum)
+        raise RequestValidationError(
+            {name: [f"The {name} field must be an integer from 0 to {bound}."]}
+        )
+    return value
+
+
 def address_param(params: dict[str, Any], name: str, *, required: bool = True) -> str | None:
     """A 0x-prefixed 20-byte hex address parameter (case kept), validated."""
     value = text_param(params, name)
@@ -160,7 +213,7 @@ def require_chain_id(raw: object, chain_id: int, name: str = "chainId") -> int:
     text = None if raw is None else (getattr(raw, "text", None) or str(raw)).strip()
     if not text:
         raise RequestValidationError({name: [f"The {name} field is required."]})
-    if not (text.isascii() and text.isdigit()):
+    if not is_digits(text):
         raise RequestValidationError({name: [f"The {name} field must be an integer."]})
     if int(text) != chain_id:
         raise ProviderError(f"Unsupported chain ID {text}", 400)

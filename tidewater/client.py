@@ -7,6 +7,7 @@ benchmarks exercise tidewater exactly as a real client would.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,8 @@ import requests
 from eth_account.signers.local import LocalAccount
 
 from provider.signatures import sign_text
+
+_DOWNLOAD_BUFFER = 4 << 20  # bytes per read; one buffer reused for the whole body
 
 
 class ProviderHTTPError(RuntimeError):
@@ -149,8 +152,20 @@ class ProviderClient:
         params = self._signed_job_params(account, job_id, did)
         return self._call("DELETE", "/api/services/compute", params=params).json()
 
-    def download_result(self, account: LocalAccount, job_id: str, index: int, dest: Path) -> Path:
-        """Stream result ``index`` of ``job_id`` into ``dest`` (a folder); returns the file."""
+    def download_result(
+        self,
+        account: LocalAccount,
+        job_id: str,
+        index: int,
+        dest: Path,
+        *,
+        expect_sha256: str | None = None,
+    ) -> Path:
+        """Stream result ``index`` of ``job_id`` into ``dest`` (a folder); returns the file.
+
+        The body goes straight from the socket to disk through one reused 4 MiB buffer, hashed
+        on the way; with ``expect_sha256`` a mismatch removes the file and raises
+        :class:`ProviderHTTPError`."""
         nonce = self.next_nonce(account.address)
         params = {
             "consumerAddress": account.address,
@@ -164,9 +179,23 @@ class ProviderClient:
         name = disposition.partition("filename=")[2].strip('"') or f"result-{index}"
         target = dest / Path(name).name
         dest.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as handle:
-            for chunk in response.iter_content(chunk_size=1 << 20):
-                handle.write(chunk)
+        digest = hashlib.sha256()
+        buffer = memoryview(bytearray(_DOWNLOAD_BUFFER))
+        raw = response.raw
+        raw.decode_content = True
+        with response, target.open("wb") as handle:
+            while count := raw.readinto(buffer):
+                digest.update(buffer[:count])
+                handle.write(buffer[:count])
+        if expect_sha256 is not None and digest.hexdigest() != expect_sha256.lower():
+            target.unlink()
+            raise ProviderHTTPError(
+                "GET",
+                "/api/services/computeResult",
+                response.status_code,
+                f"result {index} of {job_id}: sha256 {digest.hexdigest()} is not the listed "
+                f"{expect_sha256}",
+            )
         return target
 
     def wait_for_job(

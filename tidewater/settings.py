@@ -18,6 +18,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_FERNET_RE = re.compile(r"^[A-Za-z0-9_-]{43}=$")
 
 #: Every environment variable tidewater reads, with its default and meaning (the README's
 #: configuration table is checked against this by a test).
@@ -29,6 +30,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "TIDEWATER_DATA_DIR": ("./.tidewater", "jobs, results, logs and the SQLite store"),
     "TIDEWATER_DB": ("sqlite:///$TIDEWATER_DATA_DIR/tidewater.db", "SQLAlchemy URL of the store"),
     "ALLOW_NON_PUBLIC_IP": ("false", "allow dataset/algorithm URLs on loopback/private nets"),
+    "IPFS_GATEWAY": ("https://ipfs.io", "gateway `ipfs` files are fetched from (`/ipfs/<hash>`)"),
+    "ARWEAVE_GATEWAY": ("https://arweave.net", "gateway `arweave` files are fetched from"),
     "TIDEWATER_ENVIRONMENTS": ("(built-in free env)", "JSON or YAML file of compute envs"),
     "TIDEWATER_PULL_IMAGES": ("true", "pull an algorithm image the Docker engine lacks"),
     "TIDEWATER_WORKERS": ("2", "engine worker threads run inside `tidewater serve`"),
@@ -36,6 +39,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
     "TIDEWATER_ADMIN_TOKEN": ("(none)", "admin token `tidewater admin` sends (client side only)"),
     "TIDEWATER_LOG_LEVEL": ("INFO", "log level (DEBUG, INFO, WARNING, ERROR)"),
+    "TIDEWATER_METRICS_PUBLIC": ("false", "serve /metrics to any client, not only loopback"),
+    "TIDEWATER_CREDENTIALS_KEY": (
+        "(none: credentials disabled)",
+        "Fernet key that encrypts admin platform credentials at rest",
+    ),
 }
 
 
@@ -77,6 +85,14 @@ def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.lower() for item in items if item)
 
 
+def _gateway(env: Mapping[str, str], name: str, default: str) -> str:
+    """An http(s) gateway base URL, without a trailing slash."""
+    value = (env.get(name) or default).strip().rstrip("/")
+    if not re.match(r"^https?://[^/?#]+", value):
+        raise SettingsError(f"{name}={value!r} is not an http(s) URL: use e.g. {default}")
+    return value
+
+
 def normalize_private_key(raw: str, name: str = "PROVIDER_PRIVATE_KEY") -> str:
     """Return ``raw`` as a 0x-prefixed 64-hex-digit key, or raise :class:`SettingsError`."""
     value = raw.strip()
@@ -95,12 +111,16 @@ class Settings:
     address_file: Path = Path(".tidewater/address.json")
     db_url: str = "sqlite:///.tidewater/tidewater.db"
     allow_non_public_ip: bool = False
+    ipfs_gateway: str = "https://ipfs.io"
+    arweave_gateway: str = "https://arweave.net"
     environments_file: Path | None = None
     workers: int = 2
     pull_images: bool = True
     aquarius_url: str | None = None
     authorized_decrypters: tuple[str, ...] = ()
     log_level: str = "INFO"
+    metrics_public: bool = False
+    credentials_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +137,13 @@ class Settings:
         log_level = (env.get("TIDEWATER_LOG_LEVEL") or "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"TIDEWATER_LOG_LEVEL={log_level!r}: use DEBUG/INFO/WARNING/ERROR")
+        credentials_key = (env.get("TIDEWATER_CREDENTIALS_KEY") or "").strip() or None
+        if credentials_key is not None and not _FERNET_RE.match(credentials_key):
+            raise SettingsError(
+                "TIDEWATER_CREDENTIALS_KEY is not a Fernet key (44 characters of url-safe "
+                "base64): make one with python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
+            )
         return cls(
             network_url=network_url,
             provider_private_key=normalize_private_key(key) if key else None,
@@ -124,12 +151,16 @@ class Settings:
             address_file=Path(env.get("ADDRESS_FILE") or data_dir / "address.json").expanduser(),
             db_url=env.get("TIDEWATER_DB") or f"sqlite:///{data_dir / 'tidewater.db'}",
             allow_non_public_ip=_bool(env, "ALLOW_NON_PUBLIC_IP", False),
+            ipfs_gateway=_gateway(env, "IPFS_GATEWAY", "https://ipfs.io"),
+            arweave_gateway=_gateway(env, "ARWEAVE_GATEWAY", "https://arweave.net"),
             environments_file=Path(envs_file).expanduser() if envs_file else None,
             workers=_int(env, "TIDEWATER_WORKERS", 2),
             pull_images=_bool(env, "TIDEWATER_PULL_IMAGES", True),
             aquarius_url=env.get("AQUARIUS_URL") or None,
             authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),
             log_level=log_level,
+            metrics_public=_bool(env, "TIDEWATER_METRICS_PUBLIC", False),
+            credentials_key=credentials_key,
         )
 
     def with_(self, **changes: Any) -> Settings:

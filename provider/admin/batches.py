@@ -1,4 +1,4 @@
-"""Batches: one per compute environment, its jobs counted by batch state.
+"""Batches (document 001): one per compute environment, its jobs counted by batch state.
 
 :func:`batch_state` is the one owner of the job-status → batch-state mapping:
 
@@ -6,12 +6,16 @@
 job status            state
 ====================  ==========
 1                     submitted
-10                    pending
-20, 30                runnable (``starting`` once the job's container is being created)
+10                    pending (queued for a slot)
+20                    runnable (claimed; inputs being fetched)
+30                    starting (inputs and image ready; the container is being created)
 40, 50, 60            running
 70                    succeeded
 any other (terminal)  failed
 ====================  ==========
+
+Job views never carry the job's request: it held decrypted dataset URLs, which only the
+engine may see.
 """
 
 from __future__ import annotations
@@ -20,20 +24,34 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from operator_engine.db import reading
 from operator_engine.statuses import JobStatus
 from operator_engine.store import jobs
+from provider.admin.envs import iso
 
 STATES = ("submitted", "pending", "runnable", "starting", "running", "succeeded", "failed")
 
+#: the tool that runs a batch's jobs, per platform (document 001's ``batch_tool``)
+TOOLS = {
+    "docker": {
+        "tool_id": "docker",
+        "tool_name": "Docker Engine",
+        "tool_description": "one hardened container per job: no network, read-only root, "
+        "non-root, no capabilities, resource-limited",
+    },
+}
 
-def batch_state(status: int, *, has_container: bool = False) -> str:
+
+def batch_state(status: int) -> str:
     """The batch state of a job in ``status`` (see the module docstring)."""
     if status == JobStatus.WARMING_UP:
         return "submitted"
     if status == JobStatus.STARTED:
         return "pending"
-    if status in (JobStatus.CONFIGURING, JobStatus.PROVISIONED):
-        return "starting" if has_container else "runnable"
+    if status == JobStatus.CONFIGURING:
+        return "runnable"
+    if status == JobStatus.PROVISIONED:
+        return "starting"
     if status in (JobStatus.RUNNING, JobStatus.FILTERING, JobStatus.PUBLISHING):
         return "running"
     if status == JobStatus.FINISHED:
@@ -41,48 +59,94 @@ def batch_state(status: int, *, has_container: bool = False) -> str:
     return "failed"
 
 
-def _iso(moment: Any) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
 def job_rows(db: sa.Engine, env_id: str | None = None) -> list[Any]:
     query = sa.select(jobs).order_by(jobs.c.date_created, jobs.c.job_id)
     if env_id is not None:
         query = query.where(jobs.c.environment == env_id)
-    with db.begin() as conn:
+    with reading(db) as conn:
         return list(conn.execute(query).all())
 
 
 def counts(rows: list[Any]) -> dict[str, int]:
     result = dict.fromkeys(STATES, 0)
     for row in rows:
-        result[batch_state(row.status, has_container=bool(row.container_id))] += 1
+        result[batch_state(row.status)] += 1
     return result
 
 
+def tool(platform: str) -> dict[str, str]:
+    return TOOLS.get(platform, {"tool_id": platform, "tool_name": platform, "tool_description": ""})
+
+
+def filesystem_id(env: Any) -> str:
+    return f"{env.id}-data"
+
+
 def hardware(env: Any) -> dict[str, Any]:
+    """The batch's hardware (document 001): CPUs, memory in MiB, and its one filesystem, the
+    job's ``/data`` volume of the environment's disk size."""
     return {
+        "filesystem_list": [
+            {"filesystem_id": filesystem_id(env), "filesystem_name": f"/data ({env.disk_gb} GB)"}
+        ],
         "cpu": env.cpu_number,
         "memory": int(env.ram_gb * 1024),
-        "filesystem_list": [{"mount": "/data", "sizeGB": env.disk_gb}],
     }
 
 
-def job_view(row: Any, env: Any | None) -> dict[str, Any]:
-    request = row.request or {}
+def batch_view(env: Any, platform: str, n_jobs: int) -> dict[str, Any]:
+    return {
+        "batch_id": env.id,
+        "batch_tool": tool(platform),
+        "n_jobs": n_jobs,
+        "hardware": hardware(env),
+    }
+
+
+def _arguments(row: Any) -> dict[str, str]:
+    return {
+        "algorithm": row.algo_did or "",
+        "datasets": ",".join(row.input_dids or []),
+        "environment": row.environment,
+        "owner": row.owner,
+    }
+
+
+def job_summary(row: Any, platform: str) -> dict[str, Any]:
+    """One item of ``GET /api/batches/<id>/jobs`` (document 001's Job object, plus status)."""
     return {
         "job_id": row.job_id,
-        "status": batch_state(row.status, has_container=bool(row.container_id)),
+        "job_tool": tool(platform),
+        "job_log_id": row.job_id,
+        "job_argument_list": [
+            {"argument_key": k, "argument_value": v} for k, v in _arguments(row).items()
+        ],
+        "status": batch_state(row.status),
         "statusCode": row.status,
         "reason": row.reason,
-        "owner": row.owner,
-        "create_time": _iso(row.date_created),
-        "start_time": _iso(row.date_started),
-        "stop_time": _iso(row.date_finished),
-        "hardware": None if env is None else hardware(env),
-        "args": {
-            "algorithm": row.algo_did,
-            "datasets": list(row.input_dids or []),
-            "request": request,
-        },
+        "create_time": iso(row.date_created),
+        "start_time": iso(row.date_started),
+        "stop_time": iso(row.date_finished),
     }
+
+
+def job_detail(row: Any, env: Any | None) -> list[dict[str, Any]]:
+    """``GET /api/batches/<id>/jobs/<job>``: document 001's one-item list."""
+    return [
+        {
+            "job_id": row.job_id,
+            "log_id": row.job_id,
+            "hardware": {
+                "filesystems": [] if env is None else [filesystem_id(env)],
+                "memory": None if env is None else int(env.ram_gb * 1024),
+                "cpu": None if env is None else env.cpu_number,
+            },
+            "args": _arguments(row),
+            "status": batch_state(row.status),
+            "statusCode": row.status,
+            "reason": row.reason,
+            "create_time": iso(row.date_created),
+            "start_time": iso(row.date_started),
+            "stop_time": iso(row.date_finished),
+        }
+    ]

@@ -8,10 +8,12 @@ each scheduling decision, so a change here takes effect without a restart.
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from typing import Any
 
 import sqlalchemy as sa
 
+from operator_engine.credentials import CredentialStore
 from operator_engine.db import reading
 from operator_engine.environments import (
     EnvEntry,
@@ -38,24 +40,67 @@ class AdminError(Exception):
         self.status_code = status_code
 
 
-def _iso(moment: Any) -> str | None:
-    return None if moment is None else moment.isoformat()
+def iso(moment: Any) -> str | None:
+    """ISO-8601 in UTC with a ``Z`` suffix, as the admin documents write dates.
+
+    >>> from datetime import datetime, UTC
+    >>> iso(datetime(2020, 11, 11, 9, 37, 40, 5, tzinfo=UTC))
+    '2020-11-11T09:37:40Z'
+    """
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return str(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+#: document config fields tidewater cannot honour, with the reason given when one is sent
+_REFUSED_CONFIG = {
+    "workDir": "job data lives in TIDEWATER_DATA_DIR/jobs/<id> (0700, deleted at expiry); "
+    "a per-environment work directory is not supported",
+    "preRunScript": "algorithms run sealed in their container; a script on the host would run "
+    "outside the sandbox (put set-up in the algorithm or its image)",
+    "postRunScript": "algorithms run sealed in their container; a script on the host would run "
+    "outside the sandbox (post-process in the algorithm)",
+    "region": "applies to cloud platforms (aws-batch…); tidewater runs on docker",
+    "forge": "applies to aws-batch; tidewater runs on docker",
+}
+
+
+def env_id_of(name: Any) -> str:
+    """The environment id consumers use, made from its name: runs of characters other than
+    letters, digits, ``.``, ``_`` and ``-`` become one ``-``. Raises 400 when nothing is left.
+
+    >>> env_id_of("AWS Default Environment"), env_id_of("gpu-large")
+    ('AWS-Default-Environment', 'gpu-large')
+    """
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise AdminError("computeEnv.name: required, 1-100 characters")
+    env_id = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-._")
+    if not _NAME_RE.match(env_id):
+        raise AdminError(
+            f"computeEnv.name: {name!r} has no letters or digits to make an environment id from"
+        )
+    return env_id
 
 
 def parse_body(body: Any, env_id: str) -> dict[str, Any]:
-    """Validate a ``{"computeEnv": {...}}`` body; the column values to store. Raises 400."""
+    """Validate a ``{"computeEnv": {...}}`` body; the column values to store (plus
+    ``primary`` and ``credentialsId``). Raises 400 naming the field."""
     if not isinstance(body, dict) or not isinstance(body.get("computeEnv"), dict):
         raise AdminError('body must be a JSON object {"computeEnv": {...}}')
     spec = body["computeEnv"]
-    unknown = set(spec) - {"name", "description", "platform", "config"}
+    unknown = set(spec) - {
+        "name",
+        "description",
+        "platform",
+        "config",
+        "credentialsId",
+        "primary",
+    }
     if unknown:
         raise AdminError(f"computeEnv.{sorted(unknown)[0]}: unknown field")
-    name = spec.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise AdminError(
-            "computeEnv.name: required, 1-100 characters of letters, digits, '.', '_' or '-' "
-            "(it is the environment id consumers use)"
-        )
+    name = spec["name"] if env_id_of(spec.get("name")) else ""
     description = spec.get("description", "")
     if not isinstance(description, str):
         raise AdminError("computeEnv.description: must be a string")
@@ -67,29 +112,61 @@ def parse_body(body: Any, env_id: str) -> dict[str, Any]:
     config = spec.get("config")
     if not isinstance(config, dict):
         raise AdminError("computeEnv.config: required, an object")
+    refused = [
+        f"computeEnv.config.{k}: not supported: {_REFUSED_CONFIG[k]}"
+        for k in config
+        if k in _REFUSED_CONFIG
+    ]
+    if refused:
+        raise AdminError("; ".join(sorted(refused)))
+    primary = spec.get("primary", False)
+    if not isinstance(primary, bool):
+        raise AdminError("computeEnv.primary: must be true or false")
+    credentials_id = spec.get("credentialsId")
+    if credentials_id is not None and not isinstance(credentials_id, str):
+        raise AdminError("computeEnv.credentialsId: must be a string")
     stored = {_ALIASES.get(k, k): v for k, v in config.items()}
+    if credentials_id:
+        stored["credentialsId"] = credentials_id
     if "description" not in stored and description:
         stored["description"] = description
     try:
         parse_environment({"id": env_id, **stored}, "computeEnv.config")
     except EnvironmentConfigError as exc:
         raise AdminError(str(exc)) from None
-    return {"name": name, "description": description, "platform": platform, "config": stored}
+    return {
+        "name": name,
+        "description": description,
+        "platform": platform,
+        "config": stored,
+        "primary": primary,
+    }
 
 
 class EnvAdmin:
     """Environment operations over the store and the merged registry."""
 
-    def __init__(self, store: JobStore, registry: EnvironmentRegistry, runner: Any = None) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        registry: EnvironmentRegistry,
+        runner: Any = None,
+        credentials: CredentialStore | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.runner = runner
+        self.credentials = credentials or CredentialStore(store.engine, None)
 
     def health(self, config: dict[str, Any]) -> tuple[str, str | None]:
         """(status, message) for a config: ERRORED when an allowed image cannot be resolved
         (which also covers Docker being unreachable), else AVAILABLE."""
         if self.runner is None:
             return "AVAILABLE", None
+        wants_gpus = bool(config.get("gpuDevices")) or (config.get("gpuNumber") or 0) > 0
+        reason = self.runner.gpu_support() if wants_gpus else None
+        if reason is not None:
+            return "ERRORED", f"gpuNumber: {reason}"
         for ref in config.get("allowedImages") or ():
             name, _, tag = ref.partition(":")
             try:
@@ -136,8 +213,8 @@ class EnvAdmin:
             "platform": row.platform if row is not None else "docker",
             "status": entry.status,
             "message": entry.message,
-            "lastUsed": _iso(last),
-            "primary": bool(row.is_primary) if row is not None else False,
+            "lastUsed": iso(last),
+            "primary": entry.primary,
             "source": entry.source,
         }
 
@@ -156,18 +233,23 @@ class EnvAdmin:
         row = self.rows().get(env_id)
         summary = self._summary(entry, row, self.last_used().get(env_id))
         config = dict(row.config) if row is not None else _file_config(entry)
+        config.pop("credentialsId", None)
+        credentials_id = entry.env.credentials_id or None
         return {
             "computeEnv": {
                 **summary,
                 "description": row.description if row is not None else entry.env.description,
                 "config": config,
+                "credentialsId": credentials_id,
             },
-            "dateCreated": _iso(row.date_created) if row is not None else None,
-            "lastUpdated": _iso(row.last_updated) if row is not None else None,
+            "dateCreated": iso(row.date_created) if row is not None else None,
+            "lastUpdated": iso(row.last_updated) if row is not None else None,
             "lastUsed": summary["lastUsed"],
+            "deleted": entry.status == "DELETING",
             "status": summary["status"],
             "message": summary["message"],
             "primary": summary["primary"],
+            "credentialsId": credentials_id,
         }
 
     def managed(self, env_id: str) -> Any:
@@ -182,14 +264,34 @@ class EnvAdmin:
             )
         return row
 
-    def create(self, body: Any, env_id: str) -> str:
+    def check_name(self, name: Any) -> None:
+        """``GET …/validate``: 400 malformed, 409 taken, else nothing (204)."""
+        env_id = env_id_of(name)
+        if env_id in self.entries():
+            raise AdminError(f"computeEnv.name: environment {env_id!r} exists", 409)
+
+    def _check_credentials(self, config: dict[str, Any]) -> None:
+        cred_id = config.get("credentialsId")
+        if cred_id and not self.credentials.exists(cred_id):
+            raise AdminError(f"computeEnv.credentialsId: credentials {cred_id!r} do not exist")
+
+    def create(self, body: Any) -> str:
+        """Create: stored as CREATING while its images are checked, then AVAILABLE or
+        ERRORED. 409 when the name is taken."""
+        if not isinstance(body, dict) or not isinstance(body.get("computeEnv"), dict):
+            raise AdminError('body must be a JSON object {"computeEnv": {...}}')
+        env_id = env_id_of(body["computeEnv"].get("name"))
         values = parse_body(body, env_id)
         if env_id in self.entries():
-            raise AdminError(f"computeEnv.name: an environment with id {env_id!r} exists")
-        config = values.pop("config")
+            raise AdminError(f"computeEnv.name: an environment named {env_id!r} exists", 409)
+        config, primary = values.pop("config"), values.pop("primary")
+        self._check_credentials(config)
         self.check_fee_token(env_id, config)
+        self.store.put_env(env_id, config, status="CREATING", source="api", **values)
         status, message = self.health(config)
-        self.store.put_env(env_id, config, status=status, message=message, source="api", **values)
+        self.store.put_env(env_id, config, status=status, message=message)
+        if primary:
+            self.store.set_primary_env(env_id)
         return env_id
 
     def update(self, env_id: str, body: Any) -> None:
@@ -197,18 +299,20 @@ class EnvAdmin:
         if row.status == "DELETING":
             raise AdminError(f"compute environment {env_id!r} is being deleted")
         values = parse_body(body, env_id)
-        config = values.pop("config")
+        config, primary = values.pop("config"), values.pop("primary")
+        self._check_credentials(config)
         self.check_fee_token(env_id, config)
         status, message = self.health(config)
         self.store.put_env(env_id, config, status=status, message=message, **values)
+        if primary:
+            self.store.set_primary_env(env_id)
 
     def make_primary(self, env_id: str) -> None:
-        self.managed(env_id)
-        with self.store.engine.begin() as conn:
-            conn.execute(compute_envs.update().values(is_primary=False))
-            conn.execute(
-                compute_envs.update().where(compute_envs.c.id == env_id).values(is_primary=True)
-            )
+        """Flag ``env_id`` (file-defined or API-managed) as the primary environment."""
+        entry = self.entry(env_id)
+        if not entry.accepts_jobs:
+            raise AdminError(f"compute environment {env_id!r} takes no jobs ({entry.status})")
+        self.store.set_primary_env(env_id)
 
     def delete(self, env_id: str, *, drain: bool) -> None:
         """Delete now when idle; with ``drain`` mark DELETING (the engine's sweep deletes it

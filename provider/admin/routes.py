@@ -9,22 +9,25 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request
 
+from operator_engine.credentials import CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.statuses import TERMINAL
 from operator_engine.store import JobStore
 from provider.admin import batches as batch_views
 from provider.admin import bp
-from provider.admin.envs import AdminError, EnvAdmin
-from provider.admin.tokens import TokenStore
+from provider.admin.envs import PLATFORMS, AdminError, EnvAdmin, iso
+from provider.admin.tokens import TokenError, TokenStore
 from tidewater import __version__
 
 API_VERSION = "1.0.0"
 
-#: every admin route (method, rule): the auth test and the OpenAPI entries iterate over it
+#: every admin route (method, rule): the auth test and the OpenAPI entries iterate over it;
+#: ``PUBLIC`` ones answer without a token
 ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/service-info"),
     ("GET", "/api/compute-envs"),
     ("POST", "/api/compute-envs"),
+    ("GET", "/api/compute-envs/validate"),
     ("GET", "/api/compute-envs/<env_id>"),
     ("PUT", "/api/compute-envs/<env_id>"),
     ("DELETE", "/api/compute-envs/<env_id>"),
@@ -35,7 +38,16 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("DELETE", "/api/batches/<env_id>"),
     ("GET", "/api/batches/<env_id>/jobs"),
     ("GET", "/api/batches/<env_id>/jobs/<job_id>"),
+    ("GET", "/api/credentials"),
+    ("POST", "/api/credentials"),
+    ("DELETE", "/api/credentials/<credentials_id>"),
+    ("GET", "/tokens"),
+    ("POST", "/tokens"),
+    ("DELETE", "/tokens/<token_id>"),
 )
+PUBLIC: frozenset[str] = frozenset({"/service-info"})
+#: the largest request body the provider reads (Flask's MAX_CONTENT_LENGTH)
+CONTENT_MAX_FILE_SIZE = 16 * 1024 * 1024
 
 
 def _svc() -> Any:
@@ -46,23 +58,36 @@ def _store() -> JobStore:
     return JobStore(_svc().db)
 
 
+def _credentials() -> CredentialStore:
+    svc = _svc()
+    return CredentialStore(svc.db, svc.settings.credentials_key)
+
+
 def _admin() -> EnvAdmin:
     svc = _svc()
     engine = getattr(svc, "engine", None)
     registry = getattr(engine, "registry", None)
     if not isinstance(registry, EnvironmentRegistry):
         registry = EnvironmentRegistry(svc.settings.environments_file, _store())
-    return EnvAdmin(_store(), registry, getattr(engine, "runner", None))
+    return EnvAdmin(_store(), registry, getattr(engine, "runner", None), _credentials())
 
 
 @bp.errorhandler(AdminError)
-def _admin_error(exc: AdminError) -> tuple[Response, int]:
+@bp.errorhandler(CredentialsError)
+def _admin_error(exc: AdminError | CredentialsError) -> tuple[Response, int]:
     return jsonify(message=exc.message), exc.status_code
+
+
+@bp.errorhandler(TokenError)
+def _token_error(exc: TokenError) -> tuple[Response, int]:
+    return jsonify(message=str(exc)), exc.status_code
 
 
 @bp.before_request
 def _require_token() -> tuple[Response, int] | None:
-    if request.method == "OPTIONS":
+    if request.method == "OPTIONS" or request.url_rule is None:
+        return None
+    if request.url_rule.rule in PUBLIC:
         return None
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -92,20 +117,29 @@ def commit_id() -> str:
 
 @bp.get("/service-info")
 def service_info() -> Response:
+    """Public (document 003): what the service is; no secret in it."""
     return jsonify(
         serviceInfo={
             "version": __version__,
             "apiVersion": API_VERSION,
             "commitId": commit_id(),
             "authTypes": ["bearer"],
-            "platforms": ["docker"],
+            "contentMaxFileSize": CONTENT_MAX_FILE_SIZE,
+            "platforms": list(PLATFORMS),
         }
     )
 
 
 @bp.get("/api/compute-envs")
 def list_envs() -> Response:
-    return jsonify(computeEnvs=_admin().summaries())
+    return jsonify(message=None, computeEnvs=_admin().summaries())
+
+
+@bp.get("/api/compute-envs/validate")
+def validate_env_name() -> Response:
+    """204 when ``name`` is free and well-formed, 400 malformed, 409 taken."""
+    _admin().check_name(request.args.get("name"))
+    return Response(status=204)
 
 
 def _json() -> Any:
@@ -117,11 +151,8 @@ def _json() -> Any:
 
 @bp.post("/api/compute-envs")
 def create_env() -> Response:
-    body = _json()
-    spec = body.get("computeEnv") if isinstance(body, dict) else None
-    name = spec.get("name") if isinstance(spec, dict) else None
-    env_id = _admin().create(body, name if isinstance(name, str) else "")
-    return jsonify(computeEnvId=env_id)
+    """Create; the id is made from the name (see ``envs.env_id_of``)."""
+    return jsonify(computeEnvId=_admin().create(_json()))
 
 
 @bp.get("/api/compute-envs/<env_id>")
@@ -150,20 +181,26 @@ def primary_env(env_id: str) -> Response:
     return Response(status=204)
 
 
+def _platform(env_id: str) -> str:
+    row = _admin().rows().get(env_id)
+    return str(row.platform) if row is not None else "docker"
+
+
 @bp.get("/api/batches")
 def list_batches() -> Response:
     rows = batch_views.job_rows(_svc().db)
-    out = []
-    for env_id, entry in _admin().entries().items():
-        out.append(
-            {
-                "batch_id": env_id,
-                "batch_tool": "docker",
-                "n_jobs": sum(1 for r in rows if r.environment == env_id),
-                "hardware": batch_views.hardware(entry.env),
-            }
-        )
-    return jsonify(out)
+    admin = _admin()
+    managed = admin.rows()
+    return jsonify(
+        [
+            batch_views.batch_view(
+                entry.env,
+                managed[env_id].platform if env_id in managed else "docker",
+                sum(1 for r in rows if r.environment == env_id),
+            )
+            for env_id, entry in admin.entries().items()
+        ]
+    )
 
 
 @bp.get("/api/batches/<env_id>")
@@ -174,8 +211,10 @@ def batch_counts(env_id: str) -> Response:
 
 @bp.get("/api/batches/<env_id>/jobs")
 def batch_jobs(env_id: str) -> Response:
-    env = _admin().entry(env_id).env
-    return jsonify([batch_views.job_view(r, env) for r in batch_views.job_rows(_svc().db, env_id)])
+    _admin().entry(env_id)
+    platform = _platform(env_id)
+    rows = batch_views.job_rows(_svc().db, env_id)
+    return jsonify([batch_views.job_summary(r, platform) for r in rows])
 
 
 @bp.get("/api/batches/<env_id>/jobs/<job_id>")
@@ -184,7 +223,7 @@ def batch_job(env_id: str, job_id: str) -> Response:
     row = _store().row(job_id)
     if row is None or row.environment != env_id:
         raise AdminError(f"job {job_id!r} not found in batch {env_id!r}", 404)
-    return jsonify(batch_views.job_view(row, env))
+    return jsonify(batch_views.job_detail(row, env))
 
 
 def _stop_and_delete(env_id: str | None) -> int:
@@ -212,4 +251,76 @@ def delete_batch(env_id: str) -> Response:
 @bp.delete("/api/batches")
 def delete_batches() -> Response:
     _stop_and_delete(None)
+    return Response(status=204)
+
+
+# -- credentials and tokens (document 003 / the Tower API) ---------------------------------------
+
+
+def _credentials_view(cred: Any) -> dict[str, Any]:
+    return {
+        "id": cred.id,
+        "name": cred.name,
+        "description": cred.description,
+        "provider": cred.provider,
+        "keys": cred.public_keys(),
+        "deleted": False,
+        "dateCreated": iso(cred.date_created),
+        "lastUpdated": iso(cred.last_updated),
+    }
+
+
+@bp.get("/api/credentials")
+def list_credentials() -> Response:
+    return jsonify(credentials=[_credentials_view(c) for c in _credentials().list()])
+
+
+@bp.post("/api/credentials")
+def create_credentials() -> Response:
+    return jsonify(credentialsId=_credentials().create(_json()))
+
+
+@bp.delete("/api/credentials/<credentials_id>")
+def delete_credentials(credentials_id: str) -> Response:
+    """Delete; environments that name it become INVALID until they are changed."""
+    if not _credentials().delete(credentials_id):
+        raise AdminError(f"credentials {credentials_id!r} not found", 404)
+    return Response(status=204)
+
+
+def _token_view(info: Any) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "name": info.name,
+        "lastUsed": None,
+        "dateCreated": iso(info.date_created),
+    }
+
+
+@bp.get("/tokens")
+def list_tokens() -> Response:
+    """Live tokens (revoked ones are gone, as deleted tokens are in the document)."""
+    tokens = TokenStore(_svc().db).list()
+    return jsonify(tokens=[_token_view(t) for t in tokens if t.revoked_at is None])
+
+
+@bp.post("/tokens")
+def create_token() -> Response:
+    """``{"name"}`` → ``{"accessKey": <the token, shown once>, "token": {...}}``."""
+    body = _json()
+    name = body.get("name") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise AdminError("name: required, 1-200 characters")
+    store = TokenStore(_svc().db)
+    access_key = store.create(name.strip())
+    info = next(t for t in store.list() if t.name == name.strip())
+    return jsonify(accessKey=access_key, token=_token_view(info))
+
+
+@bp.delete("/tokens/<token_id>")
+def delete_token(token_id: str) -> Response:
+    live = {t.id for t in TokenStore(_svc().db).list() if t.revoked_at is None}
+    if token_id not in live:
+        raise AdminError(f"token {token_id!r} not found", 404)
+    TokenStore(_svc().db).revoke(token_id)
     return Response(status=204)

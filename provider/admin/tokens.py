@@ -6,12 +6,14 @@ import hashlib
 import hmac
 import secrets
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from operator_engine.db import reading
 from operator_engine.models import utcnow
 
 metadata = sa.MetaData()
@@ -26,8 +28,16 @@ admin_tokens = sa.Table(
 )
 
 
+_READY: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 class TokenError(ValueError):
-    """A token operation that cannot be done; the message says why."""
+    """A token operation that cannot be done; the message says why, ``status_code`` its
+    HTTP status (409: the name is taken)."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,9 @@ class TokenStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        if engine not in _READY:  # once per database, not per request
+            metadata.create_all(engine)
+            _READY.add(engine)
 
     def create(self, name: str) -> str:
         """A new token named ``name``; the clear token is returned once and never stored."""
@@ -59,7 +71,7 @@ class TokenStore:
                 sa.select(admin_tokens.c.id).where(admin_tokens.c.name == name)
             ).first()
             if exists is not None:
-                raise TokenError(f"a token named {name!r} already exists")
+                raise TokenError(f"a token named {name!r} already exists", 409)
             conn.execute(
                 admin_tokens.insert().values(
                     id=uuid.uuid4().hex[:12],
@@ -71,7 +83,7 @@ class TokenStore:
         return token
 
     def list(self) -> list[TokenInfo]:
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(sa.select(admin_tokens).order_by(admin_tokens.c.date_created))
             return [TokenInfo(r.id, r.name, r.date_created, r.revoked_at) for r in rows]
 
@@ -92,7 +104,7 @@ class TokenStore:
     def is_valid(self, token: str) -> bool:
         """True when ``token`` is a live (unrevoked) admin token."""
         digest = _digest(token)
-        with self.engine.begin() as conn:
+        with reading(self.engine) as conn:
             hashes = conn.execute(
                 sa.select(admin_tokens.c.token_hash).where(admin_tokens.c.revoked_at.is_(None))
             ).all()

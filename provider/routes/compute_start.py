@@ -9,8 +9,9 @@ from flask.typing import ResponseReturnValue
 
 from operator_engine.api import EngineError, EnvironmentUnavailable
 from operator_engine.models import Job, JobRequest
+from operator_engine.store import OrderAlreadyUsed
 from provider.app import services
-from provider.compute_validation import validate_compute
+from provider.compute_validation import ValidatedCompute, validate_compute
 from provider.errors import ProviderError, ResourceError
 from provider.nonces import verify_request
 from provider.params import address_param, request_params, require
@@ -28,16 +29,31 @@ def _same_request(job: Job, request: JobRequest) -> bool:
     )
 
 
-def submit_once(engine: Any, request: JobRequest) -> Job:
-    """Submit ``request``; an order starts at most one job (same request → same job)."""
+def order_already_used(validated: ValidatedCompute, tx_id: str) -> ResourceError:
+    """400 ``{"error": {"<field>.transferTxId": "order_already_used"}}`` naming ``tx_id``."""
+    field = validated.order_fields.get(tx_id.lower(), "order")
+    return ResourceError(
+        field,
+        "order_already_used",
+        detail=f"order {tx_id} already started a job: each order (startOrder or reuseOrder "
+        "transaction) starts at most one; call initializeCompute and reuseOrder for another",
+    )
+
+
+def submit_once(engine: Any, validated: ValidatedCompute, chain_id: int) -> Job:
+    """Submit the job, consuming its orders: every payment tx starts at most one job (the
+    identical request sent again answers the job it started)."""
+    request = validated.request
     try:
-        job: Job = engine.submit(request)
+        job: Job = engine.submit(request, payments=validated.payments(chain_id))
+    except OrderAlreadyUsed as exc:
+        raise order_already_used(validated, exc.tx_ids[0]) from None
     except EnvironmentUnavailable as exc:
         raise ProviderError(str(exc), 503) from None
     except EngineError as exc:
         raise ProviderError(str(exc), 400) from None
     if not _same_request(job, request):
-        raise ResourceError("order", "order_already_used")
+        raise order_already_used(validated, validated.orders[0].tx_id)
     return job
 
 
@@ -57,5 +73,5 @@ def compute_start() -> ResponseReturnValue:
         store=svc.nonces,
     )
     validated = validate_compute(svc, params, str(consumer))
-    job = submit_once(svc.engine, validated.request)
+    job = submit_once(svc.engine, validated, svc.chain_id)
     return jsonify([job.to_ocean()])

@@ -35,6 +35,7 @@ from provider.metadata import (
 from provider.nonces import verify_request
 from provider.params import (
     address_param,
+    is_digits,
     lookup,
     request_params,
     require,
@@ -64,7 +65,7 @@ def _hex_bytes(params: dict[str, Any], name: str) -> bytes:
 def _from_body(params: dict[str, Any]) -> tuple[bytes, int, bytes]:
     require(params, "encryptedDocument", "flags", "documentHash")
     flags_text = text_param(params, "flags") or ""
-    if not (flags_text.isascii() and flags_text.isdigit()) or int(flags_text) > 255:
+    if not is_digits(flags_text) or int(flags_text) > 255:
         raise RequestValidationError({"flags": ["The flags field must be an integer 0-255."]})
     return (
         _hex_bytes(params, "encryptedDocument"),

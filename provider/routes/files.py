@@ -1,15 +1,17 @@
-"""File and container checks, and the access-service endpoints tidewater does not offer.
+"""File and container checks.
 
-- ``POST /api/services/fileinfo`` (unsigned): ``{"did", "serviceId", "fileIndex"?}`` checks the
-  files of a published service (decrypted here, never returned), or a bare ``url`` file object
-  checks that file. Answers ``[{"index", "valid", "contentLength", "contentType", "type"}]``.
-  Fetching goes through ``operator_engine.fetch``'s SSRF guard (public addresses only unless
-  ``ALLOW_NON_PUBLIC_IP``); only the response headers are read.
+- ``POST /api/services/fileinfo`` (unsigned): ``{"did", "serviceId", "fileIndex"?,
+  "checksum"?, "userdata"?}`` checks the files of a published service (decrypted here, never
+  returned), or a bare file object of any storage type (``url``, ``ipfs``, ``arweave``,
+  ``graphql``, ``smartcontract``) checks that file; ``userdata`` feeds graphql variables and
+  smartcontract inputs. Answers ``[{"index", "valid", "contentLength",
+  "contentType", "type", "filename"?, "checksum"?, "checksumType"?}]``; the sha256 ``checksum``
+  only when the body asks ``"checksum": true`` (the body is then read, up to a cap). Files are
+  opened by ``operator_engine.storage`` behind the SSRF guard (public addresses only unless
+  ``ALLOW_NON_PUBLIC_IP``, gateways included).
 - ``POST /api/services/validateContainer``: a container section ``{entrypoint, image, tag,
-  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}`` (PROTOCOL §6).
-- ``GET /api/services/initialize`` and ``GET /api/services/download`` belong to access
-  (download) services. tidewater serves compute-to-data only, so data never leaves except as
-  job results: both answer 501 with a JSON error.
+  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}`` (PROTOCOL §6); a
+  part that is not a string → 400 validation error naming it.
 """
 
 from __future__ import annotations
@@ -20,31 +22,30 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from operator_engine import fetch
+from operator_engine.storage import TYPES, StorageConfig, file_info
 from provider.app import Services, services
+from provider.compute_validation import check_container, parse_json_field
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
-from provider.params import is_missing, request_params, text_param
+from provider.params import is_digits, is_missing, request_params, text_param
 
 bp = Blueprint("files", __name__)
 PROBE_TIMEOUT_S = 10.0
-_NOT_OFFERED = "tidewater serves compute-to-data only: access (download) services are not offered"
+_REQUIRED = {
+    "url": ("url",),
+    "ipfs": ("hash",),
+    "arweave": ("transactionId",),
+    "graphql": ("url", "query"),
+    "smartcontract": ("address", "abi", "chainId"),
+}
 
 
-def probe(file_obj: Any, *, allow_non_public: bool) -> dict[str, Any]:
-    """Whether ``file_obj`` can be fetched, with its declared length and type (no body read)."""
-    kind = file_obj.get("type") if isinstance(file_obj, dict) else None
-    info: dict[str, Any] = {"valid": False, "contentLength": "", "contentType": "", "type": kind}
-    try:
-        with fetch.open_url(
-            file_obj, allow_non_public=allow_non_public, timeout=PROBE_TIMEOUT_S
-        ) as resp:
-            info["valid"] = True
-            info["contentLength"] = resp.headers.get("Content-Length", "")
-            info["contentType"] = resp.headers.get("Content-Type", "")
-    except (fetch.FetchError, OSError, ValueError):
-        pass
-    return info
+def probe(
+    file_obj: Any, settings: Any, *, checksum: bool = False, userdata: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``fileinfo``'s answer for one file object (see :func:`operator_engine.storage.file_info`)."""
+    config = StorageConfig.from_settings(settings, timeout=PROBE_TIMEOUT_S)
+    return file_info(file_obj, config, checksum=checksum, userdata=userdata)
 
 
 def _service_files(svc: Services, did: str, service_id: str) -> list[Any]:
@@ -69,14 +70,15 @@ def _service_files(svc: Services, did: str, service_id: str) -> list[Any]:
 def fileinfo() -> ResponseReturnValue:
     svc = services()
     params = request_params()
-    allow = svc.settings.allow_non_public_ip
+    checksum = params.get("checksum") in (True, "true", "True", "1", 1)
+    userdata = parse_json_field(params.get("userdata"), "userdata")
     did = text_param(params, "did")
     if did is not None:
         service_id = text_param(params, "serviceId")
         if service_id is None:
             raise RequestValidationError({"serviceId": ["The serviceId field is required."]})
         index_text = text_param(params, "fileIndex")
-        if index_text is not None and not (index_text.isascii() and index_text.isdigit()):
+        if index_text is not None and not is_digits(index_text):
             raise RequestValidationError(
                 {"fileIndex": ["The fileIndex field must be a non-negative integer."]}
             )
@@ -86,29 +88,27 @@ def fileinfo() -> ResponseReturnValue:
             if int(index_text) >= len(files):
                 raise ProviderError("fileIndex is out of range", 400)
             indexes = [int(index_text)]
-        return jsonify([{"index": i, **probe(files[i], allow_non_public=allow)} for i in indexes])
-    if is_missing(params.get("type")):
+        return jsonify(
+            [
+                {"index": i, **probe(files[i], svc.settings, checksum=checksum, userdata=userdata)}
+                for i in indexes
+            ]
+        )
+    kind = params.get("type")
+    if is_missing(kind):
         raise RequestValidationError({"type": ["The type field is required."]})
-    if params.get("type") == "url" and is_missing(params.get("url")):
-        raise RequestValidationError({"url": ["The url field is required."]})
-    return jsonify([{"index": 0, **probe(params, allow_non_public=allow)}])
+    if kind not in _REQUIRED:
+        raise RequestValidationError(
+            {"type": [f"The type field must be one of: {', '.join(TYPES)}."]}
+        )
+    for name in _REQUIRED[str(kind)]:
+        if is_missing(params.get(name)):
+            raise RequestValidationError({name: [f"The {name} field is required."]})
+    file_obj = {k: v for k, v in params.items() if k not in ("checksum", "userdata")}
+    info = probe(file_obj, svc.settings, checksum=checksum, userdata=userdata)
+    return jsonify([{"index": 0, **info}])
 
 
 @bp.post("/api/services/validateContainer")
 def validate_container() -> ResponseReturnValue:
-    container = request_params()
-    if any(is_missing(container.get(k)) for k in ("entrypoint", "image", "checksum")):
-        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-    if not str(container.get("checksum")).startswith("sha256:"):
-        raise ResourceError("algorithm.container", "checksum_prefix")
-    return jsonify(container)
-
-
-@bp.get("/api/services/initialize")
-def initialize() -> ResponseReturnValue:
-    raise ProviderError(_NOT_OFFERED, 501)
-
-
-@bp.get("/api/services/download")
-def download() -> ResponseReturnValue:
-    raise ProviderError(_NOT_OFFERED, 501)
+    return jsonify(check_container(request_params(), prefix=""))

@@ -8,12 +8,13 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from contracts_abi.fees import FeeOutOfRange
 from provider.app import services
 from provider.compute_validation import environment_of
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import provider_fee
 from provider.orders import OrderError, OrderValidator
-from provider.params import address_param, request_params, require, text_param
+from provider.params import address_param, request_params, require, uint_param
 
 bp = Blueprint("initialize", __name__)
 
@@ -21,12 +22,9 @@ INVALID_VALID_UNTIL = "The validUntil value is not correct."
 
 
 def _valid_until(params: dict[str, Any]) -> int:
-    text = text_param(params, "compute.validUntil")
-    try:
-        value = int(float(str(text)))
-    except (TypeError, ValueError):
-        raise ProviderError(INVALID_VALID_UNTIL) from None
-    if value <= time.time():
+    """``compute.validUntil``: an exact integer below 2**256 (params.parse_uint), in the future."""
+    value = uint_param(params, "compute.validUntil")
+    if value is None or value <= time.time():
         raise ProviderError(INVALID_VALID_UNTIL)
     return value
 
@@ -75,27 +73,32 @@ def _item(
         except OrderError:
             order = None
         if order is not None:
-            if int(order.provider_fee["validUntil"]) >= valid_until:
+            # a consumed order is never handed back bare: the client must reuseOrder (a new
+            # payment tx), and reuseOrder names the original startOrder tx
+            spent = svc.engine.consumed_orders(svc.chain_id, [order.tx_id])
+            if not spent and int(order.provider_fee["validUntil"]) >= valid_until:
                 return {"validOrder": order.tx_id}
-            answer["validOrder"] = order.tx_id
-    answer["providerFee"] = provider_fee(
-        svc.settings.require_private_key(),
-        env=env,
-        datatoken=datatoken,
-        service_id=str(service["id"]),
-        valid_until=valid_until,
-        charge=charge,
-        w3=svc.web3,
-    )
+            answer["validOrder"] = order.start_tx_id
+    try:
+        answer["providerFee"] = provider_fee(
+            svc.settings.require_private_key(),
+            env=env,
+            datatoken=datatoken,
+            service_id=str(service["id"]),
+            valid_until=valid_until,
+            charge=charge,
+            w3=svc.web3,
+        )
+    except FeeOutOfRange:
+        raise ProviderError(f"{INVALID_VALID_UNTIL} The fee until then exceeds uint256.") from None
     return answer
 
 
 @bp.post("/api/services/initializeCompute")
 def initialize_compute() -> ResponseReturnValue:
     params = request_params()
-    datasets, algorithm, env_id, _ = require(
-        params, "datasets", "algorithm", "compute.env", "compute.validUntil"
-    )
+    datasets, algorithm, _ = require(params, "datasets", "algorithm", "compute.validUntil")
+    env_id = (params.get("compute") or {}).get("env")
     consumer = address_param(params, "consumerAddress")
     if not isinstance(datasets, list) or not datasets:
         raise RequestValidationError({"datasets": ["The datasets field must be a list."]})
@@ -103,7 +106,7 @@ def initialize_compute() -> ResponseReturnValue:
         raise RequestValidationError({"algorithm": ["The algorithm field must be an object."]})
     valid_until = _valid_until(params)
     svc = services()
-    env = environment_of(svc.engine, str(env_id))
+    env = environment_of(svc.engine, None if env_id is None else str(env_id))
     orders = OrderValidator(svc.web3, svc.provider_address)
     common: dict[str, Any] = {"env": env, "valid_until": valid_until, "consumer": str(consumer)}
     body: dict[str, Any] = {

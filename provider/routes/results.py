@@ -2,29 +2,28 @@
 
 Signed: ``consumerAddress + jobId + index`` followed by the nonce (PROTOCOL.md §3). The nonce
 is consumed and the job's owner checked before anything is read; the file path comes from the
-job store via ``engine.open_result`` (never from the request) and is streamed from disk in
-chunks with ``Content-Disposition: attachment;filename=<name>``. Someone else's job, an unknown
-job and an index out of range all answer 4xx JSON and no bytes.
+job store via ``engine.open_result`` (never from the request) and is sent with Flask's
+``send_file`` (``wsgi.file_wrapper``: sendfile(2) under gunicorn) and ``Content-Disposition:
+attachment;filename=<name>``. A single ``Range`` answers 206 with ``Content-Range`` (416 when
+unsatisfiable). Someone else's job, an unknown job and an index out of range all answer 4xx
+JSON and no bytes.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from typing import BinaryIO
+from pathlib import Path
 
-from flask import Blueprint, Response
+from flask import Blueprint, send_file
 from flask.typing import ResponseReturnValue
 
 from operator_engine.api import JobNotFound, ResultNotFound
 from provider.app import services
 from provider.errors import ProviderError, RequestValidationError
 from provider.nonces import verify_request
-from provider.params import address_param, lookup, request_params, require, text_param
+from provider.params import address_param, is_digits, lookup, request_params, require, text_param
 
 bp = Blueprint("results", __name__)
-CHUNK = 256 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -37,14 +36,6 @@ def safe_filename(name: str) -> str:
     return _UNSAFE.sub("_", name) or "result"
 
 
-def _chunks(handle: BinaryIO) -> Iterator[bytes]:
-    try:
-        while chunk := handle.read(CHUNK):
-            yield chunk
-    finally:
-        handle.close()
-
-
 @bp.get("/api/services/computeResult")
 def compute_result() -> ResponseReturnValue:
     svc = services()
@@ -54,7 +45,7 @@ def compute_result() -> ResponseReturnValue:
     job_id = text_param(params, "jobId")
     index_text = text_param(params, "index")
     assert consumer is not None and job_id is not None and index_text is not None
-    if not (index_text.isascii() and index_text.isdigit()):
+    if not is_digits(index_text):
         raise RequestValidationError({"index": ["The index field must be a non-negative integer."]})
     verify_request(
         consumer,
@@ -71,12 +62,15 @@ def compute_result() -> ResponseReturnValue:
         raise ProviderError("Result not found", 404)
     try:
         path, result = svc.engine.open_result(job.job_id, index)
-        handle = open(path, "rb")  # closed by _chunks when the response ends
+        response = send_file(
+            Path(path).resolve(),  # a relative path would be taken from the app's root
+            mimetype="application/octet-stream",
+            conditional=True,
+            etag=False,
+            max_age=0,
+        )
     except (ResultNotFound, JobNotFound, FileNotFoundError):
         raise ProviderError("Result not found", 404) from None
-    size = os.fstat(handle.fileno()).st_size
-    response = Response(_chunks(handle), status=200, mimetype="application/octet-stream")
     disposition = f"attachment;filename={safe_filename(result.filename)}"
     response.headers["Content-Disposition"] = disposition
-    response.headers["Content-Length"] = str(size)
     return response

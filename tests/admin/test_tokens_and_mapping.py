@@ -8,7 +8,7 @@ from flask import Flask
 from operator_engine.statuses import JobStatus
 from operator_engine.store import JobStore
 from provider.admin.batches import batch_state
-from provider.admin.routes import ROUTES
+from provider.admin.routes import PUBLIC, ROUTES
 from provider.admin.tokens import TokenError, TokenStore
 from tests.admin.conftest import env_body
 
@@ -35,7 +35,7 @@ def test_token_is_stored_hashed_and_revocable(store: JobStore) -> None:
         (JobStatus.WARMING_UP, "submitted"),
         (JobStatus.STARTED, "pending"),
         (JobStatus.CONFIGURING, "runnable"),
-        (JobStatus.PROVISIONED, "runnable"),
+        (JobStatus.PROVISIONED, "starting"),
         (JobStatus.RUNNING, "running"),
         (JobStatus.FILTERING, "running"),
         (JobStatus.PUBLISHING, "running"),
@@ -49,16 +49,17 @@ def test_batch_state_mapping(status: JobStatus, state: str) -> None:
     assert batch_state(status) == state
 
 
-def test_starting_while_container_is_created() -> None:
-    assert batch_state(JobStatus.PROVISIONED, has_container=True) == "starting"
-
-
 def _url(rule: str) -> str:
-    return rule.replace("<env_id>", "small").replace("<job_id>", "nojob")
+    return (
+        rule.replace("<env_id>", "small")
+        .replace("<job_id>", "nojob")
+        .replace("<credentials_id>", "nocred")
+        .replace("<token_id>", "notoken")
+    )
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic abc", "revoked"])
-@pytest.mark.parametrize(("method", "rule"), ROUTES)
+@pytest.mark.parametrize(("method", "rule"), [r for r in ROUTES if r[1] not in PUBLIC])
 def test_every_route_refuses_bad_tokens(
     app: Flask, store: JobStore, token: str, method: str, rule: str, header: str | None
 ) -> None:
@@ -91,10 +92,13 @@ def test_every_route_is_registered(app: Flask) -> None:
     assert rules == set(ROUTES)
 
 
-def test_service_info(admin) -> None:  # type: ignore[no-untyped-def]
-    info = admin.get("/service-info").get_json()["serviceInfo"]
+def test_service_info_is_public(app: Flask) -> None:
+    resp = app.test_client().get("/service-info")
+    assert resp.status_code == 200
+    info = resp.get_json()["serviceInfo"]
     assert info["authTypes"] == ["bearer"]
     assert info["version"] and info["apiVersion"] and info["commitId"]
+    assert info["contentMaxFileSize"] == 16 * 1024 * 1024
 
 
 def test_openapi_documents_every_admin_route(app: Flask) -> None:

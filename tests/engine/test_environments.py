@@ -83,7 +83,7 @@ def test_registry_merges_file_and_store_fresh_each_time(tmp_path: Path) -> None:
     entries = registry.entries()
     assert entries["api"].env.max_jobs == 3 and entries["tidewater-free"].env.max_jobs == 2
     store.put_env("bad", {"maxJobs": "x"})
-    assert registry.entries()["bad"].status == "ERRORED"
+    assert registry.entries()["bad"].status == "INVALID"
 
 
 # -- fee tokens: always a real ERC-20 on the chain (issue 9, item 1) ---------------------------
@@ -153,12 +153,12 @@ def test_file_environment_with_a_bad_fee_token_is_refused(
     assert str(path) in str(info.value) and "'a'" in str(info.value)
 
 
-def test_store_environment_with_a_bad_fee_token_is_errored(tmp_path: Path) -> None:
+def test_store_environment_with_a_bad_fee_token_is_invalid(tmp_path: Path) -> None:
     store = _empty_store(tmp_path)
     registry = EnvironmentRegistry(None, store, _rule(_Chain()))
     store.put_env("api", {"maxJobs": 1, "feeToken": NO_CODE})
     entry = registry.entries()["api"]
-    assert entry.status == "ERRORED" and "no contract code" in str(entry.message)
+    assert entry.status == "INVALID" and "no contract code" in str(entry.message)
     assert registry.entries()["tidewater-free"].accepts_jobs
 
 

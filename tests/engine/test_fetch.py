@@ -1,4 +1,5 @@
-"""fetch.py: SSRF guard, size cap, hashing, unsupported types (local server on 127.0.0.1 only)."""
+"""fetch.py (SSRF guard) and storage.py's url files: size cap, hashing, unsupported types
+(local server on 127.0.0.1 only)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from operator_engine import fetch
-from operator_engine.fetch import (
-    FetchError,
-    check_url,
-    fetch_bytes,
-    fetch_to_file,
-    is_public_address,
-)
+from operator_engine import fetch, storage
+from operator_engine.fetch import FetchError, check_url, is_public_address
+from operator_engine.storage import StorageConfig
 from tests.engine.conftest import FileServer
+
+
+def fetch_to_file(
+    obj: dict[str, object], dest: Path, *, allow_non_public: bool, max_bytes: int
+) -> tuple[int, str]:
+    config = StorageConfig(allow_non_public=allow_non_public)
+    return storage.fetch_to_file(obj, dest, config, max_bytes=max_bytes)
+
+
+def fetch_bytes(
+    obj: dict[str, object], *, allow_non_public: bool, max_bytes: int, timeout: float = 30
+) -> bytes:
+    config = StorageConfig(allow_non_public=allow_non_public, timeout=timeout)
+    return storage.fetch_bytes(obj, config, max_bytes=max_bytes)
 
 
 @pytest.mark.parametrize(
@@ -127,15 +137,18 @@ def test_http_error_and_unreachable(file_server: FileServer) -> None:
 
 
 @pytest.mark.parametrize(
-    "obj",
+    ("obj", "match"),
     [
-        {"type": "ipfs", "hash": "Qm"},
-        {"type": "arweave", "transactionId": "x"},
-        {"type": "graphql", "url": "http://a"},
+        ({"type": "s3", "bucket": "b"}, "unsupported file type"),
+        ({"url": "http://a"}, "unsupported file type"),
+        ({"type": "ipfs", "hash": "../etc"}, "not a content id"),
+        ({"type": "arweave", "transactionId": "a/b"}, "not a transaction id"),
+        ({"type": "graphql", "url": "http://a"}, "no 'query'"),
+        ({"type": "smartcontract", "address": "0x1", "abi": {}, "chainId": 1}, "address"),
     ],
 )
-def test_unsupported_types(obj: dict[str, str]) -> None:
-    with pytest.raises(FetchError, match="unsupported file type"):
+def test_unsupported_or_malformed(obj: dict[str, str], match: str) -> None:
+    with pytest.raises(FetchError, match=match):
         fetch_bytes(obj, allow_non_public=True, max_bytes=10)
 
 

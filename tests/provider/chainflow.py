@@ -150,7 +150,7 @@ class Flow:
         ]
         return json.dumps(job) + "\n" + "\n".join(logs)
 
-    def result(self, job_id: str, index: int) -> Any:
+    def result(self, job_id: str, index: int, headers: Mapping[str, str] | None = None) -> Any:
         who = self.consumer
         nonce, signature = self.signed(who, f"{who.address}{job_id}{index}")
         return self.client.get(
@@ -162,6 +162,7 @@ class Flow:
                 "nonce": nonce,
                 "signature": signature,
             },
+            headers=dict(headers or {}),
         )
 
     # -- chain ---------------------------------------------------------------------------------
@@ -288,8 +289,10 @@ def open_flow(
     publisher: LocalAccount,
     consumer: LocalAccount,
     deployer: LocalAccount,
+    **settings_changes: Any,
 ) -> Iterator[Flow]:
-    """A provider app (free env ``free``, paid env ``paid`` in Ocean) on the session chain."""
+    """A provider app (free env ``free``, paid env ``paid`` in Ocean) on the session chain;
+    ``settings_changes`` override its Settings fields."""
     from eth_account import Account
 
     from provider.app import create_app
@@ -325,7 +328,7 @@ def open_flow(
         environments_file=tmp / "envs.json",
         workers=1,
         pull_images=False,
-    )
+    ).with_(**settings_changes)
     publish.transfer(w3, deployer, deployed["Ocean"], consumer.address, 1000 * ONE)
     app = create_app(settings, web3=w3)
     svc = app.extensions["tidewater"]

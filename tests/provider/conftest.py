@@ -12,6 +12,7 @@ from web3 import Web3
 
 from operator_engine.db import make_engine
 from provider.indexer import Indexer
+from tests.fixtures.gateways import Gateways, gateways
 from tests.provider.chainflow import Flow, open_flow
 
 
@@ -39,6 +40,44 @@ def flow(
         publisher=publisher_account,
         consumer=consumer_account,
         deployer=deployer_account,
+    ) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[Gateways]:
+    """Loopback IPFS/Arweave gateways and a GraphQL endpoint for the module."""
+    with gateways() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gateway_flow(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    gw: Gateways,
+    ganache: Any,
+    w3: Web3,
+    deployed: dict[str, Any],
+    address_file: Path,
+    provider_private_key: str,
+    publisher_account: LocalAccount,
+    consumer_account: LocalAccount,
+    deployer_account: LocalAccount,
+) -> Iterator[Flow]:
+    """Like ``flow``, with IPFS_GATEWAY and ARWEAVE_GATEWAY pointing at ``gw``."""
+    with open_flow(
+        tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]),
+        ganache_url=ganache.url,
+        w3=w3,
+        deployed=deployed,
+        address_file=address_file,
+        provider_key=provider_private_key,
+        publisher=publisher_account,
+        consumer=consumer_account,
+        deployer=deployer_account,
+        ipfs_gateway=gw.base_url,
+        arweave_gateway=gw.base_url,
     ) as opened:
         yield opened
 

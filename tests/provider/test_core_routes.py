@@ -145,10 +145,13 @@ def test_validate_container(client: FlaskClient) -> None:
     assert reply.status_code == 200 and reply.json == good
 
 
-def test_access_services_are_not_offered(client: FlaskClient) -> None:
-    for path in ("/api/services/initialize", "/api/services/download"):
-        reply = client.get(path, query_string={"documentId": "did:op:x"})
-        assert reply.status_code == 501 and "compute-to-data only" in reply.json["error"]
+def test_access_services_name_missing_fields(client: FlaskClient) -> None:
+    reply = client.get("/api/services/initialize", query_string={"documentId": "did:op:x"})
+    assert reply.status_code == 400
+    assert reply.json["errors"] == {"serviceId": ["The serviceId field is required."]}
+    reply = client.get("/api/services/download", query_string={"documentId": "did:op:x"})
+    assert reply.status_code == 400
+    assert set(reply.json["errors"]) == {"serviceId", "transferTxId", "fileIndex"}
 
 
 def test_fileinfo_url(client: FlaskClient, files: FileServer) -> None:
@@ -158,7 +161,14 @@ def test_fileinfo_url(client: FlaskClient, files: FileServer) -> None:
     )
     assert reply.status_code == 200
     assert reply.json == [
-        {"index": 0, "valid": True, "contentLength": "8", "contentType": "", "type": "url"}
+        {
+            "index": 0,
+            "valid": True,
+            "contentLength": "8",
+            "contentType": "",
+            "type": "url",
+            "filename": "data.csv",
+        }
     ]
     gone = client.post("/api/services/fileinfo", json={"type": "url", "url": files.url("/none")})
     assert gone.json[0]["valid"] is False

@@ -138,7 +138,7 @@ def test_order_reused_for_another_request_is_refused(flow: Flow, assets: dict[st
     other = flow.start(ds_item, flow.item(second, second_tx), "free")
     assert other.status_code == 400
     assert other.get_json()["error"] in (
-        {"order": "order_already_used"},
+        {"dataset.transferTxId": "order_already_used"},
         {"dataset": "not_trusted_algo"},
     )
     flow.engine.run_until_idle()

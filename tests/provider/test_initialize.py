@@ -98,4 +98,4 @@ def test_missing_fields(flow: Flow) -> None:
     assert response.status_code == 400
     body = response.get_json()
     assert body["message"] == "Validation error"
-    assert "algorithm" in body["errors"] and "compute.env" in body["errors"]
+    assert "algorithm" in body["errors"] and "compute.validUntil" in body["errors"]

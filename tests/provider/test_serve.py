@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts_abi.devchain import Ganache, free_port
 from tests.provider.core_support import PROVIDER_KEY
@@ -103,6 +104,16 @@ def test_serve_answers_logs_json_and_stops_on_sigterm(
         assert envs.status_code == 200
         (free,) = envs.json()[str(ganache.chain_id)]
         assert free["feeToken"] == deployed["Ocean"]  # a real ERC-20, never the zero address
+        scraped = requests.get(base + "/metrics", timeout=5)
+        assert scraped.status_code == 200
+        families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
+        answered = {
+            (s.labels["route"], s.labels["status"]): s.value
+            for s in families["tidewater_http_requests"].samples
+            if s.name.endswith("_total")
+        }
+        assert answered[("/", "200")] >= 1  # merged from the gunicorn worker's samples
+        assert "tidewater_queue_depth" in families
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -215,7 +215,7 @@ def _batches(client: Client, args: argparse.Namespace) -> int:
         rows = [
             (
                 b["batch_id"],
-                b["batch_tool"],
+                b["batch_tool"]["tool_id"],
                 b["n_jobs"],
                 b["hardware"]["cpu"],
                 b["hardware"]["memory"],

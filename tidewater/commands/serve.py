@@ -17,6 +17,8 @@ before anything starts, with one line naming the problem.
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Any
 
 from tidewater.errors import CommandError
@@ -98,14 +100,28 @@ def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def metrics_dir(settings: Settings) -> Path:
+    """Prepare ``PROMETHEUS_MULTIPROC_DIR`` (an operator's own value wins; else a fresh
+    ``metrics/`` in the data dir). Must run before any module imports ``prometheus_client``."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = Path(given) if given else Path(settings.data_dir) / "metrics"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in path.glob("*.db"):  # samples of processes from an earlier run
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    metrics_dir(settings)
+
     from gunicorn.app.base import BaseApplication
 
     from operator_engine.environments import EnvironmentConfigError
     from provider.app import ChainUnavailableError, create_app
     from provider.logs import configure_logging
 
-    settings = Settings.from_env()
     options = gunicorn_options(args)
     preflight(settings, engine=not args.no_engine)
     configure_logging(settings.log_level)
@@ -119,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             for key, value in options.items():
                 self.cfg.set(key, value)
             self.cfg.set("worker_exit", self._worker_exit)
+            self.cfg.set("child_exit", _child_exit)
 
         def load(self) -> Any:
             try:
@@ -130,6 +147,11 @@ def run(args: argparse.Namespace) -> int:
         def _worker_exit(self, _server: Any, _worker: Any) -> None:
             if self.flask_app is not None:
                 self.flask_app.extensions["tidewater"].engine.shutdown()
+
+    def _child_exit(_server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # its live gauges stop counting
 
     ProviderApplication().run()
     return 0

@@ -1,0 +1,143 @@
+"""``GET /metrics``: Prometheus text format (``prometheus-client``).
+
+Counted per request: requests by route, method and status; latency by route; signature
+failures; compute-validation failures by resource and code; bytes of results and downloads
+served. Read from the store at each scrape: jobs by environment and status, and the queue depth
+(jobs waiting at 1 or 10). The engine adds its stage durations and live workers
+(:mod:`operator_engine.metrics`).
+
+Under gunicorn each worker process writes its samples to ``PROMETHEUS_MULTIPROC_DIR`` (set by
+``tidewater serve`` before any process imports the client) and a scrape merges them. By default
+only loopback clients may scrape; ``TIDEWATER_METRICS_PUBLIC=true`` opens it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from provider.errors import ResourceError, SignatureError
+
+bp = Blueprint("metrics", __name__)
+
+REQUESTS = Counter(
+    "tidewater_http_requests", "HTTP requests answered", ["route", "method", "status"]
+)
+LATENCY = Histogram(
+    "tidewater_http_request_duration_seconds",
+    "Time to answer a request (the body of a streamed result excluded)",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+SIGNATURE_FAILURES = Counter(
+    "tidewater_signature_failures", "Signed requests refused for their signature or nonce"
+)
+VALIDATION_FAILURES = Counter(
+    "tidewater_compute_validation_failures",
+    "Compute, order and payment checks that refused a request, by resource and code",
+    ["resource", "code"],
+)
+BYTES_SERVED = Counter(
+    "tidewater_bytes_served", "Bytes of job results and downloads sent", ["route"]
+)
+_SERVED_ROUTES = {"/api/services/computeResult", "/api/services/download"}
+_WAITING = (1, 10)
+
+
+class StoreCollector(Collector):
+    """Job counts read from the store at scrape time (true across all processes)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        jobs = GaugeMetricFamily(
+            "tidewater_jobs",
+            "Jobs in the store by environment and status",
+            labels=["environment", "status"],
+        )
+        queued = 0
+        for env_id, status, count in self.store.status_counts():
+            jobs.add_metric([env_id, str(status)], count)
+            if status in _WAITING:
+                queued += count
+        yield jobs
+        yield GaugeMetricFamily(
+            "tidewater_queue_depth", "Jobs waiting for a worker (status 1 or 10)", value=queued
+        )
+
+
+def _route() -> str:
+    rule = request.url_rule
+    return rule.rule if rule is not None else "unmatched"
+
+
+def install_metrics(app: Flask) -> None:
+    """Count every request of ``app`` and serve ``/metrics``."""
+
+    @app.before_request
+    def _start() -> None:
+        g.metrics_start = time.perf_counter()
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        route = _route()
+        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        started = g.get("metrics_start")
+        if started is not None:
+            LATENCY.labels(route).observe(time.perf_counter() - started)
+        error = g.get("provider_error")
+        if isinstance(error, SignatureError):
+            SIGNATURE_FAILURES.inc()
+        elif isinstance(error, ResourceError):
+            VALIDATION_FAILURES.labels(error.resource, error.code).inc()
+        if route in _SERVED_ROUTES and response.status_code in (200, 206):
+            BYTES_SERVED.labels(route).inc(response.content_length or 0)
+        return response
+
+    app.register_blueprint(bp)
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    svc = current_app.extensions["tidewater"]
+    if not (svc.settings.metrics_public or _is_loopback(request.remote_addr)):
+        response = Response(
+            '{"error": "metrics are served to loopback clients only '
+            '(TIDEWATER_METRICS_PUBLIC=true opens them)"}',
+            status=403,
+            mimetype="application/json",
+        )
+        return response
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        counted = CollectorRegistry()
+        MultiProcessCollector(counted)  # every gunicorn worker's samples, merged
+    else:
+        counted = REGISTRY  # one process: its own samples
+    stored = CollectorRegistry()
+    stored.register(StoreCollector(svc.engine.store))
+    body = generate_latest(counted) + generate_latest(stored)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
