@@ -82,6 +82,11 @@ def test_oceanjs3_runs_a_free_compute_job(served: Served, tmp_path: Path) -> Non
     # "compute again" with the same asset objects (they carry the first orders' transferTxId)
     again = summary["again"]
     assert again["final"]["status"] == 70 and again["jobId"] != summary["jobId"], again["final"]
+    # the first orders started a job already: initializeCompute names them (validOrder) with a
+    # fresh providerFee, so handleOrder pays through reuseOrder and the new job has new orders
+    for item in [again["initialize"]["algorithm"], *again["initialize"]["datasets"]]:
+        assert item["validOrder"] in summary["orders"].values() and item["providerFee"], item
+    assert set(again["orders"].values()).isdisjoint(summary["orders"].values())
 
     # a paid environment: approve + startOrder moved exactly the signed fee out of the wallet
     paid = summary["paid"]
