@@ -55,6 +55,14 @@ def test_oceanjs3_runs_a_free_compute_job(served: Served, tmp_path: Path) -> Non
     )
     summary = json.loads(done.stdout.strip().splitlines()[-1])
 
+    # Aquarius.waitForIndexer resolved both from tidewater's embedded Aquarius read API
+    resolved = summary["resolved"]
+    assert resolved["dataset"]["id"] == summary["datasetId"]
+    assert resolved["algorithm"]["id"] == summary["algorithmId"]
+    assert resolved["dataset"]["metadata"]["type"] == "dataset"
+    assert resolved["algorithm"]["metadata"]["algorithm"]["container"] == served.container
+    assert resolved["dataset"]["nft"]["state"] == 0
+
     # the free environment names a real ERC-20: the chain's Ocean token
     assert summary["environment"]["feeToken"] == served.deployed["Ocean"]
     fees = [summary["initialize"]["algorithm"]["providerFee"]]

@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import requests
 from web3 import Web3
 
 from contracts_abi import publish
@@ -51,9 +50,6 @@ def _published(served: Served) -> tuple[str, str]:
 def test_oceanpy_runs_a_free_compute_job(served: Served, tmp_path: Path) -> None:
     if not OCEANPY_PYTHON.exists():
         unavailable(f"{OCEANPY_PYTHON} is missing: run `make bootstrap`")
-    probe = requests.get(served.url + "/api/aquarius/assets/ddo/did:op:" + "0" * 64, timeout=10)
-    if "Asset DID" not in probe.text:
-        unavailable("tidewater serve has no embedded Aquarius read API (issue 9, item 6)")
     data_did, algo_did = _published(served)
     results = tmp_path / "results"
     env = {

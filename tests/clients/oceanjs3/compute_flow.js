@@ -5,10 +5,10 @@
 // (approveWei when providerFeeAmount is truthy, then startOrder / reuseOrder), computeStart,
 // computeStatus polled every 2 s, getComputeResultUrl + downloadFile for every result.
 //
-// Two departures, both because tidewater has no separate Aquarius: the metadata hash that
-// Aquarius.validate would return is computed here (sha256 of the DDO as encrypted), and
-// Aquarius.waitForIndexer is replaced by polling the provider's own DID resolution
-// (ProviderInstance.checkDidFiles) until the asset is indexed.
+// The Aquarius is tidewater's embedded Aquarius read API (metadataCacheUri = the provider URL):
+// Aquarius.waitForIndexer resolves both assets from it. One departure: tidewater offers no
+// Aquarius.validate, so the metadata hash it would return is computed here (the sha256 of the
+// DDO as encrypted, which tidewater checks when it decrypts the DDO).
 //
 // Input: environment variables (see `need` below). Output: progress lines on stderr and one
 // JSON summary line on stdout. Exit code 1 on any failure, with the reason on stderr.
@@ -22,6 +22,7 @@ const { SHA256 } = require('crypto-js')
 const { ethers, providers } = require('ethers')
 const {
   ProviderInstance,
+  Aquarius,
   NftFactory,
   Datatoken,
   Nft,
@@ -46,7 +47,6 @@ const ADDRESS_FILE = need('ADDRESS_FILE')
 const RESULTS_DIR = need('RESULTS_DIR')
 const POLL_MS = 2000 // ComputeExamples' users poll status every few seconds
 const JOB_TIMEOUT_MS = Number(process.env.JOB_TIMEOUT_MS || 240000)
-const INDEX_TIMEOUT_MS = 60000
 
 // Count HTTP requests to the provider and the TCP connections that carried them. ocean.js
 // (cross-fetch -> node-fetch) uses Node's global agent, which keeps connections alive (5 s idle):
@@ -251,21 +251,6 @@ async function handleOrder(
   return orderStartedTx.transactionHash
 }
 
-/** Aquarius.waitForIndexer's job, done through the provider's own resolver. */
-async function waitForIndexer(did, serviceId) {
-  const deadline = Date.now() + INDEX_TIMEOUT_MS
-  for (;;) {
-    try {
-      const [info] = await ProviderInstance.checkDidFiles(did, serviceId, PROVIDER_URL)
-      if (info && info.valid) return
-    } catch (e) {
-      // not indexed yet: the provider answers an error until it has seen setMetadata
-    }
-    if (Date.now() > deadline) throw new Error(`${did} was not indexed within 60 s`)
-    await sleep(500)
-  }
-}
-
 /**
  * ComputeExamples' section 10 and 11.1: initializeCompute, handleOrder for the algorithm and
  * every dataset (writing transferTxId into the same objects, as the example does), computeStart,
@@ -350,6 +335,8 @@ async function run() {
   config = new ConfigHelper().getConfig(chainId)
   config.providerUri = PROVIDER_URL
   const providerUrl = config.providerUri
+  config.metadataCacheUri = providerUrl // tidewater's embedded Aquarius read API
+  const aquariusInstance = new Aquarius(config.metadataCacheUri)
   addresses = JSON.parse(fs.readFileSync(ADDRESS_FILE, 'utf8')).development
 
   // what a market checks before it lets a user publish against a provider URL
@@ -372,10 +359,19 @@ async function run() {
   const algorithmId = await createAsset(
     'D1Min', 'D1M', publisherAccount, ALGORITHM_ASSET_URL, ALGORITHM_DDO, providerUrl
   )
-  const resolvedDatasetDdo = DATASET_DDO
-  const resolvedAlgorithmDdo = ALGORITHM_DDO
-  await waitForIndexer(datasetId, resolvedDatasetDdo.services[0].id)
-  await waitForIndexer(algorithmId, resolvedAlgorithmDdo.services[0].id)
+  // ComputeExamples 7.1 (polling every 0.5 s instead of 3 s, for at most 60 s)
+  const resolvedDatasetDdo = await aquariusInstance.waitForIndexer(datasetId, null, null, 500, 120)
+  const resolvedAlgorithmDdo = await aquariusInstance.waitForIndexer(
+    algorithmId, null, null, 500, 120
+  )
+  if (!resolvedDatasetDdo || !resolvedAlgorithmDdo) throw new Error('the assets were not indexed')
+  // what a market shows before ordering: the provider can reach the dataset's files
+  const [datasetFile] = await ProviderInstance.checkDidFiles(
+    datasetId,
+    resolvedDatasetDdo.services[0].id,
+    providerUrl
+  )
+  if (!datasetFile || !datasetFile.valid) throw new Error(`checkDidFiles: ${JSON.stringify(datasetFile)}`)
 
   log('minting datatokens to the consumer')
   const publisherDatatoken = new Datatoken(publisherAccount, chainId)
@@ -498,6 +494,7 @@ async function run() {
   paid.consumerPaid = balanceBefore.sub(balanceAfter).toString()
 
   const summary = {
+    resolved: { dataset: resolvedDatasetDdo, algorithm: resolvedAlgorithmDdo },
     datasetId,
     algorithmId,
     environment: computeEnv,
