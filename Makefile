@@ -23,7 +23,8 @@ tests/clients/oceanjs3/node_modules/.package-lock.json: tests/clients/oceanjs3/p
 # its pinned enforce-typing breaks on Python 3.11+, so the venv runs Python 3.10 (pyenv's, if
 # python3.10 is not on PATH). Without a Python 3.10 the ocean.py client test cannot run.
 OCEANPY := .venv-oceanpy
-OCEANPY_PYTHON ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10; do \
+OCEANPY_PYTHON ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 \
+	$$HOME/.pyenv/versions/3.10*/bin/python3.10; do \
 	$$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 $(OCEANPY)/.installed: tests/clients/oceanpy/requirements.txt
 	@if [ -z "$(OCEANPY_PYTHON)" ]; then \
