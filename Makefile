@@ -57,7 +57,7 @@ serve: bootstrap
 	$(BIN)/tidewater serve
 
 bench: bootstrap
-	$(BIN)/python bench/job_overhead.py
+	$(BIN)/python bench/job_overhead.py --queue 1000
 	$(BIN)/python bench/provider_throughput.py
 	$(BIN)/python bench/result_download.py
 
