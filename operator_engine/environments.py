@@ -51,6 +51,10 @@ class EnvironmentConfigError(ValueError):
     """A malformed environment definition; the message names the source and the field."""
 
 
+class FeeTokenUncheckable(EnvironmentConfigError):
+    """The chain did not answer the fee-token check (an outage, not a bad environment)."""
+
+
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
@@ -117,7 +121,7 @@ class FeeTokenRule:
         try:
             found = len(self.get_code(token)) > 0
         except Exception as exc:  # transport errors: say so, remember nothing
-            raise EnvironmentConfigError(
+            raise FeeTokenUncheckable(
                 f"{where}: cannot check feeToken {token} on {self.chain} ({type(exc).__name__})"
             ) from None
         with self._lock:

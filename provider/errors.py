@@ -14,6 +14,8 @@ from typing import Any
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
+from operator_engine.environments import FeeTokenUncheckable
+
 log = logging.getLogger("tidewater.provider")
 
 
@@ -84,6 +86,11 @@ def register_error_handlers(app: Flask) -> None:
     def _provider_error(exc: ProviderError) -> Response:
         g.provider_error = exc  # counted by provider.metrics
         return _json(exc.payload(), exc.status_code)
+
+    @app.errorhandler(FeeTokenUncheckable)
+    def _fee_token_uncheckable(exc: FeeTokenUncheckable) -> Response:
+        # the chain did not answer an environment's fee-token check: an outage, not our bug
+        return _json({"error": str(exc)}, 503)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
