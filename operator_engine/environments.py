@@ -51,8 +51,8 @@ class EnvironmentConfigError(ValueError):
     """A malformed environment definition; the message names the source and the field."""
 
 
-class FeeTokenUncheckable(EnvironmentConfigError):
-    """The chain did not answer the fee-token check (an outage, not a bad environment)."""
+class FeeTokenUnchecked(EnvironmentConfigError):
+    """The chain did not answer the fee token's code check (nothing is known either way)."""
 
 
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -121,7 +121,7 @@ class FeeTokenRule:
         try:
             found = len(self.get_code(token)) > 0
         except Exception as exc:  # transport errors: say so, remember nothing
-            raise FeeTokenUncheckable(
+            raise FeeTokenUnchecked(
                 f"{where}: cannot check feeToken {token} on {self.chain} ({type(exc).__name__})"
             ) from None
         with self._lock:

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from operator_engine.environments import FeeTokenUncheckable
+from operator_engine.environments import FeeTokenUnchecked
 
 log = logging.getLogger("tidewater.provider")
 
@@ -87,8 +87,8 @@ def register_error_handlers(app: Flask) -> None:
         g.provider_error = exc  # counted by provider.metrics
         return _json(exc.payload(), exc.status_code)
 
-    @app.errorhandler(FeeTokenUncheckable)
-    def _fee_token_uncheckable(exc: FeeTokenUncheckable) -> Response:
+    @app.errorhandler(FeeTokenUnchecked)
+    def _fee_token_unchecked(exc: FeeTokenUnchecked) -> Response:
         # the chain did not answer an environment's fee-token check: an outage, not our bug
         return _json({"error": str(exc)}, 503)
 

@@ -19,7 +19,7 @@ from operator_engine.environments import (
     EnvEntry,
     EnvironmentConfigError,
     EnvironmentRegistry,
-    FeeTokenUncheckable,
+    FeeTokenUnchecked,
     parse_environment,
 )
 from operator_engine.runner import RunnerError
@@ -182,7 +182,7 @@ class EnvAdmin:
         where = "computeEnv.config"
         try:
             self.registry.check(parse_environment({"id": env_id, **config}, where), where)
-        except FeeTokenUncheckable as exc:
+        except FeeTokenUnchecked as exc:
             raise AdminError(str(exc), 503) from None
         except EnvironmentConfigError as exc:
             raise AdminError(str(exc)) from None
@@ -206,7 +206,7 @@ class EnvAdmin:
         self.finish_drains()
         try:
             return self.registry.entries()
-        except FeeTokenUncheckable as exc:
+        except FeeTokenUnchecked as exc:
             raise AdminError(str(exc), 503) from None
         except EnvironmentConfigError as exc:
             raise AdminError(f"environments file: {exc}", 500) from None
