@@ -118,7 +118,6 @@ def run(args: argparse.Namespace) -> int:
 
     from gunicorn.app.base import BaseApplication
 
-    from operator_engine.environments import EnvironmentConfigError
     from provider.app import ChainUnavailableError, create_app
     from provider.logs import configure_logging
 
@@ -140,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         def load(self) -> Any:
             try:
                 self.flask_app = create_app(settings, start_workers=not args.no_engine)
-            except (ChainUnavailableError, EnvironmentConfigError) as exc:
+            except ChainUnavailableError as exc:
                 raise CommandError(str(exc)) from None
             return self.flask_app
 
