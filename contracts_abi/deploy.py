@@ -3,7 +3,8 @@
 The address file follows Ocean's ``address.json`` (as bundled in ``ocean-contracts``'
 ``addresses`` package): ``{network: {"chainId", "Ocean", "Router", "ERC721Factory",
 "ERC721Template": {"1": …}, "ERC20Template": {"1": …, "2": …}, "FixedPrice", "Dispenser",
-"OPFCommunityFeeCollector", "startBlock"}}``, so ocean.py / ocean.js can use it unchanged.
+"OPFCommunityFeeCollector", "Escrow", "startBlock"}}``, so ocean.py / ocean.js (3 and 8) can use
+it unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from web3 import Web3
 
 from contracts_abi.artifacts import contract
 from contracts_abi.errors import AddressFileError
-from contracts_abi.tx import deploy, send
+from contracts_abi.tx import deploy, send, transfer_eth
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
@@ -27,10 +28,10 @@ def deploy_stack(w3: Web3, deployer: LocalAccount) -> dict[str, Any]:
 
     Order and wiring: Ocean token (``MockOcean``, minted to the deployer), the OPF community
     fee collector, the ``BPool`` template, ``FactoryRouter`` (owner, Ocean, pool template,
-    collector), the ERC721 and
-    ERC20 templates, ``ERC721Factory`` (templates + router), ``FixedRateExchange`` and
-    ``Dispenser`` (router); then ``router.addFactory``, ``addFixedRateContract``,
-    ``addDispenserContract`` and ``factory.addTokenTemplate(ERC20TemplateEnterprise)`` (index 2).
+    collector), the ERC721 and ERC20 templates, ``ERC721Factory`` (templates + router),
+    ``FixedRateExchange`` and ``Dispenser`` (router), ``Escrow`` (router, collector: C2D v2
+    payments); then ``router.addFactory``, ``addFixedRateContract``, ``addDispenserContract``
+    and ``factory.addTokenTemplate(ERC20TemplateEnterprise)`` (index 2).
     """
     owner = deployer.address
     start_block = w3.eth.block_number
@@ -45,6 +46,7 @@ def deploy_stack(w3: Web3, deployer: LocalAccount) -> dict[str, Any]:
     factory = deploy(w3, deployer, "ERC721Factory", erc721_template, erc20_template, router)
     fixed_rate = deploy(w3, deployer, "FixedRateExchange", router)
     dispenser = deploy(w3, deployer, "Dispenser", router)
+    escrow = deploy(w3, deployer, "Escrow", router, collector)
 
     router_c = contract(w3, "FactoryRouter", router)
     send(w3, deployer, router_c.functions.addFactory(factory))
@@ -65,8 +67,25 @@ def deploy_stack(w3: Web3, deployer: LocalAccount) -> dict[str, Any]:
         "ERC721Factory": factory,
         "FixedPrice": fixed_rate,
         "Dispenser": dispenser,
+        "Escrow": escrow,
         "startBlock": start_block,
     }
+
+
+#: Gas money ``tidewater chain`` gives the provider's payee wallet (it sends escrow locks and
+#: claims) when it holds less than half of it.
+PAYEE_GAS = 10**18
+
+
+def fund_gas(w3: Web3, funder: LocalAccount, address: str, amount: int = PAYEE_GAS) -> int:
+    """Top ``address`` up to ``amount`` wei from ``funder`` when it holds less than half of it;
+    return the wei sent (0 when it had enough)."""
+    target = Web3.to_checksum_address(address)
+    balance = int(w3.eth.get_balance(target))
+    if balance >= amount // 2:
+        return 0
+    transfer_eth(w3, funder, target, amount - balance)
+    return amount - balance
 
 
 def write_address_file(

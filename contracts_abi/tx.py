@@ -9,7 +9,7 @@ transaction carries a fixed gas limit (only the gas used is paid). Transactions 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -40,6 +40,9 @@ _REASON_PREFIXES = (
     "VM Exception while processing transaction: revert ",
     "VM Exception while processing transaction: ",
 )
+
+#: Broadcast attempts when the node refuses the nonce (another process sent from the account).
+NONCE_ATTEMPTS = 3
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -89,6 +92,11 @@ def _reason(exc: Exception) -> str:
     return text
 
 
+def _is_nonce_clash(exc: Exception) -> bool:
+    text = _reason(exc).lower()
+    return "nonce" in text or "already known" in text or "underpriced" in text
+
+
 def _dry_run(w3: Web3, tx: TxParams) -> None:
     call: TxParams = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")}  # type: ignore[assignment]
     try:
@@ -102,14 +110,27 @@ def _dry_run(w3: Web3, tx: TxParams) -> None:
 
 
 def _sign_send_wait(
-    w3: Web3, account: LocalAccount, tx: dict[str, Any], timeout: float
+    w3: Web3,
+    account: LocalAccount,
+    tx: dict[str, Any],
+    timeout: float,
+    on_signed: Callable[[str], object] | None = None,
 ) -> TxReceipt:
     try:
         _dry_run(w3, tx)  # type: ignore[arg-type]
         with _nonce_lock(account.address):
-            tx["nonce"] = w3.eth.get_transaction_count(account.address, "pending")
-            signed = account.sign_transaction(tx)
-            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+            for attempt in range(1, NONCE_ATTEMPTS + 1):
+                tx["nonce"] = w3.eth.get_transaction_count(account.address, "pending")
+                signed = account.sign_transaction(tx)
+                if on_signed is not None:
+                    on_signed(HexBytes(signed.hash).to_0x_hex())
+                try:
+                    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+                    break
+                except Web3RPCError as exc:
+                    # another process sent from this account in between: take the next nonce
+                    if attempt == NONCE_ATTEMPTS or not _is_nonce_clash(exc):
+                        raise
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)
     except TimeExhausted as exc:
         raise TxFailed(f"no receipt within {timeout:g} s") from exc
@@ -146,14 +167,26 @@ def send(
     value: int = 0,
     gas: int = DEFAULT_GAS,
     timeout: float = RECEIPT_TIMEOUT,
+    on_signed: Callable[[str], object] | None = None,
 ) -> TxReceipt:
     """Call ``fn`` (a bound contract function) from ``account`` and return the receipt.
 
     Raises :class:`TxFailed` with the revert reason when the dry run reverts, when no receipt
     arrives within ``timeout`` seconds, or when the mined transaction has status 0.
+    ``on_signed(tx_hash)`` runs after signing and before broadcasting (to record the hash
+    durably first); an exception it raises aborts the send.
     """
     tx = fn.build_transaction(_base_tx(w3, account, value, gas))  # type: ignore[arg-type]
-    return _sign_send_wait(w3, account, dict(tx), timeout)
+    return _sign_send_wait(w3, account, dict(tx), timeout, on_signed)
+
+
+def transfer_eth(
+    w3: Web3, account: LocalAccount, to: str, value: int, *, timeout: float = RECEIPT_TIMEOUT
+) -> TxReceipt:
+    """Send ``value`` wei from ``account`` to ``to`` (a plain transfer, 21,000 gas)."""
+    tx = _base_tx(w3, account, value, 21_000)
+    tx["to"] = Web3.to_checksum_address(to)
+    return _sign_send_wait(w3, account, tx, timeout)
 
 
 def deploy(

@@ -17,6 +17,7 @@ from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.runner import ContainerRunner, RunnerError
+from operator_engine.settlement import Settlement, default_settlement
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
@@ -71,6 +72,7 @@ class Engine:
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.5,
         sweep_seconds: float = 15.0,
+        settlement: Settlement | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -87,8 +89,11 @@ class Engine:
             allow_non_public_ip=settings.allow_non_public_ip,
             storage=StorageConfig.from_settings(settings),
             lease_seconds=lease_seconds,
+            settlement=settlement or default_settlement(settings, db),
             credentials=CredentialStore(db, settings.credentials_key),
         )
+        #: Escrow locks and claims of paid (C2D v2) jobs (the provider locks through it).
+        self.settlement: Settlement = self.services.settlement
         self._stopping = self.services.stopping
         self.poll_seconds = poll_seconds
         self.sweep_seconds = sweep_seconds
@@ -111,7 +116,7 @@ class Engine:
                 runner = DockerRunner(pull=settings.pull_images)
             except RunnerError as exc:
                 raise EngineError(str(exc)) from exc
-        engine = cls(settings, db, runner, **options)
+        engine = cls(settings, db, runner, **options)  # type: ignore[arg-type]
         engine.check_gpus()
         return engine
 
@@ -189,6 +194,8 @@ class Engine:
         self._kill(job_id)
         if previous is not JobStatus.WARMING_UP:
             self._await_release(job_id, wait)
+        else:
+            self._settle_now(job_id)  # no worker will: release the lock now
         return self.store.get(job_id) or job
 
     def delete(self, job_id: str) -> Job:
@@ -200,9 +207,18 @@ class Engine:
         if not job.is_terminal:
             job = self.stop(job_id, wait=5.0)
         self._kill(job_id, remove=True)
+        self._settle_now(job_id)  # before its events (the run time) are deleted
         self.services.folder(job_id).remove()
         self.store.delete(job_id)
         return job
+
+    def _settle_now(self, job_id: str) -> None:
+        """Settle a paid job's escrow lock now; trouble is logged (the sweep retries)."""
+        try:
+            if self.settlement.is_paid(job_id):
+                self.settlement.settle(job_id)
+        except Exception:
+            log.warning("job %s: escrow settlement postponed", job_id, exc_info=True)
 
     def _kill(self, job_id: str, *, remove: bool = False) -> None:
         try:

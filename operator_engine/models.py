@@ -114,7 +114,8 @@ class AlgorithmInput:
 class JobRequest:
     """A validated compute request. ``agreement_id`` (the first dataset's order tx) is the
     job's Ocean ``agreementId`` and makes ``submit`` idempotent; the rule that each payment
-    tx starts at most one job is :class:`Payments`'."""
+    tx starts at most one job is :class:`Payments`'. ``job_id`` is set when the id had to
+    exist before the job (an escrow lock names it); otherwise the store picks one."""
 
     owner: str
     environment: str
@@ -122,6 +123,7 @@ class JobRequest:
     algorithm: AlgorithmInput
     agreement_id: str | None = None
     expire_timestamp: int | None = None
+    job_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 A job walks ``STEPS`` in order; before each step it enters that step's status (through the
 store's guarded transition, so a stop or delete in between ends the walk with
 :class:`~operator_engine.store.TransitionError`). A failed step ends the job at
-``FAILURE[kind]`` with the reason in its publish log and its logs as results.
+``FAILURE[kind]`` with the reason in its publish log and its logs as results. A job paid
+through an escrow lock then waits at 71 until its claim is settled (:func:`finish`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ FAILURE: dict[Kind, JobStatus] = {
 def resume_step(status: JobStatus) -> int | None:
     """Where a job found at ``status`` without a live worker resumes; None = it cannot
     (its algorithm run was interrupted and is not repeated behind the owner's back)."""
+    if status is S.SETTLING:
+        return len(STEPS)  # results are published: only the settlement is left
     if status <= S.PROVISIONED:
         return 0
     if status is S.RUNNING:
@@ -93,8 +96,22 @@ def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0
             raise Cancelled
         if outcome.kind is not Kind.OK:
             return fail(ctx, store, current, outcome)
-    store.set_results(ctx.job_id, ctx.state.get("records", []))
-    ctx.folder.remove_inputs()
+    if current is not S.SETTLING:
+        store.set_results(ctx.job_id, ctx.state.get("records", []))
+        ctx.folder.remove_inputs()
+    return finish(ctx, store, current)
+
+
+def finish(ctx: JobContext, store: JobStore, current: JobStatus) -> JobStatus:
+    """End a job whose results are published: a paid job passes 71 until its escrow claim
+    is settled (a chain outage leaves it at 71, lease released, for the sweep to resume)."""
+    settlement = ctx.settlement
+    if settlement is not None and (current is S.SETTLING or settlement.is_paid(ctx.job_id)):
+        if current is not S.SETTLING:
+            store.transition(ctx.job_id, current, S.SETTLING)
+            current = S.SETTLING
+        if not settlement.settle(ctx.job_id):
+            raise Yielded
     store.transition(
         ctx.job_id,
         current,

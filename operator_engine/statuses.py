@@ -25,6 +25,7 @@ class JobStatus(IntEnum):
     PUBLISHING = 60
     UPLOAD_FAILED = 62
     FINISHED = 70
+    SETTLING = 71
 
     @property
     def is_terminal(self) -> bool:
@@ -47,6 +48,7 @@ STATUS_TEXT: dict[JobStatus, str] = {
     JobStatus.PUBLISHING: "Publishing results",
     JobStatus.UPLOAD_FAILED: "Failed to upload results to storage",
     JobStatus.FINISHED: "Job finished",
+    JobStatus.SETTLING: "Job settling",
 }
 
 TERMINAL: frozenset[JobStatus] = frozenset(
@@ -65,6 +67,9 @@ TERMINAL: frozenset[JobStatus] = frozenset(
 S = JobStatus
 #: Allowed moves. Any live status may also move to STOPPED (stop at any stage). A run killed
 #: for filling its disk quota ends 40 -> 42; results that cannot be checked or stored, 62.
+#: A job paid through an escrow lock (C2D v2) passes 60 -> 71 -> 70: it waits at 71 ("Job
+#: settling", results already published) until its claim is settled on chain; it has finished
+#: running, so it can no longer be stopped.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.WARMING_UP: frozenset({S.STARTED, S.STOPPED}),
     S.STARTED: frozenset({S.CONFIGURING, S.STOPPED}),
@@ -74,7 +79,8 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.PROVISIONED: frozenset({S.RUNNING, S.RUN_FAILED, S.ALGO_PROVISIONING_FAILED, S.STOPPED}),
     S.RUNNING: frozenset({S.FILTERING, S.RUN_FAILED, S.EGRESS_EXCEEDED, S.STOPPED}),
     S.FILTERING: frozenset({S.PUBLISHING, S.EGRESS_EXCEEDED, S.UPLOAD_FAILED, S.STOPPED}),
-    S.PUBLISHING: frozenset({S.FINISHED, S.UPLOAD_FAILED, S.STOPPED}),
+    S.PUBLISHING: frozenset({S.FINISHED, S.SETTLING, S.UPLOAD_FAILED, S.STOPPED}),
+    S.SETTLING: frozenset({S.FINISHED}),
     **{terminal: frozenset() for terminal in TERMINAL},
 }
 del S
@@ -83,6 +89,10 @@ del S
 IN_FLIGHT: frozenset[JobStatus] = frozenset(
     s for s in JobStatus if s not in TERMINAL and s is not JobStatus.WARMING_UP
 )
+
+#: In-flight statuses that hold a share of their environment (a settling job's container is
+#: gone: it does not count against ``maxJobs``).
+OCCUPYING: frozenset[JobStatus] = IN_FLIGHT - {JobStatus.SETTLING}
 
 
 def status_text(status: JobStatus) -> str:

@@ -31,7 +31,7 @@ from operator_engine.models import (
     Payments,
     utcnow,
 )
-from operator_engine.statuses import IN_FLIGHT, TERMINAL, JobStatus, sources_of
+from operator_engine.statuses import IN_FLIGHT, OCCUPYING, TERMINAL, JobStatus, sources_of
 
 metadata = sa.MetaData()
 _TS = sa.DateTime(timezone=True)
@@ -174,6 +174,7 @@ def request_from_json(data: Mapping[str, Any]) -> JobRequest:
         algorithm=AlgorithmInput(**data["algorithm"]),
         agreement_id=data.get("agreement_id"),
         expire_timestamp=data.get("expire_timestamp"),
+        job_id=data.get("job_id"),
     )
 
 
@@ -196,7 +197,10 @@ class JobStore:
         self.is_sqlite = engine.dialect.name == "sqlite"
 
     def create_tables(self) -> None:
+        from operator_engine.escrow_ledger import EscrowLedger
+
         metadata.create_all(self.engine)
+        EscrowLedger(self.engine).create_tables()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -322,7 +326,7 @@ class JobStore:
         other use raises :class:`OrderAlreadyUsed`. Without, the same ``agreement_id``
         returns the existing job."""
         now = utcnow()
-        job_id = uuid.uuid4().hex
+        job_id = request.job_id or uuid.uuid4().hex
         values = {
             "job_id": job_id,
             "owner": request.owner.lower(),
@@ -453,8 +457,9 @@ class JobStore:
 
     def claim(self, worker_id: str, envs: Mapping[str, ComputeEnvironment]) -> Job | None:
         """Atomically move the oldest queued job whose environment has room to STARTED, owned
-        by ``worker_id``. Room = fewer than ``maxJobs`` in-flight jobs in that environment."""
-        in_flight = [int(s) for s in IN_FLIGHT]
+        by ``worker_id``. Room = fewer than ``maxJobs`` in-flight jobs in that environment
+        (a job settling its payment at 71 no longer counts)."""
+        in_flight = [int(s) for s in OCCUPYING]
         now = utcnow()
         with self.engine.begin() as conn:
             if not self.is_sqlite:

@@ -50,6 +50,7 @@ class Services:
     fetch_timeout: float = 30.0
     storage: StorageConfig | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    settlement: Any = None  # operator_engine.settlement.Settlement (escrow-paid jobs)
     credentials: CredentialStore | None = None
 
     def folder(self, job_id: str) -> JobFolder:
@@ -173,6 +174,18 @@ class Worker:
                     0,
                 )
                 return
+            unpaid = self._unpaid_reason(job_id, current)
+            if unpaid is not None:
+                pipeline.end(
+                    svc.store,
+                    folder,
+                    job_id,
+                    current,
+                    JobStatus.STOPPED,
+                    Outcome(Kind.DATA_FAILED, unpaid),
+                    entry.env.storage_expiry,
+                )
+                return
             ctx = JobContext(
                 job_id=job_id,
                 request=request,
@@ -185,6 +198,7 @@ class Worker:
                 fetch_timeout=svc.fetch_timeout,
                 storage=svc.storage,
                 should_yield=svc.stopping.is_set,
+                settlement=svc.settlement,
                 registry_credential=svc.credential(entry.env.credentials_id),
             )
             pipeline.execute(ctx, svc.store, current, start)
@@ -198,6 +212,29 @@ class Worker:
         finally:
             done.set()
             svc.store.release(job_id, self.id)
+            self.settle_ended(job_id)
+
+    def _unpaid_reason(self, job_id: str, current: JobStatus) -> str | None:
+        """Why a paid job must not start (its escrow lock is gone or would expire before its
+        longest run is claimed); None for unpaid jobs, jobs already past the start, and jobs
+        whose lock holds."""
+        settlement = self.services.settlement
+        if settlement is None or current is not JobStatus.STARTED:
+            return None
+        return settlement.start_refusal(job_id)  # type: ignore[no-any-return]
+
+    def settle_ended(self, job_id: str) -> None:
+        """Settle the escrow lock of a paid job that ended at a terminal status (stopped,
+        failed); a finished job settled at 71 already. Chain trouble leaves it to the sweep."""
+        settlement = self.services.settlement
+        if settlement is None:
+            return
+        try:
+            row = self.services.store.row(job_id)
+            if (row is None or JobStatus(row.status) in TERMINAL) and settlement.is_paid(job_id):
+                settlement.settle(job_id)
+        except Exception:
+            log.warning("job %s: escrow settlement postponed", job_id, exc_info=True)
 
     def cleanup_interrupted(self, job_id: str) -> None:
         """After a stop or delete: remove containers; keep logs of a stopped job, nothing of a
@@ -226,8 +263,10 @@ class Worker:
         if row is None or JobStatus(row.status) in TERMINAL:
             self.cleanup_interrupted(job_id)
             return
-        self._remove_containers(job_id)
         current = JobStatus(row.status)
+        if current is JobStatus.SETTLING:
+            return  # results are published; the sweep resumes the settlement
+        self._remove_containers(job_id)
         target = {
             JobStatus.STARTED: JobStatus.STOPPED,
             JobStatus.CONFIGURING: JobStatus.DATA_PROVISIONING_FAILED,
@@ -271,7 +310,13 @@ class Worker:
             recovered += 1
             self.recover(row.job_id, JobStatus(row.status), row.worker_id)
         self.reconcile()
+        if svc.settlement is not None:
+            svc.settlement.sweep(self._job_status)
         return recovered
+
+    def _job_status(self, job_id: str) -> JobStatus | None:
+        row = self.services.store.row(job_id)
+        return None if row is None else JobStatus(row.status)
 
     def recover(self, job_id: str, status: JobStatus, old_worker: str | None) -> None:
         """Resume a job this worker just took over, or end it with a reason."""

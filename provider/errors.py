@@ -1,8 +1,10 @@
 """The provider's one exception tree (PROTOCOL.md §1 error bodies).
 
 Routes raise these; the single handler registered by :func:`register_error_handlers` turns them
-into JSON. ``HTTPException`` (404, 405, 413, …) keeps its own code; anything else becomes a
-500 ``{"error": "internal error"}``, logged with the request id (never the request's values).
+into JSON (an escrow payment error, :class:`contracts_abi.escrow.EscrowError`, becomes
+``{"error", "code"}`` with its own ``http_status``: 400, 502 or 503). ``HTTPException`` (404,
+405, 413, …) keeps its own code; anything else becomes a 500 ``{"error": "internal error"}``,
+logged with the request id (never the request's values).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
+from contracts_abi.escrow import EscrowError
 from operator_engine.environments import FeeTokenUnchecked
 
 log = logging.getLogger("tidewater.provider")
@@ -91,6 +94,11 @@ def register_error_handlers(app: Flask) -> None:
     def _fee_token_unchecked(exc: FeeTokenUnchecked) -> Response:
         # the chain did not answer an environment's fee-token check: an outage, not our bug
         return _json({"error": str(exc)}, 503)
+
+    @app.errorhandler(EscrowError)
+    def _escrow_error(exc: EscrowError) -> Response:
+        # 400 the payer's escrow refuses, 503 chain down / no Escrow, 502 a payee tx failed
+        return _json({"error": exc.message, "code": exc.code}, exc.http_status)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

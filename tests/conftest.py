@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.docker_engine",
     "tests.fixtures.chain",
     "tests.fixtures.postgres",
+    "tests.fixtures.escrow",
 ]

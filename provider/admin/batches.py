@@ -9,7 +9,7 @@ job status            state
 10                    pending (queued for a slot)
 20                    runnable (claimed; inputs being fetched)
 30                    starting (inputs and image ready; the container is being created)
-40, 50, 60            running
+40, 50, 60, 71        running (71: settling an escrow payment)
 70                    succeeded
 any other (terminal)  failed
 ====================  ==========
@@ -52,7 +52,12 @@ def batch_state(status: int) -> str:
         return "runnable"
     if status == JobStatus.PROVISIONED:
         return "starting"
-    if status in (JobStatus.RUNNING, JobStatus.FILTERING, JobStatus.PUBLISHING):
+    if status in (
+        JobStatus.RUNNING,
+        JobStatus.FILTERING,
+        JobStatus.PUBLISHING,
+        JobStatus.SETTLING,
+    ):
         return "running"
     if status == JobStatus.FINISHED:
         return "succeeded"

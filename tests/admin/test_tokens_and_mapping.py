@@ -39,6 +39,7 @@ def test_token_is_stored_hashed_and_revocable(store: JobStore) -> None:
         (JobStatus.RUNNING, "running"),
         (JobStatus.FILTERING, "running"),
         (JobStatus.PUBLISHING, "running"),
+        (JobStatus.SETTLING, "running"),
         (JobStatus.FINISHED, "succeeded"),
         (JobStatus.STOPPED, "failed"),
         (JobStatus.RUN_FAILED, "failed"),

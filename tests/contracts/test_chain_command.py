@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from eth_account import Account
+from web3 import Web3
 
+from contracts_abi.artifacts import contract
 from contracts_abi.deploy import read_address_file
 from contracts_abi.devchain import DEV_ACCOUNTS, Ganache, free_port, rpc_chain_id
 from tidewater.cli import main
@@ -112,12 +115,22 @@ def test_chain_deploys_to_an_existing_rpc(
     tmp_path: Path, ganache: Ganache, capsys: pytest.CaptureFixture[str]
 ) -> None:
     address_file = tmp_path / "address.json"
+    payee = Account.create().address  # an escrow payee wallet with no gas yet
     argv = ["chain", "--rpc", ganache.url, "--deployer-key", DEV_ACCOUNTS["other"]]
-    assert main([*argv, "--address-file", str(address_file)]) == 0
+    assert main([*argv, "--address-file", str(address_file), "--payee", payee]) == 0
     out = capsys.readouterr().out
     assert f"export NETWORK_URL={ganache.url} ADDRESS_FILE={address_file}" in out
     assert "PROVIDER_PRIVATE_KEY=0x" not in out  # no dev keys printed for a foreign chain
-    assert read_address_file(address_file, 8996)["ERC721Factory"]
+    entry = read_address_file(address_file, 8996)
+    assert entry["ERC721Factory"]
+    assert entry["Escrow"] in out  # deployed, under the key ocean.js 8 reads
+    w3 = Web3(Web3.HTTPProvider(ganache.url))
+    assert (
+        contract(w3, "Escrow", entry["Escrow"]).functions.factoryRouter().call()
+        == (entry["Router"])
+    )
+    assert f"escrow payee {payee}: sent 1 ETH" in out
+    assert w3.eth.get_balance(payee) == 10**18
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
@@ -160,6 +173,11 @@ def test_malformed_address_file_is_one_line(
     err = _one_line_error(capsys, ["chain", "--port", "1", "--address-file", str(bad)])
     assert "not valid JSON" in err
     assert bad.read_text() == "{oops"  # left untouched
+
+
+def test_malformed_payee_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["chain", "--port", "1", "--address-file", str(tmp_path / "a.json")]
+    assert "--payee" in _one_line_error(capsys, [*argv, "--payee", "0x123"])
 
 
 def test_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -1,9 +1,12 @@
 """``tidewater chain``: a development chain with the real Ocean V4 contracts deployed.
 
 Starts ganache (chain id 8996, funded well-known dev accounts) or attaches to ``--rpc URL``
-with a funded deployer key, deploys the Ocean V4 stack from ``ocean-contracts``' artifacts,
-writes the Ocean address.json, prints what a provider needs (``export NETWORK_URL=…``) and
-keeps ganache running until Ctrl-C / SIGTERM (or exits at once with ``--no-wait``).
+with a funded deployer key, deploys the Ocean V4 stack (and the C2D v2 ``Escrow``) from
+``ocean-contracts``' artifacts, writes the Ocean address.json, gives the provider's payee
+wallet gas for escrow locks and claims (the ``PROVIDER_PRIVATE_KEY`` account, the dev
+provider on ganache, and every ``--payee``), prints what a provider needs (``export
+NETWORK_URL=…``) and keeps ganache running until Ctrl-C / SIGTERM (or exits at once with
+``--no-wait``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from contracts_abi.deploy import deploy_stack, read_address_file, write_address_file
+from contracts_abi.deploy import (
+    deploy_stack,
+    fund_gas,
+    read_address_file,
+    write_address_file,
+)
 from contracts_abi.devchain import DEV_ACCOUNTS, Ganache, dev_account, rpc_chain_id
 from contracts_abi.errors import AddressFileError, ContractsError, DevChainError
 from tidewater.errors import CommandError
@@ -29,7 +37,7 @@ from tidewater.settings import Settings, normalize_private_key
 
 HELP = "start a dev chain (ganache) with the Ocean V4 contracts deployed and write address.json"
 
-_SHOWN = ("Ocean", "Router", "ERC721Factory", "FixedPrice", "Dispenser")
+_SHOWN = ("Ocean", "Router", "ERC721Factory", "FixedPrice", "Dispenser", "Escrow")
 
 
 class _Stop(Exception):
@@ -54,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         type=Path,
         help="where to write Ocean's address.json (default: $ADDRESS_FILE)",
+    )
+    parser.add_argument(
+        "--payee",
+        metavar="ADDRESS",
+        action="append",
+        default=[],
+        help="another escrow payee wallet (an environment's consumerAddress) to give gas; "
+        "the PROVIDER_PRIVATE_KEY account always gets some",
     )
     parser.add_argument(
         "--no-wait",
@@ -116,6 +132,31 @@ def _print_summary(
         _say("(and PROVIDER_PRIVATE_KEY=<the provider's funded key on this chain>)")
 
 
+def _payees(args: argparse.Namespace, settings: Settings, dev: bool) -> list[str]:
+    """The escrow payee wallets to give gas: ``--payee``, the provider key's account, and on
+    the dev chain the dev provider account."""
+    wanted = list(args.payee)
+    for address in wanted:
+        if not Web3.is_address(address):
+            raise CommandError(f"--payee {address!r} is not an address (0x + 40 hex digits)")
+    if settings.provider_private_key:
+        wanted.append(Account.from_key(settings.provider_private_key).address)
+    elif dev:
+        wanted.append(dev_account("provider").address)
+    unique: dict[str, str] = {}
+    for address in wanted:
+        unique.setdefault(address.lower(), Web3.to_checksum_address(address))
+    return list(unique.values())
+
+
+def _fund_payees(w3: Web3, deployer: LocalAccount, payees: list[str]) -> None:
+    for address in payees:
+        sent = fund_gas(w3, deployer, address)
+        balance = w3.eth.get_balance(Web3.to_checksum_address(address)) / 10**18
+        note = f"sent {sent / 10**18:g} ETH" if sent else f"has {balance:g} ETH"
+        _say(f"escrow payee {address}: {note} (gas for escrow locks and claims)")
+
+
 def _check_address_file(path: Path) -> None:
     # Refuse to overwrite a malformed file the user may care about.
     if path.exists():
@@ -131,8 +172,9 @@ def _wait(chain: Ganache) -> None:
         raise _Stop
 
     previous = signal.signal(signal.SIGTERM, stop)
-    _say("ganache running: press Ctrl-C to stop")
     try:
+        # announced inside the try: a SIGTERM right after the line is a clean stop
+        _say("ganache running: press Ctrl-C to stop")
         while chain.running:
             time.sleep(0.5)
         raise CommandError("ganache exited unexpectedly")
@@ -146,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     address_file = Path(args.address_file or settings.address_file).expanduser().resolve()
     _check_address_file(address_file)
+    payees = _payees(args, settings, dev=not args.rpc)
     if args.rpc:
         w3, deployer = _attach(args.rpc, args.deployer_key)
         url, chain = args.rpc, None
@@ -167,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         addresses = deploy_stack(w3, deployer)
         write_address_file(address_file, addresses, chain_id)
         _print_summary(url, chain_id, address_file, addresses, dev=chain is not None)
+        _fund_payees(w3, deployer, payees)
         if chain is None:
             return 0
         if args.no_wait:
