@@ -36,7 +36,10 @@ $(OCEANPY)/.installed: tests/clients/oceanpy/requirements.txt
 	$(OCEANPY)/bin/pip install -q -r tests/clients/oceanpy/requirements.txt; \
 	touch $@
 
-bootstrap: $(STAMP) node_modules/.package-lock.json tests/clients/oceanjs3/node_modules/.package-lock.json $(OCEANPY)/.installed
+tests/clients/oceanjs8/node_modules/.package-lock.json: tests/clients/oceanjs8/package.json tests/clients/oceanjs8/package-lock.json
+	cd tests/clients/oceanjs8 && npm ci --no-audit --no-fund --loglevel=error
+
+bootstrap: $(STAMP) node_modules/.package-lock.json tests/clients/oceanjs3/node_modules/.package-lock.json tests/clients/oceanjs8/node_modules/.package-lock.json $(OCEANPY)/.installed
 
 demo: bootstrap
 	$(BIN)/tidewater demo

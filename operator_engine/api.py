@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 import time
 from pathlib import Path
@@ -16,15 +17,22 @@ from operator_engine.db import make_engine
 from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
+from operator_engine.receipt_writer import provider_signer
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.settlement import Settlement, default_settlement
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
+from operator_engine.wakeup import WakeListener, nudge
 from operator_engine.worker import Services, Worker, worker_is_dead
 from tidewater.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Why a job whose algorithm still ran when the engine stopped ended at 7.
+SHUTDOWN_REASON = "stopped: the provider shut down while the algorithm ran"
+#: How long a stop waits for jobs that have not run yet to reach their next stage boundary.
+PRE_RUN_GRACE = 2.0
 
 
 def engine_scope(settings: Settings) -> str:
@@ -78,8 +86,10 @@ class Engine:
         self.db = db
         self.store = JobStore(db)
         self.runner = runner
+        #: Names this engine's store and data dir: containers' label, wake-up channel.
+        self.wake_scope = engine_scope(settings)
         if getattr(runner, "scope", None) is None:
-            runner.scope = engine_scope(settings)
+            runner.scope = self.wake_scope
         self.registry = EnvironmentRegistry(settings.environments_file, self.store)
         self.services = Services(
             store=self.store,
@@ -91,6 +101,7 @@ class Engine:
             lease_seconds=lease_seconds,
             settlement=settlement or default_settlement(settings, db),
             credentials=CredentialStore(db, settings.credentials_key),
+            receipt_signer=provider_signer(settings.provider_private_key),
         )
         #: Escrow locks and claims of paid (C2D v2) jobs (the provider locks through it).
         self.settlement: Settlement = self.services.settlement
@@ -98,6 +109,10 @@ class Engine:
         self.poll_seconds = poll_seconds
         self.sweep_seconds = sweep_seconds
         self._wake = threading.Event()
+        self._listener: WakeListener | None = None
+        self._cut_short = threading.Event()
+        self._recovered: queue.SimpleQueue[tuple[str, JobStatus, int, str]] = queue.SimpleQueue()
+        self.services.hand_off = self._hand_off
         self._threads: list[threading.Thread] = []
         self._workers: list[Worker] = []
         self._sync_worker: Worker | None = None
@@ -164,6 +179,8 @@ class Engine:
         if created:
             self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
         self._wake.set()
+        if not self._threads:  # an API process: the engine process may be idle-waiting
+            nudge(self.wake_scope)
         return job
 
     def consumed_orders(self, chain_id: int, tx_ids: list[str]) -> set[str]:
@@ -277,12 +294,15 @@ class Engine:
     # -- workers -----------------------------------------------------------------------------
 
     def start(self, workers: int) -> None:
-        """Run ``workers`` background worker threads in this process (after one sweep)."""
+        """Run ``workers`` background worker threads in this process and return at once: the
+        first one sweeps (recovers abandoned jobs) before it claims, so a restart serves its API
+        while recovered jobs run."""
         self._stopping.clear()
+        self._cut_short.clear()
+        self._listener = WakeListener(self.wake_scope, self._wake.set)
+        self._listener.start()
         for n in range(workers):
             worker = Worker(self.services, n)
-            if n == 0:
-                self._safe_sweep(worker)
             thread = threading.Thread(
                 target=self._loop, args=(worker, n == 0), name=f"tidewater-worker-{n}", daemon=True
             )
@@ -296,6 +316,25 @@ class Engine:
         except Exception:
             log.exception("sweep failed")
 
+    def _hand_off(self, job_id: str, status: JobStatus, start: int, holder: str) -> bool:
+        """Queue a job the sweep recovered for the next free worker thread (so recovered jobs
+        run side by side and the sweep goes on); False without threads."""
+        if not self._threads or self._stopping.is_set():
+            return False
+        self._recovered.put((job_id, status, start, holder))
+        self._wake.set()
+        return True
+
+    def _run_recovered(self, worker: Worker) -> bool:
+        try:
+            job_id, status, start, holder = self._recovered.get_nowait()
+        except queue.Empty:
+            return False
+        if holder != worker.id and not self.store.take_over(job_id, holder, worker.id):
+            return True  # stopped, deleted or taken meanwhile: nothing to run
+        worker.process(job_id, status, start)
+        return True
+
     def _loop(self, worker: Worker, sweeper: bool) -> None:
         WORKERS.inc()
         try:
@@ -304,10 +343,10 @@ class Engine:
             WORKERS.dec()
 
     def _work(self, worker: Worker, sweeper: bool) -> None:
-        next_sweep = time.monotonic() + self.sweep_seconds
+        next_sweep = time.monotonic()  # the sweeper's first act: recover what was abandoned
         while not self._stopping.is_set():
             try:
-                if worker.step():
+                if self._run_recovered(worker) or worker.step():
                     self._wake.set()  # capacity freed: let the others look
                     continue
             except Exception:
@@ -318,20 +357,107 @@ class Engine:
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 
-    def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop claiming; each worker finishes its current job step and releases its lease."""
+    def shutdown(self, grace: float = 30.0) -> dict[str, str]:
+        """Stop the worker threads; returns (and logs) what became of each job they held.
+
+        No job is claimed any more. A job that has not run yet stops at its next stage boundary
+        (10-30, lease released; waited for up to :data:`PRE_RUN_GRACE` s) and the next engine
+        resumes it; a job past its run (50, 60) finishes. A running algorithm (40) gets
+        ``grace`` seconds (none after :meth:`cut_short`) to finish; then its container is
+        stopped and the job ends at 7 with the reason
+        :data:`SHUTDOWN_REASON` and its logs as results. A stage still busy after that (a slow
+        download) is left to the process exit: its lease dies with the process and the next
+        engine resumes the job."""
         self._stopping.set()
         self._wake.set()
-        deadline = time.monotonic() + timeout
+        mine = {worker.id for worker in self._workers}
+        held = self._held(mine)
+        if held:
+            log.info(
+                "engine stopping with %d job(s) in progress; running algorithms get %.0f s",
+                len(held),
+                grace,
+            )
+        began = time.monotonic()
+        while self._alive() and not self._cut_short.is_set():
+            waited = time.monotonic() - began
+            if waited >= grace:
+                break
+            now_held = self._held(mine)
+            held = {**now_held, **held}  # first seen status kept for the report
+            if waited >= min(grace, PRE_RUN_GRACE) and all(
+                s < JobStatus.RUNNING for s in now_held.values()
+            ):
+                break  # only jobs that have not run are left: they resume, no need to wait
+            time.sleep(0.1)
+        held = {**self._held(mine), **held}
+        stopped = set()
+        for job_id, status in self._held(mine).items():
+            if status is JobStatus.RUNNING and self._stop_at_shutdown(job_id):
+                stopped.add(job_id)
+        # Idle threads leave within a poll; one still inside a stage (a slow download) is left
+        # to the process exit: its job keeps its status and the next engine resumes it.
+        release_by = time.monotonic() + 1.0
         for thread in self._threads:
-            thread.join(max(deadline - time.monotonic(), 0))
+            thread.join(max(release_by - time.monotonic(), 0))
         for worker in self._workers:
             worker.retire()
         self._threads.clear()
         self._workers.clear()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._sync_worker is not None:
             self._sync_worker.retire()
             self._sync_worker = None
+        return self._report(held, stopped)
+
+    def cut_short(self) -> None:
+        """Make a running :meth:`shutdown` stop running algorithms now instead of waiting."""
+        self._cut_short.set()
+
+    def _alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def _held(self, workers: set[str]) -> dict[str, JobStatus]:
+        try:
+            rows = self.store.in_flight_rows()
+        except Exception:  # a store outage must not keep the process from stopping
+            log.warning("cannot list the jobs in progress", exc_info=True)
+            return {}
+        return {row.job_id: JobStatus(row.status) for row in rows if row.worker_id in workers}
+
+    def _stop_at_shutdown(self, job_id: str) -> bool:
+        """End a job whose algorithm is still running at 7, container stopped, logs kept."""
+        try:
+            self.store.transition(
+                job_id,
+                JobStatus.RUNNING,
+                JobStatus.STOPPED,
+                detail=SHUTDOWN_REASON,
+                reason=SHUTDOWN_REASON,
+            )
+        except TransitionError:
+            return False  # it moved on by itself meanwhile
+        self._kill(job_id)
+        self._await_release(job_id, 10.0)
+        return True
+
+    def _report(self, held: dict[str, JobStatus], stopped: set[str]) -> dict[str, str]:
+        outcomes: dict[str, str] = {}
+        for job_id, was in held.items():
+            row = self.store.row(job_id)
+            if row is None:
+                outcome = "deleted"
+            elif job_id in stopped:
+                outcome = f"stopped at shutdown: status 7 ({SHUTDOWN_REASON}), container removed"
+            elif JobStatus(row.status) in TERMINAL:
+                outcome = f"ended at status {row.status} before the shutdown"
+            else:
+                outcome = f"left at status {row.status}: it resumes when an engine starts"
+            outcomes[job_id] = outcome
+            log.info("job %s (at %d when the stop began): %s", job_id, int(was), outcome)
+        return outcomes
 
     @property
     def stopping(self) -> bool:

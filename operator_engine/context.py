@@ -58,7 +58,14 @@ class JobContext:
     storage: StorageConfig | None = None  # gateways and RPC URLs; None: url files only
     #: the environment's stored platform credential (``credentialsId``), if any
     registry_credential: Credential | None = None
+    #: signs a receipt's facts for a chain id (operator_engine.receipt_writer.Signer); None: no
+    #: receipts (no provider key)
+    receipt_signer: Callable[[Any, int | None], dict[str, Any]] | None = None
     state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chain_id(self) -> int | None:
+        return self.request.chain_id
 
     @property
     def storage_config(self) -> StorageConfig:

@@ -24,7 +24,13 @@ import yaml
 from eth_utils import to_checksum_address
 
 from operator_engine.credentials import CredentialStore
-from operator_engine.models import ZERO_ADDRESS, ComputeEnvironment, EgressPolicy
+from operator_engine.models import (
+    RESOURCE_IDS,
+    ZERO_ADDRESS,
+    ComputeEnvironment,
+    EgressPolicy,
+    FreeTier,
+)
 
 DEFAULT_ENV_ID = "tidewater-free"
 
@@ -44,6 +50,19 @@ _FIELDS: dict[str, tuple[str, type, float | None]] = {
     "priceMin": ("price_min", float, 0),
     "feeToken": ("fee_token", str, None),
     "consumerAddress": ("consumer_address", str, None),
+    "minJobDuration": ("min_job_duration", int, 0),
+}
+
+#: Separates an environment's id from the suffix of its free tier's engine-side environment.
+FREE_SUFFIX = ":free"
+
+#: free-tier key -> (FreeTier field, type, minimum)
+_FREE_FIELDS: dict[str, tuple[str, type, float | None]] = {
+    "maxJobDuration": ("max_job_duration", int, 1),
+    "maxJobs": ("max_jobs", int, 1),
+    "cpuNumber": ("cpu_number", int, 1),
+    "ramGB": ("ram_gb", float, 0.0625),
+    "diskGB": ("disk_gb", float, 0.001),
 }
 
 
@@ -187,6 +206,10 @@ def parse_environment(data: Any, source: str) -> ComputeEnvironment:
             values["allowed_images"] = tuple(value)
         elif key == "egress":
             values["egress"] = _egress(value, where)
+        elif key == "prices":
+            values["prices"] = _prices(value, where)
+        elif key == "free":
+            values["free"] = _free(value, where)
         elif key == "environment":
             values["container_env"] = container_env(value, where)
         elif key == "credentialsId":
@@ -198,7 +221,79 @@ def parse_environment(data: Any, source: str) -> ComputeEnvironment:
             values[name] = _number(where, key, value, kind, minimum)
         else:
             raise EnvironmentConfigError(f"{where}: unknown field {key!r}")
+    if "prices" in values:
+        if "price_min" in values:
+            raise EnvironmentConfigError(f"{where}: give prices or priceMin, not both")
+        env = ComputeEnvironment(**values)
+        values["price_min"] = float(sum(env.price_of(r) * a for r, a in job_amounts(env)))
     return ComputeEnvironment(**values)
+
+
+def _prices(value: Any, where: str) -> tuple[tuple[str, float], ...]:
+    if not isinstance(value, dict):
+        raise EnvironmentConfigError(f"{where}: prices must be a mapping {{cpu, ram, disk}}")
+    unknown = set(value) - set(RESOURCE_IDS)
+    if unknown:
+        raise EnvironmentConfigError(f"{where}: unknown resource in prices {sorted(unknown)[0]!r}")
+    return tuple(
+        (r, float(_number(where, f"prices.{r}", value[r], float, 0)))
+        for r in RESOURCE_IDS
+        if r in value
+    )
+
+
+def _free(value: Any, where: str) -> FreeTier:
+    if not isinstance(value, dict):
+        raise EnvironmentConfigError(f"{where}: free must be a mapping")
+    fields: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "requireOrders":
+            if not isinstance(item, bool):
+                raise EnvironmentConfigError(f"{where}: free.requireOrders must be true or false")
+            fields["require_orders"] = item
+        elif key in _FREE_FIELDS:
+            name, kind, minimum = _FREE_FIELDS[key]
+            fields[name] = _number(where, f"free.{key}", item, kind, minimum)
+        else:
+            raise EnvironmentConfigError(f"{where}: unknown free-tier field {key!r}")
+    return FreeTier(**fields)
+
+
+def free_tier_environment(env: ComputeEnvironment) -> ComputeEnvironment | None:
+    """The engine-side environment that runs ``env``'s free jobs (id ``<env>:free``): the free
+    tier's own resources, duration and concurrency, at no price. None without a free tier."""
+    if env.free is None:
+        return None
+    tier = env.free
+    return ComputeEnvironment(
+        id=env.id + FREE_SUFFIX,
+        description=f"free tier of {env.id}",
+        cpu_number=tier.cpu_number,
+        cpu_type=env.cpu_type,
+        ram_gb=tier.ram_gb,
+        disk_gb=tier.disk_gb,
+        max_jobs=tier.max_jobs,
+        max_job_duration=tier.max_job_duration,
+        storage_expiry=env.storage_expiry,
+        price_min=0.0,
+        fee_token=env.fee_token,
+        consumer_address=env.consumer_address,
+        allowed_images=env.allowed_images,
+        egress=env.egress,
+        container_env=env.container_env,
+        credentials_id=env.credentials_id,
+        free_of=env.id,
+    )
+
+
+def job_amounts(env: ComputeEnvironment) -> list[tuple[str, float]]:
+    """What one job of ``env`` gets, in C2D v2 units: (cpu, CPUs), (ram, GB), (disk, GB)."""
+    jobs = max(env.max_jobs, 1)
+    return [
+        ("cpu", env.cpu_number / jobs),
+        ("ram", env.ram_gb / jobs),
+        ("disk", env.disk_gb / jobs),
+    ]
 
 
 #: variables the engine sets for every algorithm; an environment may not override them
@@ -348,6 +443,10 @@ class EnvironmentRegistry:
             if env.credentials_id and not self._credentials_exist(env.credentials_id):
                 status, message = "INVALID", f"credentials {env.credentials_id!r} do not exist"
             merged[row.id] = EnvEntry(env, status, row.source, message)
+        for entry in list(merged.values()):
+            free = free_tier_environment(entry.env)
+            if free is not None and free.id not in merged:
+                merged[free.id] = EnvEntry(free, entry.status, entry.source, entry.message)
         primary = self.primary_id(merged)
         if primary is None:
             return merged
@@ -360,7 +459,9 @@ class EnvironmentRegistry:
         flagged = self.store.primary_env()
         if flagged in entries and entries[flagged].accepts_jobs:
             return str(flagged)
-        return next((i for i, e in entries.items() if e.accepts_jobs), None)
+        return next(
+            (i for i, e in entries.items() if e.accepts_jobs and e.env.free_of is None), None
+        )
 
     def _credentials_exist(self, credentials_id: str) -> bool:
         return CredentialStore(self.store.engine, None).exists(credentials_id)

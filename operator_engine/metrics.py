@@ -1,6 +1,6 @@
 """The engine's Prometheus metrics (``prometheus-client``): stage durations and live workers.
 
-Under ``tidewater serve`` these live in gunicorn workers and are collected through
+Under ``tidewater serve`` these live in its engine process and are collected through
 ``PROMETHEUS_MULTIPROC_DIR`` (see :mod:`provider.metrics`); a separate ``tidewater engine``
 process on the same host shares them when given the same directory.
 """

@@ -35,6 +35,24 @@ class EgressPolicy:
 
 
 @dataclass(frozen=True)
+class FreeTier:
+    """An environment's free tier (C2D v2 ``freeCompute``): its own pool of resources, its own
+    job duration and concurrency limits, no payment. ``require_orders`` (default) still makes
+    free jobs on published assets present a valid order of each asset."""
+
+    max_job_duration: int = 60
+    max_jobs: int = 1
+    cpu_number: int = 1
+    ram_gb: float = 1.0
+    disk_gb: float = 1.0
+    require_orders: bool = True
+
+
+#: The resources every environment prices and reports, in this order (clients read [0..2]).
+RESOURCE_IDS: tuple[str, ...] = ("cpu", "ram", "disk")
+
+
+@dataclass(frozen=True)
 class ComputeEnvironment:
     """Where and how jobs run (PROTOCOL.md §11). Field names follow Ocean's env JSON."""
 
@@ -56,10 +74,21 @@ class ComputeEnvironment:
     consumer_address: str = ""
     allowed_images: tuple[str, ...] = ()
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    #: Fee token per unit (CPU, GB of RAM, GB of disk) per minute; empty: priced by priceMin.
+    prices: tuple[tuple[str, float], ...] = ()
+    min_job_duration: int = 0
+    free: FreeTier | None = None
+    #: For the engine-side environment of a free tier: the id of the environment it belongs to.
+    free_of: str | None = None
+
     #: extra environment variables for the algorithm container (admin ``config.environment``)
     container_env: tuple[tuple[str, str], ...] = ()
     #: stored platform credentials (a registry login for private images), by id
     credentials_id: str = ""
+
+    def price_of(self, resource: str) -> float:
+        """Fee token per unit of ``resource`` per minute (0 when not priced)."""
+        return dict(self.prices).get(resource, 0.0)
 
     def to_ocean(self, current_jobs: int, last_seen: float) -> dict[str, Any]:
         """The env object of ``GET computeEnvironments`` (numbers stay JSON numbers)."""
@@ -124,6 +153,11 @@ class JobRequest:
     agreement_id: str | None = None
     expire_timestamp: int | None = None
     job_id: str | None = None
+    #: Seconds the algorithm may run, when shorter than the environment's ``maxJobDuration``
+    #: (a C2D v2 job runs for the duration it paid for).
+    max_duration: int | None = None
+    #: the chain of the job's orders (its receipt is signed for it); None: the provider's
+    chain_id: int | None = None
 
 
 @dataclass(frozen=True)

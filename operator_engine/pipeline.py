@@ -21,9 +21,10 @@ from operator_engine.metrics import observe_stage
 from operator_engine.models import utcnow
 from operator_engine.provision import provision
 from operator_engine.publish import publish, record_logs
+from operator_engine.receipt_writer import with_receipt
 from operator_engine.run import run
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore
+from operator_engine.store import JobStore, ResultRecord
 from operator_engine.workspace import JobFolder
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ class Cancelled(Exception):
 
 
 class Yielded(Exception):
-    """The engine is shutting down: the job stays at a resumable status, lease released."""
+    """The engine is shutting down before the job's algorithm started: the job stays at a
+    resumable status (10-30), lease released."""
 
 
 #: (status entered before the stage, stage, what an unexpected exception in it means)
@@ -74,8 +76,8 @@ def resume_step(status: JobStatus) -> int | None:
 def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0) -> JobStatus:
     """Walk the job from step ``start``; return its terminal status."""
     for entry, stage, crash_kind in STEPS[start:]:
-        if ctx.should_yield() and resume_step(current) is not None:
-            raise Yielded
+        if ctx.should_yield() and current < S.RUNNING:
+            raise Yielded  # once the algorithm has run, filtering and publishing finish
         if current < entry:
             store.transition(ctx.job_id, current, entry)
             current = entry
@@ -97,7 +99,8 @@ def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0
         if outcome.kind is not Kind.OK:
             return fail(ctx, store, current, outcome)
     if current is not S.SETTLING:
-        store.set_results(ctx.job_id, ctx.state.get("records", []))
+        records = with_receipt(ctx, store, ctx.state.get("records", []), S.FINISHED)
+        store.set_results(ctx.job_id, records)
         ctx.folder.remove_inputs()
     return finish(ctx, store, current)
 
@@ -124,7 +127,13 @@ def finish(ctx: JobContext, store: JobStore, current: JobStatus) -> JobStatus:
 def fail(ctx: JobContext, store: JobStore, current: JobStatus, outcome: Outcome) -> JobStatus:
     """End the job at the status ``outcome`` maps to, logs published, inputs removed."""
     status = FAILURE[outcome.kind]
-    end(store, ctx.folder, ctx.job_id, current, status, outcome, ctx.env.storage_expiry)
+    receipt = None
+    if current >= S.RUNNING:  # the algorithm ran: the owner gets a receipt of what it did
+
+        def receipt(records: list[ResultRecord]) -> list[ResultRecord]:
+            return with_receipt(ctx, store, records, status)
+
+    end(store, ctx.folder, ctx.job_id, current, status, outcome, ctx.env.storage_expiry, receipt)
     return status
 
 
@@ -136,11 +145,13 @@ def end(
     status: JobStatus,
     outcome: Outcome,
     storage_expiry: int,
+    receipt: Callable[[list[ResultRecord]], list[ResultRecord]] | None = None,
 ) -> None:
-    """Move ``job_id`` from ``current`` to the terminal ``status`` with ``outcome``'s reason."""
+    """Move ``job_id`` from ``current`` to the terminal ``status`` with ``outcome``'s reason
+    (``receipt`` adds the signed receipt to the published logs)."""
     reason = outcome.reason or status.name.lower()
     if folder.exists():
-        record_logs(store, job_id, folder, reason)
+        record_logs(store, job_id, folder, reason, receipt)
         folder.remove_inputs()
     store.transition(
         job_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from operator_engine.context import JobContext, Kind, Outcome
@@ -57,11 +58,19 @@ def log_records(folder: JobFolder) -> list[ResultRecord]:
     return records
 
 
-def record_logs(store: JobStore, job_id: str, folder: JobFolder, reason: str | None) -> None:
-    """Publish only the logs (failed or stopped jobs), with ``reason`` in the publish log."""
+def record_logs(
+    store: JobStore,
+    job_id: str,
+    folder: JobFolder,
+    reason: str | None,
+    extend: Callable[[list[ResultRecord]], list[ResultRecord]] | None = None,
+) -> None:
+    """Publish only the logs (failed or stopped jobs), with ``reason`` in the publish log;
+    ``extend`` may add to them (the receipt)."""
     if reason:
         append_log(folder.log(PUBLISH_LOG), f"job ended: {reason}")
-    store.set_results(job_id, log_records(folder))
+    records = log_records(folder)
+    store.set_results(job_id, extend(records) if extend is not None else records)
 
 
 def publish(ctx: JobContext) -> Outcome:

@@ -110,6 +110,7 @@ def run(ctx: JobContext) -> Outcome:
     try:
         if outcome is None:
             info = runner.wait(cid)
+            ctx.state["exit_code"] = info.exit_code
             if info.exit_code == 0 and not info.oom_killed:
                 outcome = Outcome.ok()
             else:
@@ -129,7 +130,8 @@ def _supervise(ctx: JobContext, cid: str, follower: threading.Thread) -> Outcome
     env = ctx.env
     _cpus, _ram, disk = job_share(env)
     max_entries = env.egress.max_files * 10 + 1000
-    deadline = time.monotonic() + env.max_job_duration
+    limit = min(env.max_job_duration, ctx.request.max_duration or env.max_job_duration)
+    deadline = time.monotonic() + limit
     next_check = 0.0
     while True:
         follower.join(timeout=0.05)
@@ -138,9 +140,7 @@ def _supervise(ctx: JobContext, cid: str, follower: threading.Thread) -> Outcome
         now = time.monotonic()
         if now >= deadline:
             ctx.runner.kill(cid)
-            return Outcome(
-                Kind.TIMED_OUT, f"time limit of {env.max_job_duration}s (maxJobDuration) reached"
-            )
+            return Outcome(Kind.TIMED_OUT, f"time limit of {limit}s (maxJobDuration) reached")
         if now >= next_check:
             next_check = now + POLL_SECONDS
             if ctx.is_cancelled():

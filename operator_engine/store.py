@@ -175,6 +175,8 @@ def request_from_json(data: Mapping[str, Any]) -> JobRequest:
         agreement_id=data.get("agreement_id"),
         expire_timestamp=data.get("expire_timestamp"),
         job_id=data.get("job_id"),
+        max_duration=data.get("max_duration"),
+        chain_id=data.get("chain_id"),
     )
 
 

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -52,6 +53,10 @@ class Services:
     stopping: threading.Event = field(default_factory=threading.Event)
     settlement: Any = None  # operator_engine.settlement.Settlement (escrow-paid jobs)
     credentials: CredentialStore | None = None
+    #: Set by an engine with worker threads: takes a recovered job (id, status, resume step,
+    #: holder) for one of its threads to run; False = run it in the sweeping thread.
+    hand_off: Callable[[str, JobStatus, int, str], bool] | None = None
+    receipt_signer: Any = None  # operator_engine.receipt_writer.Signer (needs the provider key)
 
     def folder(self, job_id: str) -> JobFolder:
         return JobFolder.of(self.data_dir, job_id)
@@ -200,6 +205,7 @@ class Worker:
                 should_yield=svc.stopping.is_set,
                 settlement=svc.settlement,
                 registry_credential=svc.credential(entry.env.credentials_id),
+                receipt_signer=svc.receipt_signer,
             )
             pipeline.execute(ctx, svc.store, current, start)
         except pipeline.Yielded:
@@ -328,7 +334,8 @@ class Worker:
             if folder.exists():
                 note = f"resumed at status {int(status)} after its worker was lost"
                 append_log(folder.log(PUBLISH_LOG), note)
-            self.process(job_id, status, start)
+            if svc.hand_off is None or not svc.hand_off(job_id, status, start, self.id):
+                self.process(job_id, status, start)
             return
         self._remove_containers(job_id)
         request = svc.store.request_of(job_id)

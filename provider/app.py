@@ -19,6 +19,7 @@ from sqlalchemy import Engine as SqlEngine
 
 from provider.chain import guard_chain
 from provider.errors import register_error_handlers
+from provider.json_limits import install_json_limits
 from provider.logs import install_request_logging
 from provider.metrics import install_metrics
 from provider.nonces import NonceStore
@@ -38,6 +39,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.decrypt",
     "provider.routes.jobs",
     "provider.routes.results",
+    "provider.routes.receipts",
     "provider.routes.environments",
     "provider.routes.files",
     "provider.routes.access",
@@ -46,10 +48,13 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.initialize",
     "provider.routes.compute_start",
     "provider.admin.routes",
+    "provider.node",
 )
 
 _CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
-_CORS_EXPOSE = "Content-Disposition, Content-Length, X-Request-Id"
+_CORS_EXPOSE = "Content-Disposition, Content-Length, Content-Range, Accept-Ranges, X-Request-Id"
+#: Preflights that name no headers still get these (ocean.js 8 sends Authorization and Range).
+_CORS_HEADERS = "Content-Type, Authorization, Range"
 RPC_TIMEOUT_S = 10.0
 
 
@@ -167,7 +172,7 @@ def _install_cors(app: Flask) -> None:
         if request.method == "OPTIONS":
             headers["Access-Control-Allow-Methods"] = _CORS_METHODS
             asked = request.headers.get("Access-Control-Request-Headers")
-            headers["Access-Control-Allow-Headers"] = asked or "Content-Type"
+            headers["Access-Control-Allow-Headers"] = asked or _CORS_HEADERS
             headers["Access-Control-Max-Age"] = "600"
         return response
 
@@ -193,7 +198,6 @@ def create_app(
     _install_fee_token_rule(engine, web3, addresses, chain_id)
     app = Flask("provider")
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     svc = Services(
         settings=settings,
         db=engine.db,
@@ -211,6 +215,8 @@ def create_app(
     register_error_handlers(app)
     install_request_logging(app)
     install_metrics(app)
+    install_json_limits(app)  # after the request id and the metrics clock are set
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     _install_cors(app)
     for name in BLUEPRINTS:
         module = _import_optional(name)

@@ -8,7 +8,6 @@ the algorithm (meta or DID: container, trust, checksums, files, order), provider
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from operator_engine.models import (
     Payments,
 )
 from operator_engine.storage import StorageConfig, fetch_bytes
+from provider import json_limits
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
@@ -59,7 +59,7 @@ def decrypt_files(private_key: str, ciphertext: Any) -> dict[str, Any]:
     if not isinstance(ciphertext, str) or not ciphertext.startswith("0x"):
         raise ValueError("service files are not 0x-hex ciphertext")
     plain = ecies.decrypt(private_key, bytes.fromhex(ciphertext[2:]))
-    payload = json.loads(plain.decode("utf-8"))
+    payload = json_limits.loads(plain.decode("utf-8"))
     if not isinstance(payload, dict) or not isinstance(payload.get("files"), list):
         raise ValueError("decrypted files are not a {files: [...]} object")
     return payload
@@ -71,7 +71,7 @@ def parse_json_field(value: Any, name: str) -> dict[str, Any] | None:
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = json_limits.loads(value)
         except ValueError:
             raise RequestValidationError({name: [f"The {name} field must be JSON."]}) from None
     if not isinstance(value, dict):
@@ -131,7 +131,18 @@ def check_container(container: Any, prefix: str = "algorithm.container.") -> dic
 class ComputeValidator:
     """Validates one compute request against ``svc`` (provider Services)."""
 
-    def __init__(self, svc: Any, params: dict[str, Any], requester: str, env: ComputeEnvironment):
+    def __init__(
+        self,
+        svc: Any,
+        params: dict[str, Any],
+        requester: str,
+        env: ComputeEnvironment,
+        *,
+        orders_required: bool = True,
+    ):
+        """``orders_required=False`` (a free tier that waives orders): items without a
+        ``transferTxId`` pass without an order; one that is given is still checked."""
+        self.orders_required = orders_required
         self.svc = svc
         self.params = params
         self.requester = requester
@@ -169,7 +180,9 @@ class ComputeValidator:
         service: dict[str, Any],
         code: str,
         resource: str,
-    ) -> Order:
+    ) -> Order | None:
+        if not self.orders_required and not item.get("transferTxId"):
+            return None
         try:
             return self.orders.validate(
                 tx_id=str(item.get("transferTxId")),
@@ -193,10 +206,10 @@ class ComputeValidator:
     # -- datasets --------------------------------------------------------------------------------
     def dataset(
         self, item: Any, resource: str, main: bool
-    ) -> tuple[DatasetInput, Asset, dict[str, Any], Order]:
+    ) -> tuple[DatasetInput, Asset, dict[str, Any], Order | None]:
         if not isinstance(item, dict) or not item.get("documentId"):
             raise ResourceError(resource, "missing")
-        if not item.get("transferTxId") or not item.get("serviceId"):
+        if (self.orders_required and not item.get("transferTxId")) or not item.get("serviceId"):
             raise ResourceError(resource, "missing")
         did = str(item["documentId"])
         asset = self.resolve(did)
@@ -221,7 +234,7 @@ class ComputeValidator:
             ddo=asset.ddo,
             service_id=str(service["id"]),
             files=files,
-            transfer_tx_id=str(item["transferTxId"]),
+            transfer_tx_id=str(item["transferTxId"]) if item.get("transferTxId") else None,
             userdata=parse_json_field(item.get("userdata"), f"{resource}.userdata"),
         )
         return dataset, asset, service, order
@@ -273,8 +286,8 @@ class ComputeValidator:
         computes: list[tuple[str, dict[str, Any]]],
         custom: dict[str, Any] | None,
         userdata: dict[str, Any] | None,
-    ) -> tuple[AlgorithmInput, Order]:
-        if not algo.get("transferTxId") or not algo.get("serviceId"):
+    ) -> tuple[AlgorithmInput, Order | None]:
+        if (self.orders_required and not algo.get("transferTxId")) or not algo.get("serviceId"):
             raise ResourceError("algorithm", "missing")
         did = str(algo["documentId"])
         asset = self.resolve(did)
@@ -303,7 +316,7 @@ class ComputeValidator:
             ddo=asset.ddo,
             files=files,
             service_id=str(service["id"]),
-            transfer_tx_id=str(algo["transferTxId"]),
+            transfer_tx_id=str(algo["transferTxId"]) if algo.get("transferTxId") else None,
             userdata=userdata,
             algocustomdata=custom,
         ), order
@@ -354,7 +367,7 @@ class ComputeValidator:
         if not _same_address(fee["providerFeeToken"], self.env.fee_token):
             raise ResourceError("order", "fees_not_paid")
         try:
-            data = json.loads(bytes.fromhex(fee["providerData"][2:]).decode("utf-8"))
+            data = json_limits.loads(bytes.fromhex(fee["providerData"][2:]).decode("utf-8"))
             seconds = int(int(fee["validUntil"]) - float(data["timestamp"]))
         except (ValueError, KeyError, TypeError):
             raise ResourceError("order", "fees_not_paid") from None
@@ -378,6 +391,26 @@ def environment_of(engine: Any, env_id: str | None) -> ComputeEnvironment:
     return env
 
 
+def validate_inputs(
+    validator: ComputeValidator, items: list[tuple[str, Any, bool]]
+) -> tuple[list[DatasetInput], list[Order | None], AlgorithmInput]:
+    """Validate the datasets ``(resource, item, is_main)`` and the request's algorithm; the
+    orders found (datasets first, then a published algorithm's; None where waived)."""
+    datasets: list[DatasetInput] = []
+    orders: list[Order | None] = []
+    computes: list[tuple[str, dict[str, Any]]] = []
+    for resource, item, main in items:
+        dataset, _asset, service, order = validator.dataset(item, resource, main)
+        datasets.append(dataset)
+        orders.append(order)
+        if service.get("type") == "compute":
+            computes.append((resource, service.get("compute") or {}))
+    algorithm, algo_order = validator.algorithm(computes)
+    if algorithm.did is not None:
+        orders.append(algo_order)
+    return datasets, orders, algorithm
+
+
 def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> ValidatedCompute:
     """Validate an already signature-checked compute request into a JobRequest."""
     env = environment_of(svc.engine, text_param(params, "environment"))
@@ -389,21 +422,13 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
             {"additionalDatasets": ["The additionalDatasets field must be a list."]}
         )
     items += [(f"datasets[{i}]", item, False) for i, item in enumerate(extra, start=1)]
-    datasets: list[DatasetInput] = []
-    orders: list[Order] = []
+    datasets, found, algorithm = validate_inputs(validator, items)
+    orders = [order for order in found if order is not None]
+    assert len(orders) == len(found)  # V4 requires an order of every input
+    resources = [resource for resource, _item, _main in items] + ["algorithm"]
     fields: dict[str, str] = {}
-    computes: list[tuple[str, dict[str, Any]]] = []
-    for resource, item, main in items:
-        dataset, _asset, service, order = validator.dataset(item, resource, main)
-        datasets.append(dataset)
-        orders.append(order)
+    for resource, order in zip(resources, orders, strict=False):
         fields.setdefault(order.tx_id.lower(), f"{resource}.transferTxId")
-        if service.get("type") == "compute":
-            computes.append((resource, service.get("compute") or {}))
-    algorithm, algo_order = validator.algorithm(computes)
-    if algo_order is not None:
-        orders.append(algo_order)
-        fields.setdefault(algo_order.tx_id.lower(), "algorithm.transferTxId")
     validator.check_fee_paid(orders[0])
     request = JobRequest(
         owner=validator.requester,
@@ -412,8 +437,9 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
         algorithm=algorithm,
         agreement_id=orders[0].tx_id.lower(),
         expire_timestamp=int(orders[0].provider_fee["validUntil"]),
+        chain_id=svc.chain_id,
     )
     return ValidatedCompute(request=request, orders=orders, order_fields=fields)
 
 
-__all__ = ["ValidatedCompute", "validate_compute"]
+__all__ = ["ComputeValidator", "ValidatedCompute", "validate_compute", "validate_inputs"]

@@ -25,6 +25,7 @@ from web3.exceptions import Web3Exception
 from contracts_abi import load
 from contracts_abi.did import compute_did
 from operator_engine.db import reading
+from provider import json_limits
 from provider.asset import Asset
 from provider.metadata import plain_document
 
@@ -67,7 +68,7 @@ def decode_metadata(
 ) -> dict[str, Any]:
     """The plain DDO of a Metadata event; raises ValueError when it cannot be trusted."""
     raw = plain_document(flags[0] if flags else 0, data, metadata_hash, private_key)
-    ddo = json.loads(raw.decode("utf-8"))
+    ddo = json_limits.loads(raw.decode("utf-8"))
     if not isinstance(ddo, dict):
         raise ValueError("DDO is not a JSON object")
     return ddo
@@ -125,7 +126,7 @@ class Indexer:
             return None
         return Asset(
             did=row["did"],
-            ddo=json.loads(row["ddo"]),
+            ddo=json_limits.loads(row["ddo"]),
             state=int(row["state"]),
             nft_address=Web3.to_checksum_address(row["nft_address"]),
             nft_owner=row["owner"],
@@ -234,7 +235,7 @@ class Indexer:
         raw = conn.execute(sa.select(assets.c.ddo).where(assets.c.did == did)).scalar()
         if raw is None:
             return None
-        created = (json.loads(raw).get("nft") or {}).get("created")
+        created = (json_limits.loads(raw).get("nft") or {}).get("created")
         return str(created) if created else None
 
     # -- background ----------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from provider import json_limits
+
 access_log = logging.getLogger("tidewater.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -83,7 +85,7 @@ class JsonFormatter(logging.Formatter):
         else:
             message = record.getMessage()
             if record.name == access_log.name and message.startswith("{"):
-                entry.update(json.loads(message))
+                entry.update(json_limits.loads(message))
             else:
                 entry["message"] = message
         if record.exc_info:

@@ -134,7 +134,7 @@ def metrics() -> Response:
         return response
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         counted = CollectorRegistry()
-        MultiProcessCollector(counted)  # every gunicorn worker's samples, merged
+        MultiProcessCollector(counted)  # every HTTP worker's and the engine's samples, merged
     else:
         counted = REGISTRY  # one process: its own samples
     stored = CollectorRegistry()

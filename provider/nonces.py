@@ -23,7 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from operator_engine.db import reading
 from provider.errors import RequestValidationError, SignatureError
 from provider.params import is_missing
-from provider.signatures import nonce_text, recover_signer, signed_text
+from provider.signatures import (
+    command_text,
+    nonce_text,
+    recover_command_signer,
+    recover_signer,
+    signed_text,
+)
 
 #: What an unknown address's nonce reads as (clients then send stored + 1).
 INITIAL_NONCE = "1"
@@ -190,5 +196,24 @@ def verify_with_next_nonce(
     text = next_nonce(store.get(address))
     if not signer_matches(address, signature, signed_text(original_msg, text)):
         raise SignatureError(f"Invalid signature: the signer is not {address_field}.")
+    store.consume(address, text)
+    return text
+
+
+def verify_command(
+    address: str,
+    signature: Any,
+    nonce_raw: Any,
+    command: str,
+    *,
+    store: NonceStore,
+) -> str:
+    """Check a C2D v2 request signed over ``address + nonce + command`` (ocean.js 8) and
+    consume its nonce in the store V4 shares. Returns the nonce text consumed."""
+    signature = require_signature(signature)
+    text = nonce_param_text(nonce_raw)
+    signer = recover_command_signer(command_text(address, text, command), signature)
+    if signer.lower() != address.lower():
+        raise SignatureError("Invalid signature: the signer is not consumerAddress.")
     store.consume(address, text)
     return text

@@ -8,13 +8,13 @@ behave as numbers but keep the digits exactly as sent in ``.text`` (the signed n
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import Decimal
 from typing import Any
 
 from flask import request
 
+from provider import json_limits
 from provider.errors import ProviderError, RequestValidationError
 
 _MISSING = object()
@@ -56,7 +56,7 @@ def parse_json(raw: bytes) -> Any:
     >>> body["nonce"].text, body["n"].text, body["n"] + 0
     ('1e3', '12345678901234567890123', 12345678901234567890123)
     """
-    return json.loads(
+    return json_limits.loads(
         raw, parse_int=JsonInt, parse_float=JsonFloat, parse_constant=_reject_constant
     )
 
@@ -69,6 +69,8 @@ def _body_object(required: bool) -> dict[str, Any]:
         return {}
     try:
         body = parse_json(raw)
+    except json_limits.JsonTooDeep:
+        raise
     except (ValueError, RecursionError):
         raise RequestValidationError({"body": ["The request body is not valid JSON."]}) from None
     if not isinstance(body, dict):

@@ -15,6 +15,18 @@ the digest is ``keccak256(b"\\x19Ethereum Signed Message:\\n32" + keccak256(utf8
 True
 >>> nonce_text(12), nonce_text("1.5")
 ('12', '1.5')
+
+C2D v2 (Ocean Node's API under ``/node``, ocean.js 8) signs ``consumerAddress + nonce +
+command`` instead (:func:`command_text`), hashed the same way except that ocean.js 8 drops the
+keccak's leading zero bytes before the EIP-191 prefix (``ethers.toBeArray``), so about one
+request in 256 signs 31 bytes or fewer (:func:`command_digest`).
+
+>>> text = command_text("0xAbC", "7", "startCompute")
+>>> text
+'0xAbC7startCompute'
+>>> signer = recover_signer("x", sign_text(key, "x"))
+>>> recover_command_signer(text, sign_command(key, text)) == signer
+True
 """
 
 from __future__ import annotations
@@ -33,6 +45,18 @@ from eth_utils.exceptions import ValidationError
 from provider.errors import SignatureError
 
 _PREFIX = b"\x19Ethereum Signed Message:\n32"
+
+#: Commands ocean.js 8 signs (``command_text``); ``invalidateAuthToken`` signs no command.
+COMMANDS = frozenset(
+    {
+        "startCompute",
+        "freeStartCompute",
+        "stopCompute",
+        "getComputeResult",
+        "getComputeStreamableLogs",
+        "createAuthToken",
+    }
+)
 _HEX_SIG = re.compile(r"^(0x)?[0-9a-fA-F]{130}$")
 _keys = KeyAPI()
 
@@ -65,6 +89,38 @@ def sign_text(private_key: str, text: str) -> str:
     return "0x" + bytes(signed.signature).hex()
 
 
+def command_text(consumer_address: str, nonce_text: str, command: str) -> str:
+    """The text ocean.js 8 signs for a C2D v2 request: address (as sent) + nonce + command.
+
+    >>> command_text("0xAb", "12", "stopCompute")
+    '0xAb12stopCompute'
+    """
+    return consumer_address + nonce_text + command
+
+
+def command_digest(text: str) -> bytes:
+    """The digest a wallet signs for ``text`` in C2D v2: EIP-191 over ``keccak(utf8(text))``
+    with its leading zero bytes dropped (as ``ethers.toBeArray`` does).
+
+    >>> command_digest("hello") == message_digest("hello")
+    True
+    """
+    hashed = keccak(text.encode("utf-8")).lstrip(b"\0")
+    return keccak(b"\x19Ethereum Signed Message:\n" + str(len(hashed)).encode() + hashed)
+
+
+def sign_command(private_key: str, text: str) -> str:
+    """Sign ``text`` as ocean.js 8 does (tests and tools); 0x + r‖s‖v."""
+    hashed = keccak(text.encode("utf-8")).lstrip(b"\0")
+    signed = Account.sign_message(encode_defunct(primitive=hashed), private_key=private_key)
+    return "0x" + bytes(signed.signature).hex()
+
+
+def recover_command_signer(text: str, signature: str) -> str:
+    """The checksum address that signed the C2D v2 ``text`` (see :func:`recover_signer`)."""
+    return _recover(command_digest(text), signature)
+
+
 def recover_signer(text: str, signature: str) -> str:
     """The checksum address that signed ``text``; v may be 0, 1, 27 or 28.
 
@@ -76,6 +132,10 @@ def recover_signer(text: str, signature: str) -> str:
     ...
     provider.errors.SignatureError: Invalid signature: cannot recover a signer.
     """
+    return _recover(message_digest(text), signature)
+
+
+def _recover(digest: bytes, signature: str) -> str:
     if not isinstance(signature, str) or not _HEX_SIG.match(signature):
         raise SignatureError("Invalid signature: expected 0x followed by 65 bytes of hex.")
     raw = bytes.fromhex(signature[2:] if signature[:2] in ("0x", "0X") else signature)
@@ -88,7 +148,7 @@ def recover_signer(text: str, signature: str) -> str:
     s = int.from_bytes(raw[32:64], "big")
     try:
         sig = _keys.Signature(vrs=(v, r, s))
-        public_key = sig.recover_public_key_from_msg_hash(message_digest(text))
+        public_key = sig.recover_public_key_from_msg_hash(digest)
     except (BadSignature, ValidationError, ValueError):
         raise SignatureError("Invalid signature: cannot recover a signer.") from None
     return str(public_key.to_checksum_address())

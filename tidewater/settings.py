@@ -34,7 +34,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "ARWEAVE_GATEWAY": ("https://arweave.net", "gateway `arweave` files are fetched from"),
     "TIDEWATER_ENVIRONMENTS": ("(built-in free env)", "JSON or YAML file of compute envs"),
     "TIDEWATER_PULL_IMAGES": ("true", "pull an algorithm image the Docker engine lacks"),
-    "TIDEWATER_WORKERS": ("2", "engine worker threads run inside `tidewater serve`"),
+    "TIDEWATER_WORKERS": ("2", "engine worker threads (`tidewater serve`'s engine process)"),
+    "TIDEWATER_STOP_GRACE": ("20", "seconds a running algorithm may finish in after SIGTERM"),
     "AUTHORIZED_DECRYPTERS": ("(provider only)", "comma-separated addresses that may decrypt DDOs"),
     "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
     "TIDEWATER_ADMIN_TOKEN": ("(none)", "admin token `tidewater admin` sends (client side only)"),
@@ -115,6 +116,7 @@ class Settings:
     arweave_gateway: str = "https://arweave.net"
     environments_file: Path | None = None
     workers: int = 2
+    stop_grace: int = 20
     pull_images: bool = True
     aquarius_url: str | None = None
     authorized_decrypters: tuple[str, ...] = ()
@@ -155,6 +157,7 @@ class Settings:
             arweave_gateway=_gateway(env, "ARWEAVE_GATEWAY", "https://arweave.net"),
             environments_file=Path(envs_file).expanduser() if envs_file else None,
             workers=_int(env, "TIDEWATER_WORKERS", 2),
+            stop_grace=_int(env, "TIDEWATER_STOP_GRACE", 20),
             pull_images=_bool(env, "TIDEWATER_PULL_IMAGES", True),
             aquarius_url=env.get("AQUARIUS_URL") or None,
             authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),

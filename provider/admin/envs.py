@@ -22,6 +22,7 @@ from operator_engine.environments import (
     FeeTokenUnchecked,
     parse_environment,
 )
+from operator_engine.models import FreeTier
 from operator_engine.runner import RunnerError
 from operator_engine.store import JobStore, compute_envs, jobs
 
@@ -362,4 +363,18 @@ def _file_config(entry: EnvEntry) -> dict[str, Any]:
         "storageExpiry": env.storage_expiry,
         "priceMin": env.price_min,
         "feeToken": env.fee_token,
+        **({"prices": dict(env.prices)} if env.prices else {}),
+        **({"minJobDuration": env.min_job_duration} if env.min_job_duration else {}),
+        **({"free": _free_config(env.free)} if env.free is not None else {}),
+    }
+
+
+def _free_config(tier: FreeTier) -> dict[str, Any]:
+    return {
+        "maxJobDuration": tier.max_job_duration,
+        "maxJobs": tier.max_jobs,
+        "cpuNumber": tier.cpu_number,
+        "ramGB": tier.ram_gb,
+        "diskGB": tier.disk_gb,
+        "requireOrders": tier.require_orders,
     }

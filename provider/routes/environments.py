@@ -30,6 +30,8 @@ def compute_environments() -> ResponseReturnValue:
     now = time.time()
     envs = []
     for env in svc.engine.environments():
+        if env.free_of is not None:
+            continue  # a free tier's engine environment is the /node API's (freeCompute)
         entry = env.to_ocean(int(current.get(env.id, 0)), now)
         if not entry.get("consumerAddress"):
             entry["consumerAddress"] = svc.provider_address

@@ -16,13 +16,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from operator_engine.storage import TYPES, StorageConfig, file_info
+from provider import json_limits
 from provider.app import Services, services
 from provider.compute_validation import check_container, parse_json_field
 from provider.crypto import DecryptionError, decrypt_hex
@@ -59,7 +59,7 @@ def _service_files(svc: Services, did: str, service_id: str) -> list[Any]:
         raise ResourceError("dataset.serviceId", "not_found", 404)
     encrypted = found[1].get("files")
     try:
-        plain = json.loads(decrypt_hex(svc.settings.require_private_key(), str(encrypted)))
+        plain = json_limits.loads(decrypt_hex(svc.settings.require_private_key(), str(encrypted)))
     except (DecryptionError, ValueError):
         raise ProviderError("the service's files cannot be decrypted by this provider") from None
     files = plain.get("files") if isinstance(plain, dict) else None

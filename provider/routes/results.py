@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flask import Blueprint, send_file
+from flask import Blueprint, Response, send_file
 from flask.typing import ResponseReturnValue
 
 from operator_engine.api import JobNotFound, ResultNotFound
-from provider.app import services
+from operator_engine.models import Job
+from provider.app import Services, services
 from provider.errors import ProviderError, RequestValidationError
 from provider.nonces import verify_request
 from provider.params import address_param, is_digits, lookup, request_params, require, text_param
@@ -57,7 +58,12 @@ def compute_result() -> ResponseReturnValue:
     job = svc.engine.get(job_id)
     if job is None or job.owner.lower() != consumer.lower():
         raise ProviderError("Job not found", 404)
-    index = int(index_text)
+    return result_response(svc, job, int(index_text))
+
+
+def result_response(svc: Services, job: Job, index: int) -> Response:
+    """Result ``index`` of ``job`` (its owner already checked) sent from the job store with
+    ``Range`` support; 404 JSON when there is no such result (any more)."""
     if index >= len(job.results):
         raise ProviderError("Result not found", 404)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,6 +75,8 @@ def test_demo_twice_in_a_row_verifies_results_and_leaves_nothing(
         assert "70 Job finished" in out
         assert "each sha256 matches" in out
         assert "summary.json: 3650 rows" in out
+        assert re.search(r"receipt verified, signed by 0x[0-9a-fA-F]{40}\n*$", out), out[-500:]
+        assert (job_dir / "receipt.json").is_file()
         assert _survivors(data_dir) == []
         assert _job_containers(docker_client, data_dir) == []
 

@@ -114,6 +114,11 @@ def test_serve_answers_logs_json_and_stops_on_sigterm(
         }
         assert answered[("/", "200")] >= 1  # merged from the gunicorn worker's samples
         assert "tidewater_queue_depth" in families
+        if not engine_flag:  # the engine process's samples are merged too (2 worker threads)
+            deadline = time.monotonic() + 60
+            while _engine_workers(base) != 2:
+                assert time.monotonic() < deadline, "the engine's workers never showed"
+                time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -154,3 +159,24 @@ def test_fee_token_without_code_is_refused_at_start(
     err = done.stderr.strip()
     assert done.returncode == 2 and "\n" not in err, err
     assert "'paid'" in err and "has no contract code on chain" in err
+
+
+def _engine_workers(base: str) -> float:
+    scraped = requests.get(base + "/metrics", timeout=5).text
+    for family in text_string_to_metric_families(scraped):
+        if family.name == "tidewater_engine_workers":
+            return sum(sample.value for sample in family.samples)
+    return 0.0
+
+
+def test_malformed_environments_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    envs = tmp_path / "envs.json"
+    envs.write_text('[{"id": 5}]')
+    monkeypatch.setenv("PROVIDER_PRIVATE_KEY", PROVIDER_KEY)
+    monkeypatch.setenv("TIDEWATER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TIDEWATER_ENVIRONMENTS", str(envs))
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "id is missing" in err

@@ -31,6 +31,7 @@ from contracts_abi import publish
 from contracts_abi.deploy import deploy_stack, write_address_file
 from contracts_abi.devchain import DEV_ACCOUNTS, Ganache, dev_account
 from operator_engine.docker_runner import DockerRunner
+from operator_engine.receipts import RECEIPT_FILE, verify
 from operator_engine.runner import RunnerError
 from tidewater.client import ProviderClient, ProviderHTTPError
 from tidewater.demo_roles import ONE, Consumer, Download, Publisher
@@ -184,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, job_ids: list[str]) -> int:
-    out = Console(total=10)
+    out = Console(total=11)
     data_dir: Path = args.data_dir.expanduser().resolve()
     algorithm_code = resources.files("tidewater.demo_assets").joinpath("summary_stats.py")
     algorithm_bytes = algorithm_code.read_bytes()
@@ -299,10 +300,32 @@ def _run(args: argparse.Namespace, job_ids: list[str]) -> int:
             "a mismatch means the bytes changed between the engine and the client",
         ):
             downloads = user.download_all(done, results_dir)
+        with out.step(
+            "consumer: verify the job's signed receipt against the provider and the results",
+            "a failing line names what does not match what the provider signed",
+        ):
+            signer = _verify_receipt(results_dir, user.client.root())
         _report(out, done, results_dir, downloads, fee)
+        out.say(f"receipt verified, signed by {signer}")
         if args.keep:
             _hold(out, ganache.url, provider_url, files_url, data_dir)
     return 0
+
+
+def _verify_receipt(results_dir: Path, root: dict[str, Any]) -> str:
+    """Check ``receipt.json`` in ``results_dir``: signed by the provider (its address from
+    ``GET /``) and every result file as signed; returns the signer."""
+    receipt = json.loads((results_dir / RECEIPT_FILE).read_text(encoding="utf-8"))
+    chain = str(receipt["domain"]["chainId"])
+    provider = root["providerAddresses"].get(chain) or next(
+        iter(root["providerAddresses"].values())
+    )
+    failures = [
+        line for ok, line in verify(receipt, results_dir=results_dir, provider=provider) if not ok
+    ]
+    if failures:
+        raise RuntimeError("; ".join(failures))
+    return str(receipt["signer"])
 
 
 def _report(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from tidewater.errors import CommandError
 from tidewater.settings import Settings
 
+log = logging.getLogger("tidewater.engine")
 HELP = "run operator-engine workers (claim jobs from the store and run them in Docker)"
 
 
@@ -31,44 +34,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from operator_engine.api import Engine, EngineError
-    from operator_engine.docker_runner import DockerRunner
-    from operator_engine.environments import EnvironmentConfigError
-    from operator_engine.runner import RunnerError
-
     settings = Settings.from_env()
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     workers = settings.workers if args.workers is None else args.workers
+    return run_engine(
+        settings,
+        workers=workers,
+        lease_seconds=args.lease_seconds,
+        poll_seconds=args.poll_seconds,
+        pull=settings.pull_images and not args.no_pull,
+    )
+
+
+def run_engine(
+    settings: Settings,
+    *,
+    workers: int,
+    lease_seconds: float = 30.0,
+    poll_seconds: float = 0.5,
+    pull: bool | None = None,
+    ready: Callable[[], None] = lambda: None,
+) -> int:
+    """Run engine workers in this process until SIGTERM or SIGINT, then stop them (see
+    :meth:`operator_engine.api.Engine.shutdown`): SIGTERM gives running algorithms
+    ``settings.stop_grace`` seconds; SIGINT, even during that grace, stops them at once. Calls
+    ``ready()`` once the workers run. ``tidewater engine`` and ``tidewater serve``'s engine
+    process both run this."""
+    from operator_engine.api import Engine, EngineError
+    from operator_engine.docker_runner import DockerRunner
+    from operator_engine.environments import EnvironmentConfigError
+    from operator_engine.runner import RunnerError
+
     if workers < 1:
         raise CommandError("--workers must be at least 1")
     try:
-        runner = DockerRunner(pull=settings.pull_images and not args.no_pull)
+        runner = DockerRunner(pull=settings.pull_images if pull is None else pull)
         engine = Engine.from_settings(
-            settings,
-            runner=runner,
-            lease_seconds=args.lease_seconds,
-            poll_seconds=args.poll_seconds,
+            settings, runner=runner, lease_seconds=lease_seconds, poll_seconds=poll_seconds
         )
         engine.environments()  # a malformed environments file stops start-up here
     except (RunnerError, EngineError, EnvironmentConfigError) as exc:
         raise CommandError(str(exc)) from exc
     stop = threading.Event()
-    hits = {"n": 0}
+    grace = [float(settings.stop_grace)]
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        hits["n"] += 1
-        if hits["n"] > 1:
-            raise SystemExit(128 + signum)  # second signal: leave now, leases expire
+        # A repeated SIGTERM changes nothing: a stop of the whole process group (systemd's
+        # default) delivers it to this process and to the supervisor, which forwards it.
+        if signum == signal.SIGINT:
+            grace[0] = 0.0
+            engine.cut_short()  # a shutdown under way stops running algorithms now
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     engine.start(workers)
-    logging.getLogger(__name__).info("engine running %d worker(s); SIGTERM to stop", workers)
+    log.info(
+        "engine running %d worker(s) (pid %d); SIGTERM stops it, giving running algorithms "
+        "%d s (TIDEWATER_STOP_GRACE); SIGINT stops them at once",
+        workers,
+        os.getpid(),
+        settings.stop_grace,
+    )
+    ready()
     while not stop.wait(1.0):
         pass
-    logging.getLogger(__name__).info("stopping: finishing current steps, releasing leases")
-    engine.shutdown(timeout=3600)
+    log.info("engine stopping: no new jobs; jobs not yet running stay queued to resume")
+    engine.shutdown(grace[0])
+    engine.db.dispose()
+    log.info("engine stopped")
     return 0

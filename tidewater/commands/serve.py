@@ -1,30 +1,43 @@
-"""``tidewater serve``: run the provider API under gunicorn, with the job engine inside.
+"""``tidewater serve``: the provider API under gunicorn and the job engine, in separate
+processes under one supervisor (:mod:`tidewater.processes`).
 
-Process model: gunicorn's master forks ``--workers-proc`` worker processes (default 1), each
-running the Flask app with gthread threads (``--threads``). Each worker builds its own app after
-the fork (database pools and Docker clients are not fork-safe) and, unless ``--no-engine``,
-starts ``TIDEWATER_WORKERS`` engine worker threads in that same process. Several processes are
-safe: engine workers claim jobs through the store (SQLite ``BEGIN IMMEDIATE``, PostgreSQL
-``SKIP LOCKED``) and nonces are compare-and-swap in SQL, but with SQLite one process is the
-sensible choice. With ``--no-engine`` the API only queues jobs for a separate engine process.
+Process model: ``tidewater serve`` itself only supervises. It forks the gunicorn master, which
+forks ``--workers-proc`` HTTP worker processes (gthread, ``--threads`` each) that build the
+Flask app after the fork and never run jobs; once gunicorn listens it forks the engine process,
+which runs ``TIDEWATER_WORKERS`` engine worker threads (the same code as ``tidewater engine``).
+A request that kills an HTTP worker costs gunicorn one worker, never a running job; an engine
+that dies is restarted (1 s, doubling to 30 s) and its sweep recovers the jobs. Both children
+die with the supervisor (``PR_SET_PDEATHSIG``). With ``--no-engine`` there is no supervisor and
+no engine: this process is gunicorn's master and the API only queues jobs for a separate
+``tidewater engine``.
 
-SIGTERM (graceful) and SIGINT (quick) stop the master, which stops the workers; each worker's
-``worker_exit`` hook shuts its engine down (running containers are stopped and recorded).
-Bad settings (no ``PROVIDER_PRIVATE_KEY``, an unreachable chain, Docker down) are refused
-before anything starts, with one line naming the problem.
+Start-up: the API answers before any job is recovered; the engine's first worker sweeps
+(resumes or ends abandoned jobs) in its own thread.
+
+Stopping: SIGTERM is graceful. gunicorn stops accepting and finishes its requests (up to
+``graceful_timeout``, 30 s); the engine claims nothing more, jobs not yet running (10-30) stay
+queued to resume at the next start, jobs past their run (50, 60) finish, and a running
+algorithm (40) gets ``TIDEWATER_STOP_GRACE`` seconds (default 20) to finish; after that its
+container is stopped and the job ends at 7 (``stopped: the provider shut down while the
+algorithm ran``) with its logs as results. The engine logs what became of each job. SIGINT, or
+a second signal, does the same without the grace. Bad settings (no ``PROVIDER_PRIVATE_KEY``, an
+unreachable chain, Docker down, a malformed environments file) are refused before anything
+serves, with one line naming the problem.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tidewater.errors import CommandError
 from tidewater.settings import Settings
 
-HELP = "run the provider API (gunicorn) with the job engine in the same process"
+HELP = "run the provider API (gunicorn) and the job engine (its own process)"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8030
 #: Idle keep-alive connections stay open this long: above every common client's own idle
@@ -52,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def preflight(settings: Settings, *, engine: bool) -> int:
     """Check what start-up needs; returns the chain id or raises a one-line CommandError."""
     settings.require_private_key()
+    if settings.environments_file is not None:
+        from operator_engine.environments import EnvironmentConfigError, load_file
+
+        try:
+            load_file(settings.environments_file)
+        except EnvironmentConfigError as exc:
+            raise CommandError(str(exc)) from None
     from contracts_abi.devchain import rpc_chain_id
 
     try:
@@ -96,7 +116,7 @@ def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
         "keepalive": KEEPALIVE_SECONDS,
         "accesslog": None,  # our own JSON lines carry no query strings; gunicorn's would
         "errorlog": "-",
-        "preload_app": False,  # each worker builds its app (and engine) after the fork
+        "preload_app": False,  # each worker builds its app after the fork
     }
 
 
@@ -114,38 +134,64 @@ def metrics_dir(settings: Settings) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    metrics_dir(settings)
+    options = gunicorn_options(args)
+    preflight(settings, engine=not args.no_engine)
+    metrics_dir(settings)  # once start-up is sure, and before anything imports prometheus_client
 
+    from provider.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    if args.no_engine:
+        return serve_api(settings, options)
+    # Imported once here, before the forks: both children start without importing them again.
+    import operator_engine.api
+    import operator_engine.docker_runner  # noqa: F401
+    import provider.app  # noqa: F401
+    from tidewater.commands.engine import run_engine
+    from tidewater.processes import Child, Supervisor
+
+    api = Child("the API server (gunicorn)", lambda ready: serve_api(settings, options, ready))
+
+    def engine_main(ready: Callable[[], None]) -> int:
+        try:
+            return run_engine(settings, workers=settings.workers, ready=ready)
+        except CommandError as exc:  # one line, as the CLI prints it; the supervisor stops
+            print(f"tidewater serve: error: {exc}", file=sys.stderr)
+            return 2
+
+    engine = Child("the engine", engine_main, on_exit=_metrics_of_dead_process)
+    return Supervisor(api, engine, grace=settings.stop_grace).run()
+
+
+def _metrics_of_dead_process(pid: int) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)  # a dead engine's live gauges stop counting
+
+
+def serve_api(
+    settings: Settings, options: dict[str, Any], ready: Callable[[], None] = lambda: None
+) -> int:
+    """Run gunicorn's master in this process (it forks the HTTP workers, which build the app
+    without engine workers); ``ready()`` once it listens."""
     from gunicorn.app.base import BaseApplication
 
     from provider.app import ChainUnavailableError, create_app
-    from provider.logs import configure_logging
-
-    options = gunicorn_options(args)
-    preflight(settings, engine=not args.no_engine)
-    configure_logging(settings.log_level)
 
     class ProviderApplication(BaseApplication):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.flask_app: Any = None
-            super().__init__()
-
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
-            self.cfg.set("worker_exit", self._worker_exit)
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 24: one shared
+                self.cfg.set("control_socket_disable", True)  # ~/.gunicorn socket; unused
+            self.cfg.set("when_ready", lambda _arbiter: ready())
             self.cfg.set("child_exit", _child_exit)
 
         def load(self) -> Any:
             try:
-                self.flask_app = create_app(settings, start_workers=not args.no_engine)
+                return create_app(settings)
             except ChainUnavailableError as exc:
                 raise CommandError(str(exc)) from None
-            return self.flask_app
-
-        def _worker_exit(self, _server: Any, _worker: Any) -> None:
-            if self.flask_app is not None:
-                self.flask_app.extensions["tidewater"].engine.shutdown()
 
     def _child_exit(_server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
