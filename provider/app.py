@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 from eth_account import Account
@@ -141,16 +140,6 @@ def _install_fee_token_rule(
     if isinstance(registry, EnvironmentRegistry):
         registry.fee_tokens = fee_token_rule(web3, addresses, chain_id)
         registry.file_envs()
-
-
-def check_environments(settings: Settings, chain_id: int) -> None:
-    """Load the configured environments with the fee-token rule, as :func:`create_app` will;
-    raises :class:`~operator_engine.environments.EnvironmentConfigError` (one line)."""
-    from operator_engine.environments import EnvironmentRegistry
-
-    engine = SimpleNamespace(registry=EnvironmentRegistry(settings.environments_file, None))
-    web3 = build_web3(settings.network_url)
-    _install_fee_token_rule(engine, web3, _addresses(settings, chain_id), chain_id)
 
 
 def _import_optional(name: str) -> Any | None:

@@ -69,11 +69,22 @@ ENVS = [
         "prices": {"cpu": 1, "ram": 0.25, "disk": 0.01},
         "free": {"maxJobDuration": 30, "maxJobs": 1, "cpuNumber": 1, "ramGB": 1, "diskGB": 1},
     },
-    {"id": "free", "cpuNumber": 1, "ramGB": 1, "diskGB": 1, "maxJobs": 4, "maxJobDuration": 60},
+    # every fee token is a real ERC-20 (the fake chain has code everywhere but 0x0, and no
+    # address file to default to its Ocean token)
+    {
+        "id": "free",
+        "cpuNumber": 1,
+        "ramGB": 1,
+        "diskGB": 1,
+        "maxJobs": 4,
+        "maxJobDuration": 60,
+        "feeToken": TOKEN,
+    },
     {
         "id": "open",
         "cpuNumber": 1,
         "maxJobs": 1,
+        "feeToken": TOKEN,
         "free": {"maxJobs": 1, "maxJobDuration": 20, "requireOrders": False},
     },
 ]
@@ -150,7 +161,7 @@ def test_environments_are_a_bare_array_in_ocean_node_shape(client: FlaskClient) 
     cpu = paid["resources"][0]
     assert (cpu["total"], cpu["min"], cpu["max"], cpu["inUse"]) == (4, 2, 2, 0)
     fee = paid["fees"][str(CHAIN_ID)][0]
-    assert fee["feeToken"] == TOKEN
+    assert fee["feeToken"].lower() == TOKEN  # checksummed by the fee-token rule
     assert fee["prices"] == [
         {"id": "cpu", "price": 1.0},
         {"id": "ram", "price": 0.25},

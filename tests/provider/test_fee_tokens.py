@@ -4,6 +4,8 @@ answer a fee-token check makes the request 503 (an outage), never a 500."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from flask.testing import FlaskClient
@@ -39,3 +41,13 @@ def test_an_uncheckable_fee_token_is_503(
     reply = client.get("/api/services/computeEnvironments")
     assert reply.status_code == 503
     assert "cannot check feeToken" in reply.get_json()["error"]
+
+
+def test_the_start_up_check_loads_no_metrics_library() -> None:
+    # serve checks environments before it sets PROMETHEUS_MULTIPROC_DIR: importing
+    # prometheus_client that early would leave the gunicorn workers' metrics unmerged
+    code = (
+        "import sys, provider.fees, tidewater.commands.serve; "
+        "assert 'prometheus_client' not in sys.modules"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

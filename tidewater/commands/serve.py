@@ -82,7 +82,7 @@ def preflight(settings: Settings, *, engine: bool) -> int:
             f"({type(exc).__name__}): start it with `tidewater chain` or fix NETWORK_URL"
         ) from None
     from operator_engine.environments import EnvironmentConfigError
-    from provider.app import check_environments
+    from provider.fees import check_environments  # not provider.app: no prometheus_client yet
 
     try:
         check_environments(settings, chain_id)
