@@ -85,7 +85,8 @@ class FeeTokenRule:
     that names no fee token (or the zero address) gets ``default_token``, the Ocean token of the
     chain's address-file entry; a token that is malformed or has no code on the chain refuses
     the environment with :class:`EnvironmentConfigError`. ``get_code`` is ``web3.eth.get_code``
-    of the chain (code checks are cached: found for good, missing for ``retry_seconds``).
+    of the chain (code checks are cached: found for good, missing for ``retry_seconds``). With
+    ``chain_id``, a per-chain ``feeToken`` (an object chain id → token) is read for that chain.
     """
 
     def __init__(
@@ -95,7 +96,9 @@ class FeeTokenRule:
         chain: str,
         *,
         retry_seconds: float = 30.0,
+        chain_id: int | None = None,
     ) -> None:
+        self.chain_id = chain_id
         self.default_token = default_token
         self.get_code = get_code
         self.chain = chain
@@ -128,6 +131,8 @@ class FeeTokenRule:
 
     def apply(self, env: ComputeEnvironment, where: str) -> ComputeEnvironment:
         """``env`` with its fee token resolved and checked (see :meth:`token_for`)."""
+        if self.chain_id is not None:
+            env = env.on_chain(self.chain_id)
         return replace(env, fee_token=self.token_for(env.fee_token, where))
 
     def _has_code(self, token: str, where: str) -> bool:
@@ -150,6 +155,27 @@ class FeeTokenRule:
             else:
                 self._missing[token] = time.monotonic()
         return found
+
+
+class ChainFeeTokens:
+    """The fee-token rules of a provider serving several chains, as one registry rule.
+
+    :meth:`apply` checks an environment on every chain (a chain that does not answer is
+    skipped: it is checked when that chain offers the environment) and returns it as
+    configured, since its fee token differs per chain: each chain resolves its own with its
+    :class:`FeeTokenRule` when it offers the environment.
+    """
+
+    def __init__(self, rules: dict[int, FeeTokenRule]) -> None:
+        self.rules = rules
+
+    def apply(self, env: ComputeEnvironment, where: str) -> ComputeEnvironment:
+        for rule in self.rules.values():
+            try:
+                rule.apply(env, f"{where} on {rule.chain}")
+            except FeeTokenUnchecked:
+                continue
+        return env
 
 
 def default_environment() -> ComputeEnvironment:
@@ -206,6 +232,8 @@ def parse_environment(data: Any, source: str) -> ComputeEnvironment:
             values["allowed_images"] = tuple(value)
         elif key == "egress":
             values["egress"] = _egress(value, where)
+        elif key == "feeToken" and isinstance(value, dict):
+            values["fee_tokens"] = _fee_tokens(value, where)
         elif key == "prices":
             values["prices"] = _prices(value, where)
         elif key == "free":
@@ -227,6 +255,21 @@ def parse_environment(data: Any, source: str) -> ComputeEnvironment:
         env = ComputeEnvironment(**values)
         values["price_min"] = float(sum(env.price_of(r) * a for r, a in job_amounts(env)))
     return ComputeEnvironment(**values)
+
+
+def _fee_tokens(value: dict[Any, Any], where: str) -> tuple[tuple[int, str], ...]:
+    """``feeToken`` as an object chain id → token address (one fee token per chain)."""
+    pairs = []
+    for key, token in value.items():
+        text = str(key).strip()
+        if not (text.isascii() and text.isdigit()):
+            raise EnvironmentConfigError(f"{where}: feeToken key {key!r} is not a chain id")
+        if not isinstance(token, str):
+            raise EnvironmentConfigError(f"{where}: feeToken for chain {text} must be a string")
+        pairs.append((int(text), token))
+    if not pairs:
+        raise EnvironmentConfigError(f"{where}: feeToken must name at least one chain")
+    return tuple(pairs)
 
 
 def _prices(value: Any, where: str) -> tuple[tuple[str, float], ...]:
@@ -408,7 +451,10 @@ class EnvironmentRegistry:
     """
 
     def __init__(
-        self, path: Path | None, store: Any, fee_tokens: FeeTokenRule | None = None
+        self,
+        path: Path | None,
+        store: Any,
+        fee_tokens: FeeTokenRule | ChainFeeTokens | None = None,
     ) -> None:
         self.path = path
         self.store = store

@@ -85,23 +85,6 @@ def provider_fee(
 def fee_token_rule(web3: Any, addresses: dict[str, Any], chain_id: int) -> FeeTokenRule:
     """The fee-token rule of chain ``chain_id``: default its address-file ``Ocean`` token,
     check code with ``web3``."""
-    return FeeTokenRule(addresses.get("Ocean"), web3.eth.get_code, f"chain {chain_id}")
-
-
-def check_environments(settings: Any, chain_id: int) -> None:
-    """Load the configured environments with chain ``chain_id``'s fee-token rule, as the app
-    will; raises :class:`~operator_engine.environments.EnvironmentConfigError` (one line).
-    ``tidewater serve`` calls it before gunicorn starts, so it imports nothing that loads
-    ``prometheus_client`` (the metrics directory is not set up yet)."""
-    from contracts_abi.deploy import read_address_file
-    from contracts_abi.errors import AddressFileError
-    from operator_engine.environments import EnvironmentRegistry
-
-    try:
-        addresses = read_address_file(settings.address_file, chain_id)
-    except AddressFileError:
-        addresses = {}
-    web3 = Web3(Web3.HTTPProvider(settings.network_url, request_kwargs={"timeout": 10}))
-    registry = EnvironmentRegistry(settings.environments_file, None)
-    registry.fee_tokens = fee_token_rule(web3, addresses, chain_id)
-    registry.file_envs()
+    return FeeTokenRule(
+        addresses.get("Ocean"), web3.eth.get_code, f"chain {chain_id}", chain_id=chain_id
+    )

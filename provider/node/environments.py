@@ -17,7 +17,7 @@ from typing import Any
 
 from operator_engine import billing
 from operator_engine.environments import FREE_SUFFIX, job_amounts
-from operator_engine.models import RESOURCE_IDS, ComputeEnvironment
+from operator_engine.models import RESOURCE_IDS, ZERO_ADDRESS, ComputeEnvironment
 from provider.errors import ProviderError, RequestValidationError
 
 #: Seconds a lock outlives the job's longest run: time to publish results and claim.
@@ -69,9 +69,7 @@ def environment_view(
     running = int(live.get(env.id, 0))
     running_free = int(live.get(free_env.id, 0)) if free_env is not None else 0
     fees: dict[str, Any] = {}
-    # every environment has a real fee token now (the chain's Ocean by default): only a priced
-    # one lists fees, as before
-    if is_paid(env):
+    if is_paid(env) or env.fee_token != ZERO_ADDRESS:
         fees[str(chain_id)] = [
             {
                 "feeToken": env.fee_token,

@@ -28,6 +28,8 @@ from tests.fixtures.requirements import unavailable
 from tidewater.stack import ServerFailed, file_server, provider_server
 
 HERE = Path(__file__).parent
+#: Runs under .venv-oceanpy (ocean.py, web3 6), never imported by this interpreter.
+collect_ignore = ["oceanpy/c2d_flow.py"]
 DATASET = b"".join(b"%d,%d\n" % (i, i * i) for i in range(1000))
 #: The algorithm both clients publish: counts the dataset's rows into result.json.
 ALGORITHM = b"""import json, os, time

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -204,3 +205,18 @@ def stored_nonce(client: FlaskClient, address: str) -> str:
 
 def next_nonce(client: FlaskClient, address: str) -> str:
     return str(int(stored_nonce(client, address)) + 1)
+
+
+@contextmanager
+def docker_provider(tmp_path: Path, runner: Any) -> Iterator[tuple[Flask, Engine]]:
+    """The provider app on an engine with ``runner`` (a real Docker runner); every container
+    it left is removed afterwards."""
+    settings = make_settings(tmp_path)
+    engine = Engine.from_settings(settings, runner=runner)
+    try:
+        yield create_app(settings, engine=engine, web3=fake_web3()), engine
+    finally:
+        engine.shutdown()
+        for cid, _job in engine.runner.containers():
+            engine.runner.remove(cid)
+        engine.db.dispose()
