@@ -158,7 +158,7 @@ def test_environments_are_a_bare_array_in_ocean_node_shape(client: FlaskClient) 
     cpu = paid["resources"][0]
     assert (cpu["total"], cpu["min"], cpu["max"], cpu["inUse"]) == (4, 2, 2, 0)
     fee = paid["fees"][str(CHAIN_ID)][0]
-    assert fee["feeToken"] == TOKEN
+    assert fee["feeToken"].lower() == TOKEN.lower()  # checksummed by the fee-token rule
     assert fee["prices"] == [
         {"id": "cpu", "price": 1.0},
         {"id": "ram", "price": 0.25},
@@ -170,7 +170,9 @@ def test_environments_are_a_bare_array_in_ocean_node_shape(client: FlaskClient) 
     assert "free" not in envs[1]
     # a free environment still names a real ERC-20 fee token (issue 9 item 1), at price 0
     [free_fee] = envs[1]["fees"][str(CHAIN_ID)]
-    assert free_fee["feeToken"] == TOKEN and {p["price"] for p in free_fee["prices"]} == {0.0}
+    assert free_fee["feeToken"].lower() == TOKEN.lower() and {
+        p["price"] for p in free_fee["prices"]
+    } == {0.0}
     # the V4 view is derived from the same prices: 2 CPUs + 4 GB + 10 GB per job, per minute
     v4 = client.get("/api/services/computeEnvironments").json
     assert v4 is not None
