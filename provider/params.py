@@ -195,19 +195,16 @@ def address_param(params: dict[str, Any], name: str, *, required: bool = True) -
     return value
 
 
+_ADDRESS = re.compile(r"0[xX][0-9a-fA-F]{40}")
+
+
 def is_address(value: str) -> bool:
     """True for ``0x`` followed by 40 hex digits (any case).
 
     >>> is_address("0x" + "aB" * 20), is_address("0x123")
     (True, False)
     """
-    if len(value) != 42 or value[:2] not in ("0x", "0X"):
-        return False
-    try:
-        int(value[2:], 16)
-    except ValueError:
-        return False
-    return all(c in "0123456789abcdefABCDEF" for c in value[2:])
+    return _ADDRESS.fullmatch(value) is not None
 
 
 def require_chain_id(raw: object, chain_id: int, name: str = "chainId") -> int:
