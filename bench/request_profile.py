@@ -111,6 +111,27 @@ def _breakdown(stats: pstats.Stats, n: int) -> dict[str, float]:
     return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
+def _signature_check_us(n: int) -> float:
+    """Microseconds per signed-request check (recover the signer of a computeResult-style
+    text and compare), median of 5 batches; the signature is made once, outside the clock."""
+    from eth_account import Account
+
+    from provider.nonces import signer_matches
+    from provider.signatures import sign_text, signed_text
+
+    account = Account.from_key(PROVIDER_KEY)
+    text = signed_text(f"{account.address}{'ab' * 32}0", "1700000000123")
+    signature = sign_text(PROVIDER_KEY, text)
+    batches = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(n // 5):
+            if not signer_matches(account.address, signature, text):
+                raise RuntimeError("the signature check failed")
+        batches.append((time.perf_counter() - start) / (n // 5) * 1e6)
+    return sorted(batches)[2]
+
+
 def _bare_app() -> Any:
     from flask import Flask, jsonify
 
@@ -211,6 +232,7 @@ def main() -> None:
                 _call(wsgi, environ)
         timings = [(name, _time(wsgi, environ, args.n)) for name, wsgi, environ in cases]
         profiles = [(name, _profile(wsgi, environ, args.n)) for name, wsgi, environ in cases[1:]]
+        signature_us = _signature_check_us(max(args.n // 5, 500))
 
     print(
         f"in-process WSGI calls, median of 5 batches of {args.n // 5}; load average "
@@ -220,6 +242,10 @@ def main() -> None:
     for name, us in timings:
         ratio = "" if name == timings[0][0] else f"  {us / bare_us:.2f}x bare's cost"
         print(f"  {name:<24}{us:>8.0f} us/request  {1e6 / us:>8,.0f} req/s per core{ratio}")
+    print(
+        f"  {'signed request check':<24}{signature_us:>8.0f} us/check    "
+        f"{1e6 / signature_us:>8,.0f} checks/s per core (recover signer, coincurve)"
+    )
     for name, stats in profiles:
         parts = _breakdown(stats, args.n)
         total = sum(parts.values())
