@@ -6,10 +6,10 @@ forks ``--workers-proc`` HTTP worker processes (gthread, ``--threads`` each; by 
 usable core, at most 4) that build the Flask app after the fork and never run jobs; once
 gunicorn listens it forks the engine process, which runs ``TIDEWATER_WORKERS`` engine worker
 threads (the same code as ``tidewater engine``). A request that kills an HTTP worker costs
-gunicorn one worker, never a running job; an engine that dies is restarted (1 s, doubling to
-30 s) and its sweep recovers the jobs. Both children die with the supervisor (``PR_SET_PDEATHSIG``). With ``--no-engine`` there is no supervisor and
-no engine: this process is gunicorn's master and the API only queues jobs for a separate
-``tidewater engine``.
+gunicorn one worker, never a running job; an engine that dies is restarted (1 s, doubling to 30
+s) and its sweep recovers the jobs. Both children die with the supervisor
+(``PR_SET_PDEATHSIG``). With ``--no-engine`` there is no supervisor and no engine: this process
+is gunicorn's master and the API only queues jobs for a separate ``tidewater engine``.
 
 Start-up: the API answers before any job is recovered; the engine's first worker sweeps
 (resumes or ends abandoned jobs) in its own thread.
