@@ -82,8 +82,10 @@ def request_params() -> dict[str, Any]:
     """The request's parameters as a dict (see the module docstring for the sources)."""
     if request.method == "POST":
         return _body_object(required=True)
-    params: dict[str, Any] = {key: request.args.get(key) for key in request.args}
-    params.update(_body_object(required=False))
+    args = request.args
+    params: dict[str, Any] = {key: args.get(key) for key in args}
+    if json_limits.has_body(request.environ):  # a bodiless GET reads no stream
+        params.update(_body_object(required=False))
     return params
 
 
