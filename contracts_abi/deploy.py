@@ -94,9 +94,11 @@ def write_address_file(
     chain_id: int,
     network: str = "development",
 ) -> Path:
-    """Write ``addresses`` under ``network`` in an Ocean address.json at ``path``.
+    """Write ``addresses`` as chain ``chain_id``'s entry of the Ocean address.json at ``path``.
 
-    Other networks already in the file are kept (a malformed existing file raises
+    An entry with the same ``chainId`` is replaced under its own name; otherwise the entry is
+    added as ``network`` (``<network>-<chain id>`` when that name holds another chain). Other
+    networks already in the file are kept (a malformed existing file raises
     :class:`AddressFileError` rather than being overwritten); the parent folder is created. The
     write is atomic (temporary file + rename), so a reader never sees half a file.
     """
@@ -116,7 +118,18 @@ def write_address_file(
             ) from None
         if not isinstance(document, dict):
             raise AddressFileError(f"address file {target} must hold a JSON object of networks")
-    document[network] = {**addresses, "chainId": chain_id}
+    name = next(
+        (
+            key
+            for key, entry in document.items()
+            if isinstance(entry, dict) and str(entry.get("chainId")) == str(chain_id)
+        ),
+        None,
+    )
+    if name is None:
+        taken = isinstance(document.get(network), dict)
+        name = f"{network}-{chain_id}" if taken else network
+    document[name] = {**addresses, "chainId": chain_id}
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(document, indent=2) + "\n")
     tmp.replace(target)

@@ -1,4 +1,4 @@
-"""A local ganache development chain (chain id 8996) with deterministic, funded accounts.
+"""A local ganache development chain (chain id 8996 unless asked) with funded dev accounts.
 
 ``Ganache`` is a context manager: it installs ganache with ``npm ci`` on first use (from the
 repo's pinned package.json / package-lock.json), starts it on 127.0.0.1, waits until
@@ -97,10 +97,11 @@ class Ganache:
         *,
         accounts: dict[str, str] | None = None,
         start_timeout: float = 60.0,
+        chain_id: int = CHAIN_ID,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.chain_id = CHAIN_ID
+        self.chain_id = chain_id
         self.accounts = dict(accounts or DEV_ACCOUNTS)
         self.start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
@@ -111,7 +112,7 @@ class Ganache:
             str(ensure_ganache()),
             "--server.host=127.0.0.1",
             f"--server.port={self.port}",
-            f"--chain.chainId={CHAIN_ID}",
+            f"--chain.chainId={self.chain_id}",
             "--chain.hardfork=shanghai",
             f"--miner.defaultGasPrice={DEFAULT_GAS_PRICE}",
             "--logging.quiet=true",
@@ -139,7 +140,7 @@ class Ganache:
                 self.stop()
                 raise DevChainError(f"ganache exited at start-up on port {self.port}: {output}")
             try:
-                if rpc_chain_id(self.url, timeout=1.0) == CHAIN_ID:
+                if rpc_chain_id(self.url, timeout=1.0) == self.chain_id:
                     return self
             except (requests.RequestException, ValueError, KeyError):
                 pass

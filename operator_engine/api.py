@@ -101,7 +101,9 @@ class Engine:
             lease_seconds=lease_seconds,
             settlement=settlement or default_settlement(settings, db),
             credentials=CredentialStore(db, settings.credentials_key),
-            receipt_signer=provider_signer(settings.provider_private_key),
+            receipt_signer=provider_signer(
+                settings.provider_private_key, settings.provider_private_keys
+            ),
         )
         #: Escrow locks and claims of paid (C2D v2) jobs (the provider locks through it).
         self.settlement: Settlement = self.services.settlement

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+from eth_utils import to_checksum_address
 
 from operator_engine.credentials import CredentialStore
 from operator_engine.models import (
@@ -66,6 +70,114 @@ class EnvironmentConfigError(ValueError):
     """A malformed environment definition; the message names the source and the field."""
 
 
+class FeeTokenUnchecked(EnvironmentConfigError):
+    """The chain did not answer the fee token's code check (nothing is known either way)."""
+
+
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+class FeeTokenRule:
+    """The one rule for an environment's fee token, applied whenever environments are loaded.
+
+    A fee token is always a real ERC-20 on the chain: ocean.js calls ``allowance``/``approve``
+    on it even for a zero fee, and a call to an address without code reverts. An environment
+    that names no fee token (or the zero address) gets ``default_token``, the Ocean token of the
+    chain's address-file entry; a token that is malformed or has no code on the chain refuses
+    the environment with :class:`EnvironmentConfigError`. ``get_code`` is ``web3.eth.get_code``
+    of the chain (code checks are cached: found for good, missing for ``retry_seconds``). With
+    ``chain_id``, a per-chain ``feeToken`` (an object chain id → token) is read for that chain.
+    """
+
+    def __init__(
+        self,
+        default_token: str | None,
+        get_code: Callable[[str], bytes],
+        chain: str,
+        *,
+        retry_seconds: float = 30.0,
+        chain_id: int | None = None,
+    ) -> None:
+        self.chain_id = chain_id
+        self.default_token = default_token
+        self.get_code = get_code
+        self.chain = chain
+        self.retry_seconds = retry_seconds
+        self._found: set[str] = set()
+        self._missing: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def token_for(self, configured: str | None, where: str) -> str:
+        """The checksummed fee token an environment configured with ``configured`` uses."""
+        token = configured or ""
+        if not token or (_ADDRESS_RE.match(token) and int(token, 16) == 0):
+            if not self.default_token:
+                raise EnvironmentConfigError(
+                    f"{where}: no feeToken, and the address file has no Ocean token for "
+                    f"{self.chain} to default to: set feeToken to an ERC-20 on {self.chain}"
+                )
+            token = self.default_token
+        if not _ADDRESS_RE.match(token):
+            raise EnvironmentConfigError(
+                f"{where}: feeToken {token!r} is not an address (0x and 40 hex digits)"
+            )
+        token = to_checksum_address(token)
+        if not self._has_code(token, where):
+            raise EnvironmentConfigError(
+                f"{where}: feeToken {token} has no contract code on {self.chain}: "
+                "name an ERC-20 deployed there, or omit feeToken to use the chain's Ocean token"
+            )
+        return token
+
+    def apply(self, env: ComputeEnvironment, where: str) -> ComputeEnvironment:
+        """``env`` with its fee token resolved and checked (see :meth:`token_for`)."""
+        if self.chain_id is not None:
+            env = env.on_chain(self.chain_id)
+        return replace(env, fee_token=self.token_for(env.fee_token, where))
+
+    def _has_code(self, token: str, where: str) -> bool:
+        with self._lock:
+            if token in self._found:
+                return True
+            missing_since = self._missing.get(token)
+            if missing_since is not None and time.monotonic() - missing_since < self.retry_seconds:
+                return False
+        try:
+            found = len(self.get_code(token)) > 0
+        except Exception as exc:  # transport errors: say so, remember nothing
+            raise FeeTokenUnchecked(
+                f"{where}: cannot check feeToken {token} on {self.chain} ({type(exc).__name__})"
+            ) from None
+        with self._lock:
+            if found:
+                self._found.add(token)
+                self._missing.pop(token, None)
+            else:
+                self._missing[token] = time.monotonic()
+        return found
+
+
+class ChainFeeTokens:
+    """The fee-token rules of a provider serving several chains, as one registry rule.
+
+    :meth:`apply` checks an environment on every chain (a chain that does not answer is
+    skipped: it is checked when that chain offers the environment) and returns it as
+    configured, since its fee token differs per chain: each chain resolves its own with its
+    :class:`FeeTokenRule` when it offers the environment.
+    """
+
+    def __init__(self, rules: dict[int, FeeTokenRule]) -> None:
+        self.rules = rules
+
+    def apply(self, env: ComputeEnvironment, where: str) -> ComputeEnvironment:
+        for rule in self.rules.values():
+            try:
+                rule.apply(env, f"{where} on {rule.chain}")
+            except FeeTokenUnchecked:
+                continue
+        return env
+
+
 def default_environment() -> ComputeEnvironment:
     """The built-in free environment used when no environments file is configured."""
     return ComputeEnvironment(
@@ -78,7 +190,7 @@ def default_environment() -> ComputeEnvironment:
         max_job_duration=600,
         storage_expiry=7 * 24 * 3600,
         price_min=0.0,
-        fee_token=ZERO_ADDRESS,
+        fee_token=ZERO_ADDRESS,  # the FeeTokenRule makes it the chain's Ocean token
         egress=EgressPolicy(max_bytes=256 * 1024**2, max_files=100),
     )
 
@@ -120,6 +232,8 @@ def parse_environment(data: Any, source: str) -> ComputeEnvironment:
             values["allowed_images"] = tuple(value)
         elif key == "egress":
             values["egress"] = _egress(value, where)
+        elif key == "feeToken" and isinstance(value, dict):
+            values["fee_tokens"] = _fee_tokens(value, where)
         elif key == "prices":
             values["prices"] = _prices(value, where)
         elif key == "free":
@@ -141,6 +255,21 @@ def parse_environment(data: Any, source: str) -> ComputeEnvironment:
         env = ComputeEnvironment(**values)
         values["price_min"] = float(sum(env.price_of(r) * a for r, a in job_amounts(env)))
     return ComputeEnvironment(**values)
+
+
+def _fee_tokens(value: dict[Any, Any], where: str) -> tuple[tuple[int, str], ...]:
+    """``feeToken`` as an object chain id → token address (one fee token per chain)."""
+    pairs = []
+    for key, token in value.items():
+        text = str(key).strip()
+        if not (text.isascii() and text.isdigit()):
+            raise EnvironmentConfigError(f"{where}: feeToken key {key!r} is not a chain id")
+        if not isinstance(token, str):
+            raise EnvironmentConfigError(f"{where}: feeToken for chain {text} must be a string")
+        pairs.append((int(text), token))
+    if not pairs:
+        raise EnvironmentConfigError(f"{where}: feeToken must name at least one chain")
+    return tuple(pairs)
 
 
 def _prices(value: Any, where: str) -> tuple[tuple[str, float], ...]:
@@ -315,14 +444,30 @@ class EnvEntry:
 
 
 class EnvironmentRegistry:
-    """File environments merged with store-managed ones; :meth:`entries` reads both afresh."""
+    """File environments merged with store-managed ones; :meth:`entries` reads both afresh.
 
-    def __init__(self, path: Path | None, store: Any) -> None:
+    With a :class:`FeeTokenRule` (the provider installs one) every environment's fee token is
+    resolved and checked: a file environment that fails raises, a store one becomes INVALID.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        store: Any,
+        fee_tokens: FeeTokenRule | ChainFeeTokens | None = None,
+    ) -> None:
         self.path = path
         self.store = store
+        self.fee_tokens = fee_tokens
+
+    def check(self, env: ComputeEnvironment, where: str) -> ComputeEnvironment:
+        """``env`` as offered: fee token resolved and checked when a rule is installed."""
+        return env if self.fee_tokens is None else self.fee_tokens.apply(env, where)
 
     def file_envs(self) -> list[ComputeEnvironment]:
-        return load_file(self.path) if self.path is not None else [default_environment()]
+        if self.path is None:
+            return [self.check(default_environment(), "built-in environment")]
+        return [self.check(env, f"{self.path} ({env.id!r})") for env in load_file(self.path)]
 
     def entries(self) -> dict[str, EnvEntry]:
         """Every environment, the primary one first (see :meth:`primary_id`)."""
@@ -330,9 +475,10 @@ class EnvironmentRegistry:
         for row in self.store.env_rows():
             if row.id in merged and merged[row.id].source == "file":
                 continue  # a file environment is read-only: the API cannot shadow it
+            where = f"compute_envs[{row.id}]"
             try:
-                env = parse_environment(
-                    {"id": row.id, **dict(row.config)}, f"compute_envs[{row.id}]"
+                env = self.check(
+                    parse_environment({"id": row.id, **dict(row.config)}, where), where
                 )
             except EnvironmentConfigError as exc:
                 merged[row.id] = EnvEntry(

@@ -8,7 +8,7 @@ with :class:`Job` values, which :meth:`Job.to_ocean` turns into the wire shape c
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,6 +85,19 @@ class ComputeEnvironment:
     container_env: tuple[tuple[str, str], ...] = ()
     #: stored platform credentials (a registry login for private images), by id
     credentials_id: str = ""
+    #: (chain id, token) pairs when ``feeToken`` is an object chain id → token.
+    fee_tokens: tuple[tuple[int, str], ...] = ()
+
+    def on_chain(self, chain_id: int) -> ComputeEnvironment:
+        """This environment as offered on ``chain_id``: ``fee_token`` is that chain's entry of
+        a per-chain ``feeToken`` (else ``fee_token`` as configured).
+
+        >>> env = ComputeEnvironment(id="e", fee_tokens=((8996, "0xA"), (58008, "0xB")))
+        >>> env.on_chain(58008).fee_token, env.on_chain(1).fee_token == ZERO_ADDRESS
+        ('0xB', True)
+        """
+        token = dict(self.fee_tokens).get(chain_id)
+        return self if token is None else replace(self, fee_token=token)
 
     def price_of(self, resource: str) -> float:
         """Fee token per unit of ``resource`` per minute (0 when not priced)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +99,18 @@ def with_receipt(
     return [*records, ResultRecord(RECEIPT_FILE, size, RESULT_TYPE, sha, RECEIPT_FILE)]
 
 
-def provider_signer(private_key: str | None) -> Signer | None:
-    """A signer with the provider key (None without a key: jobs get no receipt). A job whose
-    request names no chain is signed for chain id 0."""
-    if not private_key:
+def provider_signer(
+    private_key: str | None, per_chain: Mapping[int, str] | None = None
+) -> Signer | None:
+    """A signer with the provider key (None without a key: jobs get no receipt). With
+    ``per_chain`` keys (a JSON ``PROVIDER_PRIVATE_KEY``) a job is signed with its chain's key.
+    A job whose request names no chain is signed for chain id 0 (with the first key)."""
+    keys = dict(per_chain or {})
+    if not private_key and not keys:
         return None
 
     def signer(facts: ReceiptFacts, chain_id: int | None) -> dict[str, Any]:
-        return sign(private_key, facts, chain_id=chain_id or 0)
+        key = keys.get(chain_id or 0) or private_key or next(iter(keys.values()))
+        return sign(key, facts, chain_id=chain_id or 0)
 
     return signer

@@ -54,7 +54,7 @@ from operator_engine.db import reading
 from operator_engine.escrow_ledger import OPEN_STATES, EscrowLedger, LedgerError, LockRecord
 from operator_engine.models import utcnow
 from operator_engine.statuses import JobStatus
-from tidewater.settings import Settings
+from tidewater.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,14 @@ LOCKING_GRACE = timedelta(minutes=5)
 
 def default_settlement(settings: Settings, db: Engine) -> Settlement:
     """The settlement of a provider configured by ``settings``. Its chain handle is built on
-    first use from ``NETWORK_URL``, ``ADDRESS_FILE`` (its ``Escrow``) and
-    ``PROVIDER_PRIVATE_KEY`` (the payee); without a key every use raises
-    :class:`~contracts_abi.escrow.EscrowUnavailable` (``escrow_not_configured``), so paid jobs
-    wait at 71 instead of finishing unclaimed."""
-    key = settings.provider_private_key
+    first use from ``NETWORK_URL`` (the first chain when it names several), ``ADDRESS_FILE``
+    (its ``Escrow``) and ``PROVIDER_PRIVATE_KEY`` (the payee: that chain's key); without a key
+    every use raises :class:`~contracts_abi.escrow.EscrowUnavailable`
+    (``escrow_not_configured``), so paid jobs wait at 71 instead of finishing unclaimed."""
+    keyed = bool(settings.provider_private_key or settings.provider_private_keys)
 
     def build() -> EscrowChain:
-        if not key:
+        if not keyed:
             raise escrow.EscrowUnavailable(
                 "escrow_not_configured",
                 "PROVIDER_PRIVATE_KEY is not set: the escrow payee cannot lock or claim",
@@ -98,6 +98,10 @@ def default_settlement(settings: Settings, db: Engine) -> Settlement:
             addresses = read_address_file(settings.address_file, chain_id)
         except AddressFileError as exc:
             raise escrow.EscrowUnavailable("escrow_not_deployed", str(exc)) from exc
+        try:
+            key = settings.private_key_for(chain_id)  # a JSON PROVIDER_PRIVATE_KEY: its own
+        except SettingsError as exc:
+            raise escrow.EscrowUnavailable("escrow_not_configured", str(exc)) from exc
         return EscrowChain.from_addresses(w3, addresses, Account.from_key(key))
 
     return Settlement(db, build)

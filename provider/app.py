@@ -8,18 +8,28 @@ chain client, asset resolver) and hangs it on ``app.extensions["tidewater"]`` as
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from inspect import iscoroutinefunction
 from typing import Any
 
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from flask import Flask, Response, current_app, request
 from sqlalchemy import Engine as SqlEngine
 
-from provider.chain import guard_chain
+from provider.chain import ChainUnavailable
+from provider.chains import (
+    Chain,
+    UnknownChain,
+    build_chains,
+    install_fee_token_rules,
+    parse_chain_id,
+)
+from provider.chains import ChainUnavailableError as ChainUnavailableError  # re-exported
 from provider.errors import register_error_handlers
+from provider.indexer import indexed_chain
+from provider.indexer import metadata as index_tables
 from provider.json_limits import install_json_limits
 from provider.logs import install_request_logging
 from provider.metrics import install_metrics
@@ -57,6 +67,7 @@ _CORS_EXPOSE = "Content-Disposition, Content-Length, Content-Range, Accept-Range
 #: Preflights that name no headers still get these (ocean.js 8 sends Authorization and Range).
 _CORS_HEADERS = "Content-Type, Authorization, Range"
 RPC_TIMEOUT_S = 10.0
+log = logging.getLogger(__name__)
 
 
 class ProviderFlask(Flask):
@@ -77,74 +88,106 @@ class ProviderFlask(Flask):
         return func
 
 
-class ChainUnavailableError(RuntimeError):
-    """The chain at NETWORK_URL did not answer; the message is one line naming it."""
-
-
 @dataclass
 class Services:
-    """Everything a route needs, built once by :func:`create_app`."""
+    """Everything a route needs, built once by :func:`create_app`.
+
+    ``chains`` holds one :class:`~provider.chains.Chain` per served chain id; routes pick the
+    request's chain with :meth:`chain` (``chainId``) or :meth:`chain_of` (a DID). The
+    ``chain_id``/``web3``/``addresses``/``assets``/``provider_*`` properties are the first
+    chain's, for code that serves one chain only.
+    """
 
     settings: Settings
     db: SqlEngine
     engine: Any
-    provider_account: LocalAccount
     nonces: NonceStore
-    chain_id: int
-    addresses: dict[str, Any] = field(default_factory=dict)
-    assets: Any = None
-    _web3: Any = field(default=None, repr=False)
+    chains: dict[int, Chain] = field(default_factory=dict)
+
+    # -- picking the request's chain ------------------------------------------------------------
+    def chain(self, chain_id: object, *, live: bool = True) -> Chain:
+        """The served chain ``chain_id`` (text or int): 400 when not an integer or not served,
+        503 when ``live`` and its node does not answer."""
+        number = parse_chain_id(chain_id)
+        found = self.chains.get(number)
+        if found is None:
+            raise UnknownChain(number, sorted(self.chains))
+        return found.ensure_live() if live else found
+
+    def chain_of(self, did: str, *, live: bool = True) -> Chain | None:
+        """The chain serving asset ``did``, or None when no chain knows it. 503 when the chain
+        it was indexed on is down (unless not ``live``: reads of what is indexed), or when no
+        reachable chain knows it while another chain is down (the DID may be that chain's:
+        unknown is not the answer then)."""
+        if len(self.chains) == 1:
+            return self.chain(next(iter(self.chains)), live=live)
+        hint = indexed_chain(self.db, did)
+        if hint in self.chains:
+            return self.chain(hint, live=live)
+        outage: ChainUnavailable | None = None
+        for chain_id, chain in self.chains.items():
+            if chain.resolver is None:
+                continue
+            try:
+                if live:
+                    chain.ensure_live()
+                if chain.resolver.resolve(did) is not None:
+                    return self.chain(chain_id, live=live)
+            except ChainUnavailable as exc:  # another chain's outage must not fail a found DID
+                outage = outage or exc
+        if outage is not None:
+            raise outage
+        return None
+
+    def request_chain(self, raw_chain_id: object, did: object) -> Chain | None:
+        """The chain a request acts on: its ``chainId`` when given, else its DID's chain."""
+        if raw_chain_id not in (None, ""):
+            return self.chain(raw_chain_id)
+        if len(self.chains) == 1:
+            return self.chain(next(iter(self.chains)))
+        return self.chain_of(str(did)) if isinstance(did, str) and did else None
+
+    # -- the first chain (single-chain code) ----------------------------------------------------
+    @property
+    def default_chain(self) -> Chain:
+        return next(iter(self.chains.values()))
+
+    @property
+    def chain_id(self) -> int:
+        return self.default_chain.chain_id
 
     @property
     def web3(self) -> Any:
-        """The chain client (``web3.Web3``), built on first use from ``settings.network_url``."""
-        if self._web3 is None:
-            self._web3 = build_web3(self.settings.network_url)
-            guard_chain(self._web3, self.chain_id)
-        return self._web3
+        return self.default_chain.web3
 
     @web3.setter
-    def web3(self, value: Any) -> None:
-        self._web3 = value
+    def web3(self, client: Any) -> None:
+        self.default_chain.web3 = client
+
+    @property
+    def addresses(self) -> dict[str, Any]:
+        return self.default_chain.addresses
+
+    @property
+    def assets(self) -> Any:
+        return self.default_chain.resolver
+
+    @assets.setter
+    def assets(self, resolver: Any) -> None:
+        self.default_chain.resolver = resolver
+
+    @property
+    def provider_account(self) -> LocalAccount:
+        return self.default_chain.account
 
     @property
     def provider_address(self) -> str:
-        return str(self.provider_account.address)
+        return self.default_chain.provider_address
 
 
 def services() -> Services:
     """The :class:`Services` of the current app."""
     return current_app.extensions["tidewater"]  # type: ignore[no-any-return]
-
-
-def build_web3(url: str) -> Any:
-    from web3 import Web3
-
-    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
-
-
-def _chain_id(settings: Settings, web3: Any) -> tuple[int, Any]:
-    if web3 is None:
-        web3 = build_web3(settings.network_url)
-    try:
-        return int(web3.eth.chain_id), web3
-    except Exception as exc:  # any transport failure: one line naming the URL
-        raise ChainUnavailableError(
-            f"the chain at NETWORK_URL={settings.network_url} is unreachable "
-            f"({type(exc).__name__}): start it (`tidewater chain`) or fix NETWORK_URL"
-        ) from None
-
-
-def _addresses(settings: Settings, chain_id: int) -> dict[str, Any]:
-    try:
-        from contracts_abi.deploy import read_address_file
-        from contracts_abi.errors import AddressFileError
-    except ImportError:
-        return {}
-    try:
-        return read_address_file(settings.address_file, chain_id)
-    except AddressFileError:
-        return {}
 
 
 def _import_optional(name: str) -> Any | None:
@@ -179,31 +222,30 @@ def create_app(
     start_workers: bool = False,
 ) -> Flask:
     """Build the provider app. ``engine`` defaults to ``Engine.from_settings(settings)``;
-    ``web3`` to a client of ``settings.network_url`` (which must answer: its chain id is read
-    now). ``start_workers`` starts the engine's worker threads (``tidewater serve`` does)."""
-    account = Account.from_key(settings.require_private_key())
-    chain_id, web3 = _chain_id(settings, web3)
-    guard_chain(web3, chain_id)  # RPC outages answer 503 naming the chain, never 400/500
+    ``web3`` (tests, one chain) to a client of each chain's URL (see :func:`build_chains`).
+    ``start_workers`` starts the engine's worker threads (``tidewater serve`` does)."""
+    settings.require_private_key()
+    chains = build_chains(settings, web3)
     if engine is None:
         from operator_engine.api import Engine
 
         engine = Engine.from_settings(settings)
+    install_fee_token_rules(engine, chains, single=0 in settings.rpc_urls())
     app = ProviderFlask("provider")
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     svc = Services(
         settings=settings,
         db=engine.db,
         engine=engine,
-        provider_account=account,
         nonces=NonceStore(engine.db),
-        chain_id=chain_id,
-        addresses=_addresses(settings, chain_id),
-        _web3=web3,
+        chains=chains,
     )
     app.extensions["tidewater"] = svc
+    index_tables.create_all(engine.db)  # chain_of reads them even before any indexer runs
     assets = _import_optional("provider.assets")
     if assets is not None and hasattr(assets, "build_resolver"):
-        svc.assets = assets.build_resolver(svc)
+        for chain in chains.values():
+            chain.resolver = assets.build_resolver(svc, chain)
     register_error_handlers(app)
     install_request_logging(app)
     install_metrics(app)

@@ -18,6 +18,7 @@ from provider.indexer import Indexer
 
 if TYPE_CHECKING:
     from provider.app import Services
+    from provider.chains import Chain
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class IndexerResolver:
             self.indexer.sync()
             self._synced_at = time.monotonic()
         except ChainUnavailable as exc:  # an outage serves what is indexed, logged
-            log.warning("indexer catch-up failed: %s", exc)
+            log.warning("indexer catch-up failed: %s", exc)  # it names the chain
             outage = exc
         except Exception as exc:
             log.warning("indexer catch-up failed: %s", exc)
@@ -93,20 +94,35 @@ class AquariusResolver:
         )
 
 
-def build_resolver(services: Services) -> AssetResolver | None:
-    """The resolver ``create_app`` hangs on ``Services.assets`` (None without a chain)."""
+def build_resolver(services: Services, chain: Chain) -> AssetResolver | None:
+    """``chain``'s resolver (None without its factory address): its own indexer, or the
+    shared Aquarius when ``AQUARIUS_URL`` is set (only this chain's assets count)."""
     settings = services.settings
     if settings.aquarius_url:
-        return AquariusResolver(settings.aquarius_url)
-    factory = (services.addresses or {}).get("ERC721Factory")
-    if not factory or services.web3 is None:
+        return ChainFilter(AquariusResolver(settings.aquarius_url), chain.chain_id)
+    factory = (chain.addresses or {}).get("ERC721Factory")
+    if not factory or chain.web3 is None:
         return None
     indexer = Indexer(
-        services.web3,
+        chain.web3,
         services.db,
         factory=factory,
-        chain_id=services.chain_id,
-        private_key=settings.provider_private_key,
-        start_block=int(services.addresses.get("startBlock") or 0),
+        chain_id=chain.chain_id,
+        private_key=chain.private_key,
+        start_block=int(chain.addresses.get("startBlock") or 0),
     )
     return IndexerResolver(indexer)
+
+
+class ChainFilter:
+    """Resolves through ``inner``, answering only assets of ``chain_id``."""
+
+    def __init__(self, inner: AssetResolver, chain_id: int) -> None:
+        self.inner = inner
+        self.chain_id = chain_id
+
+    def resolve(self, did: str) -> Asset | None:
+        found = self.inner.resolve(did)
+        if found is None or found.chain_id not in (self.chain_id, 0):  # 0: DDO names no chain
+            return None
+        return found

@@ -30,11 +30,13 @@ class ChainUnavailable(ProviderError):
 
     status_code = 503
 
-    def __init__(self, chain_id: int, cause: BaseException) -> None:
-        super().__init__(
-            f"chain {chain_id} is unavailable: its RPC endpoint did not answer "
-            f"({type(cause).__name__}); try again later"
+    def __init__(self, chain_id: int, cause: BaseException | str) -> None:
+        reason = (
+            cause
+            if isinstance(cause, str)
+            else f"its RPC endpoint did not answer ({type(cause).__name__})"
         )
+        super().__init__(f"chain {chain_id} is unavailable: {reason}; try again later")
         self.chain_id = chain_id
 
 

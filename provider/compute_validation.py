@@ -27,10 +27,11 @@ from operator_engine.models import (
 from operator_engine.storage import StorageConfig, fetch_bytes
 from provider import json_limits
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
+from provider.chains import Chain
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
 from provider.orders import Order, OrderError, OrderValidator, ProviderFeeInvalid
-from provider.params import text_param
+from provider.params import lookup, text_param
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,12 @@ class ValidatedCompute:
     orders: list[Order]
     #: lowercased tx hash → the request field that carries it (``dataset.transferTxId``…)
     order_fields: dict[str, str] = field(default_factory=dict)
+    #: the chain the orders were checked on (the request's chain)
+    chain_id: int = 0
 
-    def payments(self, chain_id: int) -> Payments:
+    def payments(self) -> Payments:
         """The payment txs this job consumes (PROTOCOL §5: each starts at most one job)."""
-        return Payments.of(chain_id, [order.tx_id for order in self.orders])
+        return Payments.of(self.chain_id, [order.tx_id for order in self.orders])
 
 
 def decrypt_files(private_key: str, ciphertext: Any) -> dict[str, Any]:
@@ -134,27 +137,30 @@ class ComputeValidator:
     def __init__(
         self,
         svc: Any,
+        chain: Chain,
         params: dict[str, Any],
         requester: str,
         env: ComputeEnvironment,
         *,
         orders_required: bool = True,
     ):
-        """``orders_required=False`` (a free tier that waives orders): items without a
-        ``transferTxId`` pass without an order; one that is given is still checked."""
+        """``chain``: the request's chain. ``orders_required=False`` (a free tier that waives
+        orders): items without a ``transferTxId`` pass without an order; one that is given is
+        still checked."""
         self.orders_required = orders_required
         self.svc = svc
+        self.chain = chain
         self.params = params
         self.requester = requester
-        self.env = env
-        self.private_key = svc.settings.require_private_key()
-        self.orders = OrderValidator(svc.web3, svc.provider_address)
+        self.env = chain.offer(env)
+        self.private_key = chain.private_key
+        self.orders = OrderValidator(chain.web3, chain.provider_address)
         self._assets: dict[str, Asset | None] = {}
 
     # -- lookups ------------------------------------------------------------------------------
     def resolve(self, did: str) -> Asset | None:
         if did not in self._assets:
-            resolver = self.svc.assets
+            resolver = self.chain.resolver
             self._assets[did] = resolver.resolve(did) if resolver is not None else None
         return self._assets[did]
 
@@ -372,7 +378,7 @@ class ComputeValidator:
         except (ValueError, KeyError, TypeError):
             raise ResourceError("order", "fees_not_paid") from None
         owed = fee_amount(
-            self.env.price_min, seconds, token_decimals(self.svc.web3, self.env.fee_token)
+            self.env.price_min, seconds, token_decimals(self.chain.web3, self.env.fee_token)
         )
         if int(fee["providerFeeAmount"]) < owed:
             raise ResourceError("order", "fees_not_paid")
@@ -414,7 +420,10 @@ def validate_inputs(
 def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> ValidatedCompute:
     """Validate an already signature-checked compute request into a JobRequest."""
     env = environment_of(svc.engine, text_param(params, "environment"))
-    validator = ComputeValidator(svc, params, Web3.to_checksum_address(requester), env)
+    chain = svc.request_chain(text_param(params, "chainId"), lookup(params, "dataset.documentId"))
+    if chain is None:
+        raise ResourceError("dataset", "did_not_found")
+    validator = ComputeValidator(svc, chain, params, Web3.to_checksum_address(requester), env)
     items: list[tuple[str, Any, bool]] = [("dataset", params.get("dataset"), True)]
     extra = params.get("additionalDatasets") or params.get("additionalInputs") or []
     if not isinstance(extra, list):
@@ -437,9 +446,11 @@ def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> Valida
         algorithm=algorithm,
         agreement_id=orders[0].tx_id.lower(),
         expire_timestamp=int(orders[0].provider_fee["validUntil"]),
-        chain_id=svc.chain_id,
+        chain_id=chain.chain_id,
     )
-    return ValidatedCompute(request=request, orders=orders, order_fields=fields)
+    return ValidatedCompute(
+        request=request, orders=orders, order_fields=fields, chain_id=chain.chain_id
+    )
 
 
 __all__ = ["ComputeValidator", "ValidatedCompute", "validate_compute", "validate_inputs"]

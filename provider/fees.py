@@ -17,6 +17,7 @@ from web3 import Web3
 
 from contracts_abi import fees as fee_format
 from contracts_abi import load
+from operator_engine.environments import FeeTokenRule
 from operator_engine.models import ZERO_ADDRESS, ComputeEnvironment
 
 
@@ -78,4 +79,12 @@ def provider_fee(
         fee_token=token,
         amount=amount,
         valid_until=int(valid_until),
+    )
+
+
+def fee_token_rule(web3: Any, addresses: dict[str, Any], chain_id: int) -> FeeTokenRule:
+    """The fee-token rule of chain ``chain_id``: default its address-file ``Ocean`` token,
+    check code with ``web3``."""
+    return FeeTokenRule(
+        addresses.get("Ocean"), web3.eth.get_code, f"chain {chain_id}", chain_id=chain_id
     )

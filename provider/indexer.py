@@ -32,9 +32,11 @@ from provider.metadata import plain_document
 log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
+#: Data NFTs per chain: the same deployer gives the same addresses on two dev chains.
 nfts = sa.Table(
-    "indexer_nfts",
+    "indexer_chain_nfts",
     metadata,
+    sa.Column("chain_id", sa.BigInteger, primary_key=True),
     sa.Column("address", sa.String(42), primary_key=True),  # lowercase
     sa.Column("block", sa.BigInteger, nullable=False),
 )
@@ -49,6 +51,7 @@ assets = sa.Table(
     sa.Column("owner", sa.String(42), nullable=False),
     sa.Column("block", sa.BigInteger, nullable=False),
 )
+#: Last indexed block per ``<chain id>:<factory>`` (see :attr:`Indexer.cursor_name`).
 cursors = sa.Table(
     "indexer_cursor",
     metadata,
@@ -112,16 +115,28 @@ class Indexer:
         metadata.create_all(db)
 
     # -- store ----------------------------------------------------------------------------
+    @property
+    def cursor_name(self) -> str:
+        """The cursor row of this chain's factory (two dev chains may share an address)."""
+        return f"{self.chain_id}:{self.factory.lower()}"
+
     def cursor(self) -> int:
         with self.db.connect() as conn:
             value = conn.execute(
-                sa.select(cursors.c.block).where(cursors.c.name == self.factory.lower())
+                sa.select(cursors.c.block).where(cursors.c.name == self.cursor_name)
             ).scalar()
         return int(value) if value is not None else self.start_block - 1
 
     def get(self, did: str) -> Asset | None:
+        """The indexed asset ``did`` of this chain, or None."""
         with reading(self.db) as conn:
-            row = conn.execute(sa.select(assets).where(assets.c.did == did)).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(assets).where(assets.c.did == did, assets.c.chain_id == self.chain_id)
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             return None
         return Asset(
@@ -153,7 +168,12 @@ class Indexer:
         )
         logs = sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"]))
         with self.db.begin() as conn:
-            known = {r[0] for r in conn.execute(sa.select(nfts.c.address))}
+            known = {
+                r[0]
+                for r in conn.execute(
+                    sa.select(nfts.c.address).where(nfts.c.chain_id == self.chain_id)
+                )
+            }
             for entry in logs:
                 topic0 = "0x" + bytes(entry["topics"][0]).hex()
                 if topic0 == self._t_created:
@@ -162,11 +182,15 @@ class Indexer:
                     event = self._factory.events.NFTCreated().process_log(entry)
                     address = event["args"]["newTokenAddress"].lower()
                     if address not in known:
-                        conn.execute(sa.insert(nfts).values(address=address, block=first))
+                        conn.execute(
+                            sa.insert(nfts).values(
+                                chain_id=self.chain_id, address=address, block=first
+                            )
+                        )
                         known.add(address)
                 elif entry["address"].lower() in known:
                     self._apply(conn, self._t_meta[topic0], entry)
-            values = {"name": self.factory.lower(), "block": last}
+            values = {"name": self.cursor_name, "block": last}
             updated = conn.execute(
                 sa.update(cursors).where(cursors.c.name == values["name"]).values(block=last)
             )
@@ -249,9 +273,11 @@ class Indexer:
                 try:
                     self.sync()
                 except Exception as exc:  # the loop must survive a chain hiccup
-                    log.warning("indexer sync failed: %s", exc)
+                    log.warning("indexer of chain %s: sync failed: %s", self.chain_id, exc)
 
-        self._thread = threading.Thread(target=loop, name="tidewater-indexer", daemon=True)
+        self._thread = threading.Thread(
+            target=loop, name=f"tidewater-indexer-{self.chain_id}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -259,6 +285,13 @@ class Indexer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+def indexed_chain(db: sa.Engine, did: str) -> int | None:
+    """The chain id ``did`` was indexed on (by any chain's indexer), or None."""
+    with reading(db) as conn:
+        value = conn.execute(sa.select(assets.c.chain_id).where(assets.c.did == did)).scalar()
+    return None if value is None else int(value)
 
 
 def wait_indexed(indexer: Indexer, did: str, timeout: float = 5.0) -> Asset | None:

@@ -7,6 +7,7 @@ the variable and says how to fix it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -18,13 +19,20 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_URL_RE = re.compile(r"^(https?|wss?)://\S+$")
 _FERNET_RE = re.compile(r"^[A-Za-z0-9_-]{43}=$")
 
 #: Every environment variable tidewater reads, with its default and meaning (the README's
 #: configuration table is checked against this by a test).
 VARIABLES: dict[str, tuple[str, str]] = {
-    "NETWORK_URL": ("http://127.0.0.1:8545", "JSON-RPC URL of the chain"),
-    "PROVIDER_PRIVATE_KEY": ("(none)", "0x-hex key that signs provider fees and decrypts"),
+    "NETWORK_URL": (
+        "http://127.0.0.1:8545",
+        'JSON-RPC URL of the chain, or a JSON object chain id → URL (`{"8996": "http://…"}`)',
+    ),
+    "PROVIDER_PRIVATE_KEY": (
+        "(none)",
+        "0x-hex key that signs provider fees and decrypts; or a JSON object chain id → key",
+    ),
     "DEPLOYER_PRIVATE_KEY": ("(none)", "funded key `tidewater chain --rpc URL` deploys with"),
     "ADDRESS_FILE": ("$TIDEWATER_DATA_DIR/address.json", "Ocean address.json of the contracts"),
     "TIDEWATER_DATA_DIR": ("./.tidewater", "jobs, results, logs and the SQLite store"),
@@ -86,6 +94,53 @@ def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.lower() for item in items if item)
 
 
+def _chain_map(raw: str, name: str, what: str) -> dict[int, str]:
+    """A JSON object of decimal chain ids → strings (``{"8996": "…"}``), validated."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{name} is not valid JSON ({exc.msg}): {_CHAIN_MAP_HINT}") from None
+    if not isinstance(data, dict) or not data:
+        raise SettingsError(f"{name} must be a non-empty JSON object: {_CHAIN_MAP_HINT}")
+    mapping: dict[int, str] = {}
+    for key, value in data.items():
+        text = str(key).strip()
+        if not (text.isascii() and text.isdigit()) or int(text) <= 0:
+            raise SettingsError(f"{name}: {key!r} is not a chain id (a positive integer)")
+        if not isinstance(value, str):
+            raise SettingsError(f"{name}: the value for chain {text} must be {what} (a string)")
+        mapping[int(text)] = value.strip()
+    return mapping
+
+
+_CHAIN_MAP_HINT = 'use one value, or an object of chain id → value like {"8996": "…"}'
+
+
+def _network_urls(raw: str) -> dict[int, str]:
+    """NETWORK_URL as chain id → URL; a plain URL is chain ``0`` (its id is read from the node)."""
+    text = raw.strip()
+    urls = _chain_map(text, "NETWORK_URL", "an RPC URL") if text.startswith("{") else {0: text}
+    for chain_id, url in urls.items():
+        if not _URL_RE.match(url):
+            where = f" for chain {chain_id}" if chain_id else ""
+            raise SettingsError(
+                f"NETWORK_URL={url!r}{where} is not an RPC URL: use http://host:port"
+            )
+    return urls
+
+
+def _private_keys(raw: str) -> dict[int, str]:
+    """PROVIDER_PRIVATE_KEY as chain id → normalized key; one key is chain ``0`` (every chain)."""
+    text = raw.strip()
+    if not text.startswith("{"):
+        return {0: normalize_private_key(text)}
+    keys = _chain_map(text, "PROVIDER_PRIVATE_KEY", "a private key")
+    return {
+        chain_id: normalize_private_key(key, f"PROVIDER_PRIVATE_KEY for chain {chain_id}")
+        for chain_id, key in keys.items()
+    }
+
+
 def _gateway(env: Mapping[str, str], name: str, default: str) -> str:
     """An http(s) gateway base URL, without a trailing slash."""
     value = (env.get(name) or default).strip().rstrip("/")
@@ -104,10 +159,19 @@ def normalize_private_key(raw: str, name: str = "PROVIDER_PRIVATE_KEY") -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """tidewater's configuration. Build it with :meth:`from_env`."""
+    """tidewater's configuration. Build it with :meth:`from_env`.
+
+    Chains: ``network_urls`` maps chain id → RPC URL when NETWORK_URL is a JSON object; when
+    it is empty the one chain is ``network_url`` (its id read from the node). Keys:
+    ``provider_private_key`` is the key of every chain, unless ``provider_private_keys`` maps a
+    chain id to its own key. Use :meth:`rpc_urls` and :meth:`private_key_for`.
+    """
 
     network_url: str = "http://127.0.0.1:8545"
     provider_private_key: str | None = field(default=None, repr=False)
+    # hash=False: a dict cannot be hashed, and Settings stays hashable without them
+    network_urls: dict[int, str] = field(default_factory=dict, hash=False)
+    provider_private_keys: dict[int, str] = field(default_factory=dict, repr=False, hash=False)
     data_dir: Path = Path(".tidewater")
     address_file: Path = Path(".tidewater/address.json")
     db_url: str = "sqlite:///.tidewater/tidewater.db"
@@ -129,12 +193,15 @@ class Settings:
         """Read settings from ``environ`` (default: ``os.environ``), validating each."""
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("TIDEWATER_DATA_DIR") or ".tidewater").expanduser()
-        key = env.get("PROVIDER_PRIVATE_KEY") or None
-        network_url = (env.get("NETWORK_URL") or "http://127.0.0.1:8545").strip()
-        if not re.match(r"^(https?|wss?)://", network_url):
-            raise SettingsError(
-                f"NETWORK_URL={network_url!r} is not an RPC URL: use http://host:port"
-            )
+        keys = _private_keys(env["PROVIDER_PRIVATE_KEY"]) if env.get("PROVIDER_PRIVATE_KEY") else {}
+        urls = _network_urls(env.get("NETWORK_URL") or "http://127.0.0.1:8545")
+        if 0 not in urls:
+            missing = sorted(set(urls) - set(keys)) if keys and 0 not in keys else []
+            if missing:
+                raise SettingsError(
+                    f"PROVIDER_PRIVATE_KEY has no key for chain {missing[0]} of NETWORK_URL: "
+                    "add it, or use one key for every chain"
+                )
         envs_file = env.get("TIDEWATER_ENVIRONMENTS") or None
         log_level = (env.get("TIDEWATER_LOG_LEVEL") or "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -147,8 +214,10 @@ class Settings:
                 "print(Fernet.generate_key().decode())'"
             )
         return cls(
-            network_url=network_url,
-            provider_private_key=normalize_private_key(key) if key else None,
+            network_url=next(iter(urls.values())),
+            provider_private_key=keys.get(0),
+            network_urls={} if 0 in urls else urls,
+            provider_private_keys={} if 0 in keys else keys,
             data_dir=data_dir,
             address_file=Path(env.get("ADDRESS_FILE") or data_dir / "address.json").expanduser(),
             db_url=env.get("TIDEWATER_DB") or f"sqlite:///{data_dir / 'tidewater.db'}",
@@ -170,8 +239,27 @@ class Settings:
         """Return a copy with ``changes`` applied (tests and the CLI use this)."""
         return replace(self, **changes)
 
+    def rpc_urls(self) -> dict[int, str]:
+        """Chain id → RPC URL; a single plain NETWORK_URL is ``{0: url}`` (id read from it)."""
+        return dict(self.network_urls) if self.network_urls else {0: self.network_url}
+
+    def private_key_for(self, chain_id: int) -> str:
+        """The provider key that serves ``chain_id``; SettingsError when there is none."""
+        if self.provider_private_keys:
+            key = self.provider_private_keys.get(chain_id)
+            if key is None:
+                raise SettingsError(
+                    f"PROVIDER_PRIVATE_KEY has no key for chain {chain_id}: add it to the "
+                    "JSON object, or use one key for every chain"
+                )
+            return key
+        return self.require_private_key()
+
     def require_private_key(self) -> str:
-        """Return the provider key or raise a :class:`SettingsError` saying how to set it."""
+        """The provider key (with per-chain keys: the first chain's; prefer
+        :meth:`private_key_for`), or a :class:`SettingsError` saying how to set it."""
+        if self.provider_private_keys:
+            return next(iter(self.provider_private_keys.values()))
         if not self.provider_private_key:
             raise SettingsError(
                 "PROVIDER_PRIVATE_KEY is not set: export the provider's 0x-hex private key "

@@ -126,6 +126,13 @@ def job_summary(row: Any, platform: str) -> dict[str, Any]:
         "job_argument_list": [
             {"argument_key": k, "argument_value": v} for k, v in _arguments(row).items()
         ],
+        **_outcome(row),
+    }
+
+
+def _outcome(row: Any) -> dict[str, Any]:
+    """State, status code, reason and times: what both job views end with."""
+    return {
         "status": batch_state(row.status),
         "statusCode": row.status,
         "reason": row.reason,
@@ -147,11 +154,6 @@ def job_detail(row: Any, env: Any | None) -> list[dict[str, Any]]:
                 "cpu": None if env is None else env.cpu_number,
             },
             "args": _arguments(row),
-            "status": batch_state(row.status),
-            "statusCode": row.status,
-            "reason": row.reason,
-            "create_time": iso(row.date_created),
-            "start_time": iso(row.date_started),
-            "stop_time": iso(row.date_finished),
+            **_outcome(row),
         }
     ]

@@ -176,6 +176,14 @@ class EnvAdmin:
                 return "ERRORED", f"allowedImages: {ref}: {exc}"
         return "AVAILABLE", None
 
+    def check_fee_token(self, env_id: str, config: dict[str, Any]) -> None:
+        """400 unless the config's fee token (or the default) is an ERC-20 on the chain."""
+        where = "computeEnv.config"
+        try:
+            self.registry.check(parse_environment({"id": env_id, **config}, where), where)
+        except EnvironmentConfigError as exc:
+            raise AdminError(str(exc)) from None
+
     def last_used(self) -> dict[str, Any]:
         """The newest job creation time per environment."""
         with reading(self.store.engine) as conn:
@@ -279,6 +287,7 @@ class EnvAdmin:
             raise AdminError(f"computeEnv.name: an environment named {env_id!r} exists", 409)
         config, primary = values.pop("config"), values.pop("primary")
         self._check_credentials(config)
+        self.check_fee_token(env_id, config)
         self.store.put_env(env_id, config, status="CREATING", source="api", **values)
         status, message = self.health(config)
         self.store.put_env(env_id, config, status=status, message=message)
@@ -293,6 +302,7 @@ class EnvAdmin:
         values = parse_body(body, env_id)
         config, primary = values.pop("config"), values.pop("primary")
         self._check_credentials(config)
+        self.check_fee_token(env_id, config)
         status, message = self.health(config)
         self.store.put_env(env_id, config, status=status, message=message, **values)
         if primary:

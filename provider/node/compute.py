@@ -120,13 +120,13 @@ def initialize_compute() -> ResponseReturnValue:
     }
     body: dict[str, Any] = {
         "datasets": [
-            order_item(svc, orders, item, resource, algorithm=False, **common)
+            order_item(svc.default_chain, orders, item, resource, algorithm=False, **common)
             for resource, item, _main in items
         ]
     }
     if algorithm.get("documentId"):
         body["algorithm"] = order_item(
-            svc, orders, algorithm, "algorithm", algorithm=True, **common
+            svc.default_chain, orders, algorithm, "algorithm", algorithm=True, **common
         )
     elif not isinstance(algorithm.get("meta"), dict):
         raise ResourceError("algorithm", "missing_meta_documentId")
@@ -147,8 +147,13 @@ def initialize_compute() -> ResponseReturnValue:
 def _validated(
     svc: Services, params: dict[str, Any], consumer: str, env: ComputeEnvironment, orders: bool
 ) -> tuple[Any, Any, str | None]:
-    validator = ComputeValidator(
-        svc, params, Web3.to_checksum_address(consumer), env, orders_required=orders
+    validator = ComputeValidator(  # the /node API serves the first chain (docs/multichain.md)
+        svc,
+        svc.default_chain,
+        params,
+        Web3.to_checksum_address(consumer),
+        env,
+        orders_required=orders,
     )
     datasets, found, algorithm = validate_inputs(validator, _dataset_items(params))
     agreement = found[0].tx_id.lower() if found and found[0] is not None else None

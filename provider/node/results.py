@@ -20,21 +20,19 @@ from flask.typing import ResponseReturnValue
 
 from operator_engine.workspace import ALGORITHM_LOG
 from provider.app import Services, services
-from provider.errors import RequestValidationError, SignatureError
+from provider.errors import SignatureError
 from provider.node import bp
 from provider.node.auth import authenticate, bearer
 from provider.node.discovery import API
 from provider.node.jobs import owned_job
 from provider.nonces import nonce_param_text, require_signature
 from provider.params import (
-    address_param,
-    is_digits,
     lookup,
     request_params,
     require,
     text_param,
 )
-from provider.routes.results import result_response
+from provider.routes.results import result_params, result_response
 from provider.signatures import (
     command_text,
     recover_command_signer,
@@ -67,13 +65,7 @@ def _verify_result_request(
 def compute_result() -> ResponseReturnValue:
     svc = services()
     params = request_params()
-    require(params, "consumerAddress", "jobId", "index")
-    consumer = address_param(params, "consumerAddress")
-    job_id = text_param(params, "jobId")
-    index_text = text_param(params, "index")
-    assert consumer is not None and job_id is not None and index_text is not None
-    if not is_digits(index_text):
-        raise RequestValidationError({"index": ["The index field must be a non-negative integer."]})
+    consumer, job_id, index_text = result_params(params)
     _verify_result_request(svc, consumer, job_id, index_text, params)
     return result_response(svc, owned_job(svc, consumer, job_id), int(index_text))
 

@@ -19,6 +19,9 @@
   is known, else sends the whole file (200).
   Access orders are *not* consumed: one order serves repeated downloads until the service
   timeout passes (Ocean's rule for access; compute orders start one job each).
+
+Both act on the request's chain: ``chainId`` when given, else the chain of ``documentId``
+(its key, contracts, Ocean token and indexer; see ``docs/multichain.md``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from operator_engine.models import ZERO_ADDRESS
 from operator_engine.storage import OpenedFile, StorageConfig, file_info, open_file
 from provider.app import Services, services
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
+from provider.chains import Chain
 from provider.compute_validation import check_credentials, decrypt_files, parse_json_field
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.nonces import verify_request
@@ -72,10 +76,11 @@ def _index(params: dict[str, Any], name: str) -> int | None:
 
 
 def _access_service(
-    svc: Services, did: str, service_id: str, consumer: str
+    chain: Chain | None, did: str, service_id: str, consumer: str
 ) -> tuple[Asset, int, dict[str, Any]]:
     """The asset and its ``access`` service, consumable by ``consumer``; 4xx otherwise."""
-    asset = svc.assets.resolve(did) if svc.assets is not None else None
+    resolver = chain.resolver if chain is not None else None
+    asset = resolver.resolve(did) if resolver is not None else None
     if asset is None:
         raise ProviderError(f"Cannot resolve DID {did}", 404)
     found = asset.service(service_id)
@@ -92,9 +97,9 @@ def _access_service(
     return asset, index, service
 
 
-def _files(svc: Services, asset: Asset, service: dict[str, Any]) -> list[dict[str, Any]]:
+def _files(chain: Chain, asset: Asset, service: dict[str, Any]) -> list[dict[str, Any]]:
     try:
-        payload = decrypt_files(svc.settings.require_private_key(), service.get("files"))
+        payload = decrypt_files(chain.private_key, service.get("files"))
     except Exception:  # undecryptable files are the asset's fault, not the client's
         raise ProviderError("the service's files cannot be decrypted by this provider") from None
     same = (
@@ -114,9 +119,9 @@ def _file_at(files: list[dict[str, Any]], index: int | None) -> dict[str, Any]:
 
 
 def _validate_order(
-    svc: Services, asset: Asset, index: int, service: dict[str, Any], tx: str, consumer: str
+    chain: Chain, asset: Asset, index: int, service: dict[str, Any], tx: str, consumer: str
 ) -> Order:
-    return OrderValidator(svc.web3, svc.provider_address).validate(
+    return OrderValidator(chain.web3, chain.provider_address).validate(
         tx_id=tx,
         requester=consumer,
         nft_address=asset.nft_address,
@@ -128,21 +133,22 @@ def _validate_order(
     )
 
 
-def _compute_address(svc: Services) -> str:
+def _compute_address(svc: Services, chain: Chain) -> str:
     """The primary environment's consumerAddress (the first offered one without a primary)."""
     primary = getattr(svc.engine, "primary_environment", lambda: None)()
     envs = ([primary] if primary is not None else []) + list(svc.engine.environments())
     address = next((e.consumer_address for e in envs if e.consumer_address), None)
-    return Web3.to_checksum_address(address or svc.provider_address)
+    return Web3.to_checksum_address(address or chain.provider_address)
 
 
-def access_fee(svc: Services, datatoken: str, service: dict[str, Any]) -> dict[str, Any]:
-    """A signed zero-amount provider fee for an access service (no compute environment)."""
+def access_fee(chain: Chain, datatoken: str, service: dict[str, Any]) -> dict[str, Any]:
+    """A signed zero-amount provider fee for an access service (no compute environment), in
+    the chain's Ocean token."""
     now = time.time()
     timeout = int(service.get("timeout") or 0)
-    token = (svc.addresses or {}).get("Ocean") or ZERO_ADDRESS
+    token = (chain.addresses or {}).get("Ocean") or ZERO_ADDRESS
     return fee_format.sign_provider_fee(
-        svc.settings.require_private_key(),
+        chain.private_key,
         provider_data_hex=fee_format.provider_data(None, datatoken, str(service["id"]), now),
         fee_token=Web3.to_checksum_address(token),
         amount=0,
@@ -157,10 +163,12 @@ def initialize() -> ResponseReturnValue:
     did, service_id = require(params, "documentId", "serviceId")
     consumer = str(address_param(params, "consumerAddress"))
     file_index = _index(params, "fileIndex")
-    asset, index, service = _access_service(svc, str(did), str(service_id), consumer)
+    chain = svc.request_chain(text_param(params, "chainId"), str(did))
+    asset, index, service = _access_service(chain, str(did), str(service_id), consumer)
+    assert chain is not None  # the asset resolved on it
     datatoken = Web3.to_checksum_address(str(service.get("datatokenAddress")))
     if file_index is not None:
-        file_obj = _file_at(_files(svc, asset, service), file_index)
+        file_obj = _file_at(_files(chain, asset, service), file_index)
         config = StorageConfig.from_settings(svc.settings, timeout=PROBE_TIMEOUT_S)
         userdata = parse_json_field(params.get("userdata"), "userdata")
         if not file_info(file_obj, config, userdata=userdata)["valid"]:
@@ -169,12 +177,12 @@ def initialize() -> ResponseReturnValue:
     tx = text_param(params, "transferTxId")
     if tx is not None:
         try:
-            order = _validate_order(svc, asset, index, service, tx, consumer)
+            order = _validate_order(chain, asset, index, service, tx, consumer)
             return jsonify({**answer, "validOrder": order.tx_id})
         except OrderError as exc:
             log.info("initialize: order %s not reusable: %s", tx, exc)
-    answer["computeAddress"] = _compute_address(svc)
-    answer["providerFee"] = access_fee(svc, datatoken, service)
+    answer["computeAddress"] = _compute_address(svc, chain)
+    answer["providerFee"] = access_fee(chain, datatoken, service)
     return jsonify(answer)
 
 
@@ -208,10 +216,12 @@ def download() -> ResponseReturnValue:
     verify_request(
         consumer, lookup(params, "signature"), lookup(params, "nonce"), str(did), store=svc.nonces
     )
-    asset, index, service = _access_service(svc, str(did), str(service_id), consumer)
-    file_obj = _file_at(_files(svc, asset, service), file_index)
+    chain = svc.request_chain(text_param(params, "chainId"), str(did))
+    asset, index, service = _access_service(chain, str(did), str(service_id), consumer)
+    assert chain is not None  # the asset resolved on it
+    file_obj = _file_at(_files(chain, asset, service), file_index)
     try:
-        _validate_order(svc, asset, index, service, str(tx), consumer)
+        _validate_order(chain, asset, index, service, str(tx), consumer)
     except OrderError as exc:
         log.info("download: order %s refused: %s", tx, exc)
         raise ResourceError("order", "order_invalid") from None

@@ -10,7 +10,8 @@
 
 Both read the provider's DDO source (the embedded indexer, or ``AQUARIUS_URL``); an unknown or
 revoked asset answers 404 ``{"error": "Asset DID <did> not found"}``. NFT and datatoken names
-are read on-chain; what the source already holds (an Aquarius DDO) is kept as is.
+are read on-chain (on the DID's chain); what the source already holds (an Aquarius DDO) is
+kept as is.
 """
 
 from __future__ import annotations
@@ -26,17 +27,21 @@ from web3 import Web3
 from contracts_abi import load
 from provider.app import Services, services
 from provider.asset import STATE_REVOKED, Asset
+from provider.chains import Chain
 from provider.errors import ProviderError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("aquarius", __name__)
 
 
-def _asset(svc: Services, did: str) -> Asset:
-    asset = svc.assets.resolve(did) if svc.assets is not None else None
-    if asset is None or asset.state == STATE_REVOKED:
+def _asset(svc: Services, did: str) -> tuple[Chain, Asset]:
+    """The DID's chain and asset; 404 when no served chain holds it (or it is revoked)."""
+    chain = svc.chain_of(did, live=False)  # what is indexed answers while its chain is down
+    resolver = chain.resolver if chain is not None else None
+    asset = resolver.resolve(did) if resolver is not None else None
+    if chain is None or asset is None or asset.state == STATE_REVOKED:
         raise ProviderError(f"Asset DID {did} not found", 404)
-    return asset
+    return chain, asset
 
 
 def _call(w3: Any, address: str, name: str, function: str, *args: Any) -> Any:
@@ -48,17 +53,17 @@ def _call(w3: Any, address: str, name: str, function: str, *args: Any) -> Any:
         return None
 
 
-def _order_count(svc: Services, datatokens: list[str]) -> int:
+def _order_count(chain: Chain, datatokens: list[str]) -> int:
     if not datatokens:
         return 0
-    w3 = svc.web3
+    w3 = chain.web3
     event = w3.eth.contract(abi=load("ERC20Template").abi).events.OrderStarted()
     types = ",".join(i["type"] for i in event.abi["inputs"])
     topic = "0x" + bytes(HexBytes(Web3.keccak(text=f"OrderStarted({types})"))).hex()
     try:
         logs = w3.eth.get_logs(
             {
-                "fromBlock": int((svc.addresses or {}).get("startBlock") or 0),
+                "fromBlock": int((chain.addresses or {}).get("startBlock") or 0),
                 "toBlock": "latest",
                 "address": [Web3.to_checksum_address(a) for a in datatokens],
                 "topics": [topic],
@@ -70,10 +75,11 @@ def _order_count(svc: Services, datatokens: list[str]) -> int:
     return len(logs)
 
 
-def aquarius_ddo(svc: Services, asset: Asset) -> dict[str, Any]:
-    """``asset``'s DDO with the fields Aquarius adds (kept when the source has them)."""
+def aquarius_ddo(chain: Chain, asset: Asset) -> dict[str, Any]:
+    """``asset``'s DDO with the fields Aquarius adds (kept when the source has them), read on
+    ``chain``."""
     ddo = dict(asset.ddo)
-    w3 = svc.web3
+    w3 = chain.web3
     nft = dict(ddo.get("nft") or {})
     nft.update(address=asset.nft_address, state=asset.state)
     if asset.nft_owner:
@@ -101,18 +107,17 @@ def aquarius_ddo(svc: Services, asset: Asset) -> dict[str, Any]:
     ddo.setdefault("event", {})
     if "stats" not in ddo:
         datatokens = sorted({str(d["address"]) for d in ddo["datatokens"] if d.get("address")})
-        ddo["stats"] = {"orders": _order_count(svc, datatokens), "price": {}, "allocated": 0}
+        ddo["stats"] = {"orders": _order_count(chain, datatokens), "price": {}, "allocated": 0}
     ddo.setdefault("purgatory", {"state": False})
     return ddo
 
 
 @bp.get("/api/aquarius/assets/ddo/<path:did>")
 def ddo(did: str) -> ResponseReturnValue:
-    svc = services()
-    return jsonify(aquarius_ddo(svc, _asset(svc, did)))
+    return jsonify(aquarius_ddo(*_asset(services(), did)))
 
 
 @bp.get("/api/aquarius/assets/metadata/<path:did>")
 def metadata(did: str) -> ResponseReturnValue:
-    svc = services()
-    return jsonify(_asset(svc, did).ddo.get("metadata") or {})
+    _chain, asset = _asset(services(), did)
+    return jsonify(asset.ddo.get("metadata") or {})

@@ -40,12 +40,12 @@ def order_already_used(validated: ValidatedCompute, tx_id: str) -> ResourceError
     )
 
 
-def submit_once(engine: Any, validated: ValidatedCompute, chain_id: int) -> Job:
+def submit_once(engine: Any, validated: ValidatedCompute) -> Job:
     """Submit the job, consuming its orders: every payment tx starts at most one job (the
     identical request sent again answers the job it started)."""
     request = validated.request
     try:
-        job: Job = engine.submit(request, payments=validated.payments(chain_id))
+        job: Job = engine.submit(request, payments=validated.payments())
     except OrderAlreadyUsed as exc:
         raise order_already_used(validated, exc.tx_ids[0]) from None
     except EnvironmentUnavailable as exc:
@@ -73,5 +73,5 @@ def compute_start() -> ResponseReturnValue:
         store=svc.nonces,
     )
     validated = validate_compute(svc, params, str(consumer))
-    job = submit_once(svc.engine, validated, svc.chain_id)
+    job = submit_once(svc.engine, validated)
     return jsonify([job.to_ocean()])

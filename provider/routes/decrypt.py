@@ -23,7 +23,9 @@ from web3.exceptions import TransactionNotFound, Web3Exception
 from web3.logs import DISCARD
 
 from contracts_abi import contract
-from provider.app import Services, services
+from provider.app import services
+from provider.chain import ChainUnavailable
+from provider.chains import Chain
 from provider.errors import ProviderError, RequestValidationError
 from provider.metadata import (
     HashMismatch,
@@ -39,7 +41,6 @@ from provider.params import (
     lookup,
     request_params,
     require,
-    require_chain_id,
     text_param,
 )
 
@@ -49,9 +50,10 @@ _STATE_REFUSED = {1: "Asset end of life", 2: "Asset deprecated", 3: "Asset revok
 _STATE_ALLOWED = {0, 4, 5}
 
 
-def authorized_decrypters(svc: Services) -> set[str]:
-    """Lowercased addresses allowed to decrypt: the provider and ``AUTHORIZED_DECRYPTERS``."""
-    return {svc.provider_address.lower(), *svc.settings.authorized_decrypters}
+def authorized_decrypters(chain: Chain, allowed: tuple[str, ...]) -> set[str]:
+    """Lowercased addresses allowed to decrypt: the chain's provider and ``allowed``
+    (``AUTHORIZED_DECRYPTERS``)."""
+    return {chain.provider_address.lower(), *allowed}
 
 
 def _hex_bytes(params: dict[str, Any], name: str) -> bytes:
@@ -74,9 +76,9 @@ def _from_body(params: dict[str, Any]) -> tuple[bytes, int, bytes]:
     )
 
 
-def _from_transaction(svc: Services, tx_id: str, nft: Any) -> tuple[bytes, int, bytes]:
+def _from_transaction(chain: Chain, tx_id: str, nft: Any) -> tuple[bytes, int, bytes]:
     try:
-        receipt = svc.web3.eth.get_transaction_receipt(tx_id)
+        receipt = chain.web3.eth.get_transaction_receipt(tx_id)
     except (TransactionNotFound, ValueError):
         raise ProviderError("Failed to process transaction id.", 400) from None
     found = []
@@ -101,9 +103,9 @@ _ANSWERS: dict[type[MetadataError], str] = {
 }
 
 
-def _plain_document(svc: Services, blob: bytes, flags: int, digest: bytes) -> bytes:
+def _plain_document(chain: Chain, blob: bytes, flags: int, digest: bytes) -> bytes:
     try:
-        return plain_document(flags, blob, digest, svc.settings.provider_private_key)
+        return plain_document(flags, blob, digest, chain.private_key)
     except MetadataError as exc:
         raise ProviderError(_ANSWERS[type(exc)], 400) from None
 
@@ -118,7 +120,7 @@ def decrypt() -> ResponseReturnValue:
     assert decrypter is not None and nft_address is not None
     chain_text = text_param(params, "chainId") or ""
     tx_id = text_param(params, "transactionId")
-    require_chain_id(chain_text, svc.chain_id)
+    chain = svc.chain(chain_text, live=False)
     from_body = None if tx_id else _from_body(params)
     verify_request(
         decrypter,
@@ -128,25 +130,29 @@ def decrypt() -> ResponseReturnValue:
         store=svc.nonces,
         address_field="decrypterAddress",
     )
-    if decrypter.lower() not in authorized_decrypters(svc):
+    if decrypter.lower() not in authorized_decrypters(chain, svc.settings.authorized_decrypters):
         raise ProviderError("Decrypter not authorized", 403)
-    factory_address = svc.addresses.get("ERC721Factory")
+    factory_address = chain.addresses.get("ERC721Factory")
     if not factory_address:
-        raise ProviderError("the data NFT factory address is not configured", 503)
+        raise ProviderError(
+            f"the data NFT factory address of chain {chain.chain_id} is not configured", 503
+        )
+    chain.ensure_live()
     try:
-        nft = contract(svc.web3, "ERC721Template", nft_address)
-        factory = contract(svc.web3, "ERC721Factory", factory_address)
+        nft = contract(chain.web3, "ERC721Template", nft_address)
+        factory = contract(chain.web3, "ERC721Factory", factory_address)
         if factory.functions.erc721List(nft.address).call().lower() != nft.address.lower():
             raise ProviderError("Asset not deployed by the data NFT factory.", 400)
         if from_body is None:
-            blob, flags, digest = _from_transaction(svc, str(tx_id), nft)
+            blob, flags, digest = _from_transaction(chain, str(tx_id), nft)
         else:
             blob, flags, digest = from_body
         state = int(nft.functions.getMetaData().call()[2])
     except (Web3Exception, OSError) as exc:
-        raise ProviderError(f"chain unavailable ({type(exc).__name__})", 503) from None
+        chain.mark_down()
+        raise ChainUnavailable(chain.chain_id, exc) from None
     if state in _STATE_REFUSED:
         raise ProviderError(_STATE_REFUSED[state], 403)
     if state not in _STATE_ALLOWED:
         raise ProviderError("Invalid MetadataState", 400)
-    return Response(_plain_document(svc, blob, flags, digest), 201, content_type="text/plain")
+    return Response(_plain_document(chain, blob, flags, digest), 201, content_type="text/plain")

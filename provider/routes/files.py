@@ -23,7 +23,8 @@ from flask.typing import ResponseReturnValue
 
 from operator_engine.storage import TYPES, StorageConfig, file_info
 from provider import json_limits
-from provider.app import Services, services
+from provider.app import services
+from provider.chains import Chain
 from provider.compute_validation import check_container, parse_json_field
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
@@ -48,10 +49,12 @@ def probe(
     return file_info(file_obj, config, checksum=checksum, userdata=userdata)
 
 
-def _service_files(svc: Services, did: str, service_id: str) -> list[Any]:
-    if svc.assets is None:
-        raise ProviderError("asset resolution is not available on this provider", 503)
-    asset = svc.assets.resolve(did)
+def _service_files(chain: Chain | None, did: str, service_id: str) -> list[Any]:
+    if chain is None:
+        raise ResourceError("dataset", "did_not_found", 404)
+    if chain.resolver is None:
+        raise ProviderError(f"asset resolution is not available on chain {chain.chain_id}", 503)
+    asset = chain.resolver.resolve(did)
     if asset is None:
         raise ResourceError("dataset", "did_not_found", 404)
     found = asset.service(service_id)
@@ -59,7 +62,7 @@ def _service_files(svc: Services, did: str, service_id: str) -> list[Any]:
         raise ResourceError("dataset.serviceId", "not_found", 404)
     encrypted = found[1].get("files")
     try:
-        plain = json_limits.loads(decrypt_hex(svc.settings.require_private_key(), str(encrypted)))
+        plain = json_limits.loads(decrypt_hex(chain.private_key, str(encrypted)))
     except (DecryptionError, ValueError):
         raise ProviderError("the service's files cannot be decrypted by this provider") from None
     files = plain.get("files") if isinstance(plain, dict) else None
@@ -82,7 +85,8 @@ def fileinfo() -> ResponseReturnValue:
             raise RequestValidationError(
                 {"fileIndex": ["The fileIndex field must be a non-negative integer."]}
             )
-        files = _service_files(svc, did, service_id)
+        chain = svc.request_chain(text_param(params, "chainId"), did)
+        files = _service_files(chain, did, service_id)
         indexes = list(range(len(files)))
         if index_text is not None:
             if int(index_text) >= len(files):

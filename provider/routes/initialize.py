@@ -10,11 +10,12 @@ from flask.typing import ResponseReturnValue
 
 from contracts_abi.fees import FeeOutOfRange
 from provider.app import services
+from provider.chains import Chain
 from provider.compute_validation import environment_of
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import provider_fee
 from provider.orders import OrderError, OrderValidator
-from provider.params import address_param, request_params, require, uint_param
+from provider.params import address_param, request_params, require, text_param, uint_param
 
 bp = Blueprint("initialize", __name__)
 
@@ -30,7 +31,7 @@ def _valid_until(params: dict[str, Any]) -> int:
 
 
 def _item(
-    svc: Any,
+    chain: Chain,
     orders: OrderValidator,
     item: Any,
     resource: str,
@@ -44,7 +45,7 @@ def _item(
     if not isinstance(item, dict) or not item.get("documentId") or not item.get("serviceId"):
         raise ResourceError(resource, "missing")
     did = str(item["documentId"])
-    asset = svc.assets.resolve(did) if svc.assets is not None else None
+    asset = chain.resolver.resolve(did) if chain.resolver is not None else None
     if asset is None:
         raise ResourceError(resource, "did_not_found")
     if algorithm and asset.asset_type != "algorithm":
@@ -75,19 +76,19 @@ def _item(
         if order is not None:
             # a consumed order is never handed back bare: the client must reuseOrder (a new
             # payment tx), and reuseOrder names the original startOrder tx
-            spent = svc.engine.consumed_orders(svc.chain_id, [order.tx_id])
+            spent = services().engine.consumed_orders(chain.chain_id, [order.tx_id])
             if not spent and int(order.provider_fee["validUntil"]) >= valid_until:
                 return {"validOrder": order.tx_id}
             answer["validOrder"] = order.start_tx_id
     try:
         answer["providerFee"] = provider_fee(
-            svc.settings.require_private_key(),
+            chain.private_key,
             env=env,
             datatoken=datatoken,
             service_id=str(service["id"]),
             valid_until=valid_until,
             charge=charge,
-            w3=svc.web3,
+            w3=chain.web3,
         )
     except FeeOutOfRange:
         raise ProviderError(f"{INVALID_VALID_UNTIL} The fee until then exceeds uint256.") from None
@@ -107,17 +108,22 @@ def initialize_compute() -> ResponseReturnValue:
     valid_until = _valid_until(params)
     svc = services()
     env = environment_of(svc.engine, None if env_id is None else str(env_id))
-    orders = OrderValidator(svc.web3, svc.provider_address)
+    first = datasets[0].get("documentId") if isinstance(datasets[0], dict) else None
+    chain = svc.request_chain(text_param(params, "chainId"), first)
+    if chain is None:
+        raise ResourceError("datasets[0]", "did_not_found")
+    env = chain.offer(env)
+    orders = OrderValidator(chain.web3, chain.provider_address)
     common: dict[str, Any] = {"env": env, "valid_until": valid_until, "consumer": str(consumer)}
     body: dict[str, Any] = {
         "datasets": [
-            _item(svc, orders, item, f"datasets[{i}]", charge=i == 0, algorithm=False, **common)
+            _item(chain, orders, item, f"datasets[{i}]", charge=i == 0, algorithm=False, **common)
             for i, item in enumerate(datasets)
         ]
     }
     if algorithm.get("documentId"):
         body["algorithm"] = _item(
-            svc, orders, algorithm, "algorithm", charge=False, algorithm=True, **common
+            chain, orders, algorithm, "algorithm", charge=False, algorithm=True, **common
         )
     elif not isinstance(algorithm.get("meta"), dict):
         raise ResourceError("algorithm", "missing_meta_documentId")

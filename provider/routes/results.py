@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, send_file
 from flask.typing import ResponseReturnValue
@@ -37,10 +38,9 @@ def safe_filename(name: str) -> str:
     return _UNSAFE.sub("_", name) or "result"
 
 
-@bp.get("/api/services/computeResult")
-def compute_result() -> ResponseReturnValue:
-    svc = services()
-    params = request_params()
+def result_params(params: dict[str, Any]) -> tuple[str, str, str]:
+    """(consumerAddress, jobId, index as sent) of a computeResult request, validated; both
+    APIs read these the same way."""
     require(params, "consumerAddress", "jobId", "index")
     consumer = address_param(params, "consumerAddress")
     job_id = text_param(params, "jobId")
@@ -48,6 +48,14 @@ def compute_result() -> ResponseReturnValue:
     assert consumer is not None and job_id is not None and index_text is not None
     if not is_digits(index_text):
         raise RequestValidationError({"index": ["The index field must be a non-negative integer."]})
+    return consumer, job_id, index_text
+
+
+@bp.get("/api/services/computeResult")
+def compute_result() -> ResponseReturnValue:
+    svc = services()
+    params = request_params()
+    consumer, job_id, index_text = result_params(params)
     verify_request(
         consumer,
         lookup(params, "signature"),

@@ -35,8 +35,8 @@ def discovery() -> dict[str, Any]:
     return {
         "software": SOFTWARE,
         "version": VERSION,
-        "chainIds": [svc.chain_id],
-        "providerAddresses": {str(svc.chain_id): svc.provider_address},
+        "chainIds": list(svc.chains),
+        "providerAddresses": {str(c.chain_id): c.provider_address for c in svc.chains.values()},
         "serviceEndpoints": SERVICE_ENDPOINTS,
     }
 

@@ -9,7 +9,7 @@ from operator_engine.runner import FakeRunner
 from provider.admin.tokens import TokenStore
 from provider.app import create_app
 from tests.admin.conftest import env_body, submit
-from tests.provider.core_support import fake_web3, make_settings
+from tests.provider.core_support import FAKE_OCEAN, fake_web3, make_settings
 
 
 def test_admin_routes_in_the_provider_app(tmp_path: Path) -> None:
@@ -17,7 +17,7 @@ def test_admin_routes_in_the_provider_app(tmp_path: Path) -> None:
     engine = Engine.from_settings(settings, runner=FakeRunner())
     try:
         client = create_app(settings, engine=engine, web3=fake_web3()).test_client()
-        body = env_body("managed", maxJobs=2)
+        body = env_body("managed", maxJobs=2, feeToken=FAKE_OCEAN)
         assert client.post("/api/compute-envs", json=body).status_code == 403
         auth = {"Authorization": f"Bearer {TokenStore(engine.db).create('ops')}"}
         assert client.post("/api/compute-envs", json=body, headers=auth).status_code == 200

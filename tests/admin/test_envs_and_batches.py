@@ -142,3 +142,22 @@ def test_last_used_is_recorded_at_submit_and_survives_job_deletion(tmp_path: Pat
     engine.delete(job.job_id)
     assert engine.get(job.job_id) is None
     assert api.get("/api/compute-envs/small").json["lastUsed"] == used
+
+
+def test_fee_token_without_code_is_400(admin, registry: EnvironmentRegistry) -> None:  # type: ignore[no-untyped-def]
+    from operator_engine.environments import FeeTokenRule
+
+    ocean = "0x" + "0c" * 20
+    registry.fee_tokens = FeeTokenRule(
+        ocean, lambda a: b"\x60" if a.lower() == ocean else b"", "chain 8996"
+    )
+    bad = admin.post("/api/compute-envs", json=env_body("paid", feeToken="0x" + "de" * 20))
+    assert bad.status_code == 400 and "has no contract code on chain 8996" in bad.json["message"]
+    assert admin.get("/api/compute-envs/paid").status_code == 404
+    assert admin.post("/api/compute-envs", json=env_body("paid")).status_code == 200
+    listed = {e["id"]: e for e in admin.get("/api/compute-envs").json["computeEnvs"]}
+    assert listed["paid"]["status"] == "AVAILABLE"
+    config = admin.get("/api/compute-envs/tidewater-free").json["computeEnv"]["config"]
+    assert config["feeToken"].lower() == ocean
+    changed = admin.put("/api/compute-envs/paid", json=env_body("paid", feeToken="0x" + "de" * 20))
+    assert changed.status_code == 400

@@ -86,28 +86,46 @@ def test_chain_runs_until_sigterm(tmp_path: Path, ganache: Ganache) -> None:
             proc.wait()
 
 
+def _stop_pid(pid: int, url: str) -> None:
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _answers(url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 @pytest.mark.integration
 def test_chain_no_wait_leaves_ganache_running_with_a_pid_file(
     tmp_path: Path, ganache: Ganache
 ) -> None:
-    port = free_port()
+    """Two chains (8996, then --chain-id 58008) share one address file: each adds its entry."""
     address_file = tmp_path / "address.json"
-    proc = _chain_command("--port", str(port), "--address-file", str(address_file), "--no-wait")
-    stdout, stderr = proc.communicate(timeout=120)
-    pid_file = tmp_path / "ganache.pid"
-    pid = int(pid_file.read_text()) if pid_file.exists() else None
+    started: dict[int, tuple[int, str]] = {}
     try:
-        assert proc.returncode == 0, stderr
-        assert pid is not None and f"pid {pid}" in stdout
-        assert rpc_chain_id(f"http://127.0.0.1:{port}") == 8996
-        assert read_address_file(address_file, 8996)["chainId"] == 8996
+        for chain_id, extra, pid_name in (
+            (8996, [], "ganache.pid"),
+            (58008, ["--chain-id", "58008"], "ganache-58008.pid"),
+        ):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            argv = ["--port", str(port), "--address-file", str(address_file), "--no-wait"]
+            proc = _chain_command(*argv, *extra)
+            stdout, stderr = proc.communicate(timeout=120)
+            pid_file = tmp_path / pid_name
+            if pid_file.exists():
+                started[chain_id] = (int(pid_file.read_text()), url)
+            assert proc.returncode == 0, stderr
+            assert chain_id in started and f"pid {started[chain_id][0]}" in stdout
+            assert rpc_chain_id(url) == chain_id
+            assert f"(chain id {chain_id})" in stdout
+            if chain_id == 58008:  # says how to serve both
+                assert "the address file also holds chain 8996" in stdout
+                assert f'"58008": "{url}"' in stdout
+        for chain_id in started:  # the second run kept the first chain's entry
+            assert read_address_file(address_file, chain_id)["chainId"] == chain_id
     finally:
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while _answers(f"http://127.0.0.1:{port}") and time.monotonic() < deadline:
-                time.sleep(0.1)
-    assert not _answers(f"http://127.0.0.1:{port}")
+        for pid, url in started.values():
+            _stop_pid(pid, url)
+    assert not any(_answers(url) for _pid, url in started.values())
 
 
 @pytest.mark.integration
@@ -173,6 +191,11 @@ def test_malformed_address_file_is_one_line(
     err = _one_line_error(capsys, ["chain", "--port", "1", "--address-file", str(bad)])
     assert "not valid JSON" in err
     assert bad.read_text() == "{oops"  # left untouched
+
+
+def test_bad_chain_id_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["chain", "--chain-id", "0", "--address-file", str(tmp_path / "a.json")]
+    assert "--chain-id 0 is not a chain id" in _one_line_error(capsys, argv)
 
 
 def test_malformed_payee_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -152,3 +152,14 @@ def test_local_file_encryption_format() -> None:
     assert raw[0] == 4 and len(raw) == 65 + 16 + 16 + len(b'{"files":[]}')
     assert ecies.decrypt(key, raw) == b'{"files":[]}'
     assert public_key_address(public.to_bytes()) == public.to_checksum_address()
+
+
+def test_the_address_file_keeps_every_chain(tmp_path: Path) -> None:
+    path = tmp_path / "address.json"
+    write_address_file(path, {"ERC721Factory": "0xA", "Ocean": "0x1"}, 8996)
+    write_address_file(path, {"ERC721Factory": "0xB", "Ocean": "0x2"}, 58008)
+    write_address_file(path, {"ERC721Factory": "0xC", "Ocean": "0x3"}, 8996)  # replaced
+    document = json.loads(path.read_text())
+    assert sorted(document) == ["development", "development-58008"]
+    assert read_address_file(path, 8996)["ERC721Factory"] == "0xC"
+    assert read_address_file(path, 58008)["ERC721Factory"] == "0xB"

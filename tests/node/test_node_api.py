@@ -54,7 +54,7 @@ from tests.provider.core_support import (  # noqa: F401 (fixtures)
     submit,
 )
 
-TOKEN = "0x" + "cd" * 20
+TOKEN = Web3.to_checksum_address("0x" + "cd" * 20)
 ENVS = [
     {
         "id": "gpuless",
@@ -69,11 +69,20 @@ ENVS = [
         "prices": {"cpu": 1, "ram": 0.25, "disk": 0.01},
         "free": {"maxJobDuration": 30, "maxJobs": 1, "cpuNumber": 1, "ramGB": 1, "diskGB": 1},
     },
-    {"id": "free", "cpuNumber": 1, "ramGB": 1, "diskGB": 1, "maxJobs": 4, "maxJobDuration": 60},
+    {
+        "id": "free",
+        "cpuNumber": 1,
+        "ramGB": 1,
+        "diskGB": 1,
+        "maxJobs": 4,
+        "maxJobDuration": 60,
+        "feeToken": TOKEN,  # a real ERC-20 (the fake chain has no address file to default to)
+    },
     {
         "id": "open",
         "cpuNumber": 1,
         "maxJobs": 1,
+        "feeToken": TOKEN,
         "free": {"maxJobs": 1, "maxJobDuration": 20, "requireOrders": False},
     },
 ]
@@ -159,7 +168,10 @@ def test_environments_are_a_bare_array_in_ocean_node_shape(client: FlaskClient) 
     assert paid["free"]["maxJobDuration"] == 30 and paid["free"]["maxJobs"] == 1
     assert paid["free"]["resources"][0] == {"id": "cpu", "max": 1, "inUse": 0}
     assert paid["minJobDuration"] == 60 and paid["runningJobs"] == 0
-    assert "free" not in envs[1] and envs[1]["fees"] == {}
+    assert "free" not in envs[1]
+    # a free environment still names a real ERC-20 fee token (issue 9 item 1), at price 0
+    [free_fee] = envs[1]["fees"][str(CHAIN_ID)]
+    assert free_fee["feeToken"] == TOKEN and {p["price"] for p in free_fee["prices"]} == {0.0}
     # the V4 view is derived from the same prices: 2 CPUs + 4 GB + 10 GB per job, per minute
     v4 = client.get("/api/services/computeEnvironments").json
     assert v4 is not None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 from eth_account.signers.local import LocalAccount
 from flask.testing import FlaskClient
 from hexbytes import HexBytes
@@ -44,11 +45,54 @@ def file_server() -> Iterator[FileServer]:
         yield FileServer(base_url, files)
 
 
+class HttpResponse:
+    """A ``requests`` response read through the FlaskClient response calls Flow uses."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+        self.status_code = response.status_code
+        self.data = response.content
+
+    def get_json(self) -> Any:
+        return self.response.json()
+
+    def get_data(self, as_text: bool = False) -> Any:
+        return self.response.text if as_text else self.response.content
+
+
+class HttpClient:
+    """The FlaskClient calls Flow makes, sent over HTTP to a running ``tidewater serve``."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def open(self, method: str, path: str, **kwargs: Any) -> HttpResponse:
+        params = kwargs.pop("query_string", None)
+        response = self.session.request(
+            method, self.base_url + path, params=params, timeout=60, **kwargs
+        )
+        return HttpResponse(response)
+
+    def get(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.open("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.open("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.open("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> HttpResponse:
+        return self.open("DELETE", path, **kwargs)
+
+
 @dataclass
 class Flow:
-    """A provider app on the session chain plus the wallets that use it."""
+    """A provider (an app's test client, or HTTP to ``tidewater serve``) on one chain, plus
+    the wallets that use it. ``engine`` is None when the server runs its own."""
 
-    client: FlaskClient
+    client: FlaskClient | HttpClient
     w3: Web3
     addresses: dict[str, Any]
     publisher: LocalAccount
@@ -134,7 +178,8 @@ class Flow:
     def wait_finished(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            self.engine.run_until_idle()
+            if self.engine is not None:
+                self.engine.run_until_idle()
             job = self.status(job_id)
             if job["dateFinished"] is not None:
                 return job

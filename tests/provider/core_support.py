@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -37,6 +38,8 @@ DID = "did:op:" + "ab" * 32
 BIG = b"row,value\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(80_000))
 OUTPUTS = {"summary.csv": BIG, "note.txt": b"done\n"}
 FAKE_CONTAINER = {"image": "tidewater/fake", "tag": "1", "entrypoint": "python3 $ALGO"}
+#: The fake chain's fee token (it has no address file, so no default Ocean token).
+FAKE_OCEAN = "0x" + "0c" * 20
 ENVS = [
     {
         "id": "free",
@@ -47,6 +50,7 @@ ENVS = [
         "priceMin": 0,
         "maxJobDuration": 60,
         "storageExpiry": 3600,
+        "feeToken": FAKE_OCEAN,
     },
     {
         "id": "paid",
@@ -58,6 +62,7 @@ ENVS = [
         "maxJobDuration": 60,
         "storageExpiry": 3600,
         "consumerAddress": "0x1212121212121212121212121212121212121212",
+        "feeToken": FAKE_OCEAN,
     },
 ]
 
@@ -69,8 +74,13 @@ def _algorithm(spec: ContainerSpec, dirs: dict[str, Path], killed: threading.Eve
 
 
 def fake_web3(chain_id: int = CHAIN_ID) -> Any:
-    """Enough of ``web3.Web3`` for routes that only need the chain id."""
-    return SimpleNamespace(eth=SimpleNamespace(chain_id=chain_id))
+    """Enough of ``web3.Web3`` for routes that only need the chain id, and for the fee-token
+    check: every address but the zero one holds code."""
+
+    def get_code(address: str) -> bytes:
+        return b"" if int(address, 16) == 0 else b"\x60\x80"
+
+    return SimpleNamespace(eth=SimpleNamespace(chain_id=chain_id, get_code=get_code))
 
 
 def make_settings(tmp_path: Path, **changes: Any) -> Settings:
@@ -195,3 +205,18 @@ def stored_nonce(client: FlaskClient, address: str) -> str:
 
 def next_nonce(client: FlaskClient, address: str) -> str:
     return str(int(stored_nonce(client, address)) + 1)
+
+
+@contextmanager
+def docker_provider(tmp_path: Path, runner: Any) -> Iterator[tuple[Flask, Engine]]:
+    """The provider app on an engine with ``runner`` (a real Docker runner); every container
+    it left is removed afterwards."""
+    settings = make_settings(tmp_path)
+    engine = Engine.from_settings(settings, runner=runner)
+    try:
+        yield create_app(settings, engine=engine, web3=fake_web3()), engine
+    finally:
+        engine.shutdown()
+        for cid, _job in engine.runner.containers():
+            engine.runner.remove(cid)
+        engine.db.dispose()

@@ -254,7 +254,9 @@ def test_decrypt_with_a_forged_signature_is_400(
 def test_decrypt_other_chain_is_400(client: FlaskClient, consumer: LocalAccount) -> None:
     body = _decrypt_body(consumer, "2", chainId=1)
     reply = client.post("/api/services/decrypt", json=body)
-    assert reply.status_code == 400 and reply.json == {"error": "Unsupported chain ID 1"}
+    assert reply.status_code == 400 and reply.json == {
+        "error": "Unsupported chain ID 1: this provider serves 8996"
+    }
 
 
 @pytest.mark.parametrize(

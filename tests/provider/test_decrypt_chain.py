@@ -40,6 +40,7 @@ def chain_app(tmp_path: Path, w3: Web3, address_file: Path, provider_private_key
         provider_private_key=provider_private_key,
         address_file=address_file,
         network_url=w3.provider.endpoint_uri,  # type: ignore[attr-defined]
+        environments_file=None,  # the built-in env: its fee token is the chain's Ocean
     )
     engine = Engine.from_settings(settings, runner=FakeRunner())
     return create_app(settings, engine=engine, web3=w3)
@@ -165,6 +166,7 @@ def test_addresses_in_authorized_decrypters_may_decrypt(
         provider_private_key=provider_private_key,
         address_file=address_file,
         network_url=w3.provider.endpoint_uri,  # type: ignore[attr-defined]
+        environments_file=None,  # the built-in env: its fee token is the chain's Ocean
         authorized_decrypters=(consumer_account.address.lower(),),
     )
     app = create_app(settings, engine=Engine.from_settings(settings, runner=FakeRunner()), web3=w3)

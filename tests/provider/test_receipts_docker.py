@@ -17,14 +17,12 @@ from operator_engine.docker_runner import DockerRunner
 from operator_engine.receipts import verify
 from operator_engine.runner import ContainerSpec
 from operator_engine.statuses import JobStatus
-from provider.app import create_app
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (
     CONSUMER_KEY,
     PROVIDER_KEY,
-    fake_web3,
+    docker_provider,
     job_request,
-    make_settings,
     result_query,
 )
 from tidewater.cli import main
@@ -47,15 +45,10 @@ class RecordingRunner(DockerRunner):
 def docker_app(
     tmp_path: Path, docker_client: docker.DockerClient
 ) -> Iterator[tuple[Flask, Engine, RecordingRunner]]:
-    settings = make_settings(tmp_path)
     runner = RecordingRunner(docker_client, pull=False)
     runner.ran = {}
-    engine = Engine.from_settings(settings, runner=runner)
-    yield create_app(settings, engine=engine, web3=fake_web3()), engine, runner
-    engine.shutdown()
-    for cid, _job in engine.runner.containers():
-        engine.runner.remove(cid)
-    engine.db.dispose()
+    with docker_provider(tmp_path, runner) as (app, engine):
+        yield app, engine, runner
 
 
 def _run(engine: Engine, python_image: str, code: str) -> str:

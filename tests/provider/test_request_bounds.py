@@ -78,12 +78,15 @@ class MemoryResolver:
 
 
 @pytest.fixture(name="resolving")
-def resolving_fixture(app: Flask) -> FlaskClient:
-    svc = app.extensions["tidewater"]
-    svc.assets = MemoryResolver()
-    # a real client; nothing here reads the chain (no transferTxId, fee token = zero address)
-    svc.web3 = Web3(Web3.HTTPProvider("http://127.0.0.1:9"))
-    return app.test_client()
+def resolving_fixture(app: Flask) -> Iterator[FlaskClient]:
+    chain = app.extensions["tidewater"].default_chain
+    chain.resolver = MemoryResolver()
+    # a real client of a node that answers only its chain id (all the provider asks here: no
+    # transferTxId, no fee token decimals)
+    stub = ChainStub(CHAIN_ID)
+    chain.web3 = Web3(Web3.HTTPProvider(stub.url))
+    yield app.test_client()
+    stub.stop()
 
 
 def _initialize(client: FlaskClient, valid_until: Any, env: str = "free", raw: bool = False) -> Any:
@@ -227,13 +230,17 @@ def test_compute_start_containers_follow_the_same_rule(container: Any, field: st
 
 
 class ChainStub:
-    """A JSON-RPC endpoint on 127.0.0.1 that answers eth_chainId until ``stop``."""
+    """A JSON-RPC endpoint on 127.0.0.1 until ``stop``: every ``eth_call`` answers 18 (a fee
+    token's ``decimals()``), anything else ``chain_id``."""
 
     def __init__(self, chain_id: int) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": hex(chain_id)})
+                result = hex(chain_id)
+                if request["method"] == "eth_call":
+                    result = "0x" + (18).to_bytes(32, "big").hex()
+                body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result})
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -263,7 +270,7 @@ def outage_fixture(settings: Settings, engine: Engine) -> Iterator[FlaskClient]:
         app = create_app(settings.with_(network_url=stub.url), engine=engine, web3=w3)
     finally:
         stub.stop()
-    app.extensions["tidewater"].assets = MemoryResolver()
+    app.extensions["tidewater"].default_chain.resolver = MemoryResolver()
     yield app.test_client()
 
 

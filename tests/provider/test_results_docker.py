@@ -14,14 +14,12 @@ from flask import Flask
 from operator_engine.api import Engine
 from operator_engine.docker_runner import DockerRunner
 from operator_engine.statuses import JobStatus
-from provider.app import create_app
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (
     CONSUMER_KEY,
     OTHER_KEY,
-    fake_web3,
+    docker_provider,
     job_request,
-    make_settings,
     result_query,
 )
 
@@ -40,13 +38,8 @@ print("rows", len(rows))
 def docker_app(
     tmp_path: Path, docker_client: docker.DockerClient
 ) -> Iterator[tuple[Flask, Engine]]:
-    settings = make_settings(tmp_path)
-    engine = Engine.from_settings(settings, runner=DockerRunner(docker_client, pull=False))
-    yield create_app(settings, engine=engine, web3=fake_web3()), engine
-    engine.shutdown()
-    for cid, _job in engine.runner.containers():
-        engine.runner.remove(cid)
-    engine.db.dispose()
+    with docker_provider(tmp_path, DockerRunner(docker_client, pull=False)) as provider:
+        yield provider
 
 
 def test_compute_result_streams_a_real_container_result(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -63,10 +64,20 @@ def test_bad_flags_are_one_line(
 @pytest.mark.integration
 @pytest.mark.parametrize("engine_flag", [["--no-engine"], []], ids=["api-only", "with-engine"])
 def test_serve_answers_logs_json_and_stops_on_sigterm(
-    tmp_path: Path, ganache: Ganache, docker_client: object, engine_flag: list[str]
+    tmp_path: Path,
+    ganache: Ganache,
+    address_file: Path,
+    deployed: dict[str, Any],
+    docker_client: object,
+    engine_flag: list[str],
 ) -> None:
     port = free_port()
-    env = _env(tmp_path, PROVIDER_PRIVATE_KEY=PROVIDER_KEY, NETWORK_URL=ganache.url)
+    env = _env(
+        tmp_path,
+        PROVIDER_PRIVATE_KEY=PROVIDER_KEY,
+        NETWORK_URL=ganache.url,
+        ADDRESS_FILE=str(address_file),
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "tidewater.cli", "serve", "--port", str(port), *engine_flag],
         env=env,
@@ -90,7 +101,9 @@ def test_serve_answers_logs_json_and_stops_on_sigterm(
         assert reply.headers["X-Request-Id"] == "serve-1"
         assert reply.headers["Access-Control-Allow-Origin"] == "*"
         envs = requests.get(base + "/api/services/computeEnvironments", timeout=5)
-        assert envs.status_code == 200 and envs.json()
+        assert envs.status_code == 200
+        (free,) = envs.json()[str(ganache.chain_id)]
+        assert free["feeToken"] == deployed["Ocean"]  # a real ERC-20, never the zero address
         scraped = requests.get(base + "/metrics", timeout=5)
         assert scraped.status_code == 200
         families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
@@ -121,6 +134,31 @@ def test_serve_answers_logs_json_and_stops_on_sigterm(
         if line.startswith("{") and '"tidewater.access"' in line
     ]
     assert any(a["request_id"] == "serve-1" and a["path"] == "/" for a in access), err[-2000:]
+
+
+@pytest.mark.integration
+def test_fee_token_without_code_is_refused_at_start(
+    tmp_path: Path, ganache: Ganache, address_file: Path
+) -> None:
+    envs = tmp_path / "envs.json"
+    envs.write_text(json.dumps([{"id": "paid", "priceMin": 1, "feeToken": "0x" + "de" * 20}]))
+    env = _env(
+        tmp_path,
+        PROVIDER_PRIVATE_KEY=PROVIDER_KEY,
+        NETWORK_URL=ganache.url,
+        ADDRESS_FILE=str(address_file),
+        TIDEWATER_ENVIRONMENTS=str(envs),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tidewater.cli", "serve", "--no-engine", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    err = done.stderr.strip()
+    assert done.returncode == 2 and "\n" not in err, err
+    assert "'paid'" in err and "has no contract code on chain" in err
 
 
 def _engine_workers(base: str) -> float:

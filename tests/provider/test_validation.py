@@ -320,7 +320,7 @@ ROWS: list[tuple[str, tuple[str, str], dict[str, Any], int, dict[str, Any]]] = [
         POST_DECRYPT,
         {"json": _decrypt(chainId=1)},
         400,
-        {"error": "Unsupported chain ID 1"},
+        {"error": "Unsupported chain ID 1: this provider serves 8996"},
     ),
     (
         "encrypt-no-chain",
@@ -341,14 +341,14 @@ ROWS: list[tuple[str, tuple[str, str], dict[str, Any], int, dict[str, Any]]] = [
         ("POST", "/api/services/encrypt?chainId=137"),
         {"data": b"x"},
         400,
-        {"error": "Unsupported chain ID 137"},
+        {"error": "Unsupported chain ID 137: this provider serves 8996"},
     ),
     (
         "envs-other-chain",
         ("GET", "/api/services/computeEnvironments?chainId=5"),
         {},
         400,
-        {"error": "Unsupported chain ID 5"},
+        {"error": "Unsupported chain ID 5: this provider serves 8996"},
     ),
     (
         "fileinfo-service-required",

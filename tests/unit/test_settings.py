@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,69 @@ def test_authorized_decrypters_are_a_lowercased_address_list() -> None:
 def test_pulling_missing_images_is_on_unless_turned_off() -> None:
     assert Settings.from_env({}).pull_images is True
     assert Settings.from_env({"TIDEWATER_PULL_IMAGES": "false"}).pull_images is False
+
+
+# -- several chains ----------------------------------------------------------------------------
+
+KEY2 = "0x" + "22" * 32
+TWO_URLS = '{"8996": "http://127.0.0.1:8545", "58008": "http://127.0.0.1:8546"}'
+
+
+def test_plain_network_url_is_one_chain_whose_id_the_node_tells() -> None:
+    s = Settings.from_env({"NETWORK_URL": "http://127.0.0.1:8545", "PROVIDER_PRIVATE_KEY": KEY})
+    assert s.rpc_urls() == {0: "http://127.0.0.1:8545"}
+    assert s.network_url == "http://127.0.0.1:8545"
+    assert s.private_key_for(8996) == s.private_key_for(58008) == KEY
+
+
+def test_network_url_as_a_json_object_maps_chain_ids() -> None:
+    s = Settings.from_env({"NETWORK_URL": TWO_URLS, "PROVIDER_PRIVATE_KEY": KEY})
+    assert s.rpc_urls() == {8996: "http://127.0.0.1:8545", 58008: "http://127.0.0.1:8546"}
+    assert s.private_key_for(58008) == KEY  # one key serves every chain
+
+
+def test_private_key_per_chain() -> None:
+    keys = f'{{"8996": "{KEY}", "58008": "{KEY2[2:]}"}}'
+    s = Settings.from_env({"NETWORK_URL": TWO_URLS, "PROVIDER_PRIVATE_KEY": keys})
+    assert s.private_key_for(8996) == KEY
+    assert s.private_key_for(58008) == KEY2  # normalized like a single key
+    assert KEY2[2:] not in repr(s) and KEY[2:] not in repr(s)
+    with pytest.raises(SettingsError, match="no key for chain 1"):
+        s.private_key_for(1)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NETWORK_URL": '{"8996": "http://a:1",}'}, "NETWORK_URL is not valid JSON"),
+        ({"NETWORK_URL": "{}"}, "NETWORK_URL must be a non-empty JSON object"),
+        ({"NETWORK_URL": '["http://a:1"]'}, "is not an RPC URL"),
+        ({"NETWORK_URL": '{"mainnet": "http://a:1"}'}, "NETWORK_URL: 'mainnet' is not a chain id"),
+        ({"NETWORK_URL": '{"0": "http://a:1"}'}, "NETWORK_URL: '0' is not a chain id"),
+        ({"NETWORK_URL": '{"8996": 8545}'}, "NETWORK_URL: the value for chain 8996 must be"),
+        ({"NETWORK_URL": '{"8996": "a:1"}'}, "NETWORK_URL='a:1' for chain 8996 is not an RPC"),
+        ({"PROVIDER_PRIVATE_KEY": '{"8996": "0x12"}'}, "PROVIDER_PRIVATE_KEY for chain 8996"),
+        ({"PROVIDER_PRIVATE_KEY": '{"8996": '}, "PROVIDER_PRIVATE_KEY is not valid JSON"),
+        (
+            {"NETWORK_URL": TWO_URLS, "PROVIDER_PRIVATE_KEY": f'{{"8996": "{KEY}"}}'},
+            "PROVIDER_PRIVATE_KEY has no key for chain 58008",
+        ),
+    ],
+)
+def test_malformed_chain_maps_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        Settings.from_env(env)
+
+
+def test_bad_key_messages_never_echo_the_key() -> None:
+    secret = "ab" * 31  # too short: malformed
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PROVIDER_PRIVATE_KEY": f'{{"8996": "{secret}"}}'})
+    assert secret not in str(caught.value)
+
+
+def test_settings_with_several_chains_stay_hashable() -> None:
+    s = Settings.from_env({"NETWORK_URL": TWO_URLS, "PROVIDER_PRIVATE_KEY": KEY})
+    assert hash(s) == hash(
+        Settings.from_env({"NETWORK_URL": TWO_URLS, "PROVIDER_PRIVATE_KEY": KEY})
+    )

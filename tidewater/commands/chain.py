@@ -12,6 +12,7 @@ NETWORK_URL=…``) and keeps ganache running until Ctrl-C / SIGTERM (or exits at
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import time
@@ -30,7 +31,7 @@ from contracts_abi.deploy import (
     read_address_file,
     write_address_file,
 )
-from contracts_abi.devchain import DEV_ACCOUNTS, Ganache, dev_account, rpc_chain_id
+from contracts_abi.devchain import CHAIN_ID, DEV_ACCOUNTS, Ganache, dev_account, rpc_chain_id
 from contracts_abi.errors import AddressFileError, ContractsError, DevChainError
 from tidewater.errors import CommandError
 from tidewater.settings import Settings, normalize_private_key
@@ -48,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8545, help="ganache port (default 8545)")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address ganache binds (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--chain-id",
+        type=int,
+        default=CHAIN_ID,
+        help=f"chain id of the ganache started here (default {CHAIN_ID}); run one "
+        "`tidewater chain` per chain, each on its own --port, sharing one --address-file",
     )
     parser.add_argument(
         "--rpc", metavar="URL", help="deploy to this running chain instead of starting ganache"
@@ -75,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-wait",
         action="store_true",
         help="deploy and exit; a ganache started here keeps running in the background "
-        "(its PID is printed and written next to the address file as ganache.pid)",
+        "(its PID is printed and written next to the address file as ganache.pid, "
+        "or ganache-<chain id>.pid for another --chain-id)",
     )
 
 
@@ -130,6 +139,22 @@ def _print_summary(
     else:
         _say(f"export NETWORK_URL={url} ADDRESS_FILE={address_file}")
         _say("(and PROVIDER_PRIVATE_KEY=<the provider's funded key on this chain>)")
+    others = [c for c in _chain_ids(address_file) if c != chain_id]
+    if others:
+        urls = ", ".join(f'"{c}": "<its RPC URL>"' for c in others)
+        _say(f"the address file also holds chain {', '.join(map(str, others))}: to serve all,")
+        _say(f"""export NETWORK_URL='{{{urls}, "{chain_id}": "{url}"}}'""")
+
+
+def _chain_ids(address_file: Path) -> list[int]:
+    """The chain ids of the entries in ``address_file`` (empty when it cannot be read)."""
+    try:
+        document = json.loads(address_file.read_text())
+    except (OSError, ValueError):
+        return []
+    entries = document.values() if isinstance(document, dict) else []
+    ids = [str(e.get("chainId")) for e in entries if isinstance(e, dict)]
+    return [int(text) for text in ids if text.isdigit()]
 
 
 def _payees(args: argparse.Namespace, settings: Settings, dev: bool) -> list[str]:
@@ -139,8 +164,11 @@ def _payees(args: argparse.Namespace, settings: Settings, dev: bool) -> list[str
     for address in wanted:
         if not Web3.is_address(address):
             raise CommandError(f"--payee {address!r} is not an address (0x + 40 hex digits)")
+    keys = list(settings.provider_private_keys.values())
     if settings.provider_private_key:
-        wanted.append(Account.from_key(settings.provider_private_key).address)
+        keys.append(settings.provider_private_key)
+    if keys:
+        wanted += [Account.from_key(key).address for key in keys]
     elif dev:
         wanted.append(dev_account("provider").address)
     unique: dict[str, str] = {}
@@ -185,6 +213,8 @@ def _wait(chain: Ganache) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.chain_id <= 0:
+        raise CommandError(f"--chain-id {args.chain_id} is not a chain id (a positive integer)")
     settings = Settings.from_env()
     address_file = Path(args.address_file or settings.address_file).expanduser().resolve()
     _check_address_file(address_file)
@@ -197,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--port {args.port} is not a TCP port")
         if not _port_is_free(args.port):
             raise CommandError(f"port {args.port} is already in use: pick another with --port")
-        chain = Ganache(args.port)
+        chain = Ganache(args.port, chain_id=args.chain_id)
         try:
             chain.start()
         except DevChainError as exc:
@@ -215,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.no_wait:
             pid = chain.detach()
-            pid_file = address_file.parent / "ganache.pid"
+            suffix = "" if chain_id == CHAIN_ID else f"-{chain_id}"
+            pid_file = address_file.parent / f"ganache{suffix}.pid"
             pid_file.write_text(f"{pid}\n")
             _say(f"ganache left running: pid {pid} (written to {pid_file}; stop: kill {pid})")
             return 0

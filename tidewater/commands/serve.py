@@ -28,6 +28,7 @@ serves, with one line naming the problem.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from tidewater.settings import Settings
 HELP = "run the provider API (gunicorn) and the job engine (its own process)"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8030
+log = logging.getLogger("tidewater.serve")
 
 
 #: The default HTTP process count stops here: each process holds an app of its own in memory.
@@ -78,8 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def preflight(settings: Settings, *, engine: bool) -> int:
-    """Check what start-up needs; returns the chain id or raises a one-line CommandError."""
+def preflight(settings: Settings, *, engine: bool) -> list[int]:
+    """Check what start-up needs; returns the chain ids that answered, or raises a one-line
+    CommandError. A plain NETWORK_URL must answer; of a JSON NETWORK_URL, a chain that is down
+    is logged and served as unavailable (it must not keep the others from being served)."""
     settings.require_private_key()
     if settings.environments_file is not None:
         from operator_engine.environments import EnvironmentConfigError, load_file
@@ -89,14 +93,38 @@ def preflight(settings: Settings, *, engine: bool) -> int:
         except EnvironmentConfigError as exc:
             raise CommandError(str(exc)) from None
     from contracts_abi.devchain import rpc_chain_id
+    from provider.chains import host_of
+
+    answered = []
+    for chain_id, url in settings.rpc_urls().items():
+        try:
+            found = rpc_chain_id(url, timeout=5.0)
+        except Exception as exc:  # requests errors, bad JSON: all mean "no usable chain there"
+            if chain_id:
+                log.warning(
+                    "chain %s (%s) is unreachable (%s): serving it as unavailable until it answers",
+                    chain_id,
+                    host_of(url),
+                    type(exc).__name__,
+                )
+                continue
+            raise CommandError(
+                f"the chain at NETWORK_URL={url} is unreachable "
+                f"({type(exc).__name__}): start it with `tidewater chain` or fix NETWORK_URL"
+            ) from None
+        if chain_id and found != chain_id:
+            raise CommandError(
+                f"NETWORK_URL: the node for chain {chain_id} ({host_of(url)}) is chain {found}"
+            )
+        settings.private_key_for(found)
+        answered.append(found)
+    from operator_engine.environments import EnvironmentConfigError
+    from provider.chains import check_environments  # not provider.app: no prometheus_client yet
 
     try:
-        chain_id = rpc_chain_id(settings.network_url, timeout=5.0)
-    except Exception as exc:  # requests errors, bad JSON: all mean "no usable chain there"
-        raise CommandError(
-            f"the chain at NETWORK_URL={settings.network_url} is unreachable "
-            f"({type(exc).__name__}): start it with `tidewater chain` or fix NETWORK_URL"
-        ) from None
+        check_environments(settings, answered)
+    except EnvironmentConfigError as exc:
+        raise CommandError(f"compute environments: {exc}") from None
     if engine:
         try:
             import docker
@@ -107,7 +135,7 @@ def preflight(settings: Settings, *, engine: bool) -> int:
                 f"Docker is not reachable ({type(exc).__name__}): start dockerd, "
                 "or use --no-engine to serve the API without running jobs"
             ) from None
-    return chain_id
+    return answered
 
 
 def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -184,7 +212,9 @@ def serve_api(
     without engine workers); ``ready()`` once it listens."""
     from gunicorn.app.base import BaseApplication
 
-    from provider.app import ChainUnavailableError, create_app
+    from operator_engine.environments import EnvironmentConfigError
+    from provider.app import create_app
+    from provider.chains import ChainUnavailableError
 
     class ProviderApplication(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -198,7 +228,7 @@ def serve_api(
         def load(self) -> Any:
             try:
                 return create_app(settings)
-            except ChainUnavailableError as exc:
+            except (ChainUnavailableError, EnvironmentConfigError) as exc:
                 raise CommandError(str(exc)) from None
 
     def _child_exit(_server: Any, worker: Any) -> None:
