@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CONSUMER = "0x" + "ab" * 20
 PROVIDER_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+#: Any address holding code on the faked chain (environments need a fee token).
+FEE_TOKEN = "0x" + "0c" * 20
 
 #: cProfile's files grouped into what a reader of the breakdown cares about (first match wins).
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -156,7 +158,18 @@ def _provider_app(folder: Path) -> tuple[Any, str]:
 
     envs = folder / "envs.json"
     envs.write_text(
-        json.dumps([{"id": "free", "cpuNumber": 1, "ramGB": 1, "diskGB": 1, "maxJobs": 1}])
+        json.dumps(
+            [
+                {
+                    "id": "free",
+                    "cpuNumber": 1,
+                    "ramGB": 1,
+                    "diskGB": 1,
+                    "maxJobs": 1,
+                    "feeToken": FEE_TOKEN,
+                }
+            ]
+        )
     )
     settings = Settings.from_env(
         {
@@ -203,7 +216,8 @@ def _provider_app(folder: Path) -> tuple[Any, str]:
     configure_logging("INFO")
     handler = logging.getLogger().handlers[0]
     handler.setStream(open(os.devnull, "w"))
-    web3 = SimpleNamespace(eth=SimpleNamespace(chain_id=8996))
+    # Only the chain id is read, and the fee-token check asks whether contracts hold code.
+    web3 = SimpleNamespace(eth=SimpleNamespace(chain_id=8996, get_code=lambda _a: b"\x60\x80"))
     return create_app(settings, engine=engine, web3=web3), job.job_id
 
 
