@@ -8,12 +8,14 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from sqlalchemy import Engine as SqlEngine
 
+from operator_engine import file_objects
 from operator_engine.credentials import CredentialStore
-from operator_engine.db import make_engine
+from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
@@ -99,6 +101,7 @@ class Engine:
             allow_non_public_ip=settings.allow_non_public_ip,
             storage=StorageConfig.from_settings(settings),
             lease_seconds=lease_seconds,
+            disk_quota=settings.disk_quota,
             settlement=settlement or default_settlement(settings, db),
             credentials=CredentialStore(db, settings.credentials_key),
             receipt_signer=provider_signer(
@@ -124,6 +127,7 @@ class Engine:
         cls, settings: Settings, *, runner: ContainerRunner | None = None, **options: float
     ) -> Engine:
         """Build the store (tables created) and a Docker runner unless ``runner`` is given."""
+        private_dir(Path(settings.data_dir))
         db = make_engine(settings.db_url)
         JobStore(db).create_tables()
         if runner is None:
@@ -177,7 +181,23 @@ class Engine:
             raise EnvironmentUnavailable(
                 f"compute environment {request.environment!r} takes no new jobs ({entry.status})"
             )
-        job, created = self.store.insert(request, algo_did=algo_did, payments=payments)
+        job_id = request.job_id or uuid.uuid4().hex
+        if request.job_id is not None:
+            known = self.store.get(job_id)  # an id chosen before submit: never overwrite it
+            if known is not None:
+                return known
+        folder = self.services.folder(job_id)
+        file_objects.save(folder, request)  # before the row: a claimed job finds them
+        try:
+            job, created = self.store.insert(
+                request, algo_did=algo_did, payments=payments, job_id=job_id
+            )
+        except BaseException:
+            if self.store.row(job_id) is None:
+                folder.remove()
+            raise
+        if not created and job.job_id != job_id:
+            folder.remove()  # another submit made the job: these file objects are not used
         if created:
             self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
         self._wake.set()
@@ -254,7 +274,7 @@ class Engine:
             row = self.store.row(job_id)
             if row is None or row.worker_id is None:
                 return
-            if worker_is_dead(row.worker_id, row.heartbeat_at, self.services.lease_seconds):
+            if worker_is_dead(row, self.services.lease_seconds):
                 break
             time.sleep(0.05)
         helper = self._sync_worker or Worker(self.services, 99)

@@ -54,6 +54,7 @@ class JobContext:
     on_container: Callable[[str], object] = lambda _cid: None
     should_yield: Callable[[], bool] = lambda: False  # the engine is shutting down
     fetch_timeout: float = 30.0
+    disk_quota: str = "auto"  # TIDEWATER_DISK_QUOTA: loop, poll or auto
     settlement: Any = None  # operator_engine.settlement.Settlement for paid (escrow) jobs
     storage: StorageConfig | None = None  # gateways and RPC URLs; None: url files only
     #: the environment's stored platform credential (``credentialsId``), if any

@@ -9,16 +9,23 @@ write lock (WAL lets them read beside a writer). PostgreSQL is used as SQLAlchem
 :class:`PreparedRead` runs the hottest reads (a request's nonce, a job's status) on the DBAPI
 connection directly, with SQL compiled once per dialect: SQLAlchemy's per-execution work
 (statement construction, cache key, execution context) cost more than the query itself.
+
+A SQLite store holds private engine state: its folder is created 0700 and the database file
+0600 before SQLite opens it (SQLite gives ``-wal`` and ``-shm`` the database file's mode).
+There are no migrations yet: :func:`add_missing_columns` adds columns that a newer version
+declares to tables an older version created (nullable columns only, so old rows stay valid).
 """
 
 from __future__ import annotations
 
+import os
 from collections import namedtuple
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 
@@ -107,13 +114,61 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if missing; a folder this creates is 0700."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)
+    return path
+
+
+def _private_sqlite_file(database: Path) -> None:
+    """Create the database file 0600 (or tighten an existing one and its ``-wal``/``-shm``)
+    before SQLite opens it: SQLite creates the journal files with the database's mode."""
+    private_dir(database.parent)
+    fd = os.open(database, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        try:
+            os.chmod(f"{database}{suffix}", 0o600)
+        except FileNotFoundError:
+            pass
+
+
+def add_missing_columns(engine: Engine, table: sa.Table) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN`` for each nullable column of ``table`` that the existing
+    table lacks (a store created by an older version); returns the names added."""
+    present = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+    added = []
+    with engine.begin() as conn:
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            preparer = engine.dialect.identifier_preparer
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} "
+                f"ADD COLUMN {preparer.format_column(column)} {kind}"
+            )
+            added.append(column.name)
+    return added
+
+
 def make_engine(url: str) -> Engine:
-    """Create an engine for ``url``; for SQLite the parent folder is created if missing."""
+    """Create an engine for ``url``; for SQLite the parent folder is created (0700) if missing
+    and the database file is 0600."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if (
+        parsed.database
+        and parsed.database != ":memory:"
+        and not parsed.database.startswith("file:")
+    ):
+        _private_sqlite_file(Path(parsed.database).expanduser())
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -128,6 +183,8 @@ def make_engine(url: str) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # deleted rows and scrubbed columns are overwritten, not left in freed pages
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")

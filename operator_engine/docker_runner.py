@@ -2,12 +2,16 @@
 
 Every container gets (see the README's isolation table): no network, a read-only root, a
 small noexec tmpfs ``/tmp``, no capabilities, ``no-new-privileges``, the ``nobody`` user, PID,
-memory (no extra swap) and CPU limits, bounded daemon-side logs, and only ``/data/outputs`` and
-``/data/logs`` writable. Images are run by their verified id, never by a mutable tag.
+memory (no extra swap) and CPU limits, and only ``/data/outputs`` and ``/data/logs`` writable.
+Images are run by their verified id, never by a mutable tag. Output is not logged by the
+daemon (log driver ``none``: no copy on the host outside the job's disk share): the engine
+attaches to the container before starting it and streams everything it prints, with
+back-pressure, into the job's algorithm log.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any, BinaryIO
 
 import docker
@@ -48,6 +52,8 @@ class DockerRunner:
             raise RunnerError(f"Docker is not reachable: {exc}") from exc
         self.pull = pull
         self.scope: str | None = None  # set by the Engine: see runner.SCOPE_LABEL
+        self._attached: dict[str, Any] = {}  # container id -> its output stream
+        self._attached_lock = threading.Lock()
 
     def close(self) -> None:
         self._stream.close()
@@ -150,7 +156,7 @@ class DockerRunner:
                     Ulimit(name="core", soft=0, hard=0),
                     Ulimit(name="nofile", soft=1024, hard=1024),
                 ],
-                log_config={"type": "json-file", "config": {"max-size": "20m", "max-file": "1"}},
+                log_config={"type": "none"},
                 mounts=[
                     DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
                     for m in spec.mounts
@@ -159,6 +165,10 @@ class DockerRunner:
                 device_requests=device_requests(spec),
                 detach=True,
             )
+            # attached before the start: nothing it prints is missed
+            output = self._stream.attach(container.id, stdout=True, stderr=True, stream=True)
+            with self._attached_lock:
+                self._attached[str(container.id)] = output
             container.start()
         except docker.errors.ImageNotFound as exc:
             raise ImageError(
@@ -171,8 +181,12 @@ class DockerRunner:
     def follow_logs(self, container_id: str, sink: BinaryIO, limit: int) -> None:
         written = 0
         truncated = False
+        with self._attached_lock:
+            output = self._attached.pop(container_id, None)
+        if output is None:
+            return
         try:
-            for chunk in self._stream.logs(container_id, stream=True, follow=True):
+            for chunk in output:
                 if written < limit:
                     part = chunk[: limit - written]
                     sink.write(part)
@@ -182,8 +196,10 @@ class DockerRunner:
                     truncated = True
                     sink.write(f"\n[tidewater: log truncated at {limit} bytes]\n".encode())
                     sink.flush()
-        except (docker.errors.APIError, requests.RequestException):
+        except (docker.errors.APIError, requests.RequestException, OSError, ValueError):
             pass  # container removed under us (stop/delete): the supervisor knows why
+        finally:
+            output.close()
 
     def wait(self, container_id: str) -> ExitInfo:
         try:
@@ -202,6 +218,10 @@ class DockerRunner:
             pass  # already stopped or gone
 
     def remove(self, container_id: str) -> None:
+        with self._attached_lock:
+            output = self._attached.pop(container_id, None)
+        if output is not None:
+            output.close()
         try:
             self.client.api.remove_container(container_id, force=True, v=True)
         except docker.errors.NotFound:

@@ -3,8 +3,9 @@
 A job walks ``STEPS`` in order; before each step it enters that step's status (through the
 store's guarded transition, so a stop or delete in between ends the walk with
 :class:`~operator_engine.store.TransitionError`). A failed step ends the job at
-``FAILURE[kind]`` with the reason in its publish log and its logs as results. A job paid
-through an escrow lock then waits at 71 until its claim is settled (:func:`finish`).
+``FAILURE[kind]`` with the reason in its publish log and its logs as results; a stage that
+raises ends it at :data:`~operator_engine.statuses.CRASH_FAILURE` of the status it was in. A
+job paid through an escrow lock then waits at 71 until its claim is settled (:func:`finish`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from operator_engine.provision import provision
 from operator_engine.publish import publish, record_logs
 from operator_engine.receipt_writer import with_receipt
 from operator_engine.run import run
-from operator_engine.statuses import JobStatus
+from operator_engine.statuses import CRASH_FAILURE, JobStatus
 from operator_engine.store import JobStore, ResultRecord
 from operator_engine.workspace import JobFolder
 
@@ -41,15 +42,16 @@ class Yielded(Exception):
     resumable status (10-30), lease released."""
 
 
-#: (status entered before the stage, stage, what an unexpected exception in it means)
-STEPS: list[tuple[JobStatus, Stage | None, Kind]] = [
-    (S.CONFIGURING, configure, Kind.DATA_FAILED),
-    (S.CONFIGURING, provision, Kind.DATA_FAILED),
-    (S.PROVISIONED, None, Kind.DATA_FAILED),
-    (S.RUNNING, run, Kind.RUN_FAILED),
-    (S.FILTERING, filter_outputs, Kind.PUBLISH_FAILED),
-    (S.PUBLISHING, publish, Kind.PUBLISH_FAILED),
+#: (status entered before the stage, stage)
+STEPS: list[tuple[JobStatus, Stage | None]] = [
+    (S.CONFIGURING, configure),
+    (S.CONFIGURING, provision),
+    (S.PROVISIONED, None),
+    (S.RUNNING, run),
+    (S.FILTERING, filter_outputs),
+    (S.PUBLISHING, publish),
 ]
+_RUN_STEP = 3
 
 FAILURE: dict[Kind, JobStatus] = {
     Kind.DATA_FAILED: S.DATA_PROVISIONING_FAILED,
@@ -61,6 +63,11 @@ FAILURE: dict[Kind, JobStatus] = {
 }
 
 
+def needs_inputs(start: int) -> bool:
+    """True when a walk from step ``start`` provisions inputs (so needs the file objects)."""
+    return start < _RUN_STEP
+
+
 def resume_step(status: JobStatus) -> int | None:
     """Where a job found at ``status`` without a live worker resumes; None = it cannot
     (its algorithm run was interrupted and is not repeated behind the owner's back)."""
@@ -70,12 +77,12 @@ def resume_step(status: JobStatus) -> int | None:
         return 0
     if status is S.RUNNING:
         return None
-    return 4  # filtering and publishing are repeatable
+    return _RUN_STEP + 1  # filtering and publishing are repeatable
 
 
 def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0) -> JobStatus:
     """Walk the job from step ``start``; return its terminal status."""
-    for entry, stage, crash_kind in STEPS[start:]:
+    for entry, stage in STEPS[start:]:
         if ctx.should_yield() and current < S.RUNNING:
             raise Yielded  # once the algorithm has run, filtering and publishing finish
         if current < entry:
@@ -90,9 +97,19 @@ def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0
             outcome = stage(ctx)
         except Exception as exc:  # one place turns surprises into a failed job
             log.exception("job %s: %s failed unexpectedly", ctx.job_id, stage.__name__)
-            outcome = Outcome(
-                crash_kind, f"internal error in {stage.__name__} ({type(exc).__name__})"
+            reason = f"internal error in {stage.__name__} ({type(exc).__name__})"
+            status = CRASH_FAILURE[current]
+            end(
+                store,
+                ctx.folder,
+                ctx.job_id,
+                current,
+                status,
+                Outcome(Kind.RUN_FAILED, reason),
+                ctx.env.storage_expiry,
             )
+            observe_stage(stage.__name__, time.monotonic() - began)
+            return status
         observe_stage(stage.__name__, time.monotonic() - began)
         if outcome.kind is Kind.CANCELLED:
             raise Cancelled

@@ -19,7 +19,10 @@ from operator_engine.runner import ImageError, RunnerError
 from operator_engine.storage import fetch_to_file
 from operator_engine.workspace import UnsafeName, did_dirname
 
-MAX_ALGORITHM_BYTES = 64 * 1024**2
+#: The largest algorithm accepted, one number for the provider (which fetches published
+#: algorithm files to check ``filesChecksum`` when a job starts) and the engine (which fetches
+#: the algorithm into the job folder, or writes raw code).
+MAX_ALGORITHM_BYTES = 16 * 1024**2
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -96,7 +99,14 @@ def provision_algorithm(ctx: JobContext) -> Outcome:
     algo = ctx.request.algorithm
     target = ctx.folder.algorithm
     if algo.rawcode is not None:
-        _write(target, algo.rawcode.encode(), 0o755)
+        code = algo.rawcode.encode()
+        if len(code) > MAX_ALGORITHM_BYTES:
+            return Outcome(
+                Kind.ALGO_FAILED,
+                f"algorithm raw code is {len(code)} bytes, over {MAX_ALGORITHM_BYTES} bytes",
+            )
+        _write(target, code, 0o755)
+        ctx.state["disk_left"] = ctx.state.get("disk_left", 0) - len(code)
         ctx.configure_log(f"algorithm: raw code, {len(algo.rawcode.encode())} bytes")
     elif algo.files:
         try:
@@ -110,6 +120,7 @@ def provision_algorithm(ctx: JobContext) -> Outcome:
         except FetchError as exc:
             return Outcome(Kind.ALGO_FAILED, f"algorithm file: {exc.public}")
         os.chmod(target, 0o755)
+        ctx.state["disk_left"] = ctx.state.get("disk_left", 0) - size
         ctx.configure_log(f"algorithm {algo.did}: {size} bytes, sha256 {sha}")
     else:
         return Outcome(Kind.ALGO_FAILED, "algorithm has neither raw code nor files")

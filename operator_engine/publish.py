@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from operator_engine.context import JobContext, Kind, Outcome
+from operator_engine.quota import settle
 from operator_engine.store import JobStore, ResultRecord
 from operator_engine.workspace import (
     ALGORITHM_LOG,
@@ -67,6 +68,7 @@ def record_logs(
 ) -> None:
     """Publish only the logs (failed or stopped jobs), with ``reason`` in the publish log;
     ``extend`` may add to them (the receipt)."""
+    settle(folder)
     if reason:
         append_log(folder.log(PUBLISH_LOG), f"job ended: {reason}")
     records = log_records(folder)

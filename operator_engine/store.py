@@ -6,6 +6,17 @@ IN (allowed sources)`` that raises :class:`TransitionError` when no row changed 
 front (``BEGIN IMMEDIATE``, see :mod:`operator_engine.db`); PostgreSQL serialises claims with a
 transaction-scoped advisory lock (so per-environment capacity is counted consistently) and
 locks the claimed row ``FOR UPDATE SKIP LOCKED``.
+
+Leases: each claim, heartbeat and take-over stores the lease's *expiry*
+(``lease_expires_at``), computed with the holding worker's own lease length, so workers with
+different lease settings judge each other's leases correctly. Stores created before that
+column existed get it added by :meth:`JobStore.create_tables` (see
+:func:`operator_engine.db.add_missing_columns`); a row without an expiry falls back to its
+heartbeat plus the reader's lease length.
+
+The ``request`` column never holds decrypted file objects: :func:`request_to_json` leaves
+every ``files`` list out (they live in the job's 0700 folder, see
+:mod:`operator_engine.file_objects`).
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
-from operator_engine.db import PreparedRead, raw_reading, reading
+from operator_engine.db import PreparedRead, add_missing_columns, raw_reading, reading
 from operator_engine.models import (
     AlgorithmInput,
     ComputeEnvironment,
@@ -48,7 +59,7 @@ jobs = sa.Table(
     sa.Column("oom_killed", sa.Boolean, nullable=False, default=False),
     sa.Column("reason", sa.Text),
     sa.Column("agreement_id", sa.String(128), unique=True),
-    # Private engine state (decrypted file objects): never served, scrubbed once terminal.
+    # Private engine state (the request without its file objects), scrubbed once terminal.
     sa.Column("request", sa.JSON),
     sa.Column("input_dids", sa.JSON, nullable=False),
     sa.Column("algo_did", sa.String(128), nullable=False),
@@ -58,6 +69,7 @@ jobs = sa.Table(
     sa.Column("expire_timestamp", sa.BigInteger),
     sa.Column("worker_id", sa.String(200)),
     sa.Column("heartbeat_at", _TS),
+    sa.Column("lease_expires_at", _TS),
     sa.Column("container_id", sa.String(100)),
     sa.Column("results_expire_at", _TS),
 )
@@ -107,6 +119,14 @@ compute_envs = sa.Table(
     sa.Column("date_created", _TS, nullable=False),
     sa.Column("last_updated", _TS, nullable=False),
     sa.Column("last_used", _TS),
+)
+
+_LEASE_COLUMNS = (
+    jobs.c.job_id,
+    jobs.c.status,
+    jobs.c.worker_id,
+    jobs.c.heartbeat_at,
+    jobs.c.lease_expires_at,
 )
 
 #: Payment transactions that started a job (PROTOCOL §5: each starts at most one), keyed by
@@ -163,7 +183,12 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 def request_to_json(request: JobRequest) -> dict[str, Any]:
-    return dataclasses.asdict(request)
+    """The request as stored: every ``files`` list (decrypted file objects) left empty."""
+    data = dataclasses.asdict(request)
+    for dataset in data["datasets"]:
+        dataset["files"] = []
+    data["algorithm"]["files"] = []
+    return data
 
 
 def request_from_json(data: Mapping[str, Any]) -> JobRequest:
@@ -252,9 +277,11 @@ class JobStore:
         self.is_sqlite = engine.dialect.name == "sqlite"
 
     def create_tables(self) -> None:
+        """Create missing tables, and add columns newer than an existing ``jobs`` table."""
         from operator_engine.escrow_ledger import EscrowLedger
 
         metadata.create_all(self.engine)
+        add_missing_columns(self.engine, jobs)
         EscrowLedger(self.engine).create_tables()
 
     # -- reading -----------------------------------------------------------------------------
@@ -361,16 +388,21 @@ class JobStore:
     # -- writing -----------------------------------------------------------------------------
 
     def insert(
-        self, request: JobRequest, *, algo_did: str, payments: Payments | None = None
+        self,
+        request: JobRequest,
+        *,
+        algo_did: str,
+        payments: Payments | None = None,
+        job_id: str | None = None,
     ) -> tuple[Job, bool]:
-        """Insert a queued job; returns (job, created).
+        """Insert a queued job (id ``job_id`` or a new one); returns (job, created).
 
         With ``payments``, they are recorded as consumed in the same transaction
         (:func:`consume_orders`): the job they all started is returned (created False) and any
         other use raises :class:`OrderAlreadyUsed`. Without, the same ``agreement_id``
         returns the existing job."""
         now = utcnow()
-        job_id = request.job_id or uuid.uuid4().hex
+        job_id = job_id or request.job_id or uuid.uuid4().hex
         values = {
             "job_id": job_id,
             "owner": request.owner.lower(),
@@ -499,10 +531,15 @@ class JobStore:
                 conn.execute(jobs.update().where(jobs.c.job_id == job_id).values(**values)).rowcount
             )
 
-    def claim(self, worker_id: str, envs: Mapping[str, ComputeEnvironment]) -> Job | None:
+    def claim(
+        self,
+        worker_id: str,
+        envs: Mapping[str, ComputeEnvironment],
+        lease_seconds: float = 30.0,
+    ) -> Job | None:
         """Atomically move the oldest queued job whose environment has room to STARTED, owned
-        by ``worker_id``. Room = fewer than ``maxJobs`` in-flight jobs in that environment
-        (a job settling its payment at 71 no longer counts)."""
+        by ``worker_id`` for ``lease_seconds``. Room = fewer than ``maxJobs`` in-flight jobs in
+        that environment (a job settling its payment at 71 no longer counts)."""
         in_flight = [int(s) for s in OCCUPYING]
         now = utcnow()
         with self.engine.begin() as conn:
@@ -539,6 +576,7 @@ class JobStore:
                     status=int(JobStatus.STARTED),
                     worker_id=worker_id,
                     heartbeat_at=now,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
                     date_started=now,
                 )
             ).rowcount
@@ -556,14 +594,18 @@ class JobStore:
             row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).one()
             return self._job(conn, row)
 
-    def heartbeat(self, job_id: str, worker_id: str) -> bool:
-        """Renew the lease; False when the job is no longer this worker's."""
+    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float = 30.0) -> bool:
+        """Renew the lease for ``lease_seconds``; False when the job is no longer this
+        worker's."""
+        now = utcnow()
         with self.engine.begin() as conn:
             return bool(
                 conn.execute(
                     jobs.update()
                     .where(jobs.c.job_id == job_id, jobs.c.worker_id == worker_id)
-                    .values(heartbeat_at=utcnow())
+                    .values(
+                        heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds)
+                    )
                 ).rowcount
             )
 
@@ -572,47 +614,52 @@ class JobStore:
             conn.execute(
                 jobs.update()
                 .where(jobs.c.job_id == job_id, jobs.c.worker_id == worker_id)
-                .values(worker_id=None, heartbeat_at=None)
+                .values(worker_id=None, heartbeat_at=None, lease_expires_at=None)
             )
 
-    def abandoned(self, lease_seconds: float) -> list[Any]:
-        """In-flight rows whose lease ran out (or that no worker holds)."""
-        cutoff = utcnow() - timedelta(seconds=lease_seconds)
+    def abandoned(self, now: datetime | None = None) -> list[Any]:
+        """In-flight rows whose stored lease expiry has passed (or that no worker holds)."""
         with reading(self.engine) as conn:
             return list(
                 conn.execute(
-                    sa.select(jobs.c.job_id, jobs.c.status, jobs.c.worker_id, jobs.c.heartbeat_at)
+                    sa.select(*_LEASE_COLUMNS)
                     .where(jobs.c.status.in_([int(s) for s in IN_FLIGHT]))
                     .where(
                         sa.or_(
                             jobs.c.worker_id.is_(None),
-                            jobs.c.heartbeat_at.is_(None),
-                            jobs.c.heartbeat_at < cutoff,
+                            jobs.c.lease_expires_at.is_(None),
+                            jobs.c.lease_expires_at < (now or utcnow()),
                         )
                     )
                 ).all()
             )
 
     def in_flight_rows(self) -> list[Any]:
+        """(job_id, status, worker_id, heartbeat_at, lease_expires_at) of in-flight jobs."""
         with reading(self.engine) as conn:
             return list(
                 conn.execute(
-                    sa.select(
-                        jobs.c.job_id, jobs.c.status, jobs.c.worker_id, jobs.c.heartbeat_at
-                    ).where(jobs.c.status.in_([int(s) for s in IN_FLIGHT]))
+                    sa.select(*_LEASE_COLUMNS).where(jobs.c.status.in_([int(s) for s in IN_FLIGHT]))
                 ).all()
             )
 
-    def take_over(self, job_id: str, old_worker: str | None, new_worker: str) -> bool:
-        """Take a lost job's lease, only if nobody else did first."""
+    def take_over(
+        self, job_id: str, old_worker: str | None, new_worker: str, lease_seconds: float = 30.0
+    ) -> bool:
+        """Take a lost job's lease for ``lease_seconds``, only if nobody else did first."""
         cond = jobs.c.worker_id.is_(None) if old_worker is None else jobs.c.worker_id == old_worker
+        now = utcnow()
         with self.engine.begin() as conn:
             return bool(
                 conn.execute(
                     jobs.update()
                     .where(jobs.c.job_id == job_id, cond)
                     .where(jobs.c.status.in_([int(s) for s in IN_FLIGHT]))
-                    .values(worker_id=new_worker, heartbeat_at=utcnow())
+                    .values(
+                        worker_id=new_worker,
+                        heartbeat_at=now,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    )
                 ).rowcount
             )
 

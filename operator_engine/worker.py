@@ -3,7 +3,8 @@ that recovers jobs of dead workers and reconciles Docker and the disk against th
 
 A worker id is ``host:pid-starttime:n:random``. A job's lease is lost at once when its worker
 ran on this host in a process that no longer exists, and for workers on other hosts (sharing
-PostgreSQL) when its heartbeat is older than the lease.
+PostgreSQL) when the lease expiry its worker stored has passed (each worker stores its own
+lease length's expiry, so a worker with a shorter lease setting never takes a live job).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,20 +21,24 @@ from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
-from operator_engine import pipeline
+from operator_engine import file_objects, pipeline
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import Credential, CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import utcnow
 from operator_engine.publish import record_logs
 from operator_engine.runner import ContainerRunner, RunnerError
-from operator_engine.statuses import TERMINAL, JobStatus
+from operator_engine.statuses import CRASH_FAILURE, TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log, jobs_root
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
+
+#: A job folder without a row is removed only when older than this: a submit saves the job's
+#: file objects before it inserts the row.
+ORPHAN_GRACE_SECONDS = 600.0
 
 _active: set[str] = set()
 _active_lock = threading.Lock()
@@ -49,6 +55,7 @@ class Services:
     allow_non_public_ip: bool
     lease_seconds: float = 30.0
     fetch_timeout: float = 30.0
+    disk_quota: str = "auto"
     storage: StorageConfig | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     settlement: Any = None  # operator_engine.settlement.Settlement (escrow-paid jobs)
@@ -92,10 +99,16 @@ def process_id() -> str:
     return f"{os.getpid()}-{_process_start(os.getpid())}"
 
 
-def worker_is_dead(worker_id: str | None, heartbeat_at: Any, lease_seconds: float) -> bool:
-    """True when the job's lease can be taken over. On this host the worker's process is
-    checked directly (alive, even if slow to heartbeat: not taken over; gone: at once);
-    elsewhere the heartbeat must be older than the lease."""
+def _aware(moment: Any) -> Any:
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def worker_is_dead(row: Any, lease_seconds: float) -> bool:
+    """True when the lease of ``row`` (``worker_id``, ``heartbeat_at``, ``lease_expires_at``)
+    can be taken over. On this host the worker's process is checked directly (alive, even if
+    slow to heartbeat: not taken over; gone: at once); elsewhere the expiry the holder stored
+    must have passed (rows from before expiries were stored: heartbeat + ``lease_seconds``)."""
+    worker_id, heartbeat_at = row.worker_id, _aware(row.heartbeat_at)
     if worker_id is None or heartbeat_at is None:
         return True
     with _active_lock:
@@ -108,8 +121,10 @@ def worker_is_dead(worker_id: str | None, heartbeat_at: Any, lease_seconds: floa
         pid, _, start = parts[1].partition("-")
         if pid.isdigit():
             return _process_start(int(pid)) != start
-    moment = heartbeat_at if heartbeat_at.tzinfo else heartbeat_at.replace(tzinfo=UTC)
-    return bool(moment < utcnow() - timedelta(seconds=lease_seconds))
+    expiry = _aware(getattr(row, "lease_expires_at", None))
+    if expiry is None:
+        expiry = heartbeat_at + timedelta(seconds=lease_seconds)
+    return bool(expiry < utcnow())
 
 
 class Worker:
@@ -127,7 +142,8 @@ class Worker:
 
     def step(self) -> bool:
         """Claim one queued job and run it; False when nothing could be claimed."""
-        job = self.services.store.claim(self.id, self.services.schedulable_envs())
+        svc = self.services
+        job = svc.store.claim(self.id, svc.schedulable_envs(), svc.lease_seconds)
         if job is None:
             return False
         self.process(job.job_id, JobStatus.STARTED, 0)
@@ -145,7 +161,7 @@ class Worker:
         interval = max(self.services.lease_seconds / 3, 0.2)
         while not done.wait(interval):
             try:
-                if not self.services.store.heartbeat(job_id, self.id):
+                if not self.services.store.heartbeat(job_id, self.id, self.services.lease_seconds):
                     lost.set()
                     return
             except Exception:  # a store hiccup must not kill the heartbeat
@@ -160,14 +176,19 @@ class Worker:
         folder = svc.folder(job_id)
         try:
             request = svc.store.request_of(job_id)
-            entry = svc.registry.entries().get(request.environment) if request else None
             if request is None:
                 raise pipeline.Cancelled
+            entry = svc.registry.entries().get(request.environment)
+            reason = f"environment {request.environment} no longer exists"
+            if entry is not None and pipeline.needs_inputs(start):
+                try:
+                    request = file_objects.load(folder, request)
+                except file_objects.FileObjectsMissing as exc:
+                    entry, reason = None, str(exc)
             if entry is None:
                 if current < JobStatus.CONFIGURING:
                     svc.store.transition(job_id, current, JobStatus.CONFIGURING)
                     current = JobStatus.CONFIGURING
-                reason = f"environment {request.environment} no longer exists"
                 outcome = Outcome(Kind.DATA_FAILED, reason)
                 pipeline.end(
                     svc.store,
@@ -201,6 +222,7 @@ class Worker:
                 is_cancelled=lambda: self._cancelled(job_id, lost),
                 on_container=lambda cid: svc.store.update(job_id, container_id=cid),
                 fetch_timeout=svc.fetch_timeout,
+                disk_quota=svc.disk_quota,
                 storage=svc.storage,
                 should_yield=svc.stopping.is_set,
                 settlement=svc.settlement,
@@ -273,14 +295,7 @@ class Worker:
         if current is JobStatus.SETTLING:
             return  # results are published; the sweep resumes the settlement
         self._remove_containers(job_id)
-        target = {
-            JobStatus.STARTED: JobStatus.STOPPED,
-            JobStatus.CONFIGURING: JobStatus.DATA_PROVISIONING_FAILED,
-            JobStatus.PROVISIONED: JobStatus.RUN_FAILED,
-            JobStatus.RUNNING: JobStatus.RUN_FAILED,
-            JobStatus.FILTERING: JobStatus.UPLOAD_FAILED,
-            JobStatus.PUBLISHING: JobStatus.UPLOAD_FAILED,
-        }[current]
+        target = CRASH_FAILURE[current]
         try:
             pipeline.end(
                 svc.store,
@@ -308,13 +323,21 @@ class Worker:
         environments against the store. Returns how many jobs it recovered."""
         svc = self.services
         recovered = 0
-        for row in svc.store.in_flight_rows():
-            if not worker_is_dead(row.worker_id, row.heartbeat_at, svc.lease_seconds):
-                continue
-            if not svc.store.take_over(row.job_id, row.worker_id, self.id):
-                continue
-            recovered += 1
-            self.recover(row.job_id, JobStatus(row.status), row.worker_id)
+        try:
+            rows = svc.store.in_flight_rows()
+        except Exception:
+            log.exception("sweep: cannot read in-flight jobs")
+            rows = []
+        for row in rows:
+            try:
+                if not worker_is_dead(row, svc.lease_seconds):
+                    continue
+                if not svc.store.take_over(row.job_id, row.worker_id, self.id, svc.lease_seconds):
+                    continue
+                recovered += 1
+                self.recover(row.job_id, JobStatus(row.status), row.worker_id)
+            except Exception:
+                log.exception("sweep: cannot recover job %s", row.job_id)
         self.reconcile()
         if svc.settlement is not None:
             svc.settlement.sweep(self._job_status)
@@ -361,28 +384,60 @@ class Worker:
             svc.store.release(job_id, self.id)
 
     def reconcile(self) -> None:
+        """Each step on its own: one that fails is logged and the others still run."""
+        for step in (
+            self._reconcile_containers,
+            self._reconcile_folders,
+            self._expire_results,
+            self._finish_drains,
+        ):
+            try:
+                step()
+            except Exception:
+                log.exception("sweep: %s failed; the other steps still ran", step.__name__)
+
+    def _reconcile_containers(self) -> None:
+        """Remove containers of jobs that are gone, ended, or not at 40."""
         svc = self.services
         terminal = {int(s) for s in TERMINAL}
-        try:
-            containers = svc.runner.containers()
-        except RunnerError:
-            log.warning("cannot list containers to reconcile", exc_info=True)
-            containers = []
-        for cid, job_id in containers:
-            row = svc.store.row(job_id)
-            if row is None or row.status in terminal or row.status != int(JobStatus.RUNNING):
-                svc.runner.remove(cid)
+        for cid, job_id in svc.runner.containers():
+            try:
+                row = svc.store.row(job_id)
+                if row is None or row.status in terminal or row.status != int(JobStatus.RUNNING):
+                    svc.runner.remove(cid)
+            except Exception:
+                log.exception("sweep: cannot reconcile container %s of job %s", cid, job_id)
+
+    def _reconcile_folders(self) -> None:
+        """Remove folders of jobs that are gone (unless just saved by a submit that is still
+        inserting its row) and the inputs of ended jobs."""
+        svc = self.services
+        terminal = {int(s) for s in TERMINAL}
         root = jobs_root(svc.data_dir)
-        if root.is_dir():
-            for child in root.iterdir():
+        if not root.is_dir():
+            return
+        for child in root.iterdir():
+            try:
                 row = svc.store.row(child.name)
                 if row is None:
-                    JobFolder(child.resolve()).remove()
+                    if time.time() - child.lstat().st_mtime > ORPHAN_GRACE_SECONDS:
+                        JobFolder(child.resolve()).remove()
                 elif row.status in terminal:
                     JobFolder(child.resolve()).remove_inputs()
+            except Exception:
+                log.exception("sweep: cannot reconcile folder %s", child)
+
+    def _expire_results(self) -> None:
+        svc = self.services
         for job_id in svc.store.expired():
-            svc.folder(job_id).remove()
-            svc.store.clear_results(job_id)
+            try:
+                svc.folder(job_id).remove()
+                svc.store.clear_results(job_id)
+            except Exception:
+                log.exception("sweep: cannot expire the results of job %s", job_id)
+
+    def _finish_drains(self) -> None:
+        svc = self.services
         live = svc.store.live_counts()
         for env_row in svc.store.env_rows():
             if env_row.status == "DELETING" and not live.get(env_row.id):

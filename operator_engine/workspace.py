@@ -4,14 +4,17 @@
 read-only), ``outputs/`` (owned by the algorithm user) and ``logs/`` (sticky, world-writable:
 the algorithm may add files but can neither replace nor alter the engine's own logs, which are
 created before the container starts). The job folder itself is 0700: other host users cannot
-read a dataset copy.
+read a dataset copy. ``files.json`` (0600) holds the job's decrypted file objects from submit
+until the inputs are removed (see :mod:`operator_engine.file_objects`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +23,11 @@ ALGORITHM_UID = 65534
 ALGORITHM_LOG = "algorithm.log"
 CONFIGURE_LOG = "configure.log"
 PUBLISH_LOG = "publish.log"
+FILE_OBJECTS = "files.json"
+ENGINE_LOGS = (ALGORITHM_LOG, CONFIGURE_LOG, PUBLISH_LOG)
+_WORK = "work"
+_WORK_IMAGE = "work.img"
+log = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -74,37 +82,91 @@ class JobFolder:
     def log(self, name: str) -> Path:
         return self.logs / name
 
+    @property
+    def work(self) -> Path:
+        """Mount point of the run's size-limited area (see :mod:`operator_engine.quota`)."""
+        return self.root / _WORK
+
+    @property
+    def work_image(self) -> Path:
+        return self.root / _WORK_IMAGE
+
+    def live_algorithm_log(self) -> Path:
+        """Where the algorithm log is being written now: in the run's disk-share area while
+        one is mounted, else in ``logs/`` (the area's log is copied there when the run ends)."""
+        in_area = self.work / "logs" / ALGORITHM_LOG
+        return in_area if in_area.is_file() else self.log(ALGORITHM_LOG)
+
     def create(self) -> None:
-        """(Re)create the tree empty, with the engine's logs in place."""
-        self.remove()
-        self.root.parent.mkdir(parents=True, exist_ok=True)
+        """(Re)create the tree empty, with the engine's logs in place (the file objects saved
+        at submit stay)."""
+        self.root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root.parent, 0o700)
-        self.root.mkdir(mode=0o700)
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        drop_work_area(self)
+        for child in self.root.iterdir():
+            if child.name == FILE_OBJECTS and not child.is_symlink():
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
         for sub in (self.inputs, self.transformations, self.ddos):
             sub.mkdir(mode=0o755)
-        self.outputs.mkdir(mode=0o700)
-        try:
-            os.chown(self.outputs, ALGORITHM_UID, ALGORITHM_UID)
-        except PermissionError:  # engine not root: let the algorithm user write anyway
-            os.chmod(self.outputs, 0o777)
-        self.logs.mkdir()
-        os.chmod(self.logs, 0o1777)
-        for name in (ALGORITHM_LOG, CONFIGURE_LOG, PUBLISH_LOG):
-            fd = os.open(
-                self.log(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644
-            )
-            os.close(fd)
+        prepare_writable(self.outputs, self.logs, ENGINE_LOGS)
 
     def remove_inputs(self) -> None:
-        """Drop the dataset copy, algorithm and DDOs once the job is over."""
+        """Drop the dataset copy, algorithm, DDOs and file objects once the job is over."""
+        drop_work_area(self)
         for sub in (self.inputs, self.transformations, self.ddos):
             shutil.rmtree(sub, ignore_errors=True)
+        (self.root / FILE_OBJECTS).unlink(missing_ok=True)
 
     def remove(self) -> None:
+        drop_work_area(self)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def exists(self) -> bool:
         return self.root.exists()
+
+
+def prepare_writable(
+    outputs: Path, logs: Path, engine_logs: tuple[str, ...] = (ALGORITHM_LOG,)
+) -> None:
+    """The algorithm's writable folders: ``outputs`` owned by the algorithm user; ``logs``
+    sticky and world-writable with the engine's logs created first (so the algorithm can
+    neither replace nor alter them)."""
+    outputs.mkdir(mode=0o700)
+    try:
+        os.chown(outputs, ALGORITHM_UID, ALGORITHM_UID)
+    except PermissionError:  # engine not root: let the algorithm user write anyway
+        os.chmod(outputs, 0o777)
+    logs.mkdir()
+    os.chmod(logs, 0o1777)
+    for name in engine_logs:
+        fd = os.open(logs / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        os.close(fd)
+
+
+def drop_work_area(folder: JobFolder) -> None:
+    """Unmount and delete the run's size-limited area, if one is left (a lazy unmount when a
+    container still holds it: the kernel frees it once that is gone)."""
+    work = folder.work
+    if os.path.ismount(work):
+        for argv in (["umount", str(work)], ["umount", "-l", str(work)]):
+            try:
+                done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if done.returncode == 0:
+                break
+        else:
+            log.warning("cannot unmount %s", work)
+            return
+    if work.is_dir() and not work.is_symlink() and not os.path.ismount(work):
+        shutil.rmtree(work, ignore_errors=True)
+    folder.work_image.unlink(missing_ok=True)
 
 
 def append_log(path: Path, text: str) -> None:

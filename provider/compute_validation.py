@@ -24,6 +24,7 @@ from operator_engine.models import (
     JobRequest,
     Payments,
 )
+from operator_engine.provision import MAX_ALGORITHM_BYTES
 from operator_engine.storage import StorageConfig, fetch_bytes
 from provider import json_limits
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
@@ -35,8 +36,6 @@ from provider.params import lookup, text_param
 
 log = logging.getLogger(__name__)
 
-#: Algorithm files fetched to verify ``filesChecksum`` are capped at this size.
-MAX_ALGORITHM_BYTES = 16 * 1024 * 1024
 UNKNOWN_ENVIRONMENT = "Compute environment does not exist"
 CONTAINER_TEXT_FIELDS = ("entrypoint", "image", "tag", "checksum")
 

@@ -121,7 +121,7 @@ class Indexer:
         return f"{self.chain_id}:{self.factory.lower()}"
 
     def cursor(self) -> int:
-        with self.db.connect() as conn:
+        with reading(self.db) as conn:
             value = conn.execute(
                 sa.select(cursors.c.block).where(cursors.c.name == self.cursor_name)
             ).scalar()

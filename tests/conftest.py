@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.fixtures.chain",
     "tests.fixtures.postgres",
     "tests.fixtures.escrow",
+    "tests.fixtures.mounts",
 ]

@@ -48,12 +48,17 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
     "TIDEWATER_ADMIN_TOKEN": ("(none)", "admin token `tidewater admin` sends (client side only)"),
     "TIDEWATER_LOG_LEVEL": ("INFO", "log level (DEBUG, INFO, WARNING, ERROR)"),
+    "TIDEWATER_DISK_QUOTA": (
+        "auto",
+        "how a job's disk share is enforced: loop (ext4 image, needs root), poll, auto",
+    ),
     "TIDEWATER_METRICS_PUBLIC": ("false", "serve /metrics to any client, not only loopback"),
     "TIDEWATER_CREDENTIALS_KEY": (
         "(none: credentials disabled)",
         "Fernet key that encrypts admin platform credentials at rest",
     ),
 }
+DISK_QUOTA_MODES = ("auto", "loop", "poll")
 
 
 class SettingsError(ValueError):
@@ -185,6 +190,7 @@ class Settings:
     aquarius_url: str | None = None
     authorized_decrypters: tuple[str, ...] = ()
     log_level: str = "INFO"
+    disk_quota: str = "auto"
     metrics_public: bool = False
     credentials_key: str | None = field(default=None, repr=False)
 
@@ -206,6 +212,11 @@ class Settings:
         log_level = (env.get("TIDEWATER_LOG_LEVEL") or "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"TIDEWATER_LOG_LEVEL={log_level!r}: use DEBUG/INFO/WARNING/ERROR")
+        disk_quota = (env.get("TIDEWATER_DISK_QUOTA") or "auto").strip().lower()
+        if disk_quota not in DISK_QUOTA_MODES:
+            raise SettingsError(
+                f"TIDEWATER_DISK_QUOTA={disk_quota!r}: use {', '.join(DISK_QUOTA_MODES)}"
+            )
         credentials_key = (env.get("TIDEWATER_CREDENTIALS_KEY") or "").strip() or None
         if credentials_key is not None and not _FERNET_RE.match(credentials_key):
             raise SettingsError(
@@ -231,6 +242,7 @@ class Settings:
             aquarius_url=env.get("AQUARIUS_URL") or None,
             authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),
             log_level=log_level,
+            disk_quota=disk_quota,
             metrics_public=_bool(env, "TIDEWATER_METRICS_PUBLIC", False),
             credentials_key=credentials_key,
         )

@@ -53,7 +53,8 @@ def _digest(token: str) -> str:
 
 
 class TokenStore:
-    """Admin tokens in the job store's database (table ``admin_tokens``)."""
+    """Admin tokens in the job store's database (table ``admin_tokens``). The table is created
+    once per database engine, not per request; token checks are read-only transactions."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -11,14 +11,14 @@ fixed-size reads, until the job ends; then the rest of the file and the end of t
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from flask import Response
 from flask.typing import ResponseReturnValue
 
-from operator_engine.workspace import ALGORITHM_LOG
 from provider.app import Services, services
 from provider.errors import SignatureError
 from provider.node import bp
@@ -70,17 +70,37 @@ def compute_result() -> ResponseReturnValue:
     return result_response(svc, owned_job(svc, consumer, job_id), int(index_text))
 
 
-def follow_log(svc: Services, job_id: str, path: Path, deadline: float) -> Iterator[bytes]:
-    """``path``'s bytes as they are written, until the job is terminal (or ``deadline``)."""
+def follow_log(
+    svc: Services, job_id: str, locate: Callable[[], Path], deadline: float
+) -> Iterator[bytes]:
+    """The log at ``locate()``'s bytes as they are written, until the job is terminal (or
+    ``deadline``). The log moves once (from the run's disk-share area into ``logs/``, same
+    bytes): the new file is read on from the bytes already sent."""
     handle = None
+    sent = 0
     try:
         while True:
             job = svc.engine.get(job_id)
             ended = job is None or job.is_terminal or time.monotonic() > deadline
+            path = locate()
+            try:
+                moved = (
+                    handle is not None and os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
+                )
+            except OSError:
+                moved = False
+            if handle is not None and moved:
+                while chunk := handle.read(CHUNK):  # what the old file still holds
+                    sent += len(chunk)
+                    yield chunk
+                handle.close()
+                handle = None
             if handle is None and path.is_file():
                 handle = path.open("rb")
+                handle.seek(sent)
             if handle is not None:
                 while chunk := handle.read(CHUNK):
+                    sent += len(chunk)
                     yield chunk
             if ended:
                 return
@@ -99,6 +119,6 @@ def compute_streamable_logs() -> ResponseReturnValue:
     job = owned_job(svc, consumer, text_param(params, "jobId"))
     env = svc.engine.environment(job.environment)
     limit = (env.max_job_duration if env is not None else 3600) + 600
-    path = svc.engine.services.folder(job.job_id).log(ALGORITHM_LOG)
-    stream = follow_log(svc, job.job_id, path, time.monotonic() + limit)
+    folder = svc.engine.services.folder(job.job_id)
+    stream = follow_log(svc, job.job_id, folder.live_algorithm_log, time.monotonic() + limit)
     return Response(stream, status=200, mimetype="text/plain")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,4 +237,66 @@ def test_fork_bomb_hits_the_pids_limit(
     assert "can't fork" in text, text
     assert "started=400" not in text
     assert job.status is JobStatus.RUN_FAILED, job.reason
+    assert not engine.runner.containers(job.job_id)
+
+
+SHARE_MIB = 16
+WRITERS = {
+    "logs": "dd if=/dev/zero of=/data/logs/big bs=1M count=64; echo done",
+    "stdout": "yes 0123456789abcdef | head -c 67108864; echo done",
+    "outputs": "dd if=/dev/zero of=/data/outputs/big bs=1M count=64; echo done",
+}
+
+
+def _on_disk(root: Path) -> tuple[int, int]:
+    """(bytes in files, bytes allocated) under ``root``, links not followed."""
+    entries = [p.lstat() for p in root.rglob("*")]
+    return (
+        sum(st.st_size for st in entries if stat.S_ISREG(st.st_mode)),
+        sum(st.st_blocks * 512 for st in entries),
+    )
+
+
+@pytest.mark.parametrize("mode", ["loop", "poll"])
+@pytest.mark.parametrize("path", list(WRITERS))
+def test_writing_past_the_disk_share_ends_42_and_leaves_nothing_over_it(
+    mode: str,
+    path: str,
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+    file_server: FileServer,
+    busybox_image: str,
+) -> None:
+    """/data/outputs, /data/logs and stdout share one disk share (diskGB / maxJobs)."""
+    from operator_engine.quota import loop_available
+
+    if mode == "loop" and not loop_available():
+        pytest.skip("loop-mounted quotas need root, mount(8) and mkfs.ext4")
+    share = SHARE_MIB * 1024**2
+    settings = settings_for(
+        tmp_path,
+        [env(diskGB=SHARE_MIB / 1024, maxJobs=1, egress={"maxBytes": share, "maxFiles": 20})],
+        allow_non_public_ip=True,
+        disk_quota=mode,
+    )
+    engine = Engine.from_settings(settings, runner=DockerRunner(docker_client, pull=False))
+    try:
+        job = run_one(engine, file_server, busybox_image, WRITERS[path], entrypoint="sh $ALGO")
+    finally:
+        engine.shutdown()
+    assert job.status is JobStatus.EGRESS_EXCEEDED, job.reason
+    assert job.reason and "disk share" in job.reason, job.reason
+    folder = engine.services.folder(job.job_id)
+    assert not folder.work.exists() and not folder.work_image.exists()
+    in_files, allocated = _on_disk(folder.root)
+    engine_logs = sum(folder.log(n).stat().st_size for n in ("configure.log", "publish.log"))
+    assert in_files - engine_logs <= share
+    assert allocated <= share + 64 * 1024  # + the engine's folders and its two small logs
+    assert not list(folder.outputs.iterdir())
+    assert sorted(p.name for p in folder.logs.iterdir()) == [
+        "algorithm.log",
+        "configure.log",
+        "publish.log",
+    ]
+    assert f"({mode})" in folder.log("configure.log").read_text()
     assert not engine.runner.containers(job.job_id)

@@ -109,7 +109,7 @@ def test_a_job_that_has_not_run_is_left_to_resume(
         return Outcome(Kind.OK)
 
     steps = list(pipeline.STEPS)
-    steps[2] = (JobStatus.PROVISIONED, hold, Kind.DATA_FAILED)
+    steps[2] = (JobStatus.PROVISIONED, hold)
     monkeypatch.setattr(pipeline, "STEPS", steps)
     engine = make(tmp_path, FakeRunner())
     job = engine.submit(request(files=data))

@@ -5,14 +5,16 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from operator_engine.db import make_engine
-from operator_engine.models import ComputeEnvironment
+from operator_engine.models import ComputeEnvironment, utcnow
 from operator_engine.statuses import JobStatus
 from operator_engine.store import JobStore, ResultRecord, TransitionError
+from operator_engine.worker import worker_is_dead
 from tests.engine.helpers import request
 
 S = JobStatus
@@ -116,7 +118,7 @@ def test_leases_results_and_delete(store: JobStore) -> None:
     assert not store.take_over(job.job_id, "w9", "w2")
     assert store.take_over(job.job_id, "w1", "w2")
     assert not store.heartbeat(job.job_id, "w1")
-    assert [r.job_id for r in store.abandoned(lease_seconds=3600)] == []
+    assert [r.job_id for r in store.abandoned()] == []
     store.set_results(job.job_id, [ResultRecord("a.txt", 3, "output", "ab" * 32, "outputs/a.txt")])
     found = store.result_path(job.job_id, 0)
     assert found is not None and found[0] == "outputs/a.txt" and found[1].filesize == 3
@@ -132,3 +134,34 @@ def test_api_managed_environments(store: JobStore) -> None:
     with pytest.raises(ValueError):
         store.put_env("gpu", {}, status="BOGUS")
     assert store.delete_env("gpu") and store.env_rows() == []
+
+
+def test_a_lease_is_judged_by_the_expiry_its_holder_stored(store: JobStore) -> None:
+    """A worker with a 5 s lease setting must not take a job whose holder (on another host)
+    leased it for an hour and heartbeat 10 s ago."""
+    job, _ = store.insert(request(), algo_did="raw")
+    holder = "other-host:1-1:0:abcd"
+    assert store.claim(holder, ENVS, lease_seconds=3600) is not None
+    row = store.row(job.job_id)
+    assert row.lease_expires_at is not None
+    assert not worker_is_dead(row, lease_seconds=5)
+    assert store.abandoned() == [] and store.abandoned(utcnow() + timedelta(seconds=60)) == []
+    assert store.heartbeat(job.job_id, holder, lease_seconds=1)
+    later = utcnow() + timedelta(seconds=60)
+    assert [r.job_id for r in store.abandoned(later)] == [job.job_id]
+    assert store.take_over(job.job_id, holder, "w2", lease_seconds=3600)
+    assert store.abandoned(later) == []
+
+
+def test_a_store_from_before_lease_expiries_keeps_working(store: JobStore) -> None:
+    """An existing store whose jobs table lacks lease_expires_at gets the column added."""
+    old, _ = store.insert(request(), algo_did="raw")
+    with store.engine.begin() as conn:  # the jobs table as the previous version created it
+        conn.exec_driver_sql("ALTER TABLE jobs DROP COLUMN lease_expires_at")
+    store.engine.dispose()
+    upgraded = JobStore(store.engine)
+    upgraded.create_tables()
+    upgraded.create_tables()  # idempotent
+    assert upgraded.row(old.job_id).lease_expires_at is None
+    assert upgraded.claim("w1", ENVS, lease_seconds=30) is not None
+    assert upgraded.row(old.job_id).lease_expires_at is not None

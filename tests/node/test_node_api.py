@@ -425,7 +425,7 @@ def test_streamed_log_follows_the_file_until_the_job_ends(tmp_path: Path) -> Non
         return job
 
     svc = SimpleNamespace(engine=SimpleNamespace(get=get))
-    stream = follow_log(svc, "j", log, time.monotonic() + 60)  # type: ignore[arg-type]
+    stream = follow_log(svc, "j", lambda: log, time.monotonic() + 60)  # type: ignore[arg-type]
     log.write_bytes(b"first\n")
     assert next(stream) == b"first\n"  # served while the job still runs
     with log.open("ab") as handle:

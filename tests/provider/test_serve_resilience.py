@@ -36,6 +36,7 @@ from operator_engine.db import make_engine
 from operator_engine.runner import JOB_LABEL, FakeRunner
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.store import JobStore
+from operator_engine.workspace import JobFolder, drop_work_area
 from provider.app import create_app
 from provider.crypto import encrypt_for_key, public_key_hex
 from tests.provider.core_support import fake_web3, make_settings
@@ -249,7 +250,9 @@ class Provider:
 
     def running_algorithm(self, job_id: str) -> None:
         """Wait until the job is at 40 with its algorithm started in its container."""
-        wait_for(lambda: (self.folder(job_id) / "logs" / "started").exists(), "the algorithm")
+        # /data/logs is the job's disk-share area while it runs (work/ when loop-mounted)
+        marks = [self.folder(job_id) / sub / "started" for sub in ("work/logs", "logs")]
+        wait_for(lambda: any(mark.exists() for mark in marks), "the algorithm")
         assert self.status(job_id) == JobStatus.RUNNING
 
     def release(self, job_id: str) -> None:
@@ -300,6 +303,7 @@ def provider(
     for job_dir in (made.data_dir / "jobs").glob("*"):
         for container in made.containers(job_dir.name):
             container.remove(force=True)
+        drop_work_area(JobFolder(job_dir))  # a run's disk-share area left by a killed engine
     world.files.release.clear()
     made.client.close()
     made.store.engine.dispose()

@@ -31,6 +31,7 @@ def test_key_is_normalized_and_hidden_from_repr() -> None:
         ({"NETWORK_URL": "localhost:8545"}, "NETWORK_URL"),
         ({"TIDEWATER_WORKERS": "two"}, "TIDEWATER_WORKERS"),
         ({"TIDEWATER_LOG_LEVEL": "LOUD"}, "TIDEWATER_LOG_LEVEL"),
+        ({"TIDEWATER_DISK_QUOTA": "xfs"}, "TIDEWATER_DISK_QUOTA"),
         ({"AUTHORIZED_DECRYPTERS": "0x12, aquarius"}, "AUTHORIZED_DECRYPTERS"),
         ({"TIDEWATER_PULL_IMAGES": "sometimes"}, "TIDEWATER_PULL_IMAGES"),
     ],

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lease-seconds",
         type=float,
         default=30.0,
-        help="a job whose worker has not heartbeaten for this long is recovered (default 30)",
+        help="this worker's lease on its jobs (default 30): each heartbeat stores its expiry, "
+        "and a job whose lease expired is recovered by another worker",
     )
     parser.add_argument("--poll-seconds", type=float, default=0.5, help="idle claim interval")
     parser.add_argument(
