@@ -15,10 +15,31 @@ $(STAMP): pyproject.toml
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
+# Real-client tests (tests/clients): ocean.js 3.4.6 in its own npm folder.
+tests/clients/oceanjs3/node_modules/.package-lock.json: tests/clients/oceanjs3/package.json tests/clients/oceanjs3/package-lock.json
+	cd tests/clients/oceanjs3 && npm ci --no-audit --no-fund --loglevel=error
+
+# ocean.py 3.1.2 in its own venv: it pins web3 6 and ocean-contracts 2 (tidewater: 7 and 3), and
+# its pinned enforce-typing breaks on Python 3.11+, so the venv runs Python 3.10 (pyenv's, if
+# python3.10 is not on PATH). Without a Python 3.10 the ocean.py client test cannot run.
+OCEANPY := .venv-oceanpy
+OCEANPY_PYTHON ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 \
+	$$HOME/.pyenv/versions/3.10*/bin/python3.10; do \
+	$$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
+$(OCEANPY)/.installed: tests/clients/oceanpy/requirements.txt
+	@if [ -z "$(OCEANPY_PYTHON)" ]; then \
+		echo "no Python 3.10 found: $(OCEANPY) (ocean.py client test) not made"; exit 0; fi; \
+	set -e; \
+	$(OCEANPY)/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null \
+		|| { rm -rf $(OCEANPY); $(OCEANPY_PYTHON) -m venv $(OCEANPY); }; \
+	$(OCEANPY)/bin/pip install -q --upgrade pip; \
+	$(OCEANPY)/bin/pip install -q -r tests/clients/oceanpy/requirements.txt; \
+	touch $@
+
 tests/clients/oceanjs8/node_modules/.package-lock.json: tests/clients/oceanjs8/package.json tests/clients/oceanjs8/package-lock.json
 	cd tests/clients/oceanjs8 && npm ci --no-audit --no-fund --loglevel=error
 
-bootstrap: $(STAMP) node_modules/.package-lock.json tests/clients/oceanjs8/node_modules/.package-lock.json
+bootstrap: $(STAMP) node_modules/.package-lock.json tests/clients/oceanjs3/node_modules/.package-lock.json tests/clients/oceanjs8/node_modules/.package-lock.json $(OCEANPY)/.installed
 
 demo: bootstrap
 	$(BIN)/tidewater demo

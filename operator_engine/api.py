@@ -215,15 +215,19 @@ class Engine:
     def find(self, owner: str, *, job_id: str | None = None, did: str | None = None) -> list[Job]:
         return self.store.find(owner, job_id=job_id, did=did)
 
-    def stop(self, job_id: str, *, stopreq: int = 1, wait: float = 10.0) -> Job:
-        """Stop at any stage: the job ends at 7 with ``stopreq``; its container is killed and
-        the logs so far stay as results. Stopping a finished job changes nothing."""
+    def stop(
+        self, job_id: str, *, stopreq: int = 1, wait: float = 10.0, reason: str | None = None
+    ) -> Job:
+        """Stop at any stage: the job ends at 7 with ``stopreq`` (and ``reason``, else one
+        naming the owner or the time limit); its container is killed and the logs so far stay
+        as results. Stopping a finished job changes nothing."""
         job = self.store.get(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id}")
         if job.is_terminal:
             return job
-        reason = "stopped by its owner" if stopreq == 1 else "stopped: time limit reached"
+        if reason is None:
+            reason = "stopped by its owner" if stopreq == 1 else "stopped: time limit reached"
         try:
             previous = self.store.transition(
                 job_id, None, JobStatus.STOPPED, detail=reason, stopreq=stopreq, reason=reason

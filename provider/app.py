@@ -60,6 +60,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.compute_start",
     "provider.admin.routes",
     "provider.node",
+    "provider.console",
 )
 
 _CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"

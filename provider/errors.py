@@ -17,6 +17,7 @@ from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from contracts_abi.escrow import EscrowError
+from operator_engine.environments import FeeTokenUnchecked
 
 log = logging.getLogger("tidewater.provider")
 
@@ -88,6 +89,11 @@ def register_error_handlers(app: Flask) -> None:
     def _provider_error(exc: ProviderError) -> Response:
         g.provider_error = exc  # counted by provider.metrics
         return _json(exc.payload(), exc.status_code)
+
+    @app.errorhandler(FeeTokenUnchecked)
+    def _fee_token_unchecked(exc: FeeTokenUnchecked) -> Response:
+        # the chain did not answer an environment's fee-token check: an outage, not our bug
+        return _json({"error": str(exc)}, 503)
 
     @app.errorhandler(EscrowError)
     def _escrow_error(exc: EscrowError) -> Response:

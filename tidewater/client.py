@@ -152,6 +152,28 @@ class ProviderClient:
         params = self._signed_job_params(account, job_id, did)
         return self._call("DELETE", "/api/services/compute", params=params).json()
 
+    def follow_logs(
+        self, account: LocalAccount, job_id: str, *, events: bool = False
+    ) -> requests.Response:
+        """The running job's log stream (``computeLogs``, signed ``address + jobId + nonce``):
+        iterate ``iter_lines()`` until it ends with the job, then close it. ``events`` asks for
+        Server-Sent Events (``data: <line>`` … ``event: end``) instead of plain text."""
+        nonce = self.next_nonce(account.address)
+        params = {
+            "consumerAddress": account.address,
+            "jobId": job_id,
+            "nonce": nonce,
+            "signature": sign_text(account.key.hex(), f"{account.address}{job_id}{nonce}"),
+        }
+        accept = "text/event-stream" if events else "text/plain"
+        return self._call(
+            "GET",
+            "/api/services/computeLogs",
+            params=params,
+            headers={"Accept": accept},
+            stream=True,
+        )
+
     def download_result(
         self,
         account: LocalAccount,

@@ -3,7 +3,9 @@
 This machine cannot pull images, so tidewater builds its own small ones with ``docker import``:
 
 * ``tidewater/busybox:<hash>`` -- Debian's ``busybox-static`` binary and its applet links;
-* ``tidewater/python3:<hash>`` -- a ``debootstrap --variant=minbase --include=python3`` root.
+* ``tidewater/python3:<hash>`` -- a ``debootstrap --variant=minbase --include=python3`` root;
+* ``tidewater/python3-plot:<hash>`` -- the same with Debian's ``python3-matplotlib`` (the demo's
+  algorithm draws its chart with it).
 
 Each tag is a hash of what goes into the image (the busybox binary's bytes, or the debootstrap
 recipe), so a rebuild happens only when the content would change. Both images get a ``nobody``
@@ -28,6 +30,8 @@ BUSYBOX_BINARY = Path("/bin/busybox")
 PYTHON_SUITE = "bookworm"
 PYTHON_MIRROR = os.environ.get("TIDEWATER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PYTHON_RECIPE = f"debootstrap --variant=minbase --include=python3 {PYTHON_SUITE} v1"
+PLOT_PACKAGES = "python3,python3-matplotlib"
+PLOT_RECIPE = f"debootstrap --variant=minbase --include={PLOT_PACKAGES} {PYTHON_SUITE} v1"
 
 _PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n"
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
@@ -101,7 +105,20 @@ def python_image_tag() -> str:
 
 def ensure_python_image(client: docker.DockerClient) -> str:
     """Return the tag of the Python 3 image, building it with debootstrap (~40 s) if needed."""
-    tag = python_image_tag()
+    return _ensure_debootstrap_image(client, python_image_tag(), "python3")
+
+
+def plot_image_tag() -> str:
+    """The tag of the Python 3 + matplotlib image (the demo's): a hash of its recipe."""
+    return f"tidewater/python3-plot:{_digest(PLOT_RECIPE.encode())}"
+
+
+def ensure_plot_image(client: docker.DockerClient) -> str:
+    """Return the tag of the Python 3 + matplotlib image, building it if needed (~5 min)."""
+    return _ensure_debootstrap_image(client, plot_image_tag(), PLOT_PACKAGES)
+
+
+def _ensure_debootstrap_image(client: docker.DockerClient, tag: str, packages: str) -> str:
     if _present(client, tag):
         return tag
     if shutil.which("debootstrap") is None:
@@ -112,7 +129,7 @@ def ensure_python_image(client: docker.DockerClient) -> str:
             [
                 "debootstrap",
                 "--variant=minbase",
-                "--include=python3",
+                f"--include={packages}",
                 PYTHON_SUITE,
                 str(root),
                 PYTHON_MIRROR,

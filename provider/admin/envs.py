@@ -19,6 +19,7 @@ from operator_engine.environments import (
     EnvEntry,
     EnvironmentConfigError,
     EnvironmentRegistry,
+    FeeTokenUnchecked,
     parse_environment,
 )
 from operator_engine.models import FreeTier
@@ -177,10 +178,13 @@ class EnvAdmin:
         return "AVAILABLE", None
 
     def check_fee_token(self, env_id: str, config: dict[str, Any]) -> None:
-        """400 unless the config's fee token (or the default) is an ERC-20 on the chain."""
+        """400 unless the config's fee token (or the default) is an ERC-20 on the chain; 503
+        when the chain does not answer the check."""
         where = "computeEnv.config"
         try:
             self.registry.check(parse_environment({"id": env_id, **config}, where), where)
+        except FeeTokenUnchecked as exc:
+            raise AdminError(str(exc), 503) from None
         except EnvironmentConfigError as exc:
             raise AdminError(str(exc)) from None
 
@@ -203,6 +207,8 @@ class EnvAdmin:
         self.finish_drains()
         try:
             return self.registry.entries()
+        except FeeTokenUnchecked as exc:
+            raise AdminError(str(exc), 503) from None
         except EnvironmentConfigError as exc:
             raise AdminError(f"environments file: {exc}", 500) from None
 

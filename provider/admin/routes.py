@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request
 
+from operator_engine.api import JobNotFound
 from operator_engine.credentials import CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.statuses import TERMINAL
@@ -16,7 +17,7 @@ from operator_engine.store import JobStore
 from provider.admin import batches as batch_views
 from provider.admin import bp
 from provider.admin.envs import PLATFORMS, AdminError, EnvAdmin, iso
-from provider.admin.tokens import TokenError, TokenStore
+from provider.admin.tokens import TICKET_SECONDS, TokenError, TokenStore
 from tidewater import __version__
 
 API_VERSION = "1.0.0"
@@ -44,6 +45,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/tokens"),
     ("POST", "/tokens"),
     ("DELETE", "/tokens/<token_id>"),
+    ("POST", "/api/console/ticket"),
+    ("POST", "/api/jobs/<job_id>/stop"),
 )
 PUBLIC: frozenset[str] = frozenset({"/service-info"})
 #: the largest request body the provider reads (Flask's MAX_CONTENT_LENGTH)
@@ -324,3 +327,27 @@ def delete_token(token_id: str) -> Response:
         raise AdminError(f"token {token_id!r} not found", 404)
     TokenStore(_svc().db).revoke(token_id)
     return Response(status=204)
+
+
+# -- the operator console (provider/console) -----------------------------------------------------
+
+
+@bp.post("/api/console/ticket")
+def console_ticket() -> Response:
+    """A short-lived ticket for ``GET /api/console/events`` (EventSource sends no headers)."""
+    token = request.headers.get("Authorization", "").partition(" ")[2].strip()
+    return jsonify(ticket=TokenStore(_svc().db).ticket(token), expiresIn=TICKET_SECONDS)
+
+
+@bp.post("/api/jobs/<job_id>/stop")
+def stop_job(job_id: str) -> Response:
+    """Admin stop: any job, whoever owns it; it ends at 7 (stopped) as an owner's stop does,
+    with the reason ``stopped by the operator``."""
+    engine = getattr(_svc(), "engine", None)
+    if engine is None or not hasattr(engine, "stop"):
+        raise AdminError("this provider runs no engine", 409)
+    try:
+        job = engine.stop(job_id, reason="stopped by the operator")
+    except JobNotFound:
+        raise AdminError(f"job {job_id!r} not found", 404) from None
+    return jsonify(jobId=job.job_id, status=int(job.status), reason=job.reason)

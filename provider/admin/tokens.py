@@ -1,10 +1,16 @@
-"""Admin bearer tokens: created once, stored as sha256 hashes, compared in constant time."""
+"""Admin bearer tokens: created once, stored as sha256 hashes, compared in constant time.
+
+A *ticket* stands in for a token where a header cannot be sent (the console's EventSource):
+``<token id>.<expiry unix>.<hmac>``, the HMAC-SHA256 of ``id.expiry`` keyed by the token's
+stored hash. It is good for :data:`TICKET_SECONDS`, names no secret, and dies with its token.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -27,6 +33,9 @@ admin_tokens = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
 )
 
+
+#: how long a ticket is good for (enough to open one event stream)
+TICKET_SECONDS = 60
 
 _READY: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -113,3 +122,43 @@ class TokenStore:
         for (stored,) in hashes:
             found |= hmac.compare_digest(stored, digest)
         return found
+
+    def _live_hash(self, token_id: str) -> str | None:
+        with reading(self.engine) as conn:
+            row = conn.execute(
+                sa.select(admin_tokens.c.token_hash).where(
+                    admin_tokens.c.id == token_id, admin_tokens.c.revoked_at.is_(None)
+                )
+            ).first()
+        return None if row is None else str(row.token_hash)
+
+    def ticket(self, token: str) -> str:
+        """A short-lived ticket for the live ``token`` (see the module docstring)."""
+        digest = _digest(token)
+        with reading(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(admin_tokens.c.id, admin_tokens.c.token_hash).where(
+                    admin_tokens.c.revoked_at.is_(None)
+                )
+            ).all()
+        for token_id, stored in rows:
+            if hmac.compare_digest(stored, digest):
+                return _ticket(token_id, stored, int(time.time()) + TICKET_SECONDS)
+        raise TokenError("admin API: invalid or revoked token", 403)
+
+    def check_ticket(self, ticket: str) -> bool:
+        """True when ``ticket`` is unexpired and its token still live."""
+        token_id, _, rest = ticket.partition(".")
+        expiry, _, _mac = rest.partition(".")
+        if not expiry.isdigit() or int(expiry) < time.time():
+            return False
+        stored = self._live_hash(token_id)
+        return stored is not None and hmac.compare_digest(
+            _ticket(token_id, stored, int(expiry)), ticket
+        )
+
+
+def _ticket(token_id: str, stored_hash: str, expiry: int) -> str:
+    body = f"{token_id}.{expiry}"
+    mac = hmac.new(stored_hash.encode(), body.encode(), hashlib.sha256).hexdigest()
+    return f"{body}.{mac}"

@@ -5,22 +5,17 @@ Results: signed either as V4 (``consumerAddress + jobId + index + nonce``) or as
 comes from the job store, never from the request, and is sent with ``Range`` support so an
 interrupted download resumes (``Range: bytes=<offset>-``).
 
-Logs: the running algorithm's ``algorithm.log`` streamed as it grows (chunked transfer), in
-fixed-size reads, until the job ends; then the rest of the file and the end of the response.
+Logs: the running algorithm's ``algorithm.log`` streamed as it grows, until the job ends
+(:mod:`provider.logstream`, shared with the V4 ``computeLogs``).
 """
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
-from flask import Response
 from flask.typing import ResponseReturnValue
 
 from provider.app import Services, services
 from provider.errors import SignatureError
+from provider.logstream import log_response
 from provider.node import bp
 from provider.node.auth import authenticate, bearer
 from provider.node.discovery import API
@@ -39,9 +34,6 @@ from provider.signatures import (
     recover_signer,
     signed_text,
 )
-
-CHUNK = 64 * 1024
-POLL_S = 0.25
 
 
 def _verify_result_request(
@@ -70,46 +62,6 @@ def compute_result() -> ResponseReturnValue:
     return result_response(svc, owned_job(svc, consumer, job_id), int(index_text))
 
 
-def follow_log(
-    svc: Services, job_id: str, locate: Callable[[], Path], deadline: float
-) -> Iterator[bytes]:
-    """The log at ``locate()``'s bytes as they are written, until the job is terminal (or
-    ``deadline``). The log moves once (from the run's disk-share area into ``logs/``, same
-    bytes): the new file is read on from the bytes already sent."""
-    handle = None
-    sent = 0
-    try:
-        while True:
-            job = svc.engine.get(job_id)
-            ended = job is None or job.is_terminal or time.monotonic() > deadline
-            path = locate()
-            try:
-                moved = (
-                    handle is not None and os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
-                )
-            except OSError:
-                moved = False
-            if handle is not None and moved:
-                while chunk := handle.read(CHUNK):  # what the old file still holds
-                    sent += len(chunk)
-                    yield chunk
-                handle.close()
-                handle = None
-            if handle is None and path.is_file():
-                handle = path.open("rb")
-                handle.seek(sent)
-            if handle is not None:
-                while chunk := handle.read(CHUNK):
-                    sent += len(chunk)
-                    yield chunk
-            if ended:
-                return
-            time.sleep(POLL_S)
-    finally:
-        if handle is not None:
-            handle.close()
-
-
 @bp.get(f"{API}/computeStreamableLogs")
 def compute_streamable_logs() -> ResponseReturnValue:
     svc = services()
@@ -119,6 +71,10 @@ def compute_streamable_logs() -> ResponseReturnValue:
     job = owned_job(svc, consumer, text_param(params, "jobId"))
     env = svc.engine.environment(job.environment)
     limit = (env.max_job_duration if env is not None else 3600) + 600
-    folder = svc.engine.services.folder(job.job_id)
-    stream = follow_log(svc, job.job_id, folder.live_algorithm_log, time.monotonic() + limit)
-    return Response(stream, status=200, mimetype="text/plain")
+    locate = svc.engine.services.folder(job.job_id).live_algorithm_log
+    return log_response(lambda: _ended(svc, job.job_id), locate, limit)
+
+
+def _ended(svc: Services, job_id: str) -> bool:
+    job = svc.engine.get(job_id)
+    return job is None or job.is_terminal

@@ -7,6 +7,10 @@ job store via ``engine.open_result`` (never from the request) and is sent with F
 attachment;filename=<name>``. A single ``Range`` answers 206 with ``Content-Range`` (416 when
 unsatisfiable). Someone else's job, an unknown job and an index out of range all answer 4xx
 JSON and no bytes.
+
+``GET /api/services/computeLogs``: the running algorithm's stdout/stderr streamed to the job's
+owner as it is written (:mod:`provider.logstream`), signed ``consumerAddress + jobId`` followed
+by the nonce (computeResult's layout without the index).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from operator_engine.api import JobNotFound, ResultNotFound
 from operator_engine.models import Job
 from provider.app import Services, services
 from provider.errors import ProviderError, RequestValidationError
+from provider.logstream import log_response
 from provider.nonces import verify_request
 from provider.params import address_param, is_digits, lookup, request_params, require, text_param
 
@@ -67,6 +72,35 @@ def compute_result() -> ResponseReturnValue:
     if job is None or job.owner.lower() != consumer.lower():
         raise ProviderError("Job not found", 404)
     return result_response(svc, job, int(index_text))
+
+
+@bp.get("/api/services/computeLogs")
+def compute_logs() -> ResponseReturnValue:
+    svc = services()
+    params = request_params()
+    require(params, "consumerAddress", "jobId")
+    consumer = address_param(params, "consumerAddress")
+    job_id = text_param(params, "jobId")
+    assert consumer is not None and job_id is not None
+    verify_request(
+        consumer,
+        lookup(params, "signature"),
+        lookup(params, "nonce"),
+        consumer + job_id,
+        store=svc.nonces,
+    )
+    job = svc.engine.get(job_id)
+    if job is None or job.owner.lower() != consumer.lower():
+        raise ProviderError("Job not found", 404)
+    env = svc.engine.environment(job.environment)
+    limit = (env.max_job_duration if env is not None else 3600) + 600
+    locate = svc.engine.services.folder(job.job_id).live_algorithm_log
+
+    def ended() -> bool:
+        current = svc.engine.get(job_id)
+        return current is None or current.is_terminal
+
+    return log_response(ended, locate, limit)
 
 
 def result_response(svc: Services, job: Job, index: int) -> Response:

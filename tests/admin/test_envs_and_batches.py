@@ -161,3 +161,17 @@ def test_fee_token_without_code_is_400(admin, registry: EnvironmentRegistry) -> 
     assert config["feeToken"].lower() == ocean
     changed = admin.put("/api/compute-envs/paid", json=env_body("paid", feeToken="0x" + "de" * 20))
     assert changed.status_code == 400
+
+
+def test_fee_token_check_with_the_chain_down_is_503(admin, registry: EnvironmentRegistry) -> None:  # type: ignore[no-untyped-def]
+    from operator_engine.environments import FeeTokenRule
+
+    def chain_down(_address: str) -> bytes:
+        raise ConnectionError("refused")
+
+    registry.fee_tokens = FeeTokenRule("0x" + "0c" * 20, chain_down, "chain 8996")
+    reply = admin.post("/api/compute-envs", json=env_body("later"))
+    assert reply.status_code == 503 and "cannot check feeToken" in reply.json["message"]
+    assert [row.id for row in registry.store.env_rows()] == []  # nothing stored
+    listed = admin.get("/api/compute-envs")  # the built-in env's token cannot be checked either
+    assert listed.status_code == 503 and "chain 8996" in listed.json["message"]

@@ -71,7 +71,9 @@ def test_demo_twice_in_a_row_verifies_results_and_leaves_nothing(
         summary = json.loads((job_dir / "summary.json").read_text())
         assert summary["rows"] == 3650
         assert set(summary["columns"]) == {"temperature_c", "humidity_pct", "wind_kmh", "rain_mm"}
-        assert (job_dir / "chart.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        chart = (job_dir / "chart.png").read_bytes()
+        assert chart.startswith(b"\x89PNG\r\n\x1a\n") and b"Matplotlib" in chart  # its tEXt
+        assert f"chart: {job_dir / 'chart.png'} (mean, min and max per variable" in out
         assert "70 Job finished" in out
         assert "each sha256 matches" in out
         assert "summary.json: 3650 rows" in out

@@ -153,7 +153,7 @@ def test_file_environment_with_a_bad_fee_token_is_refused(
     assert str(path) in str(info.value) and "'a'" in str(info.value)
 
 
-def test_store_environment_with_a_bad_fee_token_is_errored(tmp_path: Path) -> None:
+def test_store_environment_with_a_bad_fee_token_is_invalid(tmp_path: Path) -> None:
     store = _empty_store(tmp_path)
     registry = EnvironmentRegistry(None, store, _rule(_Chain()))
     store.put_env("api", {"maxJobs": 1, "feeToken": NO_CODE})

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import ecies
@@ -32,8 +31,8 @@ from provider.app import create_app
 from provider.asset import Asset
 from provider.crypto import public_key_hex
 from provider.errors import ProviderError, RequestValidationError
+from provider.logstream import CHUNK, follow_log
 from provider.node.environments import job_duration, quote, requested_resources
-from provider.node.results import CHUNK, follow_log
 from provider.signatures import command_digest, recover_command_signer, sign_command
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
@@ -159,7 +158,7 @@ def test_environments_are_a_bare_array_in_ocean_node_shape(client: FlaskClient) 
     cpu = paid["resources"][0]
     assert (cpu["total"], cpu["min"], cpu["max"], cpu["inUse"]) == (4, 2, 2, 0)
     fee = paid["fees"][str(CHAIN_ID)][0]
-    assert fee["feeToken"] == TOKEN
+    assert fee["feeToken"].lower() == TOKEN.lower()  # checksummed by the fee-token rule
     assert fee["prices"] == [
         {"id": "cpu", "price": 1.0},
         {"id": "ram", "price": 0.25},
@@ -171,7 +170,9 @@ def test_environments_are_a_bare_array_in_ocean_node_shape(client: FlaskClient) 
     assert "free" not in envs[1]
     # a free environment still names a real ERC-20 fee token (issue 9 item 1), at price 0
     [free_fee] = envs[1]["fees"][str(CHAIN_ID)]
-    assert free_fee["feeToken"] == TOKEN and {p["price"] for p in free_fee["prices"]} == {0.0}
+    assert free_fee["feeToken"].lower() == TOKEN.lower() and {
+        p["price"] for p in free_fee["prices"]
+    } == {0.0}
     # the V4 view is derived from the same prices: 2 CPUs + 4 GB + 10 GB per job, per minute
     v4 = client.get("/api/services/computeEnvironments").json
     assert v4 is not None
@@ -418,14 +419,7 @@ def test_free_tier_limits_and_order_policy(
 def test_streamed_log_follows_the_file_until_the_job_ends(tmp_path: Path) -> None:
     log = tmp_path / "algorithm.log"
     state = {"terminal": False}
-    job = SimpleNamespace(is_terminal=False)
-
-    def get(job_id: str) -> Any:
-        job.is_terminal = state["terminal"]
-        return job
-
-    svc = SimpleNamespace(engine=SimpleNamespace(get=get))
-    stream = follow_log(svc, "j", lambda: log, time.monotonic() + 60)  # type: ignore[arg-type]
+    stream = follow_log(lambda: state["terminal"], lambda: log, time.monotonic() + 60)
     log.write_bytes(b"first\n")
     assert next(stream) == b"first\n"  # served while the job still runs
     with log.open("ab") as handle:

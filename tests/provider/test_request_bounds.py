@@ -163,8 +163,12 @@ def test_valid_until_is_signed_exactly(
     )
 
 
-def test_a_fee_beyond_uint256_is_refused(resolving: FlaskClient) -> None:
-    # env "paid": 1.5 tokens a minute; until 2**256 - 1 that is far more than a uint256 holds
+def test_a_fee_beyond_uint256_is_refused(
+    resolving: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # env "paid": 1.5 tokens a minute; until 2**256 - 1 that is far more than a uint256 holds.
+    # Its fee token is a real ERC-20 whose decimals() this dead chain cannot answer: 18.
+    monkeypatch.setattr("provider.fees.token_decimals", lambda _w3, _token: 18)
     reply = _initialize(resolving, str(UINT256_MAX), env="paid")
     assert reply.status_code == 400, reply.get_data(as_text=True)
     assert "uint256" in reply.get_json()["error"]

@@ -36,7 +36,7 @@ from operator_engine.runner import RunnerError
 from tidewater.client import ProviderClient, ProviderHTTPError
 from tidewater.demo_roles import ONE, Consumer, Download, Publisher
 from tidewater.errors import CommandError
-from tidewater.images import ensure_python_image, python_image_tag
+from tidewater.images import ensure_plot_image, plot_image_tag
 from tidewater.sample_data import weather_csv
 from tidewater.stack import file_server, provider_server
 
@@ -198,10 +198,10 @@ def _run(args: argparse.Namespace, job_ids: list[str]) -> int:
         with out.step("Docker engine", DOCKER_FIX):
             client = _docker()
         with out.step(
-            f"algorithm image {python_image_tag()} (built once, ~40 s)",
+            f"algorithm image {plot_image_tag()} (Python + matplotlib, built once, ~5 min)",
             "apt-get install debootstrap (and reach a Debian mirror), then run the demo again",
         ):
-            image = ensure_python_image(client)
+            image = ensure_plot_image(client)
             image_id = str(client.images.get(image).id)
         with out.step(
             "dev chain: ganache + Ocean V4 contracts",
@@ -345,6 +345,9 @@ def _report(
                 f"  {column:<14} mean {values['mean']:>8}  min {values['min']:>7}  "
                 f"max {values['max']:>7}"
             )
+    chart = next((d.path for d in downloads if d.path.name == "chart.png"), None)
+    if chart is not None:
+        out.say(f"chart: {_shown(chart)} (mean, min and max per variable, drawn with matplotlib)")
 
 
 def _shown(path: Path) -> str:

@@ -41,6 +41,10 @@ from tidewater.settings import Settings
 HELP = "run the provider API (gunicorn) and the job engine (its own process)"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8030
+#: Idle keep-alive connections stay open this long: above every common client's own idle
+#: timeout (Node's global agent 5 s, browsers, Python requests pools), so a client reusing a
+#: connection never races the server's close (gunicorn's default of 2 s reset ocean.js polls).
+KEEPALIVE_SECONDS = 75
 log = logging.getLogger("tidewater.serve")
 
 
@@ -150,6 +154,7 @@ def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "timeout": 60,
         "graceful_timeout": 30,
+        "keepalive": KEEPALIVE_SECONDS,
         "accesslog": None,  # our own JSON lines carry no query strings; gunicorn's would
         "errorlog": "-",
         "preload_app": False,  # each worker builds its app after the fork

@@ -1,8 +1,10 @@
 """Ocean compute algorithm: summary statistics and a chart of every numeric CSV column.
 
-Runs inside the job container with only the Python standard library. Reads each input
-``/data/inputs/<did>/<n>`` named by ``$DIDS``, writes ``/data/outputs/summary.json`` and
-``/data/outputs/chart.png`` (a bar chart of each numeric column's mean, with min-max whiskers).
+Runs inside the job container (Python 3 and Debian's matplotlib: the demo's
+``tidewater/python3-plot`` image). Reads each input ``/data/inputs/<did>/<n>`` named by
+``$DIDS``, writes ``/data/outputs/summary.json`` and ``/data/outputs/chart.png``: one panel per
+numeric column with its mean, min and max in the column's unit (from its name's suffix), titled
+with the dataset's name from its DDO in ``/data/ddos``.
 """
 
 import csv
@@ -10,11 +12,10 @@ import json
 import math
 import os
 import statistics
-import struct
-import zlib
 
 INPUTS = os.environ.get("INPUTS", "/data/inputs")
 OUTPUTS = os.environ.get("OUTPUTS", "/data/outputs")
+DDOS = os.environ.get("DDOS", "/data/ddos")
 
 
 def read_rows():
@@ -51,55 +52,85 @@ def summarize(rows):
     return {"rows": count, "columns": stats}
 
 
-def png(width, height, pixels):
-    """Encode rows of (r, g, b) tuples as a PNG file's bytes."""
-
-    def chunk(kind, data):
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    raw = b"".join(b"\x00" + bytes(v for px in row for v in px) for row in pixels)
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 9))
-        + chunk(b"IEND", b"")
-    )
+#: column-name suffix -> the unit it names
+UNITS = {"_c": "°C", "_pct": "%", "_kmh": "km/h", "_mm": "mm", "_m": "m", "_s": "s"}
 
 
-def chart(stats, width=480, height=240):
-    """Bars of each column's mean scaled to its own min..max range, whiskers at min and max."""
-    pixels = [[(255, 255, 255)] * width for _ in range(height)]
-    names = list(stats)
-    if not names:
-        return png(width, height, pixels)
-    slot = width // len(names)
-    palette = [(52, 101, 164), (245, 121, 0), (78, 154, 6), (204, 0, 0), (117, 80, 123)]
-    for i, name in enumerate(names):
-        s = stats[name]
-        span = (s["max"] - s["min"]) or 1.0
-        level = (s["mean"] - s["min"]) / span
-        top = height - 10 - int(level * (height - 30))
-        left, right = i * slot + slot // 4, (i + 1) * slot - slot // 4
-        colour = palette[i % len(palette)]
-        for y in range(max(top, 0), height - 10):
-            for x in range(left, right):
-                pixels[y][x] = colour
-        mid = (left + right) // 2
-        for y in range(10, height - 10):
-            pixels[y][mid] = (60, 60, 60)
-    for x in range(width):
-        pixels[height - 10][x] = (0, 0, 0)
-    return png(width, height, pixels)
+def label(column):
+    """``temperature_c`` -> (``temperature``, ``°C``); unknown suffixes keep the name."""
+    for suffix, unit in UNITS.items():
+        if column.endswith(suffix):
+            return column[: -len(suffix)].replace("_", " "), unit
+    return column.replace("_", " "), ""
+
+
+def dataset_names():
+    """The names of the datasets in ``/data/ddos`` (their DDOs' ``metadata.name``)."""
+    names = []
+    if os.path.isdir(DDOS):
+        for entry in sorted(os.listdir(DDOS)):
+            try:
+                with open(os.path.join(DDOS, entry)) as handle:
+                    metadata = json.load(handle).get("metadata", {})
+            except (OSError, ValueError, AttributeError):
+                continue
+            if metadata.get("type") == "dataset" and metadata.get("name"):
+                names.append(str(metadata["name"]))
+    return names
+
+
+def chart(stats, rows, title_name, path):
+    """One panel per numeric column: its mean (bar) with a min-max range, in its own unit."""
+    os.environ.setdefault("MPLCONFIGDIR", "/tmp/matplotlib")  # the image's root is read-only
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    names = list(stats) or ["(no numeric column)"]
+    figure, axes = pyplot.subplots(1, len(names), figsize=(3.2 * len(names), 4.2), squeeze=False)
+    for ax, column in zip(axes[0], names, strict=True):
+        s = stats.get(column)
+        if s is None:
+            ax.set_axis_off()
+            continue
+        name, unit = label(column)
+        ax.bar([0], [s["mean"]], width=0.6, color="#3465a4", label="mean")
+        ax.errorbar(
+            [0],
+            [s["mean"]],
+            yerr=[[s["mean"] - s["min"]], [s["max"] - s["mean"]]],
+            fmt="none",
+            ecolor="#333333",
+            capsize=8,
+            label="min-max",
+        )
+        ax.annotate(
+            f"mean {s['mean']:.1f}",
+            (0.3, s["mean"]),
+            textcoords="offset points",
+            xytext=(4, 0),
+            va="center",
+            fontsize=9,
+        )
+        ax.set_xticks([0], [name])
+        ax.set_xlim(-1, 1)
+        ax.set_ylabel(f"{name} ({unit})" if unit else name)
+        ax.set_title(f"min {s['min']:g} / max {s['max']:g}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(loc="upper left", fontsize=8)
+    figure.suptitle(f"{title_name}: mean, min and max per variable ({rows} rows)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
 
 
 def main():
     summary = summarize(read_rows())
     with open(os.path.join(OUTPUTS, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=2, sort_keys=True)
-    with open(os.path.join(OUTPUTS, "chart.png"), "wb") as handle:
-        handle.write(chart(summary["columns"]))
+    title_name = ", ".join(dataset_names()) or "dataset"
+    chart(summary["columns"], summary["rows"], title_name, os.path.join(OUTPUTS, "chart.png"))
     means = {k: v["mean"] for k, v in summary["columns"].items()}
     print(f"rows={summary['rows']} means={means}")
     if not math.isfinite(sum(means.values() or [0.0])):
