@@ -62,6 +62,7 @@ serve: bootstrap
 
 bench: bootstrap
 	$(BIN)/python bench/job_overhead.py --queue 1000
+	$(BIN)/python bench/request_profile.py
 	$(BIN)/python bench/provider_throughput.py
 	$(BIN)/python bench/result_download.py
 

@@ -234,6 +234,10 @@ def _report(
         client_s,
         f"(sha256 {'matches' if verified else 'DOES NOT MATCH'})",
     )
+    print(
+        f"  ratio download_result / send_file {bare / client_s:.2f}   (the client, writing a "
+        f"file and hashing it, against loopback's best; issue goal: >= 1 GB/s)"
+    )
     print("server memory, KiB (VmRSS / VmHWM = peak RSS since start):")
     print(f"  {'process':<16}{'before':>20}{'after streams':>20}{'after client':>20}")
     for n, pid in enumerate(pids):

@@ -6,6 +6,10 @@ opened with :func:`reading` begin with a plain ``BEGIN`` instead, so readers nev
 write lock (WAL lets them read beside a writer). PostgreSQL is used as SQLAlchemy configures it
 (claims there use ``FOR UPDATE SKIP LOCKED``).
 
+:class:`PreparedRead` runs the hottest reads (a request's nonce, a job's status) on the DBAPI
+connection directly, with SQL compiled once per dialect: SQLAlchemy's per-execution work
+(statement construction, cache key, execution context) cost more than the query itself.
+
 A SQLite store holds private engine state: its folder is created 0700 and the database file
 0600 before SQLite opens it (SQLite gives ``-wal`` and ``-shm`` the database file's mode).
 There are no migrations yet: :func:`add_missing_columns` adds columns that a newer version
@@ -15,14 +19,15 @@ declares to tables an older version created (nullable columns only, so old rows 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections import namedtuple
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, Select, create_engine, event
+from sqlalchemy.engine import Dialect, make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _READ_ONLY = "tidewater_read_only"
@@ -35,6 +40,73 @@ def reading(engine: Engine) -> Iterator[Connection]:
         conn.execution_options(**{_READ_ONLY: True})
         with conn.begin():
             yield conn
+
+
+def _dialect_key(dialect: Dialect) -> tuple[str, str, str]:
+    return (dialect.name, dialect.driver, dialect.paramstyle)
+
+
+class PreparedRead:
+    """A ``SELECT`` (bound parameters named with ``sqlalchemy.bindparam``) compiled once per
+    dialect and run on a pooled DBAPI connection, in a read transaction as :func:`reading`
+    opens it (plain ``BEGIN`` on SQLite). Rows are named tuples (``row.column``) whose values
+    went through the columns' SQLAlchemy result processors, exactly as ``conn.execute`` gives
+    them (dates parsed, JSON decoded, booleans as ``bool``)."""
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._row: Any = namedtuple("Row", statement.selected_columns.keys())  # type: ignore[misc]
+        #: per (dialect, driver, paramstyle): the SQL, positional bind order, result processors
+        self._compiled: dict[tuple[str, str, str], tuple[str, Sequence[str] | None, list[Any]]] = {}
+
+    def _compile(self, dialect: Dialect) -> tuple[str, Sequence[str] | None, list[Any]]:
+        compiled = self.statement.compile(dialect=dialect)
+        order = list(compiled.positiontup or ()) if dialect.positional else None
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in self.statement.selected_columns
+        ]
+        entry = (compiled.string, order, processors)
+        self._compiled[_dialect_key(dialect)] = entry
+        return entry
+
+    def run(self, cursor: Any, dialect: Dialect, params: dict[str, Any]) -> list[Any]:
+        """Execute on a DBAPI ``cursor`` of ``dialect`` (see :func:`raw_reading`)."""
+        sql, order, processors = self._compiled.get(_dialect_key(dialect)) or self._compile(dialect)
+        cursor.execute(sql, [params[name] for name in order] if order is not None else params)
+        make = self._row._make
+        if not any(processors):
+            return [make(raw) for raw in cursor.fetchall()]
+        return [
+            make(
+                [value if p is None else p(value) for p, value in zip(processors, raw, strict=True)]
+            )
+            for raw in cursor.fetchall()
+        ]
+
+    def rows(self, engine: Engine, **params: Any) -> list[Any]:
+        """All rows for ``params``, in a read transaction of their own."""
+        with raw_reading(engine) as cursor:
+            return self.run(cursor, engine.dialect, params)
+
+
+@contextmanager
+def raw_reading(engine: Engine) -> Iterator[Any]:
+    """A DBAPI cursor in a read-only transaction (for :meth:`PreparedRead.run`): on SQLite a
+    plain ``BEGIN`` (no write lock); elsewhere the driver's implicit transaction. Ended with a
+    rollback: it wrote nothing."""
+    connection = engine.raw_connection()  # pool checkout (pre-ping and events as usual)
+    try:
+        cursor = connection.cursor()
+        try:
+            if is_sqlite(engine):
+                cursor.execute("BEGIN")
+            yield cursor
+        finally:
+            cursor.close()
+            connection.rollback()
+    finally:
+        connection.close()  # back to the pool
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
-from operator_engine.db import add_missing_columns, reading
+from operator_engine.db import PreparedRead, add_missing_columns, raw_reading, reading
 from operator_engine.models import (
     AlgorithmInput,
     ComputeEnvironment,
@@ -216,6 +216,59 @@ class ResultRecord:
     path: str
 
 
+def _assemble(rows: Sequence[Any], result_rows: Iterable[Any]) -> list[Job]:
+    """Jobs from their ``jobs`` rows and their ``job_results`` rows (ordered by job, index)."""
+    results: dict[str, list[JobResult]] = {row.job_id: [] for row in rows}
+    for r in result_rows:
+        if r.job_id in results:
+            results[r.job_id].append(JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256))
+    return [
+        Job(
+            job_id=row.job_id,
+            owner=row.owner,
+            environment=row.environment,
+            status=JobStatus(row.status),
+            date_created=_aware(row.date_created),  # type: ignore[arg-type]
+            input_dids=list(row.input_dids),
+            algo_did=row.algo_did,
+            date_finished=_aware(row.date_finished),
+            agreement_id=row.agreement_id,
+            expire_timestamp=row.expire_timestamp,
+            stopreq=row.stopreq,
+            exit_code=row.exit_code,
+            oom_killed=bool(row.oom_killed),
+            reason=row.reason,
+            results=results[row.job_id],
+        )
+        for row in rows
+    ]
+
+
+# The status route's reads (JobStore.find), compiled once: an owner's jobs, or one of them,
+# and their results (joined on the owner, so any number of jobs takes one statement).
+_BY_OWNER = jobs.c.owner == sa.bindparam("owner")
+#: What a Job shows (_assemble): never the private request, which would be decoded for nothing.
+_SHOWN = [
+    jobs.c[name]
+    for name in (
+        "job_id owner environment status date_created input_dids algo_did date_finished "
+        "agreement_id expire_timestamp stopreq exit_code oom_killed reason"
+    ).split()
+]
+_BY_OWNER_AND_ID = sa.and_(_BY_OWNER, jobs.c.job_id == sa.bindparam("job_id"))
+_OWNER_JOBS = PreparedRead(
+    sa.select(*_SHOWN).where(_BY_OWNER).order_by(jobs.c.date_created, jobs.c.job_id)
+)
+_OWNER_JOB = PreparedRead(sa.select(*_SHOWN).where(_BY_OWNER_AND_ID))
+_RESULTS_OF = (
+    sa.select(job_results)
+    .join(jobs, jobs.c.job_id == job_results.c.job_id)
+    .order_by(job_results.c.job_id, job_results.c.idx)
+)
+_OWNER_RESULTS = PreparedRead(_RESULTS_OF.where(_BY_OWNER))
+_OWNER_JOB_RESULTS = PreparedRead(_RESULTS_OF.where(_BY_OWNER_AND_ID))
+
+
 class JobStore:
     """Job rows, results and events on one SQLAlchemy engine."""
 
@@ -238,39 +291,21 @@ class JobStore:
 
     def _jobs(self, conn: Connection, rows: Sequence[Any]) -> list[Job]:
         """Jobs for ``rows``, their results read in one query."""
-        results: dict[str, list[JobResult]] = {row.job_id: [] for row in rows}
-        ids = list(results)
+        ids = [row.job_id for row in rows]
+        result_rows: list[Any] = []
         if ids:
             # one id: a plain equality (an expanding IN is re-rendered on every execution)
             which = (
                 job_results.c.job_id == ids[0] if len(ids) == 1 else job_results.c.job_id.in_(ids)
             )
-            for r in conn.execute(
-                sa.select(job_results)
-                .where(which)
-                .order_by(job_results.c.job_id, job_results.c.idx)
-            ):
-                results[r.job_id].append(JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256))
-        return [
-            Job(
-                job_id=row.job_id,
-                owner=row.owner,
-                environment=row.environment,
-                status=JobStatus(row.status),
-                date_created=_aware(row.date_created),  # type: ignore[arg-type]
-                input_dids=list(row.input_dids),
-                algo_did=row.algo_did,
-                date_finished=_aware(row.date_finished),
-                agreement_id=row.agreement_id,
-                expire_timestamp=row.expire_timestamp,
-                stopreq=row.stopreq,
-                exit_code=row.exit_code,
-                oom_killed=bool(row.oom_killed),
-                reason=row.reason,
-                results=results[row.job_id],
+            result_rows = list(
+                conn.execute(
+                    sa.select(job_results)
+                    .where(which)
+                    .order_by(job_results.c.job_id, job_results.c.idx)
+                )
             )
-            for row in rows
-        ]
+        return _assemble(rows, result_rows)
 
     def get(self, job_id: str) -> Job | None:
         with reading(self.engine) as conn:
@@ -287,12 +322,19 @@ class JobStore:
         return None if row is None or not row.request else request_from_json(row.request)
 
     def find(self, owner: str, *, job_id: str | None = None, did: str | None = None) -> list[Job]:
-        query = sa.select(jobs).where(jobs.c.owner == owner.lower())
-        if job_id is not None:
-            query = query.where(jobs.c.job_id == job_id)
-        with reading(self.engine) as conn:
-            rows = conn.execute(query.order_by(jobs.c.date_created, jobs.c.job_id)).all()
-            found = self._jobs(conn, rows)
+        """``owner``'s jobs (only ``job_id`` when given; only those that read ``did`` when
+        given), oldest first. The status route's read: prepared statements, one transaction."""
+        by_id = job_id is not None
+        params = {"owner": owner.lower(), "job_id": job_id} if by_id else {"owner": owner.lower()}
+        with raw_reading(self.engine) as cursor:
+            dialect = self.engine.dialect
+            rows = (_OWNER_JOB if by_id else _OWNER_JOBS).run(cursor, dialect, params)
+            result_rows = (
+                (_OWNER_JOB_RESULTS if by_id else _OWNER_RESULTS).run(cursor, dialect, params)
+                if rows
+                else []
+            )
+        found = _assemble(rows, result_rows)
         return [j for j in found if did is None or did in j.input_dids]
 
     def result_path(self, job_id: str, index: int) -> tuple[str, JobResult] | None:

@@ -90,5 +90,19 @@ def install_json_limits(app: Flask) -> None:
 
     @app.before_request
     def _bound_json_body() -> None:
-        if request.is_json:
+        if has_body(request.environ) and request.is_json:
             check_depth(request.get_data(cache=True))
+
+
+def has_body(environ: dict[str, Any]) -> bool:
+    """True when the request may carry a body: a non-zero ``Content-Length`` or a
+    ``Transfer-Encoding`` (chunked). Bodiless requests, most of them, skip the scan.
+
+    >>> has_body({"CONTENT_LENGTH": "0"}), has_body({}), has_body({"CONTENT_LENGTH": "12"})
+    (False, False, True)
+    >>> has_body({"HTTP_TRANSFER_ENCODING": "chunked"})
+    True
+    """
+    return environ.get("CONTENT_LENGTH") not in (None, "", "0") or (
+        "HTTP_TRANSFER_ENCODING" in environ
+    )

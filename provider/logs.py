@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +35,9 @@ def request_id_from(header: str | None) -> str:
     """
     if header and _REQUEST_ID.match(header):
         return header
-    return uuid.uuid4().hex
+    # A correlation id, not a secret: the PRNG (reseeded in every forked worker) spares a
+    # getrandom(2) call per request.
+    return f"{random.getrandbits(128):032x}"
 
 
 def install_request_logging(app: Flask) -> None:
@@ -43,22 +45,38 @@ def install_request_logging(app: Flask) -> None:
 
     @app.before_request
     def _start() -> None:
-        g.request_id = request_id_from(request.headers.get("X-Request-Id"))
         g.request_started = time.perf_counter()
+        g.request_id = request_id_from(request.environ.get("HTTP_X_REQUEST_ID"))
 
     @app.after_request
     def _log(response: Response) -> Response:
+        now = time.perf_counter()
         request_id = getattr(g, "request_id", None) or request_id_from(None)
-        started = getattr(g, "request_started", time.perf_counter())
+        started = getattr(g, "request_started", now)
         response.headers["X-Request-Id"] = request_id
+        if not access_log.isEnabledFor(logging.INFO):
+            return response
+        req = request._get_current_object()  # type: ignore[attr-defined]
         fields = _AccessFields(
             request_id=request_id,
-            method=request.method,
-            path=request.path,
+            method=req.method,
+            path=req.path,
             status=response.status_code,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            duration_ms=round((now - started) * 1000, 3),
         )
-        access_log.info("%s", fields, extra={"access": fields})
+        # As access_log.info("%s", fields) would, without walking the stack for the caller
+        # (the caller is always this hook).
+        record = access_log.makeRecord(
+            access_log.name,
+            logging.INFO,
+            __file__,
+            0,
+            "%s",
+            (fields,),
+            None,
+            extra={"access": fields},
+        )
+        access_log.handle(record)
         return response
 
 

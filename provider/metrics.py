@@ -56,6 +56,10 @@ VALIDATION_FAILURES = Counter(
 BYTES_SERVED = Counter(
     "tidewater_bytes_served", "Bytes of job results and downloads sent", ["route"]
 )
+#: Labelled children by label values, as ``labels()`` keeps them, without its lock and checks
+#: on every request (route rules, methods and statuses are few).
+_REQUEST_COUNTERS: dict[tuple[str, str, int], Any] = {}
+_LATENCIES: dict[str, Any] = {}
 _SERVED_ROUTES = {"/api/services/computeResult", "/api/services/download"}
 _WAITING = (1, 10)
 
@@ -83,11 +87,6 @@ class StoreCollector(Collector):
         )
 
 
-def _route() -> str:
-    rule = request.url_rule
-    return rule.rule if rule is not None else "unmatched"
-
-
 def install_metrics(app: Flask) -> None:
     """Count every request of ``app`` and serve ``/metrics``."""
 
@@ -97,11 +96,20 @@ def install_metrics(app: Flask) -> None:
 
     @app.after_request
     def _count(response: Response) -> Response:
-        route = _route()
-        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        rule = req.url_rule
+        route = rule.rule if rule is not None else "unmatched"
+        key = (route, req.method, response.status_code)
+        counter = _REQUEST_COUNTERS.get(key)
+        if counter is None:
+            counter = _REQUEST_COUNTERS[key] = REQUESTS.labels(route, key[1], str(key[2]))
+        counter.inc()
         started = g.get("metrics_start")
         if started is not None:
-            LATENCY.labels(route).observe(time.perf_counter() - started)
+            latency = _LATENCIES.get(route)
+            if latency is None:
+                latency = _LATENCIES[route] = LATENCY.labels(route)
+            latency.observe(time.perf_counter() - started)
         error = g.get("provider_error")
         if isinstance(error, SignatureError):
             SIGNATURE_FAILURES.inc()

@@ -17,10 +17,10 @@ import re
 from decimal import Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import Column, Engine, MetaData, String, Table, insert, select, update
+from sqlalchemy import Column, Engine, MetaData, String, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from operator_engine.db import reading
+from operator_engine.db import PreparedRead
 from provider.errors import RequestValidationError, SignatureError
 from provider.params import is_missing
 from provider.signatures import (
@@ -43,6 +43,10 @@ nonces_table = Table(
     metadata,
     Column("address", String(42), primary_key=True),
     Column("nonce", String(MAX_NONCE_CHARS), nullable=False),
+)
+#: ``GET nonce`` reads this on every call: compiled once, run on the DBAPI directly.
+_STORED_NONCE = PreparedRead(
+    select(nonces_table.c.nonce).where(nonces_table.c.address == bindparam("address"))
 )
 
 
@@ -97,11 +101,8 @@ class NonceStore:
 
     def get(self, address: str) -> str:
         """The stored nonce text for ``address`` (``"1"`` when the address is unknown)."""
-        with reading(self.db) as conn:
-            row = conn.execute(
-                select(nonces_table.c.nonce).where(nonces_table.c.address == address.lower())
-            ).first()
-        return INITIAL_NONCE if row is None else str(row.nonce)
+        rows = _STORED_NONCE.rows(self.db, address=address.lower())
+        return INITIAL_NONCE if not rows else str(rows[0].nonce)
 
     def consume(self, address: str, nonce_text: str) -> None:
         """Atomically require ``nonce_text`` > stored and store it; else a 400 under signature."""

@@ -9,6 +9,7 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v mount >/dev/null 2>&1 || need+=(mount)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)  # `make bench` (bench/provider_throughput.py)
 test -x /usr/bin/chromium || need+=(chromium)  # the console's browser test (Playwright)
 command -v pg_ctlcluster >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
   || need+=(postgresql)

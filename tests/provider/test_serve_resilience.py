@@ -388,7 +388,7 @@ def test_deep_bodies_to_every_route_leave_a_running_job_alone(
         assert process_tree(serve.pid) == before  # no process died and was replaced
         assert provider.status(job_id) == JobStatus.RUNNING
         # and if an HTTP worker does crash, the job does not notice
-        [http_worker] = {g for c in children(serve.pid) for g in children(c)}
+        http_worker = min(g for c in children(serve.pid) for g in children(c))
         os.kill(http_worker, signal.SIGSEGV)
         wait_for(lambda: not alive(http_worker), "the HTTP worker to die")
         wait_for(lambda: _answers(provider.url), "gunicorn's replacement worker")

@@ -2,14 +2,14 @@
 processes under one supervisor (:mod:`tidewater.processes`).
 
 Process model: ``tidewater serve`` itself only supervises. It forks the gunicorn master, which
-forks ``--workers-proc`` HTTP worker processes (gthread, ``--threads`` each) that build the
-Flask app after the fork and never run jobs; once gunicorn listens it forks the engine process,
-which runs ``TIDEWATER_WORKERS`` engine worker threads (the same code as ``tidewater engine``).
-A request that kills an HTTP worker costs gunicorn one worker, never a running job; an engine
-that dies is restarted (1 s, doubling to 30 s) and its sweep recovers the jobs. Both children
-die with the supervisor (``PR_SET_PDEATHSIG``). With ``--no-engine`` there is no supervisor and
-no engine: this process is gunicorn's master and the API only queues jobs for a separate
-``tidewater engine``.
+forks ``--workers-proc`` HTTP worker processes (gthread, ``--threads`` each; by default one per
+usable core, at most 4) that build the Flask app after the fork and never run jobs; once
+gunicorn listens it forks the engine process, which runs ``TIDEWATER_WORKERS`` engine worker
+threads (the same code as ``tidewater engine``). A request that kills an HTTP worker costs
+gunicorn one worker, never a running job; an engine that dies is restarted (1 s, doubling to 30
+s) and its sweep recovers the jobs. Both children die with the supervisor
+(``PR_SET_PDEATHSIG``). With ``--no-engine`` there is no supervisor and no engine: this process
+is gunicorn's master and the API only queues jobs for a separate ``tidewater engine``.
 
 Start-up: the API answers before any job is recovered; the engine's first worker sweeps
 (resumes or ends abandoned jobs) in its own thread.
@@ -48,11 +48,31 @@ KEEPALIVE_SECONDS = 75
 log = logging.getLogger("tidewater.serve")
 
 
+#: The default HTTP process count stops here: each process holds an app of its own in memory.
+MAX_DEFAULT_PROCESSES = 4
+
+
+def default_http_processes() -> int:
+    """One gunicorn process per core this process may run on (``sched_getaffinity``: a
+    container's cpuset counts, not the host's cores), at most :data:`MAX_DEFAULT_PROCESSES`.
+    Requests are CPU-bound Python under one GIL per process, and the engine runs in a process
+    of its own, so more HTTP processes never multiply engine workers."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 1
+    return max(1, min(usable, MAX_DEFAULT_PROCESSES))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"bind address ({DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
     parser.add_argument(
-        "--workers-proc", type=int, default=1, help="gunicorn worker processes (default 1)"
+        "--workers-proc",
+        type=int,
+        default=default_http_processes(),
+        help=f"gunicorn worker processes (default: one per usable core, at most "
+        f"{MAX_DEFAULT_PROCESSES}; here {default_http_processes()})",
     )
     parser.add_argument(
         "--threads", type=int, default=8, help="request threads per process (default 8)"
