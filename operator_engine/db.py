@@ -18,6 +18,7 @@ declares to tables an older version created (nullable columns only, so old rows 
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections import namedtuple
 from collections.abc import Iterator, Sequence
@@ -194,3 +195,17 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+@contextmanager
+def schema_lock(data_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock (``flock`` on ``data_dir/.schema.lock``) while a process creates
+    or upgrades tables: processes of one host starting together (``tidewater serve``'s HTTP
+    workers and engine) would otherwise race ``CREATE TABLE`` on a fresh store."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(data_dir / ".schema.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from tidewater.errors import CommandError
@@ -64,6 +65,7 @@ def run_engine(
     ``ready()`` once the workers run. ``tidewater engine`` and ``tidewater serve``'s engine
     process both run this."""
     from operator_engine.api import Engine, EngineError
+    from operator_engine.db import schema_lock
     from operator_engine.docker_runner import DockerRunner
     from operator_engine.environments import EnvironmentConfigError
     from operator_engine.runner import RunnerError
@@ -72,9 +74,10 @@ def run_engine(
         raise CommandError("--workers must be at least 1")
     try:
         runner = DockerRunner(pull=settings.pull_images if pull is None else pull)
-        engine = Engine.from_settings(
-            settings, runner=runner, lease_seconds=lease_seconds, poll_seconds=poll_seconds
-        )
+        with schema_lock(Path(settings.data_dir)):  # serve's HTTP workers start alongside
+            engine = Engine.from_settings(
+                settings, runner=runner, lease_seconds=lease_seconds, poll_seconds=poll_seconds
+            )
         engine.environments()  # a malformed environments file stops start-up here
     except (RunnerError, EngineError, EnvironmentConfigError) as exc:
         raise CommandError(str(exc)) from exc
