@@ -21,8 +21,10 @@ from importlib.resources import files
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from operator_engine.workspace import JobFolder
 from provider.admin.routes import _admin
 from provider.admin.tokens import TokenStore
+from provider.console.snapshot import log_tail
 from provider.console.snapshot import snapshot as take_snapshot
 
 bp = Blueprint("console", __name__)
@@ -66,11 +68,17 @@ def asset(name: str) -> Response:
 
 
 def _events(db: object) -> Iterator[bytes]:
+    data_dir = current_app.extensions["tidewater"].settings.data_dir
+
+    def tail(job_id: str) -> str:
+        return log_tail(JobFolder.of(data_dir, job_id).live_algorithm_log())
+
     yield b"retry: 2000\n\n"
     last, quiet_since = "", time.monotonic()
     end = time.monotonic() + STREAM_SECONDS
     while time.monotonic() < end:
-        current = json.dumps(take_snapshot(db, _admin().entries(), datetime.now(UTC)))  # type: ignore[arg-type]
+        snap = take_snapshot(db, _admin().entries(), datetime.now(UTC), tail)  # type: ignore[arg-type]
+        current = json.dumps(snap)
         if current != last:
             yield b"event: snapshot\ndata: " + current.encode() + b"\n\n"
             last, quiet_since = current, time.monotonic()

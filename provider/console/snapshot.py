@@ -10,8 +10,11 @@ carries a job's request (it held decrypted dataset URLs).
 
 from __future__ import annotations
 
+import os
 import statistics
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +26,9 @@ from operator_engine.store import job_results, jobs
 from provider.admin.batches import batch_state
 
 FINISHED = 50
+#: a running job's log tail in the console: its last lines, read from at most this many bytes
+TAIL_LINES = 8
+TAIL_BYTES = 4096
 CHART_MINUTES = 60
 _TERMINAL = [int(s) for s in TERMINAL]
 _QUEUED = ("submitted", "pending")
@@ -110,8 +116,38 @@ def chart(finished: list[tuple[datetime, float | None]], now: datetime) -> list[
     ]
 
 
-def snapshot(db: sa.Engine, entries: dict[str, EnvEntry], now: datetime) -> dict[str, Any]:
-    """The console's view of the provider at ``now`` (see the module docstring)."""
+def log_tail(path: Path, *, max_bytes: int = TAIL_BYTES, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of the log at ``path`` (at most ``max_bytes`` read; "" when
+    there is none yet).
+
+    >>> import tempfile, pathlib
+    >>> log = pathlib.Path(tempfile.mkdtemp()) / "a.log"
+    >>> _ = log.write_text("".join(f"line {i}\\n" for i in range(20)))
+    >>> log_tail(log, lines=2)
+    'line 18\\nline 19'
+    >>> log_tail(log.with_name("none"))
+    ''
+    """
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read(max_bytes)
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def snapshot(
+    db: sa.Engine,
+    entries: dict[str, EnvEntry],
+    now: datetime,
+    tail: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
+    """The console's view of the provider at ``now`` (see the module docstring); ``tail``
+    gives a running job's log tail by job id."""
     columns = [
         jobs.c.job_id,
         jobs.c.owner,
@@ -168,6 +204,7 @@ def snapshot(db: sa.Engine, entries: dict[str, EnvEntry], now: datetime) -> dict
                 "createdAt": _epoch(row.date_created),
                 "startedAt": _epoch(row.date_started),
                 "maxJobDuration": durations.get(row.environment),
+                "logTail": tail(row.job_id) if tail is not None else "",
             }
             for row in live
         ],

@@ -215,6 +215,10 @@ def test_the_console_shows_jobs_live_and_stops_one(serving: Provider, tmp_path: 
             page.wait_for_selector(f'#running tr[data-job="{finishing}"]')
             serving.running_algorithm(finishing)
             page.wait_for_selector(f'#running tr[data-job="{finishing}"] >> text=Running')
+            # the running job's log tail shows its output live
+            page.wait_for_selector(
+                f'#running tr[data-job="{finishing}"] pre.tail >> text=chatty line 2'
+            )
             serving.release(finishing)
             done = page.wait_for_selector(f'#finished tr[data-job="{finishing}"]')
             assert done is not None and "Job finished" in done.inner_text()

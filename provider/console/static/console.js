@@ -124,6 +124,10 @@ function render(snap) {
     const td = cell(tr, "", "elapsed");
     td.dataset.start = job.startedAt || job.createdAt;
     td.dataset.max = job.maxJobDuration || 0;
+    const tail = document.createElement("pre");
+    tail.className = "tail";
+    tail.textContent = job.logTail || "";
+    cell(tr, "", "log").replaceChildren(tail);
     const actions = cell(tr, "");
     const button = document.createElement("button");
     button.type = "button";
