@@ -220,3 +220,26 @@ def docker_provider(tmp_path: Path, runner: Any) -> Iterator[tuple[Flask, Engine
         for cid, _job in engine.runner.containers():
             engine.runner.remove(cid)
         engine.db.dispose()
+
+
+def run_raw_python_job(
+    engine: Engine, owner: str, python_image: str, code: str, data: bytes = b"a,b\n1,2\n"
+) -> str:
+    """Run ``code`` as raw algorithm code in ``python_image`` on ``data`` (served from
+    loopback) through ``engine`` until idle; the job id."""
+    server = FileServer()
+    server.files["/data.csv"] = data
+    try:
+        name, tag = python_image.rsplit(":", 1)
+        request = job_request(
+            owner,
+            server.url("/data.csv"),
+            container={"image": name, "tag": tag, "entrypoint": "python3 $ALGO"},
+            rawcode=code,
+            service_id="s",
+        )
+        job = engine.submit(request)
+        engine.run_until_idle(timeout=180)
+    finally:
+        server.close()
+    return job.job_id

@@ -17,13 +17,12 @@ from operator_engine.docker_runner import DockerRunner
 from operator_engine.receipts import verify
 from operator_engine.runner import ContainerSpec
 from operator_engine.statuses import JobStatus
-from tests.engine.conftest import FileServer
 from tests.provider.core_support import (
     CONSUMER_KEY,
     PROVIDER_KEY,
     docker_provider,
-    job_request,
     result_query,
+    run_raw_python_job,
 )
 from tidewater.cli import main
 
@@ -53,22 +52,7 @@ def docker_app(
 
 def _run(engine: Engine, python_image: str, code: str) -> str:
     consumer = Account.from_key(CONSUMER_KEY)
-    server = FileServer()
-    server.files["/data.csv"] = b"a,b\n1,2\n"
-    try:
-        name, tag = python_image.rsplit(":", 1)
-        request = job_request(
-            consumer.address,
-            server.url("/data.csv"),
-            container={"image": name, "tag": tag, "entrypoint": "python3 $ALGO"},
-            rawcode=code,
-            service_id="s",
-        )
-        job = engine.submit(request)
-        engine.run_until_idle(timeout=180)
-    finally:
-        server.close()
-    return job.job_id
+    return run_raw_python_job(engine, consumer.address, python_image, code)
 
 
 def test_a_real_jobs_receipt_verifies_and_names_what_ran(

@@ -14,13 +14,12 @@ from flask import Flask
 from operator_engine.api import Engine
 from operator_engine.docker_runner import DockerRunner
 from operator_engine.statuses import JobStatus
-from tests.engine.conftest import FileServer
 from tests.provider.core_support import (
     CONSUMER_KEY,
     OTHER_KEY,
     docker_provider,
-    job_request,
     result_query,
+    run_raw_python_job,
 )
 
 pytestmark = pytest.mark.integration
@@ -47,31 +46,19 @@ def test_compute_result_streams_a_real_container_result(
 ) -> None:
     app, engine = docker_app
     consumer, other = Account.from_key(CONSUMER_KEY), Account.from_key(OTHER_KEY)
-    server = FileServer()
-    server.files["/data.csv"] = b"a,b\n1,2\n3,4\n"
-    try:
-        name, tag = python_image.rsplit(":", 1)
-        request = job_request(
-            consumer.address,
-            server.url("/data.csv"),
-            container={"image": name, "tag": tag, "entrypoint": "python3 $ALGO"},
-            rawcode=ALGORITHM,
-            service_id="s",
-        )
-        job = engine.submit(request)
-        engine.run_until_idle(timeout=180)
-    finally:
-        server.close()
-    done = engine.get(job.job_id)
+    job_id = run_raw_python_job(
+        engine, consumer.address, python_image, ALGORITHM, b"a,b\n1,2\n3,4\n"
+    )
+    done = engine.get(job_id)
     assert done is not None and done.status is JobStatus.FINISHED, done
     result = next(r for r in done.results if r.filename == "squares.csv")
     client = app.test_client()
-    forged_query = result_query(other, job.job_id, result.index, "2", address=consumer.address)
+    forged_query = result_query(other, job_id, result.index, "2", address=consumer.address)
     forged = client.get("/api/services/computeResult", query_string=forged_query)
     assert forged.status_code == 400 and b"0,0" not in forged.data
     reply = client.get(
         "/api/services/computeResult",
-        query_string=result_query(consumer, job.job_id, result.index, "2"),
+        query_string=result_query(consumer, job_id, result.index, "2"),
         buffered=False,
     )
     assert reply.status_code == 200
@@ -86,6 +73,6 @@ def test_compute_result_streams_a_real_container_result(
     log = next(r for r in done.results if r.type == "algorithmLog")
     log_reply = client.get(
         "/api/services/computeResult",
-        query_string=result_query(consumer, job.job_id, log.index, "3"),
+        query_string=result_query(consumer, job_id, log.index, "3"),
     )
     assert log_reply.status_code == 200 and b"rows 3" in log_reply.data
