@@ -58,6 +58,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "provider.routes.openapi",
     "provider.routes.initialize",
     "provider.routes.compute_start",
+    "provider.routes.internal_transfer",
     "provider.admin.routes",
     "provider.node",
     "provider.console",

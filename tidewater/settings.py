@@ -57,6 +57,22 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "(none: credentials disabled)",
         "Fernet key that encrypts admin platform credentials at rest",
     ),
+    "KUBECONFIG": (
+        "(in-cluster config, else ~/.kube/config)",
+        "kubeconfig file of the cluster the Kubernetes backend runs jobs on",
+    ),
+    "TIDEWATER_KUBERNETES_NAMESPACE": (
+        "tidewater-jobs",
+        "namespace the Kubernetes backend creates its Jobs and NetworkPolicies in",
+    ),
+    "TIDEWATER_KUBERNETES_IMAGE": (
+        "(none)",
+        "tidewater image pinned by digest (`name@sha256:…`) that moves a Kubernetes job's data",
+    ),
+    "TIDEWATER_KUBERNETES_INTERNAL_URL": (
+        "(none)",
+        "URL job pods reach the provider's `/internal` endpoints at (an IP address: no DNS)",
+    ),
 }
 DISK_QUOTA_MODES = ("auto", "loop", "poll")
 
@@ -154,6 +170,40 @@ def _gateway(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DIGEST_IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
+_IP_URL_RE = re.compile(r"^http://(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\])(:\d{1,5})?/?$")
+
+
+def _kubernetes(env: Mapping[str, str]) -> dict[str, Any]:
+    """The Kubernetes backend's settings, validated (see docs/kubernetes.md)."""
+    namespace = (env.get("TIDEWATER_KUBERNETES_NAMESPACE") or "tidewater-jobs").strip()
+    if not _DNS_LABEL_RE.match(namespace):
+        raise SettingsError(
+            f"TIDEWATER_KUBERNETES_NAMESPACE={namespace!r} is not a namespace name "
+            "(lower-case letters, digits and '-', at most 63)"
+        )
+    image = (env.get("TIDEWATER_KUBERNETES_IMAGE") or "").strip() or None
+    if image is not None and not _DIGEST_IMAGE_RE.match(image):
+        raise SettingsError(
+            f"TIDEWATER_KUBERNETES_IMAGE={image!r} is not pinned by digest: use "
+            "registry/tidewater@sha256:<64 hex digits>"
+        )
+    url = (env.get("TIDEWATER_KUBERNETES_INTERNAL_URL") or "").strip().rstrip("/") or None
+    if url is not None and not _IP_URL_RE.match(url):
+        raise SettingsError(
+            f"TIDEWATER_KUBERNETES_INTERNAL_URL={url!r} must be http://<IP address>[:port]: "
+            "job pods get no DNS, and their egress is opened to that address alone"
+        )
+    kubeconfig = (env.get("KUBECONFIG") or "").strip()
+    return {
+        "kubeconfig": kubeconfig or None,
+        "kubernetes_namespace": namespace,
+        "kubernetes_image": image,
+        "kubernetes_internal_url": url,
+    }
+
+
 def normalize_private_key(raw: str, name: str = "PROVIDER_PRIVATE_KEY") -> str:
     """Return ``raw`` as a 0x-prefixed 64-hex-digit key, or raise :class:`SettingsError`."""
     value = raw.strip()
@@ -193,6 +243,10 @@ class Settings:
     disk_quota: str = "auto"
     metrics_public: bool = False
     credentials_key: str | None = field(default=None, repr=False)
+    kubeconfig: str | None = None  # one path, or several joined by ":" (kubectl's rule)
+    kubernetes_namespace: str = "tidewater-jobs"
+    kubernetes_image: str | None = None
+    kubernetes_internal_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -245,6 +299,7 @@ class Settings:
             disk_quota=disk_quota,
             metrics_public=_bool(env, "TIDEWATER_METRICS_PUBLIC", False),
             credentials_key=credentials_key,
+            **_kubernetes(env),
         )
 
     def with_(self, **changes: Any) -> Settings:
