@@ -28,6 +28,7 @@ from operator_engine.transfer_tar import TarRefused, extract, stream
 TOKEN_ENV = "TIDEWATER_TRANSFER_TOKEN"
 INPUT_TOPS = ("inputs", "transformations", "ddos")
 OUTPUT_TOPS = ("outputs", "logs")
+PUSHED_TOPS = ("outputs",)  # the algorithm's own files in logs/ are never results
 NETWORK_LABEL = "tidewater.io/network"
 RETRY_SECONDS = 2.0
 
@@ -90,6 +91,8 @@ def pull(url: str, job_id: str, dest: Path, max_bytes: int, wait: float) -> tupl
             response.raw.decode_content = True
             try:
                 done.append(extract(response.raw, dest, INPUT_TOPS, max_bytes=max_bytes))
+                for writable in OUTPUT_TOPS:  # owned by the pod's user, not made by the kubelet
+                    (dest / writable).mkdir(exist_ok=True)
             except (TarRefused, requests.RequestException, OSError) as exc:
                 raise TransferFailed(f"inputs could not be received: {exc}") from exc
         return True
@@ -109,7 +112,7 @@ def push(url: str, job_id: str, source: Path, wait: float) -> dict[str, object]:
         try:
             response = requests.put(
                 endpoint(url, job_id, "outputs"),
-                data=stream(source, OUTPUT_TOPS),
+                data=stream(source, PUSHED_TOPS),
                 headers=headers,
                 timeout=(5, 600),
             )

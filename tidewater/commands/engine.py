@@ -33,10 +33,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-pull", action="store_true", help="never pull missing images (status 32 instead)"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("kubernetes",),
+        default=None,
+        help="with --dry-run: the backend whose objects to print",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print, as YAML, every object --backend would create for one sample job of the "
+        "default environment, then exit (no cluster needed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    if args.dry_run or args.backend:
+        return dry_run(settings, args.backend)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -48,6 +62,35 @@ def run(args: argparse.Namespace) -> int:
         poll_seconds=args.poll_seconds,
         pull=settings.pull_images and not args.no_pull,
     )
+
+
+def dry_run(settings: Settings, backend: str | None) -> int:
+    """Print the Kubernetes objects of one sample job of the default environment (the first
+    of TIDEWATER_ENVIRONMENTS, else the built-in one)."""
+    if backend is None:
+        raise CommandError("--dry-run needs --backend kubernetes")
+    from operator_engine.backends.kube_dryrun import render
+    from operator_engine.environments import (
+        EnvironmentConfigError,
+        default_environment,
+        load_file,
+    )
+
+    try:
+        envs = load_file(settings.environments_file) if settings.environments_file else []
+    except EnvironmentConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    env = envs[0] if envs else default_environment()
+    print(
+        render(
+            env,
+            settings.kubernetes_namespace,
+            settings.kubernetes_image,
+            settings.kubernetes_internal_url,
+        ),
+        end="",
+    )
+    return 0
 
 
 def run_engine(
