@@ -163,6 +163,8 @@ def _helper(
         "securityContext": security_context(),
         "resources": _same(HELPER_RESOURCES),
         "volumeMounts": mounts,
+        # its last log line (the refusal) becomes the termination message the engine reads
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if token is not None:
         container["env"] = [{"name": TOKEN_ENV, "value": token}]
