@@ -14,7 +14,7 @@ COPY tidewater ./tidewater
 COPY provider ./provider
 COPY operator_engine ./operator_engine
 COPY contracts_abi ./contracts_abi
-RUN pip install --no-cache-dir ".[postgres]"
+RUN pip install --no-cache-dir ".[postgres,kubernetes]"
 
 ENV TIDEWATER_DATA_DIR=/var/lib/tidewater
 EXPOSE 8030 8545
