@@ -81,8 +81,8 @@ def from_settings(settings: Settings) -> KubernetesBackend:
 def digest_reference(image: str, checksum: str | None) -> str:
     """``image`` pinned to ``checksum`` (``name@sha256:…``); ImageError without a digest.
 
-    >>> digest_reference("docker.io/library/python:3.12", "sha256:" + "a" * 64)[-12:]
-    '@sha256:aaaa'
+    >>> digest_reference("docker.io/library/python:3.12", "sha256:" + "a" * 64)[:40]
+    'docker.io/library/python@sha256:aaaaaaaa'
     """
     if "@" in image:
         name, _, digest = image.partition("@")
