@@ -48,7 +48,7 @@ def test_create_describe_list(admin) -> None:  # type: ignore[no-untyped-def]
         (env_body(maxJobs=0), "maxJobs"),
         (env_body(cpu="two"), "cpuNumber"),
         (env_body(bogus=1), "bogus"),
-        ({"computeEnv": {"name": "k", "platform": "kubernetes", "config": {}}}, "not supported"),
+        ({"computeEnv": {"name": "k", "platform": "kubernetes", "config": {}}}, "kubernetes"),
         ({"computeEnv": {"name": "k", "platform": "lsf", "config": {}}}, "platform"),
         ({"computeEnv": {"name": "k"}}, "computeEnv.config"),
         ({"computeEnv": {"name": "!!!", "config": {}}}, "computeEnv.name"),
