@@ -28,7 +28,7 @@ from web3 import HTTPProvider, Web3
 from contracts_abi.deploy import deploy_stack, write_address_file
 from contracts_abi.devchain import DEV_ACCOUNTS, Ganache, dev_account
 from operator_engine.api import Engine
-from operator_engine.docker_runner import DockerRunner
+from operator_engine.backends.docker import DockerBackend
 from operator_engine.models import AlgorithmInput, DatasetInput, Job, JobRequest
 from tidewater.commands.serve import gunicorn_options
 from tidewater.images import ensure_busybox_image
@@ -127,8 +127,8 @@ def bench_engine(settings: Settings) -> Iterator[Engine]:
     """An in-process engine on ``settings``' store (Docker, no pulls); on exit any container it
     started is removed and the store is released."""
     client = docker.from_env(timeout=120)
-    runner = DockerRunner(client, pull=False)
-    engine = Engine.from_settings(settings, runner=runner)
+    runner = DockerBackend(client, pull=False)
+    engine = Engine.from_settings(settings, backend=runner)
     try:
         yield engine
     finally:
@@ -144,7 +144,7 @@ def bench_engine(settings: Settings) -> Iterator[Engine]:
 
 def run_shell_job(engine: Engine, *, owner: str, env_id: str, script: str, dataset_url: str) -> Job:
     """Run ``script`` (sh, in the busybox image) as a real job of ``owner``; returns it at 70."""
-    image = ensure_busybox_image(engine.runner.client)  # type: ignore[attr-defined]
+    image = ensure_busybox_image(engine.backend.client)  # type: ignore[attr-defined]
     name, tag = image.rsplit(":", 1)
     job = engine.submit(
         JobRequest(

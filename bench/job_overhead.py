@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import docker
 
 from operator_engine.api import Engine
-from operator_engine.docker_runner import DockerRunner
+from operator_engine.backends.docker import DockerBackend
 from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
 from operator_engine.statuses import TERMINAL
 from tidewater.images import ensure_python_image
@@ -99,7 +99,7 @@ def main() -> None:
             environments_file=envs,
             allow_non_public_ip=True,
         )
-        engine = Engine.from_settings(settings, runner=DockerRunner(client, pull=False))
+        engine = Engine.from_settings(settings, backend=DockerBackend(client, pull=False))
         raw_cmd = ["docker", "run", "--rm", "--network", "none", image, "python3", "-c", "pass"]
         subprocess.run(raw_cmd, check=True)  # warm the page cache for both sides
         engine_times: list[float] = []

@@ -5,7 +5,7 @@ the real WSGI app, next to a one-route bare Flask app, and a cProfile breakdown 
 Prints figures only (no pass/fail). Run: ``.venv/bin/python bench/request_profile.py [--n 5000]
 [--top 25]``. Needs neither Docker nor a chain: the app is built as ``tidewater serve`` builds
 it (``create_app``, JSON access log on, Prometheus in multiprocess mode), on a temporary SQLite
-store holding one finished job run by the engine's ``FakeRunner``; only the chain id is faked.
+store holding one finished job run by the engine's ``FakeBackend``; only the chain id is faked.
 Each request is one call of the WSGI callable with a prebuilt environ (no sockets), so the
 figures are the server-independent cost that gunicorn adds its own share to.
 """
@@ -149,8 +149,8 @@ def _bare_app() -> Any:
 def _provider_app(folder: Path) -> tuple[Any, str]:
     """The app as ``tidewater serve`` builds it, and the id of a finished job of CONSUMER."""
     from operator_engine.api import Engine
+    from operator_engine.backends.fake import FakeBackend
     from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
-    from operator_engine.runner import FakeRunner
     from provider.app import create_app
     from provider.logs import configure_logging
     from tidewater.settings import Settings
@@ -183,10 +183,10 @@ def _provider_app(folder: Path) -> tuple[Any, str]:
     )
 
     def algorithm(_spec: Any, dirs: dict[str, Path], _killed: Any) -> tuple[int, bool, bytes]:
-        (dirs["/data/outputs"] / "summary.txt").write_bytes(b"rows: 2\n")
+        (dirs["outputs"] / "summary.txt").write_bytes(b"rows: 2\n")
         return 0, False, b"done\n"
 
-    engine = Engine.from_settings(settings, runner=FakeRunner(algorithm))
+    engine = Engine.from_settings(settings, backend=FakeBackend(algorithm))
     with file_server({"/data.csv": b"a,b\n1,2\n"}) as files:
         job = engine.submit(
             JobRequest(

@@ -14,13 +14,19 @@ from pathlib import Path
 from sqlalchemy import Engine as SqlEngine
 
 from operator_engine import file_objects
+from operator_engine.backends.base import (
+    Backend,
+    BackendError,
+    BackendNotConfigured,
+    BackendRegistry,
+    build,
+)
 from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.receipt_writer import provider_signer
-from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.settlement import Settlement, default_settlement
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
@@ -71,13 +77,13 @@ class ResultNotFound(EngineError):
 
 
 class Engine:
-    """One engine: a store, a container runner and (optionally) worker threads."""
+    """One engine: a store, its backends by platform and (optionally) worker threads."""
 
     def __init__(
         self,
         settings: Settings,
         db: SqlEngine,
-        runner: ContainerRunner,
+        backends: Backend | BackendRegistry,
         *,
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.5,
@@ -87,21 +93,24 @@ class Engine:
         self.settings = settings
         self.db = db
         self.store = JobStore(db)
-        self.runner = runner
+        if not isinstance(backends, BackendRegistry):
+            backends = BackendRegistry([backends], settings)
+        #: The engine's backends by platform (environments name theirs).
+        self.backends = backends
         #: Names this engine's store and data dir: containers' label, wake-up channel.
         self.wake_scope = engine_scope(settings)
-        if getattr(runner, "scope", None) is None:
-            runner.scope = self.wake_scope
-        self.registry = EnvironmentRegistry(settings.environments_file, self.store)
+        backends.bind(scope=self.wake_scope, data_dir=Path(settings.data_dir))
+        self.registry = EnvironmentRegistry(
+            settings.environments_file, self.store, platform_unavailable=backends.unavailable
+        )
         self.services = Services(
             store=self.store,
-            runner=runner,
+            backends=backends,
             registry=self.registry,
             data_dir=Path(settings.data_dir),
             allow_non_public_ip=settings.allow_non_public_ip,
             storage=StorageConfig.from_settings(settings),
             lease_seconds=lease_seconds,
-            disk_quota=settings.disk_quota,
             settlement=settlement or default_settlement(settings, db),
             credentials=CredentialStore(db, settings.credentials_key),
             receipt_signer=provider_signer(
@@ -124,34 +133,43 @@ class Engine:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, runner: ContainerRunner | None = None, **options: float
+        cls,
+        settings: Settings,
+        *,
+        backend: Backend | None = None,
+        platform: str = "docker",
+        **options: float,
     ) -> Engine:
-        """Build the store (tables created) and a Docker runner unless ``runner`` is given."""
+        """Build the store (tables created) and the backend of ``platform`` from the settings
+        unless ``backend`` is given (other platforms' backends are built when first needed)."""
         private_dir(Path(settings.data_dir))
         db = make_engine(settings.db_url)
         JobStore(db).create_tables()
-        if runner is None:
-            from operator_engine.docker_runner import DockerRunner
-
+        if backend is None:
             try:
-                runner = DockerRunner(pull=settings.pull_images)
-            except RunnerError as exc:
+                backend = build(platform, settings)
+            except BackendError as exc:
                 raise EngineError(str(exc)) from exc
-        engine = cls(settings, db, runner, **options)  # type: ignore[arg-type]
-        engine.check_gpus()
+        engine = cls(settings, db, backend, **options)  # type: ignore[arg-type]
+        engine.check_file_environments()
         return engine
 
-    def check_gpus(self) -> None:
-        """Refuse GPU environments the runner cannot serve (a clear error at load, never a
-        job stuck at 40)."""
-        wanting = [e.id for e in self.registry.file_envs() if gpu_share(e)[0] > 0]
-        if not wanting:
-            return
-        reason = self.runner.gpu_support()
-        if reason is not None:
-            raise EngineError(
-                f"compute environment(s) {', '.join(wanting)} ask for GPUs, but {reason}"
-            )
+    @property
+    def backend(self) -> Backend:
+        """The backend this engine was built with (the first one given)."""
+        return next(iter(self.backends))
+
+    def check_file_environments(self) -> None:
+        """Refuse file environments whose platform has no backend here, or that ask for GPUs
+        their backend cannot give (a clear error at load, never a job stuck at 40)."""
+        for env in self.registry.file_envs():
+            try:
+                backend = self.backends.get(env.platform)
+            except BackendNotConfigured as exc:
+                raise EngineError(f"compute environment {env.id}: {exc}") from exc
+            reason = backend.gpu_support() if gpu_share(env)[0] > 0 else None
+            if reason is not None:
+                raise EngineError(f"compute environment(s) {env.id} ask for GPUs, but {reason}")
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -264,11 +282,12 @@ class Engine:
             log.warning("job %s: escrow settlement postponed", job_id, exc_info=True)
 
     def _kill(self, job_id: str, *, remove: bool = False) -> None:
-        try:
-            for cid, _job in self.runner.containers(job_id):
-                self.runner.remove(cid) if remove else self.runner.kill(cid)
-        except RunnerError:
-            log.warning("cannot reach the container backend for job %s", job_id, exc_info=True)
+        for backend in self.backends:
+            try:
+                for cid, _job in backend.containers(job_id):
+                    backend.remove(cid) if remove else backend.kill(cid)
+            except BackendError:
+                log.warning("cannot reach the %s backend for job %s", backend.platform, job_id)
 
     def _await_release(self, job_id: str, wait: float) -> None:
         """Give the job's worker a moment to publish the logs of a stopped job; a dead worker's

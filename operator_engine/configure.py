@@ -1,16 +1,19 @@
-"""Stage 20: the job's folder tree on the host (PROTOCOL.md §10 layout)."""
+"""Stage 20: the job's workspace, created afresh by its backend (PROTOCOL.md §10 layout)."""
 
 from __future__ import annotations
 
+from operator_engine.backends.base import BackendError
 from operator_engine.context import JobContext, Kind, Outcome
 
 
 def configure(ctx: JobContext) -> Outcome:
-    """Create ``<data_dir>/jobs/<job_id>/`` afresh (a resumed job starts from a clean tree)."""
+    """Create the job's workspace afresh (a resumed job starts from a clean tree)."""
     try:
-        ctx.folder.create()
+        ctx.workspace.create()
     except OSError as exc:
         return Outcome(Kind.DATA_FAILED, f"cannot create the job folder: {exc.strerror}")
+    except BackendError as exc:
+        return Outcome(Kind.DATA_FAILED, f"cannot create the job's workspace: {exc}")
     env = ctx.env
     ctx.configure_log(
         f"job {ctx.job_id} in environment {env.id}: maxJobDuration {env.max_job_duration}s, "

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
+from operator_engine.backends.base import Backend, JobWorkspace
 from operator_engine.credentials import Credential
 from operator_engine.models import ComputeEnvironment, JobRequest
-from operator_engine.runner import ContainerRunner
 from operator_engine.storage import StorageConfig
-from operator_engine.workspace import CONFIGURE_LOG, PUBLISH_LOG, JobFolder, append_log
+from operator_engine.store import ResultRecord
+from operator_engine.workspace import CONFIGURE_LOG, PUBLISH_LOG
 
 
 class Kind(Enum):
@@ -41,20 +41,36 @@ class Outcome:
 
 
 @dataclass
+class StageState:
+    """What the stages learn and hand on, for one walk of a job (a resumed walk starts empty)."""
+
+    #: the image reference the backend resolved (provisioning; the container runs it)
+    image: str | None = None
+    #: bytes of the disk share left once the inputs and algorithm are staged
+    disk_left: int | None = None
+    #: the algorithm's exit code (run)
+    exit_code: int | None = None
+    #: the publishable outputs, (name, size) (filtering)
+    outputs: list[tuple[str, int]] = field(default_factory=list)
+    #: the job's results, outputs then logs (publishing)
+    records: list[ResultRecord] = field(default_factory=list)
+
+
+@dataclass
 class JobContext:
-    """A job being worked on: its request, environment, folder and the engine's services."""
+    """A job being worked on: its request, environment, workspace, the backend of its
+    environment's platform and the engine's services."""
 
     job_id: str
     request: JobRequest
     env: ComputeEnvironment
-    folder: JobFolder
-    runner: ContainerRunner
+    workspace: JobWorkspace
+    backend: Backend
     allow_non_public_ip: bool
     is_cancelled: Callable[[], bool]
     on_container: Callable[[str], object] = lambda _cid: None
     should_yield: Callable[[], bool] = lambda: False  # the engine is shutting down
     fetch_timeout: float = 30.0
-    disk_quota: str = "auto"  # TIDEWATER_DISK_QUOTA: loop, poll or auto
     settlement: Any = None  # operator_engine.settlement.Settlement for paid (escrow) jobs
     storage: StorageConfig | None = None  # gateways and RPC URLs; None: url files only
     #: the environment's stored platform credential (``credentialsId``), if any
@@ -62,7 +78,7 @@ class JobContext:
     #: signs a receipt's facts for a chain id (operator_engine.receipt_writer.Signer); None: no
     #: receipts (no provider key)
     receipt_signer: Callable[[Any, int | None], dict[str, Any]] | None = None
-    state: dict[str, Any] = field(default_factory=dict)
+    state: StageState = field(default_factory=StageState)
 
     @property
     def chain_id(self) -> int | None:
@@ -75,11 +91,7 @@ class JobContext:
         return replace(base, allow_non_public=self.allow_non_public_ip, timeout=self.fetch_timeout)
 
     def configure_log(self, text: str) -> None:
-        append_log(self.folder.log(CONFIGURE_LOG), text)
+        self.workspace.append_log(CONFIGURE_LOG, text)
 
     def publish_log(self, text: str) -> None:
-        append_log(self.folder.log(PUBLISH_LOG), text)
-
-    @property
-    def root(self) -> Path:
-        return self.folder.root
+        self.workspace.append_log(PUBLISH_LOG, text)

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from eth_utils import to_checksum_address
 
+from operator_engine.backends.base import PLATFORMS
 from operator_engine.credentials import CredentialStore
 from operator_engine.models import (
     RESOURCE_IDS,
@@ -240,6 +241,10 @@ def parse_environment(data: Any, source: str) -> ComputeEnvironment:
             values["free"] = _free(value, where)
         elif key == "environment":
             values["container_env"] = container_env(value, where)
+        elif key == "platform":
+            if value not in PLATFORMS:
+                raise EnvironmentConfigError(f"{where}: platform must be one of {list(PLATFORMS)}")
+            values["platform"] = value
         elif key == "credentialsId":
             if not isinstance(value, str):
                 raise EnvironmentConfigError(f"{where}: credentialsId must be a string")
@@ -448,6 +453,8 @@ class EnvironmentRegistry:
 
     With a :class:`FeeTokenRule` (the provider installs one) every environment's fee token is
     resolved and checked: a file environment that fails raises, a store one becomes INVALID.
+    With ``platform_unavailable`` (the engine's backends), an environment whose platform has no
+    backend is INVALID (listed with why, never offered nor scheduled).
     """
 
     def __init__(
@@ -455,10 +462,12 @@ class EnvironmentRegistry:
         path: Path | None,
         store: Any,
         fee_tokens: FeeTokenRule | ChainFeeTokens | None = None,
+        platform_unavailable: Callable[[str], str | None] | None = None,
     ) -> None:
         self.path = path
         self.store = store
         self.fee_tokens = fee_tokens
+        self.platform_unavailable = platform_unavailable
 
     def check(self, env: ComputeEnvironment, where: str) -> ComputeEnvironment:
         """``env`` as offered: fee token resolved and checked when a rule is installed."""
@@ -477,9 +486,8 @@ class EnvironmentRegistry:
                 continue  # a file environment is read-only: the API cannot shadow it
             where = f"compute_envs[{row.id}]"
             try:
-                env = self.check(
-                    parse_environment({"id": row.id, **dict(row.config)}, where), where
-                )
+                config = {"id": row.id, **dict(row.config), "platform": row.platform}
+                env = self.check(parse_environment(config, where), where)
             except EnvironmentConfigError as exc:
                 merged[row.id] = EnvEntry(
                     ComputeEnvironment(id=row.id), "INVALID", row.source, str(exc)
@@ -489,6 +497,7 @@ class EnvironmentRegistry:
             if env.credentials_id and not self._credentials_exist(env.credentials_id):
                 status, message = "INVALID", f"credentials {env.credentials_id!r} do not exist"
             merged[row.id] = EnvEntry(env, status, row.source, message)
+        self._mark_unavailable(merged)
         for entry in list(merged.values()):
             free = free_tier_environment(entry.env)
             if free is not None and free.id not in merged:
@@ -498,6 +507,15 @@ class EnvironmentRegistry:
             return merged
         first = replace(merged.pop(primary), primary=True)
         return {primary: first, **merged}
+
+    def _mark_unavailable(self, merged: dict[str, EnvEntry]) -> None:
+        if self.platform_unavailable is None:
+            return
+        for env_id, entry in merged.items():
+            why = self.platform_unavailable(entry.env.platform)
+            if why is not None and entry.status != "INVALID":
+                message = f"platform {entry.env.platform}: {why}"
+                merged[env_id] = replace(entry, status="INVALID", message=message)
 
     def primary_id(self, entries: dict[str, EnvEntry]) -> str | None:
         """The environment a job or admin call that names none uses: the one flagged primary

@@ -85,6 +85,8 @@ class ComputeEnvironment:
     container_env: tuple[tuple[str, str], ...] = ()
     #: stored platform credentials (a registry login for private images), by id
     credentials_id: str = ""
+    #: where its jobs run: ``docker`` or ``kubernetes`` (operator_engine.backends)
+    platform: str = "docker"
     #: (chain id, token) pairs when ``feeToken`` is an object chain id → token.
     fee_tokens: tuple[tuple[int, str], ...] = ()
 

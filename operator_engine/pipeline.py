@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from operator_engine.backends.base import JobWorkspace
 from operator_engine.configure import configure
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.egress import filter_outputs
@@ -26,7 +27,6 @@ from operator_engine.receipt_writer import with_receipt
 from operator_engine.run import run
 from operator_engine.statuses import CRASH_FAILURE, JobStatus
 from operator_engine.store import JobStore, ResultRecord
-from operator_engine.workspace import JobFolder
 
 log = logging.getLogger(__name__)
 S = JobStatus
@@ -101,8 +101,7 @@ def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0
             status = CRASH_FAILURE[current]
             end(
                 store,
-                ctx.folder,
-                ctx.job_id,
+                ctx.workspace,
                 current,
                 status,
                 Outcome(Kind.RUN_FAILED, reason),
@@ -116,9 +115,9 @@ def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0
         if outcome.kind is not Kind.OK:
             return fail(ctx, store, current, outcome)
     if current is not S.SETTLING:
-        records = with_receipt(ctx, store, ctx.state.get("records", []), S.FINISHED)
+        records = with_receipt(ctx, store, ctx.state.records, S.FINISHED)
         store.set_results(ctx.job_id, records)
-        ctx.folder.remove_inputs()
+        ctx.workspace.remove_inputs()
     return finish(ctx, store, current)
 
 
@@ -150,28 +149,27 @@ def fail(ctx: JobContext, store: JobStore, current: JobStatus, outcome: Outcome)
         def receipt(records: list[ResultRecord]) -> list[ResultRecord]:
             return with_receipt(ctx, store, records, status)
 
-    end(store, ctx.folder, ctx.job_id, current, status, outcome, ctx.env.storage_expiry, receipt)
+    end(store, ctx.workspace, current, status, outcome, ctx.env.storage_expiry, receipt)
     return status
 
 
 def end(
     store: JobStore,
-    folder: JobFolder,
-    job_id: str,
+    workspace: JobWorkspace,
     current: JobStatus,
     status: JobStatus,
     outcome: Outcome,
     storage_expiry: int,
     receipt: Callable[[list[ResultRecord]], list[ResultRecord]] | None = None,
 ) -> None:
-    """Move ``job_id`` from ``current`` to the terminal ``status`` with ``outcome``'s reason
-    (``receipt`` adds the signed receipt to the published logs)."""
+    """Move the job of ``workspace`` from ``current`` to the terminal ``status`` with
+    ``outcome``'s reason (``receipt`` adds the signed receipt to the published logs)."""
     reason = outcome.reason or status.name.lower()
-    if folder.exists():
-        record_logs(store, job_id, folder, reason, receipt)
-        folder.remove_inputs()
+    if workspace.exists():
+        record_logs(store, workspace, reason, receipt)
+        workspace.remove_inputs()
     store.transition(
-        job_id,
+        workspace.job_id,
         current,
         status,
         detail=reason,

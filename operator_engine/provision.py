@@ -1,4 +1,5 @@
-"""Stages 20→30: image, dataset files, DDOs, algorithm and custom data into the job folder.
+"""Stages 20→30: image, dataset files, DDOs, algorithm and custom data into the job's
+workspace (its ``inputs``, ``algorithm`` and ``ddos`` volumes).
 
 Dataset failures end at 31, algorithm and image failures at 32. Messages written to the logs
 never contain file URLs (they are the publisher's secret, and logs are served to the consumer).
@@ -8,28 +9,19 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
-from pathlib import Path
 
+from operator_engine.backends.base import ALGORITHM_FILE, BackendError, ImageError
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import registry_login
 from operator_engine.environments import job_share
 from operator_engine.fetch import FetchError
-from operator_engine.runner import ImageError, RunnerError
-from operator_engine.storage import fetch_to_file
+from operator_engine.storage import stream
 from operator_engine.workspace import UnsafeName, did_dirname
 
 #: The largest algorithm accepted, one number for the provider (which fetches published
 #: algorithm files to check ``filesChecksum`` when a job starts) and the engine (which fetches
 #: the algorithm into the job folder, or writes raw code).
 MAX_ALGORITHM_BYTES = 16 * 1024**2
-
-
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, mode)
 
 
 def image_allowed(allowed: tuple[str, ...], image: str, tag: str | None) -> bool:
@@ -54,50 +46,47 @@ def provision_image(ctx: JobContext) -> Outcome:
         )
     try:
         auth = registry_login(ctx.registry_credential, image)
-        ctx.state["image_id"] = ctx.runner.resolve_image(image, tag, checksum or None, auth)
+        ctx.state.image = ctx.backend.resolve_image(image, tag, checksum or None, auth)
     except ImageError as exc:
         return Outcome(Kind.ALGO_FAILED, str(exc))
-    except RunnerError as exc:
+    except BackendError as exc:
         return Outcome(Kind.ALGO_FAILED, f"image check failed: {exc}")
-    ctx.configure_log(f"image {image}:{tag or 'latest'} resolved to {ctx.state['image_id']}")
+    ctx.configure_log(f"image {image}:{tag or 'latest'} resolved to {ctx.state.image}")
     return Outcome.ok()
 
 
 def provision_data(ctx: JobContext) -> Outcome:
     _cpus, _ram, budget = job_share(ctx.env)
+    workspace = ctx.workspace
     for dataset in ctx.request.datasets:
         try:
-            folder = ctx.folder.inputs / did_dirname(dataset.did)
+            folder = did_dirname(dataset.did)
         except UnsafeName as exc:
             return Outcome(Kind.DATA_FAILED, str(exc))
-        folder.mkdir(mode=0o755, exist_ok=True)
         if not dataset.files:
             return Outcome(Kind.DATA_FAILED, f"dataset {dataset.did} has no files")
         for n, file_obj in enumerate(dataset.files):
             if ctx.is_cancelled():
                 return Outcome(Kind.CANCELLED)
+            chunks = stream(
+                file_obj, ctx.storage_config, max_bytes=budget, userdata=dataset.userdata
+            )
             try:
-                size, sha = fetch_to_file(
-                    file_obj,
-                    folder / str(n),
-                    ctx.storage_config,
-                    max_bytes=budget,
-                    userdata=dataset.userdata,
-                )
+                size, sha = workspace.stage("inputs", f"{folder}/{n}", chunks)
             except FetchError as exc:
                 return Outcome(Kind.DATA_FAILED, f"dataset {dataset.did} file {n}: {exc.public}")
-            os.chmod(folder / str(n), 0o644)
             budget -= size
             ctx.configure_log(f"dataset {dataset.did} file {n}: {size} bytes, sha256 {sha}")
         if dataset.ddo:
-            _write(ctx.folder.ddos / did_dirname(dataset.did), json.dumps(dataset.ddo).encode())
-    ctx.state["disk_left"] = budget
+            workspace.stage("ddos", folder, [json.dumps(dataset.ddo).encode()])
+    ctx.state.disk_left = budget
     return Outcome.ok()
 
 
 def provision_algorithm(ctx: JobContext) -> Outcome:
     algo = ctx.request.algorithm
-    target = ctx.folder.algorithm
+    workspace = ctx.workspace
+    disk_left = ctx.state.disk_left or 0
     if algo.rawcode is not None:
         code = algo.rawcode.encode()
         if len(code) > MAX_ALGORITHM_BYTES:
@@ -105,32 +94,32 @@ def provision_algorithm(ctx: JobContext) -> Outcome:
                 Kind.ALGO_FAILED,
                 f"algorithm raw code is {len(code)} bytes, over {MAX_ALGORITHM_BYTES} bytes",
             )
-        _write(target, code, 0o755)
-        ctx.state["disk_left"] = ctx.state.get("disk_left", 0) - len(code)
-        ctx.configure_log(f"algorithm: raw code, {len(algo.rawcode.encode())} bytes")
+        workspace.stage("algorithm", ALGORITHM_FILE, [code], executable=True)
+        ctx.state.disk_left = disk_left - len(code)
+        ctx.configure_log(f"algorithm: raw code, {len(code)} bytes")
     elif algo.files:
+        chunks = stream(
+            algo.files[0],
+            ctx.storage_config,
+            max_bytes=min(MAX_ALGORITHM_BYTES, max(disk_left, 0)),
+            userdata=algo.userdata,
+        )
         try:
-            size, sha = fetch_to_file(
-                algo.files[0],
-                target,
-                ctx.storage_config,
-                max_bytes=min(MAX_ALGORITHM_BYTES, max(ctx.state.get("disk_left", 0), 0)),
-                userdata=algo.userdata,
-            )
+            size, sha = workspace.stage("algorithm", ALGORITHM_FILE, chunks, executable=True)
         except FetchError as exc:
             return Outcome(Kind.ALGO_FAILED, f"algorithm file: {exc.public}")
-        os.chmod(target, 0o755)
-        ctx.state["disk_left"] = ctx.state.get("disk_left", 0) - size
+        ctx.state.disk_left = disk_left - size
         ctx.configure_log(f"algorithm {algo.did}: {size} bytes, sha256 {sha}")
     else:
         return Outcome(Kind.ALGO_FAILED, "algorithm has neither raw code nor files")
     try:
         if algo.did and algo.ddo:
-            _write(ctx.folder.ddos / did_dirname(algo.did), json.dumps(algo.ddo).encode())
+            workspace.stage("ddos", did_dirname(algo.did), [json.dumps(algo.ddo).encode()])
     except UnsafeName as exc:
         return Outcome(Kind.ALGO_FAILED, str(exc))
     if algo.algocustomdata is not None:
-        _write(ctx.folder.inputs / "algoCustomData.json", json.dumps(algo.algocustomdata).encode())
+        custom = json.dumps(algo.algocustomdata).encode()
+        workspace.stage("inputs", "algoCustomData.json", [custom])
     return Outcome.ok()
 
 

@@ -6,21 +6,12 @@ failed or stopped job still answers with its configuration, algorithm and publis
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable
-from pathlib import Path
 
+from operator_engine.backends.base import JobWorkspace, StoredFile, Volume
 from operator_engine.context import JobContext, Kind, Outcome
-from operator_engine.quota import settle
 from operator_engine.store import JobStore, ResultRecord
-from operator_engine.workspace import (
-    ALGORITHM_LOG,
-    CONFIGURE_LOG,
-    PUBLISH_LOG,
-    JobFolder,
-    append_log,
-)
+from operator_engine.workspace import ALGORITHM_LOG, CONFIGURE_LOG, PUBLISH_LOG
 
 LOG_TYPES = (
     (ALGORITHM_LOG, "algorithmLog"),
@@ -29,31 +20,22 @@ LOG_TYPES = (
 )
 
 
-def hash_file(path: Path) -> tuple[int, str]:
-    """(size, sha256 hex) of a regular file, refusing a symlink."""
-    digest = hashlib.sha256()
-    size = 0
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+def result_record(stored: StoredFile, type_: str, filename: str) -> ResultRecord:
+    """The store's entry of a result file."""
+    return ResultRecord(filename, stored.size, type_, stored.sha256, stored.rel)
 
 
-def _record(folder: JobFolder, rel: str, type_: str, filename: str) -> ResultRecord | None:
-    path = folder.root / rel
+def _record(workspace: JobWorkspace, volume: Volume, name: str, type_: str) -> ResultRecord | None:
     try:
-        size, sha = hash_file(path)
-    except OSError:
+        return result_record(workspace.result(volume, name), type_, name)
+    except (OSError, ValueError):
         return None
-    return ResultRecord(filename, size, type_, sha, rel)
 
 
-def log_records(folder: JobFolder) -> list[ResultRecord]:
+def log_records(workspace: JobWorkspace) -> list[ResultRecord]:
     records = []
     for name, type_ in LOG_TYPES:
-        record = _record(folder, f"logs/{name}", type_, name)
+        record = _record(workspace, "logs", name, type_)
         if record is not None:
             records.append(record)
     return records
@@ -61,30 +43,28 @@ def log_records(folder: JobFolder) -> list[ResultRecord]:
 
 def record_logs(
     store: JobStore,
-    job_id: str,
-    folder: JobFolder,
+    workspace: JobWorkspace,
     reason: str | None,
     extend: Callable[[list[ResultRecord]], list[ResultRecord]] | None = None,
 ) -> None:
     """Publish only the logs (failed or stopped jobs), with ``reason`` in the publish log;
     ``extend`` may add to them (the receipt)."""
-    settle(folder)
+    workspace.settle()
     if reason:
-        append_log(folder.log(PUBLISH_LOG), f"job ended: {reason}")
-    records = log_records(folder)
-    store.set_results(job_id, extend(records) if extend is not None else records)
+        workspace.append_log(PUBLISH_LOG, f"job ended: {reason}")
+    records = log_records(workspace)
+    store.set_results(workspace.job_id, extend(records) if extend is not None else records)
 
 
 def publish(ctx: JobContext) -> Outcome:
-    """Record ``ctx.state['outputs']`` and the logs as the job's results."""
-    outputs: list[tuple[str, int]] = ctx.state.get("outputs", [])
+    """Record ``ctx.state.outputs`` and the logs as the job's results."""
     records: list[ResultRecord] = []
-    for rel, _size in outputs:
-        record = _record(ctx.folder, f"outputs/{rel}", "output", rel)
+    for rel, _size in ctx.state.outputs:
+        record = _record(ctx.workspace, "outputs", rel, "output")
         if record is None:
             return Outcome(Kind.PUBLISH_FAILED, f"output {rel} could not be read")
         records.append(record)
         ctx.publish_log(f"published {rel}: {record.filesize} bytes, sha256 {record.sha256}")
     ctx.publish_log(f"{len(records)} output file(s) published")
-    ctx.state["records"] = records + log_records(ctx.folder)
+    ctx.state.records = records + log_records(ctx.workspace)
     return Outcome.ok()

@@ -2,23 +2,21 @@
 
 Called when the job's results are recorded: at 70, and at any terminal failure once the
 algorithm has run (status 40 or later). The facts come from what the engine saw: the inputs
-still on disk are hashed here (before they are removed), the image is the id the container was
-created from, the times and exit code are the store's and the run's.
+still in the workspace are hashed here (before they are removed), the image is the reference the
+container was created from, the times and exit code are the store's and the run's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from operator_engine.context import JobContext
 from operator_engine.environments import gpu_share, job_share
 from operator_engine.models import utcnow
-from operator_engine.publish import hash_file
+from operator_engine.publish import result_record
 from operator_engine.receipts import RECEIPT_FILE, RESULT_TYPE, ReceiptFacts, sign
 from operator_engine.store import JobStore, ResultRecord
 from operator_engine.workspace import did_dirname
@@ -30,16 +28,14 @@ Signer = Callable[[ReceiptFacts, int | None], dict[str, Any]]
 def _input_facts(ctx: JobContext) -> list[dict[str, str]]:
     facts = []
     for dataset in ctx.request.datasets:
-        folder = ctx.folder.inputs / did_dirname(dataset.did)
-        found = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
-        files: list[Path | None] = [*found] or [None]
-        for path in files:
+        digests = ctx.workspace.input_digests(did_dirname(dataset.did)) or [""]
+        for digest in digests:
             facts.append(
                 {
                     "did": dataset.did,
                     "serviceId": dataset.service_id,
                     "orderTx": dataset.transfer_tx_id or "",
-                    "sha256": hash_file(path)[1] if path is not None else "",
+                    "sha256": digest,
                 }
             )
     return facts
@@ -53,7 +49,7 @@ def gather(
     algo = ctx.request.algorithm
     row = store.row(ctx.job_id)
     started = getattr(row, "date_started", None) or getattr(row, "date_created", None)
-    exit_code = ctx.state.get("exit_code")
+    exit_code = ctx.state.exit_code
     return ReceiptFacts(
         job_id=ctx.job_id,
         owner=ctx.request.owner,
@@ -72,7 +68,7 @@ def gather(
             if algo.rawcode is not None
             else "",
         },
-        image=str(ctx.state.get("image_id", "")),
+        image=ctx.state.image or "",
         started_at=int(started.timestamp()) if started is not None else 0,
         finished_at=int(utcnow().timestamp()),
         exit_code=int(exit_code) if exit_code is not None else -1,
@@ -91,12 +87,8 @@ def with_receipt(
     if ctx.receipt_signer is None:
         return records
     receipt = ctx.receipt_signer(gather(ctx, store, records, status), ctx.chain_id)
-    path = ctx.folder.root / RECEIPT_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(receipt, handle, indent=1)
-    size, sha = hash_file(path)
-    return [*records, ResultRecord(RECEIPT_FILE, size, RESULT_TYPE, sha, RECEIPT_FILE)]
+    stored = ctx.workspace.put_result(RECEIPT_FILE, json.dumps(receipt, indent=1).encode())
+    return [*records, result_record(stored, RESULT_TYPE, RECEIPT_FILE)]
 
 
 def provider_signer(

@@ -1,5 +1,6 @@
 """Workers: claim a job, hold its lease (heartbeat), walk it through the pipeline; and the sweep
-that recovers jobs of dead workers and reconciles Docker and the disk against the store.
+that recovers jobs of dead workers and reconciles the backends' containers and the disk against
+the store.
 
 A worker id is ``host:pid-starttime:n:random``. A job's lease is lost at once when its worker
 ran on this host in a process that no longer exists, and for workers on other hosts (sharing
@@ -22,16 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from operator_engine import file_objects, pipeline
+from operator_engine.backends.base import (
+    Backend,
+    BackendError,
+    BackendNotConfigured,
+    BackendRegistry,
+    JobWorkspace,
+)
+from operator_engine.backends.folder import FolderWorkspace
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import Credential, CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import utcnow
 from operator_engine.publish import record_logs
-from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import CRASH_FAILURE, TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
-from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log, jobs_root
+from operator_engine.workspace import PUBLISH_LOG, JobFolder, jobs_root
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
@@ -49,13 +57,12 @@ class Services:
     """What workers share."""
 
     store: JobStore
-    runner: ContainerRunner
+    backends: BackendRegistry
     registry: EnvironmentRegistry
     data_dir: Path
     allow_non_public_ip: bool
     lease_seconds: float = 30.0
     fetch_timeout: float = 30.0
-    disk_quota: str = "auto"
     storage: StorageConfig | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     settlement: Any = None  # operator_engine.settlement.Settlement (escrow-paid jobs)
@@ -66,7 +73,23 @@ class Services:
     receipt_signer: Any = None  # operator_engine.receipt_writer.Signer (needs the provider key)
 
     def folder(self, job_id: str) -> JobFolder:
+        """The job's folder in the data dir (where every backend brings its results)."""
         return JobFolder.of(self.data_dir, job_id)
+
+    def workspace(self, job_id: str, platform: str | None = None) -> JobWorkspace:
+        """The job's workspace on the backend of ``platform``; without one (the job's platform
+        is unknown or has no backend here), its folder in the data dir."""
+        if platform is not None:
+            try:
+                return self.backends.get(platform).workspace(job_id)
+            except BackendError:
+                pass
+        return FolderWorkspace(self.folder(job_id))
+
+    def workspace_of(self, job_id: str, environment: str | None) -> JobWorkspace:
+        """The workspace of ``job_id``, which runs in ``environment``."""
+        entry = self.registry.entries().get(environment) if environment else None
+        return self.workspace(job_id, entry.env.platform if entry else None)
 
     def credential(self, credentials_id: str) -> Credential | None:
         """The stored credential ``credentials_id`` (None: none named, missing or unreadable,
@@ -173,39 +196,43 @@ class Worker:
         done, lost = threading.Event(), threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job_id, done, lost), daemon=True)
         beat.start()
-        folder = svc.folder(job_id)
         try:
             request = svc.store.request_of(job_id)
             if request is None:
                 raise pipeline.Cancelled
             entry = svc.registry.entries().get(request.environment)
             reason = f"environment {request.environment} no longer exists"
+            backend: Backend | None = None
+            if entry is not None:
+                try:
+                    backend = svc.backends.get(entry.env.platform)
+                except BackendNotConfigured as exc:
+                    entry, reason = None, str(exc)
             if entry is not None and pipeline.needs_inputs(start):
                 try:
-                    request = file_objects.load(folder, request)
+                    request = file_objects.load(svc.folder(job_id), request)
                 except file_objects.FileObjectsMissing as exc:
                     entry, reason = None, str(exc)
-            if entry is None:
+            if entry is None or backend is None:
                 if current < JobStatus.CONFIGURING:
                     svc.store.transition(job_id, current, JobStatus.CONFIGURING)
                     current = JobStatus.CONFIGURING
                 outcome = Outcome(Kind.DATA_FAILED, reason)
                 pipeline.end(
                     svc.store,
-                    folder,
-                    job_id,
+                    svc.workspace(job_id),
                     current,
                     pipeline.FAILURE[Kind.DATA_FAILED],
                     outcome,
                     0,
                 )
                 return
+            workspace = backend.workspace(job_id)
             unpaid = self._unpaid_reason(job_id, current)
             if unpaid is not None:
                 pipeline.end(
                     svc.store,
-                    folder,
-                    job_id,
+                    workspace,
                     current,
                     JobStatus.STOPPED,
                     Outcome(Kind.DATA_FAILED, unpaid),
@@ -216,13 +243,12 @@ class Worker:
                 job_id=job_id,
                 request=request,
                 env=entry.env,
-                folder=folder,
-                runner=svc.runner,
+                workspace=workspace,
+                backend=backend,
                 allow_non_public_ip=svc.allow_non_public_ip,
                 is_cancelled=lambda: self._cancelled(job_id, lost),
                 on_container=lambda cid: svc.store.update(job_id, container_id=cid),
                 fetch_timeout=svc.fetch_timeout,
-                disk_quota=svc.disk_quota,
                 storage=svc.storage,
                 should_yield=svc.stopping.is_set,
                 settlement=svc.settlement,
@@ -272,15 +298,13 @@ class Worker:
         if row is not None and row.status not in {int(s) for s in TERMINAL}:
             return  # taken over by another worker: it owns the job now
         self._remove_containers(job_id)
-        folder = svc.folder(job_id)
         if row is None:
-            folder.remove()
+            svc.workspace(job_id).remove()
             return
-        if folder.exists():
-            record_logs(
-                svc.store, job_id, folder, f"{row.reason or 'stopped'} (status {row.status})"
-            )
-            folder.remove_inputs()
+        workspace = svc.workspace_of(job_id, row.environment)
+        if workspace.exists():
+            record_logs(svc.store, workspace, f"{row.reason or 'stopped'} (status {row.status})")
+            workspace.remove_inputs()
         entry = svc.registry.entries().get(row.environment)
         expiry = entry.env.storage_expiry if entry else 0
         svc.store.update(job_id, results_expire_at=utcnow() + timedelta(seconds=expiry))
@@ -299,8 +323,7 @@ class Worker:
         try:
             pipeline.end(
                 svc.store,
-                svc.folder(job_id),
-                job_id,
+                svc.workspace_of(job_id, row.environment),
                 current,
                 target,
                 Outcome(Kind.RUN_FAILED, "internal engine error"),
@@ -310,11 +333,12 @@ class Worker:
             self.cleanup_interrupted(job_id)
 
     def _remove_containers(self, job_id: str) -> None:
-        try:
-            for cid, _job in self.services.runner.containers(job_id):
-                self.services.runner.remove(cid)
-        except RunnerError:
-            log.warning("cannot remove containers of job %s", job_id, exc_info=True)
+        for backend in self.services.backends:
+            try:
+                for cid, _job in backend.containers(job_id):
+                    backend.remove(cid)
+            except BackendError:
+                log.warning("cannot remove containers of job %s", job_id, exc_info=True)
 
     # -- recovery ----------------------------------------------------------------------------
 
@@ -352,16 +376,16 @@ class Worker:
         svc = self.services
         start = pipeline.resume_step(status)
         log.warning("job %s at %d lost its worker %s; recovering", job_id, status, old_worker)
+        request = svc.store.request_of(job_id)
+        workspace = svc.workspace_of(job_id, request.environment if request else None)
         if start is not None:
-            folder = svc.folder(job_id)
-            if folder.exists():
+            if workspace.exists():
                 note = f"resumed at status {int(status)} after its worker was lost"
-                append_log(folder.log(PUBLISH_LOG), note)
+                workspace.append_log(PUBLISH_LOG, note)
             if svc.hand_off is None or not svc.hand_off(job_id, status, start, self.id):
                 self.process(job_id, status, start)
             return
         self._remove_containers(job_id)
-        request = svc.store.request_of(job_id)
         entry = svc.registry.entries().get(request.environment) if request else None
         outcome = Outcome(
             Kind.RUN_FAILED,
@@ -371,8 +395,7 @@ class Worker:
         try:
             pipeline.end(
                 svc.store,
-                svc.folder(job_id),
-                job_id,
+                workspace,
                 status,
                 JobStatus.RUN_FAILED,
                 outcome,
@@ -397,14 +420,20 @@ class Worker:
                 log.exception("sweep: %s failed; the other steps still ran", step.__name__)
 
     def _reconcile_containers(self) -> None:
-        """Remove containers of jobs that are gone, ended, or not at 40."""
+        """Remove containers of jobs that are gone, ended, or not at 40, on every backend."""
+        for backend in self.services.backends:
+            try:
+                self._reconcile_backend(backend)
+            except Exception:
+                log.exception("sweep: cannot reconcile the %s backend", backend.platform)
+
+    def _reconcile_backend(self, backend: Backend) -> None:
         svc = self.services
-        terminal = {int(s) for s in TERMINAL}
-        for cid, job_id in svc.runner.containers():
+        for cid, job_id in backend.containers():
             try:
                 row = svc.store.row(job_id)
-                if row is None or row.status in terminal or row.status != int(JobStatus.RUNNING):
-                    svc.runner.remove(cid)
+                if row is None or row.status != int(JobStatus.RUNNING):
+                    backend.remove(cid)
             except Exception:
                 log.exception("sweep: cannot reconcile container %s of job %s", cid, job_id)
 

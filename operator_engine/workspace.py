@@ -43,6 +43,14 @@ def did_dirname(did: str) -> str:
     return name
 
 
+def check_name(name: str) -> str:
+    """``name`` if it can be one path component of a job's file (not empty, ``.``, ``..``,
+    nor holding ``/`` or NUL), else :class:`UnsafeName`."""
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise UnsafeName(f"{name!r} cannot name a file")
+    return name
+
+
 def jobs_root(data_dir: Path) -> Path:
     return data_dir / "jobs"
 

@@ -50,6 +50,8 @@ SCOPE_LABEL = "tidewater.scope"
 
 Platform = Literal["docker", "kubernetes"]
 PLATFORMS: tuple[Platform, ...] = ("docker", "kubernetes")
+#: the platform of an environment that names none, and the backend an engine is built with
+DEFAULT_PLATFORM: Platform = "docker"
 #: platform -> the module whose ``from_settings(settings)`` builds its backend
 BACKEND_MODULES: dict[str, str] = {
     "docker": "operator_engine.backends.docker",
@@ -263,6 +265,11 @@ class Backend(Protocol):
 
     def containers(self, job_id: str | None = None) -> list[tuple[str, str]]:
         """(container id, job id) of this scope's containers, or of one job's."""
+
+
+def preload(platform: str = DEFAULT_PLATFORM) -> None:
+    """Import the backend module of ``platform`` now (before forking workers)."""
+    importlib.import_module(BACKEND_MODULES[platform])
 
 
 def build(platform: str, settings: Settings) -> Backend:

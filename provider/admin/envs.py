@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from operator_engine.backends.base import PLATFORMS, BackendError, BackendRegistry
 from operator_engine.credentials import CredentialStore
 from operator_engine.db import reading
 from operator_engine.environments import (
@@ -23,12 +24,9 @@ from operator_engine.environments import (
     parse_environment,
 )
 from operator_engine.models import FreeTier
-from operator_engine.runner import RunnerError
 from operator_engine.store import JobStore, compute_envs, jobs
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-PLATFORMS = ("docker",)
-RESERVED_PLATFORMS = ("kubernetes",)
 #: API config key -> environments-file key (others pass through unchanged)
 _ALIASES = {"cpu": "cpuNumber", "gpu": "gpuNumber"}
 
@@ -64,8 +62,8 @@ _REFUSED_CONFIG = {
     "outside the sandbox (put set-up in the algorithm or its image)",
     "postRunScript": "algorithms run sealed in their container; a script on the host would run "
     "outside the sandbox (post-process in the algorithm)",
-    "region": "applies to cloud platforms (aws-batch…); tidewater runs on docker",
-    "forge": "applies to aws-batch; tidewater runs on docker",
+    "region": "applies to cloud platforms (aws-batch…); tidewater runs on docker or kubernetes",
+    "forge": "applies to aws-batch; tidewater runs on docker or kubernetes",
 }
 
 
@@ -107,8 +105,6 @@ def parse_body(body: Any, env_id: str) -> dict[str, Any]:
     if not isinstance(description, str):
         raise AdminError("computeEnv.description: must be a string")
     platform = spec.get("platform", "docker")
-    if platform in RESERVED_PLATFORMS:
-        raise AdminError(f"computeEnv.platform: {platform!r} is not supported yet (use docker)")
     if platform not in PLATFORMS:
         raise AdminError(f"computeEnv.platform: must be one of {list(PLATFORMS)}")
     config = spec.get("config")
@@ -152,28 +148,43 @@ class EnvAdmin:
         self,
         store: JobStore,
         registry: EnvironmentRegistry,
-        runner: Any = None,
+        backends: BackendRegistry | None = None,
         credentials: CredentialStore | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
-        self.runner = runner
+        self.backends = backends
         self.credentials = credentials or CredentialStore(store.engine, None)
 
-    def health(self, config: dict[str, Any]) -> tuple[str, str | None]:
+    def platforms(self) -> list[str]:
+        """The platforms environments can be created on here (those with a backend)."""
+        backends = self.backends
+        return [p for p in PLATFORMS if backends is None or backends.unavailable(p) is None]
+
+    def check_platform(self, platform: str) -> None:
+        """400 when this provider has no backend for ``platform``."""
+        why = self.backends.unavailable(platform) if self.backends is not None else None
+        if why is not None:
+            raise AdminError(f"computeEnv.platform: {platform} cannot run jobs here: {why}")
+
+    def health(self, config: dict[str, Any], platform: str = "docker") -> tuple[str, str | None]:
         """(status, message) for a config: ERRORED when an allowed image cannot be resolved
-        (which also covers Docker being unreachable), else AVAILABLE."""
-        if self.runner is None:
+        (which also covers the backend being unreachable), else AVAILABLE."""
+        if self.backends is None:
             return "AVAILABLE", None
+        try:
+            backend = self.backends.get(platform)
+        except BackendError as exc:
+            return "ERRORED", f"platform: {exc}"
         wants_gpus = bool(config.get("gpuDevices")) or (config.get("gpuNumber") or 0) > 0
-        reason = self.runner.gpu_support() if wants_gpus else None
+        reason = backend.gpu_support() if wants_gpus else None
         if reason is not None:
             return "ERRORED", f"gpuNumber: {reason}"
         for ref in config.get("allowedImages") or ():
             name, _, tag = ref.partition(":")
             try:
-                self.runner.resolve_image(name, tag or None, None)
-            except RunnerError as exc:
+                backend.resolve_image(name, tag or None, None)
+            except BackendError as exc:
                 return "ERRORED", f"allowedImages: {ref}: {exc}"
         return "AVAILABLE", None
 
@@ -292,10 +303,11 @@ class EnvAdmin:
         if env_id in self.entries():
             raise AdminError(f"computeEnv.name: an environment named {env_id!r} exists", 409)
         config, primary = values.pop("config"), values.pop("primary")
+        self.check_platform(values["platform"])
         self._check_credentials(config)
         self.check_fee_token(env_id, config)
         self.store.put_env(env_id, config, status="CREATING", source="api", **values)
-        status, message = self.health(config)
+        status, message = self.health(config, values["platform"])
         self.store.put_env(env_id, config, status=status, message=message)
         if primary:
             self.store.set_primary_env(env_id)
@@ -307,9 +319,10 @@ class EnvAdmin:
             raise AdminError(f"compute environment {env_id!r} is being deleted")
         values = parse_body(body, env_id)
         config, primary = values.pop("config"), values.pop("primary")
+        self.check_platform(values["platform"])
         self._check_credentials(config)
         self.check_fee_token(env_id, config)
-        status, message = self.health(config)
+        status, message = self.health(config, values["platform"])
         self.store.put_env(env_id, config, status=status, message=message, **values)
         if primary:
             self.store.set_primary_env(env_id)

@@ -16,7 +16,7 @@ from operator_engine.statuses import TERMINAL
 from operator_engine.store import JobStore
 from provider.admin import batches as batch_views
 from provider.admin import bp
-from provider.admin.envs import PLATFORMS, AdminError, EnvAdmin, iso
+from provider.admin.envs import AdminError, EnvAdmin, iso
 from provider.admin.tokens import TICKET_SECONDS, TokenError, TokenStore
 from tidewater import __version__
 
@@ -72,7 +72,7 @@ def _admin() -> EnvAdmin:
     registry = getattr(engine, "registry", None)
     if not isinstance(registry, EnvironmentRegistry):
         registry = EnvironmentRegistry(svc.settings.environments_file, _store())
-    return EnvAdmin(_store(), registry, getattr(engine, "runner", None), _credentials())
+    return EnvAdmin(_store(), registry, getattr(engine, "backends", None), _credentials())
 
 
 @bp.errorhandler(AdminError)
@@ -128,7 +128,7 @@ def service_info() -> Response:
             "commitId": commit_id(),
             "authTypes": ["bearer"],
             "contentMaxFileSize": CONTENT_MAX_FILE_SIZE,
-            "platforms": list(PLATFORMS),
+            "platforms": _admin().platforms(),
         }
     )
 

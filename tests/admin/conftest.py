@@ -10,6 +10,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from operator_engine.backends.base import BackendRegistry
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.db import make_engine
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
@@ -35,7 +37,8 @@ def registry(store: JobStore) -> EnvironmentRegistry:
 def app(store: JobStore, registry: EnvironmentRegistry, tmp_path: Path) -> Flask:
     app = Flask("admin-test")
     settings = Settings.from_env({"TIDEWATER_DATA_DIR": str(tmp_path)})
-    engine = SimpleNamespace(registry=registry)
+    # a docker backend only: environments on other platforms are refused
+    engine = SimpleNamespace(registry=registry, backends=BackendRegistry([FakeBackend()]))
     app.extensions["tidewater"] = SimpleNamespace(db=store.engine, settings=settings, engine=engine)
     app.register_blueprint(bp)
     return app

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 
 from operator_engine.api import Engine
-from operator_engine.docker_runner import DockerRunner
+from operator_engine.backends.docker import DockerBackend
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
 from tests.admin.conftest import Admin, env_body
@@ -35,7 +35,7 @@ def server() -> Iterator[FileServer]:
 def engine(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Engine]:
     settings = settings_for(tmp_path, [env()], allow_non_public_ip=True)
     eng = Engine.from_settings(
-        settings, runner=DockerRunner(docker_client, pull=False), poll_seconds=0.1
+        settings, backend=DockerBackend(docker_client, pull=False), poll_seconds=0.1
     )
     yield eng
     eng.shutdown()

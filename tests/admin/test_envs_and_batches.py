@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 
 from operator_engine.api import Engine
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.environments import EnvironmentRegistry
-from operator_engine.runner import FakeRunner
 from operator_engine.statuses import JobStatus
 from operator_engine.store import JobStore
 from provider.admin.envs import EnvAdmin
@@ -48,7 +48,7 @@ def test_create_describe_list(admin) -> None:  # type: ignore[no-untyped-def]
         (env_body(maxJobs=0), "maxJobs"),
         (env_body(cpu="two"), "cpuNumber"),
         (env_body(bogus=1), "bogus"),
-        ({"computeEnv": {"name": "k", "platform": "kubernetes", "config": {}}}, "not supported"),
+        ({"computeEnv": {"name": "k", "platform": "kubernetes", "config": {}}}, "kubernetes"),
         ({"computeEnv": {"name": "k", "platform": "lsf", "config": {}}}, "platform"),
         ({"computeEnv": {"name": "k"}}, "computeEnv.config"),
         ({"computeEnv": {"name": "!!!", "config": {}}}, "computeEnv.name"),
@@ -126,7 +126,7 @@ def test_batches_views_and_delete(admin, store) -> None:  # type: ignore[no-unty
 
 
 def test_last_used_is_recorded_at_submit_and_survives_job_deletion(tmp_path: Path) -> None:
-    engine = Engine.from_settings(settings_for(tmp_path, [env()]), runner=FakeRunner())
+    engine = Engine.from_settings(settings_for(tmp_path, [env()]), backend=FakeBackend())
     app = Flask("admin-last-used")
     app.extensions["tidewater"] = SimpleNamespace(
         db=engine.db, settings=engine.settings, engine=engine

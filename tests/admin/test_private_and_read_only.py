@@ -12,7 +12,7 @@ from flask import Flask
 from web3 import Web3
 
 from operator_engine.api import Engine
-from operator_engine.runner import FakeRunner
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.store import JobStore, jobs
 from provider.admin import batches
 from provider.admin.routes import bp
@@ -49,7 +49,7 @@ def _app(engine: Engine) -> tuple[Flask, Admin]:
 
 
 def test_the_admin_job_view_never_shows_decrypted_file_urls(tmp_path: Path) -> None:
-    engine = Engine.from_settings(settings_for(tmp_path, [env()]), runner=FakeRunner())
+    engine = Engine.from_settings(settings_for(tmp_path, [env()]), backend=FakeBackend())
     api = _app(engine)[1]
     live = engine.submit(request(files=[{"type": "url", "url": SECRET}]))
     # a row written by a version that kept the file objects in the store
@@ -66,7 +66,7 @@ def test_the_admin_job_view_never_shows_decrypted_file_urls(tmp_path: Path) -> N
 
 
 def test_token_checks_batch_views_and_indexer_reads_take_no_write_lock(tmp_path: Path) -> None:
-    engine = Engine.from_settings(settings_for(tmp_path, [env()]), runner=FakeRunner())
+    engine = Engine.from_settings(settings_for(tmp_path, [env()]), backend=FakeBackend())
     engine.submit(request())
     token = TokenStore(engine.db).create("ops")
     indexer = Indexer(Web3(), engine.db, factory="0x" + "11" * 20, chain_id=8996, private_key=None)

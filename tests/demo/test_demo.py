@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from operator_engine.runner import JOB_LABEL
+from operator_engine.backends.base import JOB_LABEL
 
 pytestmark = pytest.mark.integration
 

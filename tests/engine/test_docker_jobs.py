@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from operator_engine.api import Engine
-from operator_engine.docker_runner import DockerRunner
+from operator_engine.backends.docker import DockerBackend
 from operator_engine.models import Job
 from operator_engine.statuses import JobStatus
 from tests.engine.conftest import FileServer
@@ -31,15 +31,15 @@ def make_engine(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[
         settings = settings_for(
             tmp_path, [env(**env_over)], allow_non_public_ip=allow_non_public_ip
         )
-        engine = Engine.from_settings(settings, runner=DockerRunner(docker_client, pull=False))
+        engine = Engine.from_settings(settings, backend=DockerBackend(docker_client, pull=False))
         engines.append(engine)
         return engine
 
     yield build
     for engine in engines:
         engine.shutdown()
-        for cid, _job in engine.runner.containers():
-            engine.runner.remove(cid)
+        for cid, _job in engine.backend.containers():
+            engine.backend.remove(cid)
 
 
 def image_parts(image: str) -> tuple[str, str]:
@@ -93,7 +93,7 @@ def test_python_job_reaches_70_with_verified_results(
     log = engine.open_result(job.job_id, 1)[0].read_text()
     assert "read 3 rows" in log
     assert job.to_ocean()["dateFinished"] is not None
-    assert not engine.runner.containers(job.job_id)
+    assert not engine.backend.containers(job.job_id)
 
 
 def closed_port() -> int:
@@ -164,7 +164,7 @@ def test_failures_land_on_their_code(
         assert "sleeping" in log  # partial logs kept
     if case == "loopback_refused":
         assert not file_server.requests  # nothing was sent
-    assert not engine.runner.containers(job.job_id)
+    assert not engine.backend.containers(job.job_id)
     assert not list((engine.services.folder(job.job_id).root).glob("inputs/*"))
 
 
@@ -237,7 +237,7 @@ def test_fork_bomb_hits_the_pids_limit(
     assert "can't fork" in text, text
     assert "started=400" not in text
     assert job.status is JobStatus.RUN_FAILED, job.reason
-    assert not engine.runner.containers(job.job_id)
+    assert not engine.backend.containers(job.job_id)
 
 
 SHARE_MIB = 16
@@ -268,7 +268,7 @@ def test_writing_past_the_disk_share_ends_42_and_leaves_nothing_over_it(
     busybox_image: str,
 ) -> None:
     """/data/outputs, /data/logs and stdout share one disk share (diskGB / maxJobs)."""
-    from operator_engine.quota import loop_available
+    from operator_engine.backends.quota import loop_available
 
     if mode == "loop" and not loop_available():
         pytest.skip("loop-mounted quotas need root, mount(8) and mkfs.ext4")
@@ -277,9 +277,9 @@ def test_writing_past_the_disk_share_ends_42_and_leaves_nothing_over_it(
         tmp_path,
         [env(diskGB=SHARE_MIB / 1024, maxJobs=1, egress={"maxBytes": share, "maxFiles": 20})],
         allow_non_public_ip=True,
-        disk_quota=mode,
     )
-    engine = Engine.from_settings(settings, runner=DockerRunner(docker_client, pull=False))
+    backend = DockerBackend(docker_client, pull=False, disk_quota=mode)
+    engine = Engine.from_settings(settings, backend=backend)
     try:
         job = run_one(engine, file_server, busybox_image, WRITERS[path], entrypoint="sh $ALGO")
     finally:
@@ -299,4 +299,4 @@ def test_writing_past_the_disk_share_ends_42_and_leaves_nothing_over_it(
         "publish.log",
     ]
     assert f"({mode})" in folder.log("configure.log").read_text()
-    assert not engine.runner.containers(job.job_id)
+    assert not engine.backend.containers(job.job_id)

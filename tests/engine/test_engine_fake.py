@@ -1,4 +1,4 @@
-"""The engine's fast layer: FakeRunner, a temporary SQLite store, a local file server."""
+"""The engine's fast layer: FakeBackend, a temporary SQLite store, a local file server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from operator_engine.api import Engine, EnvironmentUnavailable, ResultNotFound, UnknownEnvironment
-from operator_engine.runner import ContainerSpec, FakeRunner
+from operator_engine.backends.base import ContainerSpec
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.statuses import JobStatus
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import did, env, request, settings_for
@@ -16,9 +17,9 @@ from tests.engine.helpers import did, env, request, settings_for
 LADDER = [1, 10, 20, 30, 40, 50, 60, 70]
 
 
-def make(tmp_path: Path, runner: FakeRunner | None = None, **env_over: object) -> Engine:
+def make(tmp_path: Path, runner: FakeBackend | None = None, **env_over: object) -> Engine:
     settings = settings_for(tmp_path, [env(**env_over)], allow_non_public_ip=True)
-    return Engine.from_settings(settings, runner=runner or FakeRunner())
+    return Engine.from_settings(settings, backend=runner or FakeBackend())
 
 
 def test_job_walks_every_status_and_publishes(tmp_path: Path, file_server: FileServer) -> None:
@@ -26,14 +27,14 @@ def test_job_walks_every_status_and_publishes(tmp_path: Path, file_server: FileS
     seen: dict[str, object] = {}
 
     def algo(spec: ContainerSpec, dirs: dict[str, Path], killed: threading.Event):
-        seen["input"] = (dirs["/data/inputs"] / did(1)[7:] / "0").read_bytes()
+        seen["input"] = (dirs["inputs"] / did(1)[7:] / "0").read_bytes()
         seen["env"] = spec.environment
-        (dirs["/data/outputs"] / "sub").mkdir()
-        (dirs["/data/outputs"] / "sub" / "r.txt").write_text("result")
-        (dirs["/data/outputs"] / "link").symlink_to("/etc/passwd")
+        (dirs["outputs"] / "sub").mkdir()
+        (dirs["outputs"] / "sub" / "r.txt").write_text("result")
+        (dirs["outputs"] / "link").symlink_to("/etc/passwd")
         return 0, False, b"hello log\n"
 
-    engine = make(tmp_path, FakeRunner(algo))
+    engine = make(tmp_path, FakeBackend(algo))
     job = engine.submit(
         request(files=[{"type": "url", "url": file_server.url("/d.csv")}], customdata={"k": 1})
     )

@@ -8,8 +8,9 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from operator_engine.api import Engine
+from operator_engine.backends.base import ContainerSpec
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.credentials import CredentialStore
-from operator_engine.runner import ContainerSpec, FakeRunner
 from operator_engine.statuses import JobStatus
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
@@ -17,14 +18,14 @@ from tests.engine.helpers import env, request, settings_for
 KEYS = {"registry": "registry.example", "userName": "ops", "password": "pw"}
 
 
-def _engine(tmp_path: Path, runner: FakeRunner, *envs: dict[str, object]) -> Engine:
+def _engine(tmp_path: Path, runner: FakeBackend, *envs: dict[str, object]) -> Engine:
     settings = settings_for(
         tmp_path,
         list(envs),
         allow_non_public_ip=True,
         credentials_key=Fernet.generate_key().decode(),
     )
-    return Engine.from_settings(settings, runner=runner)
+    return Engine.from_settings(settings, backend=runner)
 
 
 def test_environment_variables_and_registry_login_reach_the_job(
@@ -37,7 +38,7 @@ def test_environment_variables_and_registry_login_reach_the_job(
         seen.update(spec.environment)
         return 0, False, b""
 
-    runner = FakeRunner(algo)
+    runner = FakeBackend(algo)
     runner.images["registry.example/algo:1"] = "sha256:" + "e" * 64
     engine = _engine(tmp_path, runner, env())
     creds = CredentialStore(engine.db, engine.settings.credentials_key)
@@ -62,7 +63,7 @@ def test_environment_variables_and_registry_login_reach_the_job(
 
 
 def test_a_job_naming_no_environment_uses_the_primary_one(tmp_path: Path) -> None:
-    engine = _engine(tmp_path, FakeRunner(), env(id="first"), env(id="second"))
+    engine = _engine(tmp_path, FakeBackend(), env(id="first"), env(id="second"))
     assert engine.primary_environment().id == "first"  # type: ignore[union-attr]
     assert [e.id for e in engine.environments()] == ["first", "second"]
     engine.store.set_primary_env("second")
@@ -75,7 +76,7 @@ def test_a_job_naming_no_environment_uses_the_primary_one(tmp_path: Path) -> Non
 def test_compute_requests_without_environment_resolve_to_the_primary(tmp_path: Path) -> None:
     from provider.compute_validation import environment_of
 
-    engine = _engine(tmp_path, FakeRunner(), env(id="first"), env(id="second"))
+    engine = _engine(tmp_path, FakeBackend(), env(id="first"), env(id="second"))
     engine.store.set_primary_env("second")
     assert environment_of(engine, None).id == "second"
     assert environment_of(engine, "first").id == "first"

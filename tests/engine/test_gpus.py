@@ -11,8 +11,9 @@ import docker
 import pytest
 
 from operator_engine.api import Engine, EngineError
-from operator_engine.docker_runner import DockerRunner, device_requests
-from operator_engine.runner import ContainerSpec, FakeRunner
+from operator_engine.backends.base import ContainerSpec
+from operator_engine.backends.docker import DockerBackend, device_requests
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.statuses import JobStatus
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
@@ -27,7 +28,7 @@ def _run_one(tmp_path: Path, file_server: FileServer, **env_over: Any) -> Contai
         return 0, False, b""
 
     settings = settings_for(tmp_path, [env(**env_over)], allow_non_public_ip=True)
-    engine = Engine.from_settings(settings, runner=FakeRunner(algo, gpus=True))
+    engine = Engine.from_settings(settings, backend=FakeBackend(algo, gpus=True))
     job = engine.submit(request(files=[{"type": "url", "url": file_server.url("/d")}]))
     engine.run_until_idle()
     assert engine.get(job.job_id).status is JobStatus.FINISHED  # type: ignore[union-attr]
@@ -51,7 +52,7 @@ def test_each_job_requests_its_gpu_share(
     request_shape: dict[str, Any],
 ) -> None:
     spec = _run_one(tmp_path, file_server, **env_over)
-    assert (spec.gpus, spec.gpu_devices) == (gpus, devices)
+    assert (spec.limits.gpus, spec.limits.gpu_devices) == (gpus, devices)
     (req,) = device_requests(spec)
     assert req["Capabilities"] == [["gpu"]] and req["Driver"] == ""
     for key, value in request_shape.items():
@@ -60,23 +61,23 @@ def test_each_job_requests_its_gpu_share(
 
 def test_no_gpu_no_device_request(tmp_path: Path, file_server: FileServer) -> None:
     spec = _run_one(tmp_path, file_server)
-    assert spec.gpus == 0 and device_requests(spec) == []
+    assert spec.limits.gpus == 0 and device_requests(spec) == []
 
 
 def test_fake_runner_without_gpus_refuses_a_gpu_environment(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, [env(gpuNumber=1)])
     with pytest.raises(EngineError, match="ask for GPUs"):
-        Engine.from_settings(settings, runner=FakeRunner())
+        Engine.from_settings(settings, backend=FakeBackend())
 
 
 @pytest.mark.integration
 def test_this_docker_engine_has_no_gpu_runtime_and_a_gpu_env_is_refused(
     tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
-    runner = DockerRunner(docker_client, pull=False)
+    runner = DockerBackend(docker_client, pull=False)
     reason = runner.gpu_support()
     assert reason is not None and "no GPU runtime" in reason
     settings = settings_for(tmp_path, [env(id="gpu-env", gpuNumber=1)])
     with pytest.raises(EngineError) as caught:
-        Engine.from_settings(settings, runner=runner)
+        Engine.from_settings(settings, backend=runner)
     assert "gpu-env" in str(caught.value) and "NVIDIA Container Toolkit" in str(caught.value)

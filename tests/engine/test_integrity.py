@@ -13,10 +13,11 @@ import pytest
 
 from operator_engine import pipeline
 from operator_engine.api import Engine
+from operator_engine.backends.base import BackendError, ContainerSpec
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.context import JobContext, Outcome
 from operator_engine.models import utcnow
 from operator_engine.provision import MAX_ALGORITHM_BYTES
-from operator_engine.runner import ContainerSpec, FakeRunner, RunnerError
 from operator_engine.statuses import CRASH_FAILURE, OCCUPYING, TRANSITIONS, JobStatus
 from operator_engine.worker import ORPHAN_GRACE_SECONDS, Worker
 from operator_engine.workspace import FILE_OBJECTS, jobs_root
@@ -37,7 +38,7 @@ def _store_bytes(db: Path) -> bytes:
     return b"".join(p.read_bytes() for p in parts if p.exists())
 
 
-def _engine(tmp_path: Path, runner: FakeRunner | None = None) -> tuple[Engine, Path]:
+def _engine(tmp_path: Path, runner: FakeBackend | None = None) -> tuple[Engine, Path]:
     data = tmp_path / "data"  # the default layout: the store inside the data dir
     settings = Settings(
         data_dir=data,
@@ -46,7 +47,7 @@ def _engine(tmp_path: Path, runner: FakeRunner | None = None) -> tuple[Engine, P
         pull_images=False,
         allow_non_public_ip=True,
     )
-    return Engine.from_settings(settings, runner=runner or FakeRunner()), data / "tidewater.db"
+    return Engine.from_settings(settings, backend=runner or FakeBackend()), data / "tidewater.db"
 
 
 def test_decrypted_urls_never_reach_the_store_and_its_files_are_private(
@@ -56,10 +57,10 @@ def test_decrypted_urls_never_reach_the_store_and_its_files_are_private(
     seen: list[bytes] = []
 
     def algo(spec: ContainerSpec, dirs: dict[str, Path], killed: threading.Event):
-        seen.append((dirs["/data/inputs"] / spec.environment["DIDS"][2:-2] / "0").read_bytes())
+        seen.append((dirs["inputs"] / spec.environment["DIDS"][2:-2] / "0").read_bytes())
         return 0, False, b""
 
-    engine, db = _engine(tmp_path, FakeRunner(algo))
+    engine, db = _engine(tmp_path, FakeBackend(algo))
     secret = file_server.url(SECRET_PATH).encode()
     job = engine.submit(request(files=[{"type": "url", "url": secret.decode()}]))
     folder = engine.services.folder(job.job_id)
@@ -146,7 +147,7 @@ def test_a_crash_at_a_status_is_named_the_same_by_the_pipeline_and_the_worker(
 # -- item 14: independent sweep steps ----------------------------------------------------------
 
 
-class _BrokenRemoval(FakeRunner):
+class _BrokenRemoval(FakeBackend):
     """Lists two leftover containers; removing the first one fails."""
 
     def __init__(self, job_ids: list[str], error: type[Exception]) -> None:
@@ -164,7 +165,7 @@ class _BrokenRemoval(FakeRunner):
         self.removed.append(container_id)
 
 
-@pytest.mark.parametrize("error", [RunnerError, RuntimeError])
+@pytest.mark.parametrize("error", [BackendError, RuntimeError])
 def test_one_failing_container_removal_does_not_abort_the_sweep(
     tmp_path: Path, error: type[Exception]
 ) -> None:
@@ -212,8 +213,8 @@ def test_the_provider_and_the_engine_accept_the_same_largest_algorithm(
     file_server.files["/over.py"] = b"#" * (limit + 1)
     provider_side = object.__new__(ComputeValidator)
     provider_side.svc = SimpleNamespace(settings=SimpleNamespace(allow_non_public_ip=True))
-    engine, _db = _engine(tmp_path, FakeRunner())
-    engine.runner.images["tidewater/fake:1"] = "sha256:" + "f" * 64  # type: ignore[attr-defined]
+    engine, _db = _engine(tmp_path, FakeBackend())
+    engine.backend.images["tidewater/fake:1"] = "sha256:" + "f" * 64  # type: ignore[attr-defined]
     outcomes = {}
     for name in ("fits", "over"):
         files = [{"type": "url", "url": file_server.url(f"/{name}.py")}]

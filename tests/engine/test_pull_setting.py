@@ -19,8 +19,8 @@ def test_engine_runner_pulls_only_when_the_setting_allows(
 ) -> None:
     engine = Engine.from_settings(settings_for(tmp_path, [env()], pull_images=pull))
     try:
-        assert engine.runner.pull is pull  # type: ignore[attr-defined]
+        assert engine.backend.pull is pull  # type: ignore[attr-defined]
     finally:
         engine.shutdown()
-        engine.runner.close()  # type: ignore[attr-defined]
+        engine.backend.close()  # type: ignore[attr-defined]
         engine.db.dispose()

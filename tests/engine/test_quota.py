@@ -1,4 +1,4 @@
-"""The one disk share (fast layer: FakeRunner writes into the job's writable area)."""
+"""The one disk share (fast layer: FakeBackend writes into the job's writable area)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from operator_engine import quota
 from operator_engine.api import Engine
-from operator_engine.runner import ContainerSpec, FakeRunner
+from operator_engine.backends import quota
+from operator_engine.backends.base import ContainerSpec
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.statuses import JobStatus
 from operator_engine.workspace import JobFolder
 from tests.engine.conftest import FileServer
@@ -34,17 +35,16 @@ def _writer(target: str, size: int):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("mode", ["poll", "loop"])
-@pytest.mark.parametrize("target", ["/data/logs", "/data/outputs", "stdout"])
+@pytest.mark.parametrize("target", ["logs", "outputs", "stdout"])
 def test_past_the_share_ends_42_with_nothing_over_it_left(
     tmp_path: Path, file_server: FileServer, mode: str, target: str
 ) -> None:
     if mode == "loop" and not quota.loop_available():
         pytest.skip("loop-mounted quotas need root, mount(8) and mkfs.ext4")
     file_server.files["/d"] = b"x\n"
-    settings = settings_for(
-        tmp_path, [env(diskGB=SHARE / 1024**3)], allow_non_public_ip=True, disk_quota=mode
-    )
-    engine = Engine.from_settings(settings, runner=FakeRunner(_writer(target, 3 * SHARE)))
+    settings = settings_for(tmp_path, [env(diskGB=SHARE / 1024**3)], allow_non_public_ip=True)
+    backend = FakeBackend(_writer(target, 3 * SHARE), disk_quota=mode)
+    engine = Engine.from_settings(settings, backend=backend)
     job = engine.submit(request(files=[{"type": "url", "url": file_server.url("/d")}]))
     engine.run_until_idle()
     done = engine.get(job.job_id)
@@ -65,7 +65,7 @@ def test_within_the_share_the_outputs_are_published(
 ) -> None:
     file_server.files["/d"] = b"x\n"
     settings = settings_for(tmp_path, [env(diskGB=SHARE / 1024**3)], allow_non_public_ip=True)
-    engine = Engine.from_settings(settings, runner=FakeRunner(_writer("/data/outputs", SHARE // 2)))
+    engine = Engine.from_settings(settings, backend=FakeBackend(_writer("outputs", SHARE // 2)))
     job = engine.submit(request(files=[{"type": "url", "url": file_server.url("/d")}]))
     engine.run_until_idle()
     done = engine.get(job.job_id)

@@ -2,7 +2,7 @@
 with the actual cost claimed, failures and stops charged for what ran, chain outages and
 worker crashes that never claim twice or lose a settlement.
 
-The engine runs its jobs with the FakeRunner here (containers are not what is tested); the
+The engine runs its jobs with the FakeBackend here (containers are not what is tested); the
 chain, the contract and the store are real.
 """
 
@@ -23,10 +23,11 @@ from contracts_abi import escrow
 from contracts_abi.devchain import free_port
 from contracts_abi.escrow import EscrowChain
 from operator_engine.api import Engine
+from operator_engine.backends.base import ContainerSpec
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.db import make_engine
 from operator_engine.escrow_ledger import escrow_locks
 from operator_engine.models import JobRequest, utcnow
-from operator_engine.runner import ContainerSpec, FakeRunner
 from operator_engine.settlement import LOCKING_GRACE, Settlement, new_job_id, run_seconds
 from operator_engine.statuses import JobStatus
 from operator_engine.store import JobStore
@@ -70,11 +71,11 @@ def make_engine_for(tmp_path: Path, payee_chain: EscrowChain) -> Iterator[Callab
     """Engines on one SQLite store whose settlement claims as the test's payee."""
     made: list[Engine] = []
 
-    def build(runner: FakeRunner | None = None, chain: Any = payee_chain) -> Engine:
+    def build(runner: FakeBackend | None = None, chain: Any = payee_chain) -> Engine:
         settings = settings_for(tmp_path, [env()], allow_non_public_ip=True)
         db = make_engine(settings.db_url)
         JobStore(db).create_tables()
-        engine = Engine(settings, db, runner or FakeRunner(), settlement=Settlement(db, chain))
+        engine = Engine(settings, db, runner or FakeBackend(), settlement=Settlement(db, chain))
         made.append(engine)
         return engine
 
@@ -148,7 +149,7 @@ def test_failed_run_is_charged_and_queued_stop_is_free(
     ocean_token: str,
     paid_request: Callable[[str], JobRequest],
 ) -> None:
-    engine = make_engine_for(FakeRunner(_failing))
+    engine = make_engine_for(FakeBackend(_failing))
     before = _total(payee_chain, payer, ocean_token)
     ran = _lock(engine, payer, ocean_token)
     engine.submit(paid_request(ran))

@@ -1,4 +1,4 @@
-"""Engine start and stop orchestration (issue 10 items 8, 9), fast layer: FakeRunner, SQLite.
+"""Engine start and stop orchestration (issue 10 items 8, 9), fast layer: FakeBackend, SQLite.
 
 ``start`` returns before any recovery and recovered jobs run side by side on the worker
 threads; ``shutdown`` lets a running algorithm finish within the grace, else stops it at 7 with
@@ -16,18 +16,19 @@ import pytest
 
 from operator_engine import pipeline
 from operator_engine.api import SHUTDOWN_REASON, Engine
+from operator_engine.backends.base import ContainerSpec
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.models import utcnow
-from operator_engine.runner import ContainerSpec, FakeRunner
 from operator_engine.statuses import JobStatus
 from operator_engine.worker import HOST
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
 
 
-def make(tmp_path: Path, runner: FakeRunner, **env_over: object) -> Engine:
+def make(tmp_path: Path, runner: FakeBackend, **env_over: object) -> Engine:
     settings = settings_for(tmp_path, [env(**env_over)], allow_non_public_ip=True)
-    return Engine.from_settings(settings, runner=runner, poll_seconds=0.05)
+    return Engine.from_settings(settings, backend=runner, poll_seconds=0.05)
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_a_running_algorithm_is_stopped_at_7_after_the_grace(
         killed.wait(30)
         return 0, False, b"partial output\n"
 
-    engine = make(tmp_path, FakeRunner(algo))
+    engine = make(tmp_path, FakeBackend(algo))
     job = engine.submit(request(files=data))
     engine.start(1)
     assert started.wait(30)
@@ -65,7 +66,7 @@ def test_a_running_algorithm_is_stopped_at_7_after_the_grace(
     assert done is not None and done.status is JobStatus.STOPPED
     assert engine.store.row(job.job_id).reason == SHUTDOWN_REASON  # type: ignore[union-attr]
     assert "stopped at shutdown" in outcomes[job.job_id]
-    assert not engine.runner.containers(job.job_id)
+    assert not engine.backend.containers(job.job_id)
     log = engine.open_result(job.job_id, [r.type for r in done.results].index("algorithmLog"))
     assert log[0].read_bytes().startswith(b"partial output")
 
@@ -78,10 +79,10 @@ def test_an_algorithm_that_ends_within_the_grace_finishes(
     def algo(spec: ContainerSpec, dirs: dict[str, Path], killed: threading.Event):
         started.set()
         release.wait(30)
-        (dirs["/data/outputs"] / "r.txt").write_text("done")
+        (dirs["outputs"] / "r.txt").write_text("done")
         return 0, False, b"ok\n"
 
-    engine = make(tmp_path, FakeRunner(algo))
+    engine = make(tmp_path, FakeBackend(algo))
     job = engine.submit(request(files=data))
     engine.start(1)
     assert started.wait(30)
@@ -111,7 +112,7 @@ def test_a_job_that_has_not_run_is_left_to_resume(
     steps = list(pipeline.STEPS)
     steps[2] = (JobStatus.PROVISIONED, hold)
     monkeypatch.setattr(pipeline, "STEPS", steps)
-    engine = make(tmp_path, FakeRunner())
+    engine = make(tmp_path, FakeBackend())
     job = engine.submit(request(files=data))
     engine.start(1)
     assert at_30.wait(30)
@@ -135,7 +136,7 @@ def test_start_returns_at_once_and_recovered_jobs_run_side_by_side(
         both_running.wait(30)  # passes only when the two recovered jobs run at the same time
         return 0, False, b"ok\n"
 
-    engine = make(tmp_path, FakeRunner(algo), maxJobs=2)
+    engine = make(tmp_path, FakeBackend(algo), maxJobs=2)
     dead = f"{HOST}:999999999-1:0:gone"  # a worker of a process that no longer exists
     jobs = [engine.submit(request(files=data, agreement_id=f"a{n}")) for n in range(2)]
     for job in jobs:
@@ -160,8 +161,8 @@ def test_a_job_queued_by_another_process_wakes_an_idle_engine(
     tmp_path: Path, data: list[dict[str, Any]]
 ) -> None:
     settings = settings_for(tmp_path, [env()], allow_non_public_ip=True)
-    running = Engine.from_settings(settings, runner=FakeRunner(), poll_seconds=60)
-    api = Engine.from_settings(settings, runner=FakeRunner())  # as the API process's engine
+    running = Engine.from_settings(settings, backend=FakeBackend(), poll_seconds=60)
+    api = Engine.from_settings(settings, backend=FakeBackend())  # as the API process's engine
     running.start(1)
     try:
         for n in range(2):  # the second arrives while the worker waits out its 60 s poll

@@ -181,13 +181,13 @@ def test_engine_job_reads_gateway_files_configured_in_settings(
 ) -> None:
     """The engine builds its StorageConfig from Settings alone (as `tidewater engine` does)."""
     from operator_engine.api import Engine
-    from operator_engine.runner import FakeRunner
+    from operator_engine.backends.fake import FakeBackend
     from tests.engine.helpers import did, env, request, settings_for
 
     seen: dict[str, bytes] = {}
 
     def algo(_spec: Any, dirs: dict[str, Path], _killed: Any) -> tuple[int, bool, bytes]:
-        for path in sorted((dirs["/data/inputs"] / did(1)[7:]).iterdir()):
+        for path in sorted((dirs["inputs"] / did(1)[7:]).iterdir()):
             seen[path.name] = path.read_bytes()
         return 0, False, b""
 
@@ -198,7 +198,7 @@ def test_engine_job_reads_gateway_files_configured_in_settings(
         ipfs_gateway=gw.base_url,
         arweave_gateway=gw.base_url,
     )
-    engine = Engine.from_settings(settings, runner=FakeRunner(algo))
+    engine = Engine.from_settings(settings, backend=FakeBackend(algo))
     try:
         job = engine.submit(request(files=[f for f, _body in files(gw)]))
         engine.run_until_idle()

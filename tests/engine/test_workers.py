@@ -18,8 +18,8 @@ import pytest
 
 from operator_engine import pipeline
 from operator_engine.api import Engine
+from operator_engine.backends.docker import DockerBackend
 from operator_engine.context import JobContext, Kind, Outcome
-from operator_engine.docker_runner import DockerRunner
 from operator_engine.models import Job
 from operator_engine.statuses import JobStatus
 from operator_engine.workspace import JobFolder
@@ -61,7 +61,7 @@ class Stack:
             allow_non_public_ip=True,
         )
         self.engine = Engine.from_settings(
-            self.settings, runner=DockerRunner(client, pull=False), lease_seconds=3
+            self.settings, backend=DockerBackend(client, pull=False), lease_seconds=3
         )
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
@@ -106,8 +106,8 @@ class Stack:
                 proc.kill()
                 proc.wait(10)
         self.engine.shutdown()
-        for cid, _job in self.engine.runner.containers():
-            self.engine.runner.remove(cid)
+        for cid, _job in self.engine.backend.containers():
+            self.engine.backend.remove(cid)
         self.engine.db.dispose()
 
 
@@ -167,7 +167,7 @@ def run_fifty_in_two_processes(stack: Stack, server: FileServer, image: str) -> 
         proc.send_signal(signal.SIGTERM)
     for proc in procs:
         assert proc.wait(30) == 0
-    assert not stack.engine.runner.containers()
+    assert not stack.engine.backend.containers()
 
 
 def test_two_processes_share_sqlite(
@@ -194,7 +194,7 @@ def test_killed_worker_job_ends_terminal_and_nothing_is_orphaned(
     stack = stack_factory()
     job = submit(stack, file_server, busybox_image, "echo started; sleep 60")
     first = stack.spawn()
-    store, runner = stack.engine.store, stack.engine.runner
+    store, runner = stack.engine.store, stack.engine.backend
     wait_for(
         lambda: (
             store.get(job.job_id).status is JobStatus.RUNNING  # type: ignore[union-attr]
@@ -230,7 +230,7 @@ def test_stop_at_1_30_40_and_delete(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stack = stack_factory(maxJobs=2, cpuNumber=2)
-    engine, store, runner = stack.engine, stack.engine.store, stack.engine.runner
+    engine, store, runner = stack.engine, stack.engine.store, stack.engine.backend
 
     # at 1: nobody has claimed it yet
     queued = submit(stack, file_server, busybox_image, "true")

@@ -1,4 +1,4 @@
-"""The C2D v2 API under /node on the real engine (FakeRunner, temporary SQLite, fake chain id).
+"""The C2D v2 API under /node on the real engine (FakeBackend, temporary SQLite, fake chain id).
 
 Signatures are made as ocean.js 8 makes them (``provider.signatures.sign_command``); the nonce
 store is the one V4 uses. Chain-backed paths (orders, escrow) are in the integration test that
@@ -24,9 +24,9 @@ from flask.testing import FlaskClient
 from web3 import Web3
 
 from operator_engine.api import Engine
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.environments import EnvironmentConfigError, parse_environment
 from operator_engine.models import ComputeEnvironment
-from operator_engine.runner import FakeRunner
 from provider.app import create_app
 from provider.asset import Asset
 from provider.crypto import public_key_hex
@@ -92,7 +92,7 @@ def engine_fixture(tmp_path: Path) -> Iterator[Engine]:
     settings = make_settings(tmp_path)
     assert settings.environments_file is not None
     settings.environments_file.write_text(json.dumps(ENVS))
-    real = Engine.from_settings(settings, runner=FakeRunner(_algorithm))
+    real = Engine.from_settings(settings, backend=FakeBackend(_algorithm))
     yield real
     real.shutdown()
     real.db.dispose()
@@ -380,7 +380,7 @@ def test_free_tier_limits_and_order_policy(
     svc = app.extensions["tidewater"]
     svc.assets = FakeResolver({DID: _dataset(files.url("/data.csv"))})
     svc.web3 = Web3(Web3.HTTPProvider("http://127.0.0.1:9"))  # never called: no order to check
-    container = {**FAKE_CONTAINER, "checksum": "sha256:" + "f" * 64}  # the FakeRunner image
+    container = {**FAKE_CONTAINER, "checksum": "sha256:" + "f" * 64}  # the FakeBackend image
     body = {
         "datasets": [{"documentId": DID, "serviceId": "svc"}],
         "algorithm": {"meta": {"rawcode": "print(1)", "container": container}},
@@ -451,7 +451,7 @@ def test_a_job_stops_at_the_duration_it_paid_for(tmp_path: Path, files: FileServ
         return 137, False, b"slept\n"
 
     settings = make_settings(tmp_path)
-    engine = Engine.from_settings(settings, runner=FakeRunner(sleeper))
+    engine = Engine.from_settings(settings, backend=FakeBackend(sleeper))
     try:
         base = job_request("0x" + "ab" * 20, files.url("/data.csv"))
         job = engine.submit(dataclasses.replace(base, max_duration=1))

@@ -1,7 +1,7 @@
 """Fixtures for provider-core's route tests (import the ``*_fixture`` names to use them).
 
 Route tests run the real ``operator_engine.api.Engine`` on a temporary SQLite store with the
-engine's ``FakeRunner`` (a Python function per container; no Docker), and dataset files served
+engine's ``FakeBackend`` (a Python function per container; no Docker), and dataset files served
 by a local HTTP server on 127.0.0.1. The chain is faked: only its chain id is read.
 """
 
@@ -22,8 +22,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from operator_engine.api import Engine
+from operator_engine.backends.base import ContainerSpec
+from operator_engine.backends.fake import FakeBackend
 from operator_engine.models import AlgorithmInput, DatasetInput, Job, JobRequest
-from operator_engine.runner import ContainerSpec, FakeRunner
 from provider.app import create_app
 from provider.signatures import sign_text
 from tests.engine.conftest import FileServer
@@ -69,7 +70,7 @@ ENVS = [
 
 def _algorithm(spec: ContainerSpec, dirs: dict[str, Path], killed: threading.Event):
     for name, data in OUTPUTS.items():
-        (dirs["/data/outputs"] / name).write_bytes(data)
+        (dirs["outputs"] / name).write_bytes(data)
     return 0, False, b"fake run\n"
 
 
@@ -113,7 +114,7 @@ def settings_fixture(tmp_path: Path) -> Settings:
 
 @pytest.fixture(name="engine")
 def engine_fixture(settings: Settings) -> Iterator[Engine]:
-    real = Engine.from_settings(settings, runner=FakeRunner(_algorithm))
+    real = Engine.from_settings(settings, backend=FakeBackend(_algorithm))
     yield real
     real.shutdown()
     real.db.dispose()
@@ -212,13 +213,13 @@ def docker_provider(tmp_path: Path, runner: Any) -> Iterator[tuple[Flask, Engine
     """The provider app on an engine with ``runner`` (a real Docker runner); every container
     it left is removed afterwards."""
     settings = make_settings(tmp_path)
-    engine = Engine.from_settings(settings, runner=runner)
+    engine = Engine.from_settings(settings, backend=runner)
     try:
         yield create_app(settings, engine=engine, web3=fake_web3()), engine
     finally:
         engine.shutdown()
-        for cid, _job in engine.runner.containers():
-            engine.runner.remove(cid)
+        for cid, _job in engine.backend.containers():
+            engine.backend.remove(cid)
         engine.db.dispose()
 
 

@@ -1,4 +1,4 @@
-"""Status, stop, delete and computeResult on the real engine (FakeRunner, temporary SQLite).
+"""Status, stop, delete and computeResult on the real engine (FakeBackend, temporary SQLite).
 
 Both clients' signing forms are exercised: ocean.py (query string, v 0/1, nonce signed) and
 ocean.js 3.4 (JSON body, v 27/28; stop signs consumerAddress + jobId, delete signs stored + 1).

@@ -13,9 +13,9 @@ from eth_account import Account
 from flask import Flask
 
 from operator_engine.api import Engine
-from operator_engine.docker_runner import DockerRunner
+from operator_engine.backends.base import ContainerSpec, RunArea
+from operator_engine.backends.docker import DockerBackend
 from operator_engine.receipts import verify
-from operator_engine.runner import ContainerSpec
 from operator_engine.statuses import JobStatus
 from tests.provider.core_support import (
     CONSUMER_KEY,
@@ -29,13 +29,13 @@ from tidewater.cli import main
 pytestmark = pytest.mark.integration
 
 
-class RecordingRunner(DockerRunner):
+class RecordingRunner(DockerBackend):
     """The Docker runner, noting the image id Docker reports for each container it starts."""
 
     ran: dict[str, str]
 
-    def start(self, spec: ContainerSpec) -> str:
-        cid = super().start(spec)
+    def start(self, spec: ContainerSpec, area: RunArea) -> str:
+        cid = super().start(spec, area)
         self.ran[spec.job_id] = str(self.client.containers.get(cid).attrs["Image"])
         return cid
 

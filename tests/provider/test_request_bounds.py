@@ -1,6 +1,6 @@
 """Numbers parsed exactly and bounded, container sections typed, chain outages named (503).
 
-Route tests on the real Engine (FakeRunner, SQLite) with a resolver that serves one dataset and
+Route tests on the real Engine (FakeBackend, SQLite) with a resolver that serves one dataset and
 one algorithm from memory; the chain is a real web3 HTTP client whose endpoint stops answering.
 """
 

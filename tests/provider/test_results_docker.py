@@ -12,7 +12,7 @@ from eth_account import Account
 from flask import Flask
 
 from operator_engine.api import Engine
-from operator_engine.docker_runner import DockerRunner
+from operator_engine.backends.docker import DockerBackend
 from operator_engine.statuses import JobStatus
 from tests.provider.core_support import (
     CONSUMER_KEY,
@@ -37,7 +37,7 @@ print("rows", len(rows))
 def docker_app(
     tmp_path: Path, docker_client: docker.DockerClient
 ) -> Iterator[tuple[Flask, Engine]]:
-    with docker_provider(tmp_path, DockerRunner(docker_client, pull=False)) as provider:
+    with docker_provider(tmp_path, DockerBackend(docker_client, pull=False)) as provider:
         yield provider
 
 

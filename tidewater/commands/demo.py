@@ -30,9 +30,9 @@ from web3 import HTTPProvider, Web3
 from contracts_abi import publish
 from contracts_abi.deploy import deploy_stack, write_address_file
 from contracts_abi.devchain import DEV_ACCOUNTS, Ganache, dev_account
-from operator_engine.docker_runner import DockerRunner
+from operator_engine.backends.base import BackendError
+from operator_engine.backends.docker import DockerBackend
 from operator_engine.receipts import RECEIPT_FILE, verify
-from operator_engine.runner import RunnerError
 from tidewater.client import ProviderClient, ProviderHTTPError
 from tidewater.demo_roles import ONE, Consumer, Download, Publisher
 from tidewater.errors import CommandError
@@ -161,17 +161,17 @@ def _remove_job_containers(job_ids: list[str]) -> None:
     if not job_ids:
         return
     try:
-        runner = DockerRunner(pull=False)
-    except RunnerError:
+        backend = DockerBackend(pull=False)
+    except BackendError:
         return
     try:
         for job_id in job_ids:
-            for container_id, _job in runner.containers(job_id):
-                runner.remove(container_id)
-    except RunnerError:
+            for container_id, _job in backend.containers(job_id):
+                backend.remove(container_id)
+    except BackendError:
         pass
     finally:
-        runner.close()
+        backend.close()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -15,7 +16,7 @@ from tidewater.errors import CommandError
 from tidewater.settings import Settings
 
 log = logging.getLogger("tidewater.engine")
-HELP = "run operator-engine workers (claim jobs from the store and run them in Docker)"
+HELP = "run operator-engine workers (claim jobs from the store and run them on their backend)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,20 +110,19 @@ def run_engine(
     process both run this."""
     from operator_engine.api import Engine, EngineError
     from operator_engine.db import schema_lock
-    from operator_engine.docker_runner import DockerRunner
     from operator_engine.environments import EnvironmentConfigError
-    from operator_engine.runner import RunnerError
 
     if workers < 1:
         raise CommandError("--workers must be at least 1")
+    if pull is not None:
+        settings = dataclasses.replace(settings, pull_images=pull)
     try:
-        runner = DockerRunner(pull=settings.pull_images if pull is None else pull)
         with schema_lock(Path(settings.data_dir)):  # serve's HTTP workers start alongside
             engine = Engine.from_settings(
-                settings, runner=runner, lease_seconds=lease_seconds, poll_seconds=poll_seconds
+                settings, lease_seconds=lease_seconds, poll_seconds=poll_seconds
             )
         engine.environments()  # a malformed environments file stops start-up here
-    except (RunnerError, EngineError, EnvironmentConfigError) as exc:
+    except (EngineError, EnvironmentConfigError) as exc:
         raise CommandError(str(exc)) from exc
     stop = threading.Event()
     grace = [float(settings.stop_grace)]
@@ -150,6 +150,7 @@ def run_engine(
         pass
     log.info("engine stopping: no new jobs; jobs not yet running stay queued to resume")
     engine.shutdown(grace[0])
+    engine.backends.close()
     engine.db.dispose()
     log.info("engine stopped")
     return 0

@@ -130,14 +130,17 @@ def preflight(settings: Settings, *, engine: bool) -> list[int]:
     except EnvironmentConfigError as exc:
         raise CommandError(f"compute environments: {exc}") from None
     if engine:
-        try:
-            import docker
+        from operator_engine.backends.base import DEFAULT_PLATFORM, BackendError, build
 
-            docker.from_env().ping()
-        except Exception as exc:
+        try:
+            backend = build(DEFAULT_PLATFORM, settings)
+            try:
+                backend.ping()
+            finally:
+                backend.close()
+        except BackendError as exc:
             raise CommandError(
-                f"Docker is not reachable ({type(exc).__name__}): start dockerd, "
-                "or use --no-engine to serve the API without running jobs"
+                f"{exc}, or use --no-engine to serve the API without running jobs"
             ) from None
     return answered
 
@@ -185,11 +188,13 @@ def run(args: argparse.Namespace) -> int:
     if args.no_engine:
         return serve_api(settings, options)
     # Imported once here, before the forks: both children start without importing them again.
-    import operator_engine.api
-    import operator_engine.docker_runner  # noqa: F401
+    import operator_engine.api  # noqa: F401
     import provider.app  # noqa: F401
+    from operator_engine.backends.base import preload
     from tidewater.commands.engine import run_engine
     from tidewater.processes import Child, Supervisor
+
+    preload()
 
     api = Child("the API server (gunicorn)", lambda ready: serve_api(settings, options, ready))
 

@@ -1,4 +1,4 @@
-"""A job's one disk share, on every path the algorithm writes.
+"""A job's one disk share in a host folder (the Docker and fake backends' :class:`RunArea`).
 
 ``/data/outputs``, ``/data/logs`` and the captured stdout/stderr (written by the engine into
 ``logs/algorithm.log``) share one budget: the environment's ``diskGB / maxJobs`` minus what the
@@ -31,6 +31,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from operator_engine.workspace import (
     ALGORITHM_LOG,
@@ -118,6 +119,11 @@ class WritableArea:
     outputs: Path
     logs: Path
     baseline: int = 0  # loop: bytes the empty file system already uses
+
+    def open_log(self) -> BinaryIO:
+        """The algorithm log in the area, opened for appending, unbuffered, never through a link."""
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        return os.fdopen(os.open(self.logs / ALGORITHM_LOG, flags, 0o644), "ab", buffering=0)
 
     @property
     def check_seconds(self) -> float:

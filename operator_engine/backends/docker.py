@@ -1,4 +1,11 @@
-"""Docker behind :class:`~operator_engine.runner.ContainerRunner`: hardened algorithm containers.
+"""The Docker backend: hardened algorithm containers on the local Docker engine.
+
+It translates the neutral :class:`~operator_engine.backends.base.ContainerSpec`: volumes become
+bind mounts of the job's folder (:class:`~operator_engine.backends.folder.FolderWorkspace`),
+``outputs`` and ``logs`` those of the run's disk-share area (``TIDEWATER_DISK_QUOTA``, see
+:mod:`~operator_engine.backends.quota`); limits become ``nano_cpus``, ``mem_limit`` (=
+``memswap_limit``), ``pids_limit``, a tmpfs size and GPU device requests; the image is the local
+image id :meth:`DockerBackend.resolve_image` verified.
 
 Every container gets (see the README's isolation table): no network, a read-only root, a
 small noexec tmpfs ``/tmp``, no capabilities, ``no-new-privileges``, the ``nobody`` user, PID,
@@ -12,7 +19,8 @@ back-pressure, into the job's algorithm log.
 from __future__ import annotations
 
 import threading
-from typing import Any, BinaryIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import docker
 import docker.errors
@@ -20,14 +28,22 @@ import requests
 from docker.types import DeviceRequest, Ulimit
 from docker.types import Mount as DockerMount
 
-from operator_engine.runner import (
+from operator_engine.backends.base import (
     JOB_LABEL,
     SCOPE_LABEL,
+    Backend,
+    BackendError,
     ContainerSpec,
     ExitInfo,
     ImageError,
-    RunnerError,
+    RunArea,
 )
+from operator_engine.backends.folder import FolderWorkspace, area_paths
+from operator_engine.backends.quota import WritableArea
+from operator_engine.workspace import JobFolder
+
+if TYPE_CHECKING:
+    from tidewater.settings import Settings
 
 ALGORITHM_USER = "65534:65534"
 
@@ -39,24 +55,60 @@ def _image_ref(image: str, tag: str | None) -> str:
     return f"{image}:{tag or 'latest'}"
 
 
-class DockerRunner:
+def from_settings(settings: Settings) -> DockerBackend:
+    """The Docker backend of ``settings`` (``TIDEWATER_PULL_IMAGES``, ``TIDEWATER_DISK_QUOTA``)."""
+    return DockerBackend(pull=settings.pull_images, disk_quota=settings.disk_quota)
+
+
+class DockerBackend:
     """Runs algorithm containers on the local Docker engine."""
 
-    def __init__(self, client: docker.DockerClient | None = None, *, pull: bool = True) -> None:
+    platform = "docker"
+
+    def __init__(
+        self,
+        client: docker.DockerClient | None = None,
+        *,
+        pull: bool = True,
+        disk_quota: str = "auto",
+    ) -> None:
+        self._own_client = client is None
         try:
             self.client = client or docker.from_env(timeout=60)
             # Log streams last as long as the job: a client without a read timeout; the
             # supervisor enforces time limits by killing the container, which ends the stream.
             self._stream = docker.from_env(timeout=None).api  # type: ignore[arg-type]
         except docker.errors.DockerException as exc:
-            raise RunnerError(f"Docker is not reachable: {exc}") from exc
+            raise BackendError(f"Docker is not reachable ({exc}): start dockerd") from exc
         self.pull = pull
-        self.scope: str | None = None  # set by the Engine: see runner.SCOPE_LABEL
+        self.disk_quota = disk_quota
+        self.scope: str | None = None  # see base.SCOPE_LABEL
+        self.data_dir: Path | None = None
         self._attached: dict[str, Any] = {}  # container id -> its output stream
         self._attached_lock = threading.Lock()
 
+    def bind(self, *, scope: str, data_dir: Path) -> None:
+        if self.scope is None:
+            self.scope = scope
+        self.data_dir = data_dir
+
+    def ping(self) -> None:
+        try:
+            self.client.ping()
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise BackendError(
+                f"Docker is not reachable ({type(exc).__name__}): start dockerd"
+            ) from exc
+
     def close(self) -> None:
         self._stream.close()
+        if self._own_client:
+            self.client.close()
+
+    def workspace(self, job_id: str) -> FolderWorkspace:
+        if self.data_dir is None:
+            raise BackendError("the Docker backend is not bound to an engine's data dir")
+        return FolderWorkspace(JobFolder.of(self.data_dir, job_id), self.disk_quota)
 
     # -- images ------------------------------------------------------------------------------
 
@@ -68,7 +120,7 @@ class DockerRunner:
         except docker.errors.APIError as exc:
             if exc.status_code in (400, 404):
                 return None
-            raise RunnerError(f"Docker image lookup failed: {exc.explanation}") from exc
+            raise BackendError(f"Docker image lookup failed: {exc.explanation}") from exc
 
     @staticmethod
     def _matches(img: Any, checksum: str) -> bool:
@@ -128,13 +180,17 @@ class DockerRunner:
 
     # -- containers --------------------------------------------------------------------------
 
-    def start(self, spec: ContainerSpec) -> str:
+    def start(self, spec: ContainerSpec, area: RunArea) -> str:
+        if not isinstance(area, WritableArea):
+            raise BackendError("the Docker backend runs only in its own workspaces' areas")
+        paths = area_paths(area)
+        limits = spec.limits
         try:
             container = self.client.containers.create(
                 image=spec.image,
                 entrypoint=["/bin/sh", "-c", spec.command],
                 working_dir="/",
-                environment=spec.environment,
+                environment=dict(spec.environment),
                 labels={
                     JOB_LABEL: spec.job_id,
                     **({SCOPE_LABEL: self.scope} if self.scope else {}),
@@ -142,15 +198,15 @@ class DockerRunner:
                 user=ALGORITHM_USER,
                 network_mode="none",
                 read_only=True,
-                tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={spec.tmpfs_bytes}"},
+                tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmp}"},
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
                 privileged=False,
                 ipc_mode="private",
-                pids_limit=spec.pids_limit,
-                mem_limit=spec.mem_bytes,
-                memswap_limit=spec.mem_bytes,
-                nano_cpus=spec.nano_cpus,
+                pids_limit=limits.pids,
+                mem_limit=limits.memory,
+                memswap_limit=limits.memory,
+                nano_cpus=int(limits.cpu * 1e9),
                 oom_score_adj=500,
                 ulimits=[
                     Ulimit(name="core", soft=0, hard=0),
@@ -158,7 +214,7 @@ class DockerRunner:
                 ],
                 log_config={"type": "none"},
                 mounts=[
-                    DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
+                    DockerMount(m.target, str(paths[m.volume]), type="bind", read_only=m.read_only)
                     for m in spec.mounts
                 ],
                 hostname="algorithm",
@@ -175,7 +231,7 @@ class DockerRunner:
                 f"image {spec.image} vanished before the run: {exc.explanation}"
             ) from exc
         except (docker.errors.APIError, requests.RequestException) as exc:
-            raise RunnerError(f"Docker could not start the algorithm container: {exc}") from exc
+            raise BackendError(f"Docker could not start the algorithm container: {exc}") from exc
         return str(container.id)
 
     def follow_logs(self, container_id: str, sink: BinaryIO, limit: int) -> None:
@@ -207,7 +263,7 @@ class DockerRunner:
             status = container.wait(timeout=60)
             container.reload()
         except (docker.errors.APIError, requests.RequestException) as exc:
-            raise RunnerError(f"cannot read the container's exit: {exc}") from exc
+            raise BackendError(f"cannot read the container's exit: {exc}") from exc
         state = container.attrs.get("State", {})
         return ExitInfo(int(status.get("StatusCode", -1)), bool(state.get("OOMKilled")))
 
@@ -228,7 +284,7 @@ class DockerRunner:
             pass
         except docker.errors.APIError as exc:
             if exc.status_code != 409:  # 409: removal already in progress
-                raise RunnerError(f"cannot remove container {container_id}: {exc}") from exc
+                raise BackendError(f"cannot remove container {container_id}: {exc}") from exc
 
     def containers(self, job_id: str | None = None) -> list[tuple[str, str]]:
         labels = [JOB_LABEL if job_id is None else f"{JOB_LABEL}={job_id}"]
@@ -237,20 +293,27 @@ class DockerRunner:
         try:
             found = self.client.api.containers(all=True, filters={"label": labels})
         except (docker.errors.APIError, requests.RequestException) as exc:
-            raise RunnerError(f"cannot list containers: {exc}") from exc
+            raise BackendError(f"cannot list containers: {exc}") from exc
         return [(c["Id"], c["Labels"].get(JOB_LABEL, "")) for c in found]
 
 
 def device_requests(spec: ContainerSpec) -> list[DeviceRequest]:
     """The GPU request of ``spec``: its device ids, else a count, with the ``gpu`` capability.
 
-    >>> from operator_engine.runner import ContainerSpec
-    >>> spec = ContainerSpec("j", "i", "c", {}, [], 1, 1, gpus=2)
+    >>> from operator_engine.backends.base import Limits
+    >>> spec = ContainerSpec("j", "i", "c", {}, Limits(1, 1, 1, 1, gpus=2))
     >>> [(r["Count"], r["Capabilities"]) for r in device_requests(spec)]
     [(2, [['gpu']])]
     """
-    if spec.gpu_devices:
-        return [DeviceRequest(device_ids=list(spec.gpu_devices), capabilities=[["gpu"]])]
-    if spec.gpus > 0:
-        return [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])]
+    limits = spec.limits
+    if limits.gpu_devices:
+        return [DeviceRequest(device_ids=list(limits.gpu_devices), capabilities=[["gpu"]])]
+    if limits.gpus > 0:
+        return [DeviceRequest(count=limits.gpus, capabilities=[["gpu"]])]
     return []
+
+
+if TYPE_CHECKING:  # the Docker backend and its workspaces keep the seam's contract
+
+    def _conforms(backend: DockerBackend, area: WritableArea) -> tuple[Backend, RunArea]:
+        return backend, area
