@@ -19,8 +19,10 @@ from operator_engine.backends.base import (
     MOUNT_POINTS,
     BackendError,
     ContainerSpec,
+    ImageError,
     Limits,
     RunArea,
+    RunFailed,
 )
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.environments import gpu_share, job_share
@@ -172,11 +174,23 @@ def _run_in(ctx: JobContext, area: RunArea) -> Outcome:
                 outcome = Outcome(
                     Kind.RUN_FAILED, f"algorithm failed ({why})", info.exit_code, info.oom_killed
                 )
+    except ImageError as exc:  # a backend that pulls at run time (Kubernetes)
+        outcome = Outcome(Kind.ALGO_FAILED, str(exc))
+    except RunFailed as exc:
+        outcome = _failed_as(exc)
     except BackendError as exc:
         outcome = Outcome(Kind.RUN_FAILED, str(exc))
     finally:
         backend.remove(cid)
     return outcome
+
+
+def _failed_as(exc: RunFailed) -> Outcome:
+    """The outcome whose failure status (pipeline.FAILURE) is ``exc.status``."""
+    from operator_engine.pipeline import FAILURE  # the pipeline imports this module
+
+    kind = next((k for k, status in FAILURE.items() if status == exc.status), Kind.RUN_FAILED)
+    return Outcome(kind, str(exc))
 
 
 def _supervise(

@@ -89,6 +89,16 @@ class BackendNotConfigured(BackendError):
     """No backend for a platform is configured on this engine (the message says what to set)."""
 
 
+class RunFailed(BackendError):
+    """What :meth:`Backend.wait` raises when the run failed outside the algorithm's exit (the
+    Kubernetes backend saw the pod's input fetch, deadline, eviction or upload fail):
+    ``status`` (an Ocean job status: 7, 31, 41, 42, 62) is where the job ends."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Mount:
     """A logical volume at its mount point; only ``outputs`` and ``logs`` are writable."""

@@ -7,7 +7,7 @@ pod moves it over the provider's internal endpoints with one-time tokens (docs/k
 (:func:`.kube_status.pod_verdict`): once the inputs are in it closes the pod's network (label
 ``tidewater.io/network=closed``), once the algorithm has ended it arms the outputs token and
 reopens it for the upload. ``follow_logs`` streams the algorithm container's log; ``wait``
-returns when the outputs are uploaded, or raises :class:`PodFailed` with the job's status.
+returns when the outputs are uploaded, or raises :class:`RunFailed` with the job's status.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from operator_engine.backends.base import (
     ExitInfo,
     ImageError,
     RunArea,
+    RunFailed,
 )
+from operator_engine.backends.folder import FolderWorkspace
 from operator_engine.backends.kube_manifests import (
     ALGORITHM,
     PULL_WAIT,
@@ -43,7 +45,6 @@ from operator_engine.transfer import NETWORK_LABEL
 from operator_engine.workspace import JobFolder
 
 if TYPE_CHECKING:
-    from operator_engine.backends.folder import FolderWorkspace
     from tidewater.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,6 @@ POLL_SECONDS = 1.0
 #: how long :meth:`KubernetesBackend.remove` waits for a deleted Job's pod to go
 REMOVE_SECONDS = 60.0
 _ENDED = (Step.SUCCEEDED, Step.FAILED)
-
-
-class PodFailed(BackendError):
-    """The job's pod failed before or after its algorithm: ``status`` is where the job ends
-    (7, 31, 41, 42, 62; a 32 is an :class:`ImageError`)."""
-
-    def __init__(self, status: JobStatus, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 def from_settings(settings: Settings) -> KubernetesBackend:
@@ -185,8 +177,6 @@ class KubernetesBackend:
     def workspace(self, job_id: str) -> FolderWorkspace:
         """The job's folder in the engine's data dir: the provider serves its inputs from
         there and the finisher's upload lands there (the disk share is the pod's own)."""
-        from operator_engine.backends.folder import FolderWorkspace
-
         return FolderWorkspace(self._folder(job_id), "poll")
 
     # -- one job ---------------------------------------------------------------------------
@@ -289,7 +279,7 @@ class KubernetesBackend:
         watch.until((Step.PUBLISHING, *_ENDED))
 
     def wait(self, container_id: str) -> ExitInfo:
-        """The algorithm's exit once the pod is done (outputs uploaded), or :class:`PodFailed`
+        """The algorithm's exit once the pod is done (outputs uploaded), or :class:`RunFailed`
         (:class:`ImageError` for 32) when it failed elsewhere."""
         verdict = self._watch(container_id).until(_ENDED)
         if verdict.step is Step.SUCCEEDED:
@@ -300,7 +290,7 @@ class KubernetesBackend:
             return ExitInfo(verdict.exit_code, verdict.oom_killed)
         if verdict.status is None:
             raise BackendError(f"job {container_id} was stopped before its pod ended")
-        raise PodFailed(verdict.status, verdict.reason)
+        raise RunFailed(verdict.status, verdict.reason)
 
     def kill(self, container_id: str) -> None:
         self.client.delete("Job", container_id)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from operator_engine import transfer_tokens
-from operator_engine.backends.base import ContainerSpec, ImageError, Limits
-from operator_engine.backends.kubernetes import KubernetesBackend, PodFailed, digest_reference
+from operator_engine.backends.base import ContainerSpec, ImageError, Limits, RunFailed
+from operator_engine.backends.kubernetes import KubernetesBackend, digest_reference
 from operator_engine.statuses import JobStatus
 from operator_engine.workspace import JobFolder
 
@@ -163,7 +163,7 @@ def test_pod_failures_carry_the_job_status(
     tmp_path: Path, script: list[str], job: str | None, status: JobStatus
 ) -> None:
     _fake, outcome = run(tmp_path, script, job)
-    assert isinstance(outcome, PodFailed) and outcome.status is status, outcome
+    assert isinstance(outcome, RunFailed) and outcome.status == status, outcome
 
 
 def test_algorithm_failures_are_exits(tmp_path: Path) -> None:

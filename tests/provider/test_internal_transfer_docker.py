@@ -24,7 +24,7 @@ from eth_account import Account
 from werkzeug.serving import make_server
 
 from operator_engine import transfer_tokens
-from operator_engine.docker_runner import DockerRunner
+from operator_engine.backends.docker import DockerBackend
 from operator_engine.statuses import JobStatus
 from operator_engine.transfer import TOKEN_ENV
 from tests.provider.core_support import CONSUMER_KEY, docker_provider, run_raw_python_job
@@ -90,7 +90,7 @@ def mover(
 def served(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[dict[str, Any]]:
     seen: dict[str, Any] = {}
     runner = HookedRunner(
-        DockerRunner(docker_client, pull=False),
+        DockerBackend(docker_client, pull=False),
         lambda job_id: seen["on_start"](job_id),
         lambda job_id: seen["on_wait"](job_id),
     )
