@@ -77,7 +77,19 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
         {S.PROVISIONED, S.DATA_PROVISIONING_FAILED, S.ALGO_PROVISIONING_FAILED, S.STOPPED}
     ),
     S.PROVISIONED: frozenset({S.RUNNING, S.RUN_FAILED, S.ALGO_PROVISIONING_FAILED, S.STOPPED}),
-    S.RUNNING: frozenset({S.FILTERING, S.RUN_FAILED, S.EGRESS_EXCEEDED, S.STOPPED}),
+    # On Kubernetes the pod moves the data while the job is at 40: its input fetch (31), the
+    # algorithm image pull (32) and the outputs upload (62) can fail there.
+    S.RUNNING: frozenset(
+        {
+            S.FILTERING,
+            S.RUN_FAILED,
+            S.EGRESS_EXCEEDED,
+            S.STOPPED,
+            S.DATA_PROVISIONING_FAILED,
+            S.ALGO_PROVISIONING_FAILED,
+            S.UPLOAD_FAILED,
+        }
+    ),
     S.FILTERING: frozenset({S.PUBLISHING, S.EGRESS_EXCEEDED, S.UPLOAD_FAILED, S.STOPPED}),
     S.PUBLISHING: frozenset({S.FINISHED, S.SETTLING, S.UPLOAD_FAILED, S.STOPPED}),
     S.SETTLING: frozenset({S.FINISHED}),
