@@ -107,9 +107,9 @@ class FakeBackend:
         ref = f"{image}:{tag or 'latest'}"
         image_id = self.images.get(ref)
         if image_id is None:
-            raise ImageError(f"image {ref} is not present and cannot be pulled")
+            raise ImageError(f"image {ref} is not present and could not be pulled")
         if checksum and checksum != image_id:
-            raise ImageError(f"image {ref} has id {image_id}, not {checksum}")
+            raise ImageError(f"image {ref} is {image_id}, which does not match checksum {checksum}")
         return image_id
 
     def start(self, spec: ContainerSpec, area: RunArea) -> str:

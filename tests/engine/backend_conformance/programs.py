@@ -1,0 +1,164 @@
+"""Algorithms written once, run on every backend: a :class:`Program` is a list of steps that
+compiles to a busybox ``sh`` script (real containers run it as the job's raw code) and that the
+fake backend interprets in Python after reading that same script from the job's staged
+``algorithm`` volume (so staging is exercised on every backend)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from operator_engine.backends.base import ContainerSpec, Volume
+
+#: the first dataset's folder name in ``inputs`` (``DIDS`` is a JSON list of one name here)
+_FIRST_DID = 'd=$(echo "$DIDS" | tr -d \'[]" \')'
+
+
+@dataclass(frozen=True)
+class Step:
+    def shell(self) -> str:
+        """The step as busybox ``sh`` (what real containers run)."""
+        raise NotImplementedError
+
+
+def _first_did(spec: ContainerSpec) -> str:
+    names: list[str] = json.loads(spec.environment["DIDS"])
+    return names[0]
+
+
+def _write_x(path: Path, size: int) -> None:
+    with open(path, "wb") as out:
+        left = size
+        while left > 0:
+            out.write(b"x" * min(left, 1 << 20))
+            left -= min(left, 1 << 20)
+
+
+@dataclass(frozen=True)
+class Print(Step):
+    """Print a line on stdout."""
+
+    text: str
+
+    def shell(self) -> str:
+        return f"echo {shlex.quote(self.text)}"
+
+
+@dataclass(frozen=True)
+class CopyInput(Step):
+    """Copy the first dataset's first file into ``outputs/<name>``."""
+
+    name: str
+
+    def shell(self) -> str:
+        return f'{_FIRST_DID}; cat "$INPUTS/$d/0" > "$OUTPUTS/{self.name}"'
+
+
+@dataclass(frozen=True)
+class CopyDdo(Step):
+    """Copy the first dataset's DDO (``/data/ddos/<did>``) into ``outputs/<name>``."""
+
+    name: str
+
+    def shell(self) -> str:
+        return f'{_FIRST_DID}; cat "/data/ddos/$d" > "$OUTPUTS/{self.name}"'
+
+
+@dataclass(frozen=True)
+class CopyCustomData(Step):
+    """Copy ``inputs/algoCustomData.json`` into ``outputs/<name>``."""
+
+    name: str
+
+    def shell(self) -> str:
+        return f'cat "$INPUTS/algoCustomData.json" > "$OUTPUTS/{self.name}"'
+
+
+@dataclass(frozen=True)
+class Write(Step):
+    """Write ``size`` bytes of ``x`` into ``<volume>/<name>`` (a failed write goes on)."""
+
+    name: str
+    size: int
+    volume: Volume = "outputs"
+
+    def shell(self) -> str:
+        var = {"outputs": "$OUTPUTS", "logs": "$LOGS"}[self.volume]
+        return f'yes x | tr -d "\\n" | head -c {self.size} > "{var}/{self.name}" || echo failed'
+
+
+@dataclass(frozen=True)
+class Flood(Step):
+    """Print ``size`` bytes on stdout."""
+
+    size: int
+
+    def shell(self) -> str:
+        return f"yes 0123456789abcdef | head -c {self.size}"
+
+
+@dataclass(frozen=True)
+class ExitWith(Step):
+    code: int
+
+    def shell(self) -> str:
+        return f"exit {self.code}"
+
+
+@dataclass(frozen=True)
+class ExhaustMemory(Step):
+    """Grow a string until the memory limit kills the algorithm."""
+
+    def shell(self) -> str:
+        return 'x=x; while :; do x="$x$x"; done'
+
+
+@dataclass(frozen=True)
+class SleepUntilKilled(Step):
+    def shell(self) -> str:
+        return "sleep 600"
+
+
+@dataclass(frozen=True)
+class Program:
+    steps: tuple[Step, ...]
+
+    def script(self) -> str:
+        return "".join(f"{step.shell()}\n" for step in self.steps)
+
+
+def interpret(
+    program: Program, dirs: dict[Volume, Path], spec: ContainerSpec, killed: threading.Event
+) -> tuple[int, bool, bytes]:
+    """Run ``program`` as the fake backend's algorithm: (exit code, OOM-killed, stdout)."""
+    out = bytearray()
+    for step in program.steps:
+        if isinstance(step, Print):
+            out += f"{step.text}\n".encode()
+        elif isinstance(step, Flood):
+            out += (b"0123456789abcdef\n" * (step.size // 17 + 1))[: step.size]
+        elif isinstance(step, CopyInput):
+            data = (dirs["inputs"] / _first_did(spec) / "0").read_bytes()
+            (dirs["outputs"] / step.name).write_bytes(data)
+        elif isinstance(step, CopyDdo):
+            data = (dirs["ddos"] / _first_did(spec)).read_bytes()
+            (dirs["outputs"] / step.name).write_bytes(data)
+        elif isinstance(step, CopyCustomData):
+            data = (dirs["inputs"] / "algoCustomData.json").read_bytes()
+            (dirs["outputs"] / step.name).write_bytes(data)
+        elif isinstance(step, Write):
+            try:
+                _write_x(dirs[step.volume] / step.name, step.size)
+            except OSError:
+                out += b"failed\n"
+        elif isinstance(step, ExitWith):
+            return step.code, False, bytes(out)
+        elif isinstance(step, ExhaustMemory):
+            return 137, True, bytes(out)
+        elif isinstance(step, SleepUntilKilled):
+            killed.wait(600)
+            return 137, False, bytes(out)
+    return 0, False, bytes(out)
