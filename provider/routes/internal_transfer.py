@@ -24,6 +24,7 @@ from flask.typing import ResponseReturnValue
 
 from operator_engine import transfer_tokens
 from operator_engine.transfer_tar import TarRefused, extract, stream
+from operator_engine.workspace import JobFolder
 from provider.app import services
 from provider.errors import ProviderError
 
@@ -44,9 +45,10 @@ class TransferError(ProviderError):
 
 
 def _job_root(job_id: str) -> Path:
+    """The job's folder in the data dir shared with the engine (where its workspace lives)."""
     if not _JOB_ID.match(job_id):
         raise TransferError(404, "no_job", "no such job")
-    return Path(services().settings.data_dir).resolve() / "jobs" / job_id
+    return JobFolder.of(Path(services().settings.data_dir), job_id).root
 
 
 def _redeem(job_id: str, direction: str) -> transfer_tokens.Grant:
