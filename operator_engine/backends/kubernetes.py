@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 #: how long :meth:`KubernetesBackend.remove` waits for a deleted Job's pod to go
 REMOVE_SECONDS = 60.0
+#: how many times the algorithm's log is asked for while its container is being created
+LOG_ATTEMPTS = 60
 _ENDED = (Step.SUCCEEDED, Step.FAILED)
 
 
@@ -263,19 +265,26 @@ class KubernetesBackend:
         if watch.pod_name is None or (verdict.step is Step.FAILED and verdict.exit_code is None):
             watch.until(_ENDED)  # no algorithm output: it never started
             return
-        written = 0
-        try:
-            for chunk in self.client.log_stream(watch.pod_name, ALGORITHM):
-                part = chunk[: max(limit - written, 0)]
-                if part:
-                    sink.write(part)
-                    sink.flush()
-                    written += len(part)
-                if written >= limit:
-                    sink.write(f"\n[tidewater: log truncated at {limit} bytes]\n".encode())
+        written = attempts = 0
+        while True:
+            attempts += 1
+            try:
+                for chunk in self.client.log_stream(watch.pod_name, ALGORITHM):
+                    part = chunk[: max(limit - written, 0)]
+                    if part:
+                        sink.write(part)
+                        sink.flush()
+                        written += len(part)
+                    if written >= limit:
+                        sink.write(f"\n[tidewater: log truncated at {limit} bytes]\n".encode())
+                        break
+                break
+            except (BackendError, OSError, ValueError) as exc:
+                # before the container runs the API refuses its log: ask again while it starts
+                if written or attempts >= LOG_ATTEMPTS or watch.stop.is_set():
+                    log.warning("job %s: algorithm log cut short: %s", watch.job_id, exc)
                     break
-        except (BackendError, OSError, ValueError) as exc:
-            log.warning("job %s: algorithm log cut short: %s", watch.job_id, exc)
+                watch.stop.wait(max(self.poll_seconds, 0.05))
         watch.until((Step.PUBLISHING, *_ENDED))
 
     def wait(self, container_id: str) -> ExitInfo:

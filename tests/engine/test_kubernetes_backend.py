@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from operator_engine import transfer_tokens
-from operator_engine.backends.base import ContainerSpec, ImageError, Limits, RunFailed
+from operator_engine.backends.base import BackendError, ContainerSpec, ImageError, Limits, RunFailed
 from operator_engine.backends.kubernetes import KubernetesBackend, digest_reference
 from operator_engine.statuses import JobStatus
 from operator_engine.workspace import JobFolder
@@ -44,6 +44,7 @@ class FakeKube:
         self.lock = threading.Lock()
         self.data_dir: Path | None = None
         self.log = b""  # what follow_logs wrote
+        self.log_calls = 0
 
     def ping(self) -> None: ...
 
@@ -87,6 +88,9 @@ class FakeKube:
 
     def log_stream(self, pod_name: str, container: str) -> Any:
         assert container == "algorithm"
+        self.log_calls += 1
+        if self.log_calls == 1:  # the API refuses the log of a container still being created
+            raise BackendError("Kubernetes refused to follow a pod's log: 400 Bad Request")
         yield b"algorithm says hi\n"
 
 
