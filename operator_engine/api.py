@@ -15,6 +15,7 @@ from sqlalchemy import Engine as SqlEngine
 
 from operator_engine import file_objects
 from operator_engine.backends.base import (
+    DEFAULT_PLATFORM,
     Backend,
     BackendError,
     BackendNotConfigured,
@@ -136,12 +137,13 @@ class Engine:
         cls,
         settings: Settings,
         *,
-        backend: Backend | None = None,
-        platform: str = "docker",
+        backend: Backend | BackendRegistry | None = None,
+        platform: str = DEFAULT_PLATFORM,
         **options: float,
     ) -> Engine:
         """Build the store (tables created) and the backend of ``platform`` from the settings
-        unless ``backend`` is given (other platforms' backends are built when first needed)."""
+        unless ``backend`` (or a registry of them) is given; other platforms' backends are
+        built from the settings when first needed."""
         private_dir(Path(settings.data_dir))
         db = make_engine(settings.db_url)
         JobStore(db).create_tables()

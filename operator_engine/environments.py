@@ -489,9 +489,8 @@ class EnvironmentRegistry:
                 config = {"id": row.id, **dict(row.config), "platform": row.platform}
                 env = self.check(parse_environment(config, where), where)
             except EnvironmentConfigError as exc:
-                merged[row.id] = EnvEntry(
-                    ComputeEnvironment(id=row.id), "INVALID", row.source, str(exc)
-                )
+                bare = ComputeEnvironment(id=row.id, platform=str(row.platform))
+                merged[row.id] = EnvEntry(bare, "INVALID", row.source, str(exc))
                 continue
             status, message = row.status, row.message
             if env.credentials_id and not self._credentials_exist(env.credentials_id):

@@ -57,9 +57,9 @@ def container_spec(ctx: JobContext, disk: int | None = None) -> ContainerSpec:
             "DIDS": json.dumps([did_dirname(d.did) for d in ctx.request.datasets]),
             "TRANSFORMATION_DID": did_dirname(algo.did) if algo.did else "",
             "VOLUME": "/data",
-            "INPUTS": "/data/inputs",
-            "OUTPUTS": "/data/outputs",
-            "LOGS": "/data/logs",
+            "INPUTS": MOUNT_POINTS["inputs"],
+            "OUTPUTS": MOUNT_POINTS["outputs"],
+            "LOGS": MOUNT_POINTS["logs"],
             "secret": secrets.token_hex(16),
         },
         limits=Limits(

@@ -19,7 +19,6 @@ back-pressure, into the job's algorithm log.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import docker
@@ -38,9 +37,8 @@ from operator_engine.backends.base import (
     ImageError,
     RunArea,
 )
-from operator_engine.backends.folder import FolderWorkspace, area_paths
+from operator_engine.backends.folder import FolderBackend, area_paths
 from operator_engine.backends.quota import WritableArea
-from operator_engine.workspace import JobFolder
 
 if TYPE_CHECKING:
     from tidewater.settings import Settings
@@ -60,7 +58,7 @@ def from_settings(settings: Settings) -> DockerBackend:
     return DockerBackend(pull=settings.pull_images, disk_quota=settings.disk_quota)
 
 
-class DockerBackend:
+class DockerBackend(FolderBackend):
     """Runs algorithm containers on the local Docker engine."""
 
     platform = "docker"
@@ -82,15 +80,8 @@ class DockerBackend:
             raise BackendError(f"Docker is not reachable ({exc}): start dockerd") from exc
         self.pull = pull
         self.disk_quota = disk_quota
-        self.scope: str | None = None  # see base.SCOPE_LABEL
-        self.data_dir: Path | None = None
         self._attached: dict[str, Any] = {}  # container id -> its output stream
         self._attached_lock = threading.Lock()
-
-    def bind(self, *, scope: str, data_dir: Path) -> None:
-        if self.scope is None:
-            self.scope = scope
-        self.data_dir = data_dir
 
     def ping(self) -> None:
         try:
@@ -104,11 +95,6 @@ class DockerBackend:
         self._stream.close()
         if self._own_client:
             self.client.close()
-
-    def workspace(self, job_id: str) -> FolderWorkspace:
-        if self.data_dir is None:
-            raise BackendError("the Docker backend is not bound to an engine's data dir")
-        return FolderWorkspace(JobFolder.of(self.data_dir, job_id), self.disk_quota)
 
     # -- images ------------------------------------------------------------------------------
 

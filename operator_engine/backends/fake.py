@@ -24,9 +24,8 @@ from operator_engine.backends.base import (
     RunArea,
     Volume,
 )
-from operator_engine.backends.folder import FolderWorkspace, area_paths
+from operator_engine.backends.folder import FolderBackend, FolderWorkspace, area_paths
 from operator_engine.backends.quota import WritableArea
-from operator_engine.workspace import JobFolder
 
 
 @dataclass
@@ -52,7 +51,7 @@ def _default_algorithm(
     return 0, False, b"fake run\n"
 
 
-class FakeBackend:
+class FakeBackend(FolderBackend):
     """Runs a Python function per container in a thread (no isolation: unit tests only)."""
 
     def __init__(
@@ -65,8 +64,6 @@ class FakeBackend:
     ) -> None:
         self.platform = platform
         self.disk_quota = disk_quota
-        self.scope: str | None = None
-        self.data_dir: Path | None = None
         self.closed = False
         self.gpus = gpus
         self.algorithm = algorithm
@@ -76,22 +73,12 @@ class FakeBackend:
         self._containers: dict[str, _FakeContainer] = {}
         self._lock = threading.Lock()
 
-    def bind(self, *, scope: str, data_dir: Path) -> None:
-        if self.scope is None:
-            self.scope = scope
-        self.data_dir = data_dir
-
     def ping(self) -> None:
         if self.closed:
             raise BackendError("the fake backend is closed")
 
     def close(self) -> None:
         self.closed = True
-
-    def workspace(self, job_id: str) -> FolderWorkspace:
-        if self.data_dir is None:
-            raise BackendError("the fake backend is not bound to an engine's data dir")
-        return FolderWorkspace(JobFolder.of(self.data_dir, job_id), self.disk_quota)
 
     def gpu_support(self) -> str | None:
         return None if self.gpus else "the fake backend was built without GPUs"

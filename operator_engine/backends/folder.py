@@ -63,16 +63,19 @@ def collect_outputs(root: Path) -> tuple[list[tuple[str, int]], list[str]]:
     return kept, dropped
 
 
-def area_paths(area: quota.WritableArea) -> dict[Volume, Path]:
-    """The host folder of each volume during the run of ``area``."""
-    folder = area.folder
+def _volume_paths(folder: JobFolder, outputs: Path, logs: Path) -> dict[Volume, Path]:
     return {
         "inputs": folder.inputs,
         "algorithm": folder.transformations,
         "ddos": folder.ddos,
-        "outputs": area.outputs,
-        "logs": area.logs,
+        "outputs": outputs,
+        "logs": logs,
     }
+
+
+def area_paths(area: quota.WritableArea) -> dict[Volume, Path]:
+    """The host folder of each volume during the run of ``area``."""
+    return _volume_paths(area.folder, area.outputs, area.logs)
 
 
 class FolderWorkspace:
@@ -86,14 +89,7 @@ class FolderWorkspace:
 
     def path(self, volume: Volume) -> Path:
         """The host folder of ``volume`` (for the backends that mount or hand it over)."""
-        folder = self.folder
-        return {
-            "inputs": folder.inputs,
-            "algorithm": folder.transformations,
-            "ddos": folder.ddos,
-            "outputs": folder.outputs,
-            "logs": folder.logs,
-        }[volume]
+        return _volume_paths(self.folder, self.folder.outputs, self.folder.logs)[volume]
 
     def _file(self, volume: Volume, name: str) -> Path:
         return self.path(volume).joinpath(*(check_name(part) for part in name.split("/")))
@@ -170,3 +166,23 @@ class FolderWorkspace:
 
     def remove(self) -> None:
         self.folder.remove()
+
+
+class FolderBackend:
+    """What the Docker and fake backends share: once bound to an engine, each job's workspace
+    is its folder in that engine's data dir."""
+
+    platform: str
+    disk_quota: str
+    scope: str | None = None
+    data_dir: Path | None = None
+
+    def bind(self, *, scope: str, data_dir: Path) -> None:
+        if self.scope is None:
+            self.scope = scope
+        self.data_dir = data_dir
+
+    def workspace(self, job_id: str) -> FolderWorkspace:
+        if self.data_dir is None:
+            raise BackendError(f"the {self.platform} backend is not bound to an engine's data dir")
+        return FolderWorkspace(JobFolder.of(self.data_dir, job_id), self.disk_quota)

@@ -39,6 +39,12 @@ TOOLS = {
         "tool_description": "one hardened container per job: no network, read-only root, "
         "non-root, no capabilities, resource-limited",
     },
+    "kubernetes": {
+        "tool_id": "kubernetes",
+        "tool_name": "Kubernetes Jobs",
+        "tool_description": "one Job per job: a hardened pod (non-root, read-only root, no "
+        "capabilities, requests = limits) behind a deny-all NetworkPolicy",
+    },
 }
 
 

@@ -13,7 +13,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from operator_engine.backends.base import PLATFORMS, BackendError, BackendRegistry
+from operator_engine.backends.base import (
+    DEFAULT_PLATFORM,
+    PLATFORMS,
+    BackendError,
+    BackendRegistry,
+)
 from operator_engine.credentials import CredentialStore
 from operator_engine.db import reading
 from operator_engine.environments import (
@@ -104,7 +109,7 @@ def parse_body(body: Any, env_id: str) -> dict[str, Any]:
     description = spec.get("description", "")
     if not isinstance(description, str):
         raise AdminError("computeEnv.description: must be a string")
-    platform = spec.get("platform", "docker")
+    platform = spec.get("platform", DEFAULT_PLATFORM)
     if platform not in PLATFORMS:
         raise AdminError(f"computeEnv.platform: must be one of {list(PLATFORMS)}")
     config = spec.get("config")
@@ -167,7 +172,9 @@ class EnvAdmin:
         if why is not None:
             raise AdminError(f"computeEnv.platform: {platform} cannot run jobs here: {why}")
 
-    def health(self, config: dict[str, Any], platform: str = "docker") -> tuple[str, str | None]:
+    def health(
+        self, config: dict[str, Any], platform: str = DEFAULT_PLATFORM
+    ) -> tuple[str, str | None]:
         """(status, message) for a config: ERRORED when an allowed image cannot be resolved
         (which also covers the backend being unreachable), else AVAILABLE."""
         if self.backends is None:
@@ -228,7 +235,7 @@ class EnvAdmin:
         return {
             "id": entry.env.id,
             "name": row.name if row is not None else entry.env.id,
-            "platform": row.platform if row is not None else "docker",
+            "platform": entry.env.platform,
             "status": entry.status,
             "message": entry.message,
             "lastUsed": iso(last),

@@ -185,20 +185,18 @@ def primary_env(env_id: str) -> Response:
 
 
 def _platform(env_id: str) -> str:
-    row = _admin().rows().get(env_id)
-    return str(row.platform) if row is not None else "docker"
+    return _admin().entry(env_id).env.platform
 
 
 @bp.get("/api/batches")
 def list_batches() -> Response:
     rows = batch_views.job_rows(_svc().db)
     admin = _admin()
-    managed = admin.rows()
     return jsonify(
         [
             batch_views.batch_view(
                 entry.env,
-                managed[env_id].platform if env_id in managed else "docker",
+                entry.env.platform,
                 sum(1 for r in rows if r.environment == env_id),
             )
             for env_id, entry in admin.entries().items()

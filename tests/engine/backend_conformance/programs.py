@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shlex
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,34 +48,27 @@ class Print(Step):
         return f"echo {shlex.quote(self.text)}"
 
 
-@dataclass(frozen=True)
-class CopyInput(Step):
-    """Copy the first dataset's first file into ``outputs/<name>``."""
-
-    name: str
-
-    def shell(self) -> str:
-        return f'{_FIRST_DID}; cat "$INPUTS/$d/0" > "$OUTPUTS/{self.name}"'
-
-
-@dataclass(frozen=True)
-class CopyDdo(Step):
-    """Copy the first dataset's DDO (``/data/ddos/<did>``) into ``outputs/<name>``."""
-
-    name: str
-
-    def shell(self) -> str:
-        return f'{_FIRST_DID}; cat "/data/ddos/$d" > "$OUTPUTS/{self.name}"'
+#: what :class:`Copy` copies: (its path in the container, its path among the fake's volumes)
+SOURCES: dict[str, tuple[str, Callable[[dict[Volume, Path], str], Path]]] = {
+    "input": ("$INPUTS/$d/0", lambda dirs, did: dirs["inputs"] / did / "0"),
+    "ddo": ("/data/ddos/$d", lambda dirs, did: dirs["ddos"] / did),
+    "custom": (
+        "$INPUTS/algoCustomData.json",
+        lambda dirs, _did: dirs["inputs"] / "algoCustomData.json",
+    ),
+}
 
 
 @dataclass(frozen=True)
-class CopyCustomData(Step):
-    """Copy ``inputs/algoCustomData.json`` into ``outputs/<name>``."""
+class Copy(Step):
+    """Copy the first dataset's first file (``input``), its DDO (``ddo``) or the algorithm's
+    custom data (``custom``) into ``outputs/<name>``."""
 
+    source: str
     name: str
 
     def shell(self) -> str:
-        return f'cat "$INPUTS/algoCustomData.json" > "$OUTPUTS/{self.name}"'
+        return f'{_FIRST_DID}; cat "{SOURCES[self.source][0]}" > "$OUTPUTS/{self.name}"'
 
 
 @dataclass(frozen=True)
@@ -140,15 +134,9 @@ def interpret(
             out += f"{step.text}\n".encode()
         elif isinstance(step, Flood):
             out += (b"0123456789abcdef\n" * (step.size // 17 + 1))[: step.size]
-        elif isinstance(step, CopyInput):
-            data = (dirs["inputs"] / _first_did(spec) / "0").read_bytes()
-            (dirs["outputs"] / step.name).write_bytes(data)
-        elif isinstance(step, CopyDdo):
-            data = (dirs["ddos"] / _first_did(spec)).read_bytes()
-            (dirs["outputs"] / step.name).write_bytes(data)
-        elif isinstance(step, CopyCustomData):
-            data = (dirs["inputs"] / "algoCustomData.json").read_bytes()
-            (dirs["outputs"] / step.name).write_bytes(data)
+        elif isinstance(step, Copy):
+            source = SOURCES[step.source][1](dirs, _first_did(spec))
+            (dirs["outputs"] / step.name).write_bytes(source.read_bytes())
         elif isinstance(step, Write):
             try:
                 _write_x(dirs[step.volume] / step.name, step.size)

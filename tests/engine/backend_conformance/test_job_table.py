@@ -17,9 +17,7 @@ import pytest
 from operator_engine.statuses import JobStatus
 from tests.engine.backend_conformance.conftest import DATA, Harness
 from tests.engine.backend_conformance.programs import (
-    CopyCustomData,
-    CopyDdo,
-    CopyInput,
+    Copy,
     ExhaustMemory,
     ExitWith,
     Flood,
@@ -67,9 +65,9 @@ CASES: dict[str, Case] = {
         Program(
             (
                 Print("reading"),
-                CopyInput("input.csv"),
-                CopyDdo("ddo.json"),
-                CopyCustomData("custom.json"),
+                Copy("input", "input.csv"),
+                Copy("ddo", "ddo.json"),
+                Copy("custom", "custom.json"),
                 Write("big.bin", 100_000),
             )
         ),
