@@ -30,7 +30,7 @@ from operator_engine.backends.base import (
     RunArea,
     RunFailed,
 )
-from operator_engine.backends.folder import FolderWorkspace
+from operator_engine.backends.folder import FolderBackend
 from operator_engine.backends.kube_manifests import (
     ALGORITHM,
     PULL_WAIT,
@@ -42,7 +42,6 @@ from operator_engine.backends.kube_manifests import (
 from operator_engine.backends.kube_status import PodVerdict, Step, pod_verdict
 from operator_engine.statuses import JobStatus
 from operator_engine.transfer import NETWORK_LABEL
-from operator_engine.workspace import JobFolder
 
 if TYPE_CHECKING:
     from tidewater.settings import Settings
@@ -119,10 +118,14 @@ class _Watch:
             return self.verdict
 
 
-class KubernetesBackend:
-    """Runs each job as a Job in one namespace (see the module docstring)."""
+class KubernetesBackend(FolderBackend):
+    """Runs each job as a Job in one namespace (see the module docstring). Its workspaces are
+    the jobs' folders in the engine's data dir, as on Docker: the provider serves the staged
+    inputs from there and the finisher's upload lands there; the disk share is the pod's own
+    (``ephemeral-storage`` and the emptyDir's ``sizeLimit``), so the folder is only polled."""
 
     platform = "kubernetes"
+    disk_quota = "poll"
 
     def __init__(
         self, client: Any, *, image: str, internal_url: str, poll_seconds: float = POLL_SECONDS
@@ -138,11 +141,6 @@ class KubernetesBackend:
     @property
     def site(self) -> KubeSite:
         return KubeSite(self.client.namespace, self.image, self.internal_url, self.scope)
-
-    def bind(self, *, scope: str, data_dir: Path) -> None:
-        if self.scope is None:
-            self.scope = scope
-        self.data_dir = data_dir
 
     def ping(self) -> None:
         self.client.ping()
@@ -171,20 +169,10 @@ class KubernetesBackend:
             image if tag is None or "@" in image else f"{image}:{tag}", checksum
         )
 
-    def _folder(self, job_id: str) -> JobFolder:
-        if self.data_dir is None:
-            raise BackendError("the Kubernetes backend is not bound to an engine's data dir")
-        return JobFolder.of(self.data_dir, job_id)
-
-    def workspace(self, job_id: str) -> FolderWorkspace:
-        """The job's folder in the engine's data dir: the provider serves its inputs from
-        there and the finisher's upload lands there (the disk share is the pod's own)."""
-        return FolderWorkspace(self._folder(job_id), "poll")
-
     # -- one job ---------------------------------------------------------------------------
 
     def _staged_bytes(self, job_id: str) -> int:
-        folder = self._folder(job_id)
+        folder = self.workspace(job_id).folder
         return sum(
             path.stat().st_size
             for top in (folder.inputs, folder.transformations, folder.ddos)
