@@ -61,7 +61,7 @@ def from_settings(settings: Settings) -> KubernetesBackend:
 
     if not settings.kubernetes_image or not settings.kubernetes_internal_url:
         raise BackendNotConfigured(
-            "the Kubernetes backend needs TIDEWATER_KUBERNETES_IMAGE (the tidewater image by "
+            "the kubernetes backend needs TIDEWATER_KUBERNETES_IMAGE (the tidewater image by "
             "digest) and TIDEWATER_KUBERNETES_INTERNAL_URL (where job pods reach the provider)"
         )
     namespace = settings.kubernetes_namespace
