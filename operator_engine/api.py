@@ -25,6 +25,7 @@ from operator_engine.backends.base import (
 from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
+from operator_engine.leases import worker_is_dead
 from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.receipt_writer import provider_signer
@@ -33,7 +34,7 @@ from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.wakeup import WakeListener, nudge
-from operator_engine.worker import Services, Worker, worker_is_dead
+from operator_engine.worker import Services, Worker
 from tidewater.settings import Settings
 
 log = logging.getLogger(__name__)

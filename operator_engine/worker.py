@@ -1,24 +1,17 @@
-"""Workers: claim a job, hold its lease (heartbeat), walk it through the pipeline; and the sweep
-that recovers jobs of dead workers and reconciles the backends' containers and the disk against
-the store.
-
-A worker id is ``host:pid-starttime:n:random``. A job's lease is lost at once when its worker
-ran on this host in a process that no longer exists, and for workers on other hosts (sharing
-PostgreSQL) when the lease expiry its worker stored has passed (each worker stores its own
-lease length's expiry, so a worker with a shorter lease setting never takes a live job).
+"""Workers: claim a job, hold its lease (heartbeat, see :mod:`operator_engine.leases`), walk
+it through the pipeline on the backend of its environment's platform; and the sweep that
+recovers jobs of dead workers and reconciles the backends' containers and the disk against the
+store.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +27,7 @@ from operator_engine.backends.folder import FolderWorkspace
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import Credential, CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
+from operator_engine.leases import hold, release, worker_id, worker_is_dead
 from operator_engine.models import utcnow
 from operator_engine.publish import record_logs
 from operator_engine.statuses import CRASH_FAILURE, TERMINAL, JobStatus
@@ -42,14 +36,10 @@ from operator_engine.store import JobStore, TransitionError
 from operator_engine.workspace import PUBLISH_LOG, JobFolder, jobs_root
 
 log = logging.getLogger(__name__)
-HOST = socket.gethostname()
 
 #: A job folder without a row is removed only when older than this: a submit saves the job's
 #: file objects before it inserts the row.
 ORPHAN_GRACE_SECONDS = 600.0
-
-_active: set[str] = set()
-_active_lock = threading.Lock()
 
 
 @dataclass
@@ -106,62 +96,16 @@ class Services:
         return {k: e.env for k, e in self.registry.entries().items() if e.schedulable}
 
 
-def _process_start(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (None: no such live process; zombies count as dead).
-    With the pid it identifies a process even after the pid is reused."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[-1].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def process_id() -> str:
-    """This process as ``pid-starttime`` (computed each time: a forked child is its own)."""
-    return f"{os.getpid()}-{_process_start(os.getpid())}"
-
-
-def _aware(moment: Any) -> Any:
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def worker_is_dead(row: Any, lease_seconds: float) -> bool:
-    """True when the lease of ``row`` (``worker_id``, ``heartbeat_at``, ``lease_expires_at``)
-    can be taken over. On this host the worker's process is checked directly (alive, even if
-    slow to heartbeat: not taken over; gone: at once); elsewhere the expiry the holder stored
-    must have passed (rows from before expiries were stored: heartbeat + ``lease_seconds``)."""
-    worker_id, heartbeat_at = row.worker_id, _aware(row.heartbeat_at)
-    if worker_id is None or heartbeat_at is None:
-        return True
-    with _active_lock:
-        if worker_id in _active:
-            return False
-    parts = worker_id.split(":")
-    if len(parts) >= 2 and parts[0] == HOST:
-        if parts[1] == process_id():
-            return True  # this process, but no active worker: a previous engine's job
-        pid, _, start = parts[1].partition("-")
-        if pid.isdigit():
-            return _process_start(int(pid)) != start
-    expiry = _aware(getattr(row, "lease_expires_at", None))
-    if expiry is None:
-        expiry = heartbeat_at + timedelta(seconds=lease_seconds)
-    return bool(expiry < utcnow())
-
-
 class Worker:
     """One worker: :meth:`step` claims and runs at most one job."""
 
     def __init__(self, services: Services, index: int = 0) -> None:
         self.services = services
-        self.id = f"{HOST}:{process_id()}:{index}:{uuid.uuid4().hex[:8]}"
-        with _active_lock:
-            _active.add(self.id)
+        self.id = worker_id(index)
+        hold(self.id)
 
     def retire(self) -> None:
-        with _active_lock:
-            _active.discard(self.id)
+        release(self.id)
 
     def step(self) -> bool:
         """Claim one queued job and run it; False when nothing could be claimed."""

@@ -40,8 +40,8 @@ def engine(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Engin
     yield eng
     eng.shutdown()
     for job_id in eng.store.job_ids():  # only this test's containers: the daemon is shared
-        for cid, _job in eng.runner.containers(job_id):
-            eng.runner.remove(cid)
+        for cid, _job in eng.backend.containers(job_id):
+            eng.backend.remove(cid)
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from operator_engine.api import SHUTDOWN_REASON, Engine
 from operator_engine.backends.base import ContainerSpec
 from operator_engine.backends.fake import FakeBackend
 from operator_engine.context import JobContext, Kind, Outcome
+from operator_engine.leases import HOST
 from operator_engine.models import utcnow
 from operator_engine.statuses import JobStatus
-from operator_engine.worker import HOST
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from operator_engine.db import make_engine
+from operator_engine.leases import worker_is_dead
 from operator_engine.models import ComputeEnvironment, utcnow
 from operator_engine.statuses import JobStatus
 from operator_engine.store import JobStore, ResultRecord, TransitionError
-from operator_engine.worker import worker_is_dead
 from tests.engine.helpers import request
 
 S = JobStatus

@@ -21,8 +21,8 @@ algorithm (40) gets ``TIDEWATER_STOP_GRACE`` seconds (default 20) to finish; aft
 container is stopped and the job ends at 7 (``stopped: the provider shut down while the
 algorithm ran``) with its logs as results. The engine logs what became of each job. SIGINT, or
 a second signal, does the same without the grace. Bad settings (no ``PROVIDER_PRIVATE_KEY``, an
-unreachable chain, Docker down, a malformed environments file) are refused before anything
-serves, with one line naming the problem.
+unreachable chain, the container backend down, a malformed environments file) are refused before
+anything serves, with one line naming the problem.
 """
 
 from __future__ import annotations
