@@ -200,6 +200,8 @@ def test_kubernetes_settings_are_read() -> None:
 def test_dry_run_needs_the_backend(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["engine", "--dry-run"]) == 2
     assert "--backend kubernetes" in capsys.readouterr().err
+    assert main(["engine", "--backend", "kubernetes"]) == 2
+    assert "with --dry-run only" in capsys.readouterr().err
 
 
 def test_dry_run_reads_the_environments_file(

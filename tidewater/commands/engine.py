@@ -50,7 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    if args.dry_run or args.backend:
+    if args.backend and not args.dry_run:
+        raise CommandError(
+            "--backend is used with --dry-run only: an engine runs each environment's jobs on "
+            "the backend of its platform"
+        )
+    if args.dry_run:
         return dry_run(settings, args.backend)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
