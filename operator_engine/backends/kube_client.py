@@ -17,6 +17,7 @@ from operator_engine.backends.base import BackendError, BackendNotConfigured
 T = TypeVar("T")
 #: the label the Job controller puts on its pods
 JOB_NAME_LABEL = "job-name"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 def load_api_client(kubeconfig: str | None) -> Any:
@@ -136,7 +137,10 @@ class KubeClient:
         body = {"metadata": {"labels": labels}}
         self._call(
             "label a pod",
-            lambda: self.core.patch_namespaced_pod(pod_name, self.namespace, body),
+            # named: the client would otherwise send the object as a JSON Patch (a list)
+            lambda: self.core.patch_namespaced_pod(
+                pod_name, self.namespace, body, _content_type=MERGE_PATCH
+            ),
         )
 
     def log_stream(self, pod_name: str, container: str) -> Iterator[bytes]:
