@@ -18,6 +18,7 @@ from datetime import timedelta
 from operator_engine.configure import configure
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.egress import filter_outputs
+from operator_engine.lifecycle import FAILURE, stop_reason
 from operator_engine.metrics import observe_stage
 from operator_engine.models import utcnow
 from operator_engine.provision import provision
@@ -52,15 +53,6 @@ STEPS: list[tuple[JobStatus, Stage | None]] = [
     (S.PUBLISHING, publish),
 ]
 _RUN_STEP = 3
-
-FAILURE: dict[Kind, JobStatus] = {
-    Kind.DATA_FAILED: S.DATA_PROVISIONING_FAILED,
-    Kind.ALGO_FAILED: S.ALGO_PROVISIONING_FAILED,
-    Kind.RUN_FAILED: S.RUN_FAILED,
-    Kind.TIMED_OUT: S.STOPPED,
-    Kind.EGRESS_EXCEEDED: S.EGRESS_EXCEEDED,
-    Kind.PUBLISH_FAILED: S.UPLOAD_FAILED,
-}
 
 
 def needs_inputs(start: int) -> bool:
@@ -178,6 +170,6 @@ def end(
         reason=reason,
         exit_code=outcome.exit_code,
         oom_killed=outcome.oom_killed,
-        stopreq=2 if outcome.kind is Kind.TIMED_OUT else 0,
+        stopreq=int(stop_reason(outcome.kind)),
         results_expire_at=utcnow() + timedelta(seconds=storage_expiry),
     )

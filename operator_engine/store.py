@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from operator_engine.db import PreparedRead, add_missing_columns, raw_reading, reading
+from operator_engine.lifecycle import StopReason
 from operator_engine.models import (
     AlgorithmInput,
     ComputeEnvironment,
@@ -234,7 +235,7 @@ def _assemble(rows: Sequence[Any], result_rows: Iterable[Any]) -> list[Job]:
             date_finished=_aware(row.date_finished),
             agreement_id=row.agreement_id,
             expire_timestamp=row.expire_timestamp,
-            stopreq=row.stopreq,
+            stopreq=StopReason(row.stopreq),
             exit_code=row.exit_code,
             oom_killed=bool(row.oom_killed),
             reason=row.reason,
@@ -408,7 +409,7 @@ class JobStore:
             "owner": request.owner.lower(),
             "environment": request.environment,
             "status": int(JobStatus.WARMING_UP),
-            "stopreq": 0,
+            "stopreq": int(StopReason.NONE),
             "oom_killed": False,
             "agreement_id": request.agreement_id,
             "request": request_to_json(request),

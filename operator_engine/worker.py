@@ -25,6 +25,7 @@ from operator_engine import file_objects, pipeline
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import Credential, CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
+from operator_engine.lifecycle import FAILURE
 from operator_engine.models import utcnow
 from operator_engine.publish import record_logs
 from operator_engine.runner import ContainerRunner, RunnerError
@@ -195,7 +196,7 @@ class Worker:
                     folder,
                     job_id,
                     current,
-                    pipeline.FAILURE[Kind.DATA_FAILED],
+                    FAILURE[Kind.DATA_FAILED],
                     outcome,
                     0,
                 )
