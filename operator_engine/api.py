@@ -17,7 +17,7 @@ from operator_engine import file_objects
 from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
-from operator_engine.lifecycle import StopReason
+from operator_engine.lifecycle import Stage, StopReason
 from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.receipt_writer import provider_signer
@@ -117,7 +117,7 @@ class Engine:
         self._wake = threading.Event()
         self._listener: WakeListener | None = None
         self._cut_short = threading.Event()
-        self._recovered: queue.SimpleQueue[tuple[str, JobStatus, int, str]] = queue.SimpleQueue()
+        self._recovered: queue.SimpleQueue[tuple[str, JobStatus, Stage, str]] = queue.SimpleQueue()
         self.services.hand_off = self._hand_off
         self._threads: list[threading.Thread] = []
         self._workers: list[Worker] = []
@@ -348,7 +348,7 @@ class Engine:
         except Exception:
             log.exception("sweep failed")
 
-    def _hand_off(self, job_id: str, status: JobStatus, start: int, holder: str) -> bool:
+    def _hand_off(self, job_id: str, status: JobStatus, start: Stage, holder: str) -> bool:
         """Queue a job the sweep recovered for the next free worker thread (so recovered jobs
         run side by side and the sweep goes on); False without threads."""
         if not self._threads or self._stopping.is_set():

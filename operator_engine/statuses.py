@@ -95,19 +95,6 @@ IN_FLIGHT: frozenset[JobStatus] = frozenset(
 OCCUPYING: frozenset[JobStatus] = IN_FLIGHT - {JobStatus.SETTLING}
 
 
-#: The one map of what an unexpected error (a crash inside a stage, or in the worker around
-#: it) ends a job at, by the in-flight status it was in. The pipeline and the worker both use
-#: it, so a crash at a given status is named the same way wherever it is caught.
-CRASH_FAILURE: dict[JobStatus, JobStatus] = {
-    JobStatus.STARTED: JobStatus.STOPPED,
-    JobStatus.CONFIGURING: JobStatus.DATA_PROVISIONING_FAILED,
-    JobStatus.PROVISIONED: JobStatus.RUN_FAILED,
-    JobStatus.RUNNING: JobStatus.RUN_FAILED,
-    JobStatus.FILTERING: JobStatus.UPLOAD_FAILED,
-    JobStatus.PUBLISHING: JobStatus.UPLOAD_FAILED,
-}
-
-
 def status_text(status: JobStatus) -> str:
     """The statusText clients know for ``status``."""
     return STATUS_TEXT[status]

@@ -25,11 +25,11 @@ from operator_engine import file_objects, pipeline
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import Credential, CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
-from operator_engine.lifecycle import FAILURE
+from operator_engine.lifecycle import CRASH_FAILURE, FAILURE, Stage, resume_stage
 from operator_engine.models import utcnow
 from operator_engine.publish import record_logs
 from operator_engine.runner import ContainerRunner, RunnerError
-from operator_engine.statuses import CRASH_FAILURE, TERMINAL, JobStatus
+from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log, jobs_root
@@ -61,9 +61,9 @@ class Services:
     stopping: threading.Event = field(default_factory=threading.Event)
     settlement: Any = None  # operator_engine.settlement.Settlement (escrow-paid jobs)
     credentials: CredentialStore | None = None
-    #: Set by an engine with worker threads: takes a recovered job (id, status, resume step,
+    #: Set by an engine with worker threads: takes a recovered job (id, status, resume stage,
     #: holder) for one of its threads to run; False = run it in the sweeping thread.
-    hand_off: Callable[[str, JobStatus, int, str], bool] | None = None
+    hand_off: Callable[[str, JobStatus, Stage, str], bool] | None = None
     receipt_signer: Any = None  # operator_engine.receipt_writer.Signer (needs the provider key)
 
     def folder(self, job_id: str) -> JobFolder:
@@ -147,7 +147,7 @@ class Worker:
         job = svc.store.claim(self.id, svc.schedulable_envs(), svc.lease_seconds)
         if job is None:
             return False
-        self.process(job.job_id, JobStatus.STARTED, 0)
+        self.process(job.job_id, JobStatus.STARTED, Stage.CONFIGURE)
         return True
 
     # -- one job -----------------------------------------------------------------------------
@@ -168,7 +168,7 @@ class Worker:
             except Exception:  # a store hiccup must not kill the heartbeat
                 log.warning("heartbeat of job %s failed", job_id, exc_info=True)
 
-    def process(self, job_id: str, current: JobStatus, start: int) -> None:
+    def process(self, job_id: str, current: JobStatus, start: Stage) -> None:
         """Walk ``job_id`` (held by this worker) from ``start``; always releases the lease."""
         svc = self.services
         done, lost = threading.Event(), threading.Event()
@@ -181,7 +181,7 @@ class Worker:
                 raise pipeline.Cancelled
             entry = svc.registry.entries().get(request.environment)
             reason = f"environment {request.environment} no longer exists"
-            if entry is not None and pipeline.needs_inputs(start):
+            if entry is not None and start.needs_inputs:
                 try:
                     request = file_objects.load(folder, request)
                 except file_objects.FileObjectsMissing as exc:
@@ -351,7 +351,7 @@ class Worker:
     def recover(self, job_id: str, status: JobStatus, old_worker: str | None) -> None:
         """Resume a job this worker just took over, or end it with a reason."""
         svc = self.services
-        start = pipeline.resume_step(status)
+        start = resume_stage(status)
         log.warning("job %s at %d lost its worker %s; recovering", job_id, status, old_worker)
         if start is not None:
             folder = svc.folder(job_id)
