@@ -69,17 +69,30 @@ S = JobStatus
 #: for filling its disk quota ends 40 -> 42; results that cannot be checked or stored, 62.
 #: A job paid through an escrow lock (C2D v2) passes 60 -> 71 -> 70: it waits at 71 ("Job
 #: settling", results already published) until its claim is settled on chain; it has finished
-#: running, so it can no longer be stopped.
+#: running, so it can no longer be stopped. A job resumed after losing its worker repeats the
+#: stages of its resume point (:func:`operator_engine.lifecycle.resume_stage`) at the status it
+#: was found at, so their failures are allowed from there too: provisioning's 31 and 32 from 30,
+#: filtering's 42 from 60.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.WARMING_UP: frozenset({S.STARTED, S.STOPPED}),
     S.STARTED: frozenset({S.CONFIGURING, S.STOPPED}),
     S.CONFIGURING: frozenset(
         {S.PROVISIONED, S.DATA_PROVISIONING_FAILED, S.ALGO_PROVISIONING_FAILED, S.STOPPED}
     ),
-    S.PROVISIONED: frozenset({S.RUNNING, S.RUN_FAILED, S.ALGO_PROVISIONING_FAILED, S.STOPPED}),
+    S.PROVISIONED: frozenset(
+        {
+            S.RUNNING,
+            S.RUN_FAILED,
+            S.DATA_PROVISIONING_FAILED,
+            S.ALGO_PROVISIONING_FAILED,
+            S.STOPPED,
+        }
+    ),
     S.RUNNING: frozenset({S.FILTERING, S.RUN_FAILED, S.EGRESS_EXCEEDED, S.STOPPED}),
     S.FILTERING: frozenset({S.PUBLISHING, S.EGRESS_EXCEEDED, S.UPLOAD_FAILED, S.STOPPED}),
-    S.PUBLISHING: frozenset({S.FINISHED, S.SETTLING, S.UPLOAD_FAILED, S.STOPPED}),
+    S.PUBLISHING: frozenset(
+        {S.FINISHED, S.SETTLING, S.EGRESS_EXCEEDED, S.UPLOAD_FAILED, S.STOPPED}
+    ),
     S.SETTLING: frozenset({S.FINISHED}),
     **{terminal: frozenset() for terminal in TERMINAL},
 }
