@@ -3,15 +3,17 @@
 :mod:`operator_engine.statuses` holds the codes, their texts and the transition table; this
 module decides *which* status a job moves to: what a stage's outcome or an unexpected error
 ends it at, where a job found without its worker resumes, why a job was stopped, which
-columns a move stamps, and the states an environment passes through. The store's one status
-write (``operator_engine.store``) applies :func:`stamps` and writes the ``job_events`` row.
+columns a move stamps. It also owns the states an environment passes through and when a
+drain finishes. The store's one status write (:func:`operator_engine.store.write_status`)
+checks moves with :func:`is_allowed`, applies :func:`stamps` and writes the event row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum, IntEnum, StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from operator_engine.statuses import TERMINAL, TRANSITIONS, JobStatus
 
@@ -69,6 +71,27 @@ class EnvState(StrEnum):
     def schedulable(self) -> bool:
         """True when workers run queued jobs of an environment in this state."""
         return self in (EnvState.AVAILABLE, EnvState.DELETING)
+
+
+class EnvironmentRows(Protocol):
+    """What :func:`finish_drains` reads and deletes (the job store)."""
+
+    def live_counts(self) -> dict[str, int]: ...
+
+    def env_rows(self) -> Sequence[Any]: ...
+
+    def delete_env(self, env_id: str) -> bool: ...
+
+
+def finish_drains(store: EnvironmentRows) -> list[str]:
+    """Delete the draining (DELETING) environments whose jobs have all ended; their ids. The
+    one place a drain finishes: the engine's sweep and the admin API both call it (a draining
+    environment takes no new jobs, so none can arrive between the count and the delete)."""
+    live = store.live_counts()
+    done = [r.id for r in store.env_rows() if r.status == EnvState.DELETING and not live.get(r.id)]
+    for env_id in done:
+        store.delete_env(env_id)
+    return done
 
 
 class Stage(StrEnum):

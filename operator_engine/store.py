@@ -33,7 +33,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from operator_engine.db import PreparedRead, add_missing_columns, raw_reading, reading
-from operator_engine.lifecycle import StopReason, is_allowed, stamps
+from operator_engine.lifecycle import EnvState, StopReason, is_allowed, stamps
 from operator_engine.models import (
     AlgorithmInput,
     ComputeEnvironment,
@@ -114,7 +114,7 @@ compute_envs = sa.Table(
     sa.Column("description", sa.Text, nullable=False, default=""),
     sa.Column("platform", sa.String(64), nullable=False, default="docker"),
     sa.Column("config", sa.JSON, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, default="CREATING"),
+    sa.Column("status", sa.String(16), nullable=False, default=EnvState.CREATING.value),
     sa.Column("message", sa.Text),
     sa.Column("is_primary", sa.Boolean, nullable=False, default=False),
     sa.Column("source", sa.String(8), nullable=False, default="api"),
@@ -151,7 +151,6 @@ engine_settings = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
-ENV_STATUSES = ("CREATING", "AVAILABLE", "ERRORED", "INVALID", "DELETING")
 _CLAIM_LOCK_KEY = 0x7469_6465  # "tide": one advisory lock serialises PostgreSQL claims
 
 
@@ -682,11 +681,16 @@ class JobStore:
             return list(conn.execute(sa.select(compute_envs).order_by(compute_envs.c.id)).all())
 
     def put_env(
-        self, env_id: str, config: dict[str, Any], *, status: str = "AVAILABLE", **values: Any
+        self,
+        env_id: str,
+        config: dict[str, Any],
+        *,
+        status: EnvState | str = EnvState.AVAILABLE,
+        **values: Any,
     ) -> None:
-        """Create or replace a store-managed environment (used by the admin API and tests)."""
-        if status not in ENV_STATUSES:
-            raise ValueError(f"environment status must be one of {ENV_STATUSES}")
+        """Create or replace a store-managed environment (used by the admin API and tests);
+        ``status`` must name an :class:`~operator_engine.lifecycle.EnvState` (``ValueError``)."""
+        status = EnvState(status).value
         now = utcnow()
         with self.engine.begin() as conn:
             changed = conn.execute(

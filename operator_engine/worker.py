@@ -25,7 +25,7 @@ from operator_engine import file_objects, pipeline
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import Credential, CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
-from operator_engine.lifecycle import CRASH_FAILURE, FAILURE, Stage, resume_stage
+from operator_engine.lifecycle import CRASH_FAILURE, FAILURE, Stage, finish_drains, resume_stage
 from operator_engine.models import utcnow
 from operator_engine.publish import record_logs
 from operator_engine.runner import ContainerRunner, RunnerError
@@ -438,8 +438,4 @@ class Worker:
                 log.exception("sweep: cannot expire the results of job %s", job_id)
 
     def _finish_drains(self) -> None:
-        svc = self.services
-        live = svc.store.live_counts()
-        for env_row in svc.store.env_rows():
-            if env_row.status == "DELETING" and not live.get(env_row.id):
-                svc.store.delete_env(env_row.id)
+        finish_drains(self.services.store)

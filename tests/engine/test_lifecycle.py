@@ -11,9 +11,11 @@ from operator_engine.api import Engine
 from operator_engine.lifecycle import (
     CRASH_FAILURE,
     FAILURE,
+    EnvState,
     Kind,
     Stage,
     StopReason,
+    finish_drains,
     is_allowed,
     resume_stage,
     stop_reason,
@@ -241,3 +243,30 @@ def test_no_terminal_status_moves() -> None:
     for status in TERMINAL:
         assert TRANSITIONS[status] == frozenset()
         assert not any(is_allowed(status, to) for to in JobStatus)
+
+
+# -- environment states and drains -------------------------------------------------------------
+
+
+def test_environment_states_decide_what_takes_and_runs_jobs(tmp_path: Path) -> None:
+    assert [s for s in EnvState if s.accepts_jobs] == [EnvState.AVAILABLE]
+    assert {s for s in EnvState if s.schedulable} == {EnvState.AVAILABLE, EnvState.DELETING}
+    store = _engine(tmp_path).store
+    with pytest.raises(ValueError, match="DRAINED"):
+        store.put_env("e", {"maxJobs": 1}, status="DRAINED")
+    store.put_env("e", {"maxJobs": 1}, status=EnvState.ERRORED)
+    assert [(r.id, r.status) for r in store.env_rows()] == [("e", "ERRORED")]
+
+
+def test_a_drain_finishes_once_its_last_job_ends(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    store = engine.store
+    store.put_env("api-env", {"maxJobs": 1}, source="api")
+    store.put_env("idle", {"maxJobs": 1}, status=EnvState.AVAILABLE, source="api")
+    job = engine.submit(request(environment="api-env"))
+    store.put_env("api-env", {"maxJobs": 1}, status=EnvState.DELETING)
+    assert engine.registry.entries()["api-env"].schedulable
+    assert finish_drains(store) == []  # its job is still queued
+    engine.stop(job.job_id)
+    assert finish_drains(store) == ["api-env"]
+    assert [r.id for r in store.env_rows()] == ["idle"]  # an available one is never drained
