@@ -491,10 +491,6 @@ class Engine:
             log.info("job %s (at %d when the stop began): %s", job_id, int(was), outcome)
         return outcomes
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
     def run_until_idle(self, timeout: float = 120.0) -> int:
         """Process queued jobs in the calling thread until none is left that could run (tests).
         Returns how many jobs this call ran; raises TimeoutError past ``timeout``."""

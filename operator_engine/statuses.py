@@ -113,11 +113,6 @@ def status_text(status: JobStatus) -> str:
     return STATUS_TEXT[status]
 
 
-def can_transition(from_: JobStatus, to: JobStatus) -> bool:
-    """True when the table allows ``from_`` → ``to``."""
-    return to in TRANSITIONS[from_]
-
-
 def sources_of(to: JobStatus) -> frozenset[JobStatus]:
     """Every status from which ``to`` may be reached (for ``UPDATE … WHERE status IN``)."""
     return frozenset(s for s, targets in TRANSITIONS.items() if to in targets)

@@ -589,23 +589,6 @@ class JobStore:
                 .values(worker_id=None, heartbeat_at=None, lease_expires_at=None)
             )
 
-    def abandoned(self, now: datetime | None = None) -> list[Any]:
-        """In-flight rows whose stored lease expiry has passed (or that no worker holds)."""
-        with reading(self.engine) as conn:
-            return list(
-                conn.execute(
-                    sa.select(*_LEASE_COLUMNS)
-                    .where(jobs.c.status.in_([int(s) for s in IN_FLIGHT]))
-                    .where(
-                        sa.or_(
-                            jobs.c.worker_id.is_(None),
-                            jobs.c.lease_expires_at.is_(None),
-                            jobs.c.lease_expires_at < (now or utcnow()),
-                        )
-                    )
-                ).all()
-            )
-
     def in_flight_rows(self) -> list[Any]:
         """(job_id, status, worker_id, heartbeat_at, lease_expires_at) of in-flight jobs."""
         with reading(self.engine) as conn:

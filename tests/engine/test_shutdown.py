@@ -88,7 +88,7 @@ def test_an_algorithm_that_ends_within_the_grace_finishes(
     assert started.wait(30)
 
     def let_go() -> None:
-        until(lambda: engine.stopping, "the stop to begin")
+        until(engine.services.stopping.is_set, "the stop to begin")
         release.set()
 
     letting_go = threading.Thread(target=let_go)
