@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,21 +24,18 @@ from operator_engine import file_objects, pipeline
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import Credential, CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
-from operator_engine.lifecycle import CRASH_FAILURE, FAILURE, Stage, finish_drains, resume_stage
+from operator_engine.lifecycle import CRASH_FAILURE, FAILURE, Stage, resume_stage
 from operator_engine.models import utcnow
 from operator_engine.publish import record_logs
+from operator_engine.reconcile import reconcile
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
-from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log, jobs_root
+from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
-
-#: A job folder without a row is removed only when older than this: a submit saves the job's
-#: file objects before it inserts the row.
-ORPHAN_GRACE_SECONDS = 600.0
 
 _active: set[str] = set()
 _active_lock = threading.Lock()
@@ -339,7 +335,7 @@ class Worker:
                 self.recover(row.job_id, JobStatus(row.status), row.worker_id)
             except Exception:
                 log.exception("sweep: cannot recover job %s", row.job_id)
-        self.reconcile()
+        reconcile(svc)
         if svc.settlement is not None:
             svc.settlement.sweep(self._job_status)
         return recovered
@@ -383,59 +379,3 @@ class Worker:
             self.cleanup_interrupted(job_id)
         finally:
             svc.store.release(job_id, self.id)
-
-    def reconcile(self) -> None:
-        """Each step on its own: one that fails is logged and the others still run."""
-        for step in (
-            self._reconcile_containers,
-            self._reconcile_folders,
-            self._expire_results,
-            self._finish_drains,
-        ):
-            try:
-                step()
-            except Exception:
-                log.exception("sweep: %s failed; the other steps still ran", step.__name__)
-
-    def _reconcile_containers(self) -> None:
-        """Remove containers of jobs that are gone, ended, or not at 40."""
-        svc = self.services
-        terminal = {int(s) for s in TERMINAL}
-        for cid, job_id in svc.runner.containers():
-            try:
-                row = svc.store.row(job_id)
-                if row is None or row.status in terminal or row.status != int(JobStatus.RUNNING):
-                    svc.runner.remove(cid)
-            except Exception:
-                log.exception("sweep: cannot reconcile container %s of job %s", cid, job_id)
-
-    def _reconcile_folders(self) -> None:
-        """Remove folders of jobs that are gone (unless just saved by a submit that is still
-        inserting its row) and the inputs of ended jobs."""
-        svc = self.services
-        terminal = {int(s) for s in TERMINAL}
-        root = jobs_root(svc.data_dir)
-        if not root.is_dir():
-            return
-        for child in root.iterdir():
-            try:
-                row = svc.store.row(child.name)
-                if row is None:
-                    if time.time() - child.lstat().st_mtime > ORPHAN_GRACE_SECONDS:
-                        JobFolder(child.resolve()).remove()
-                elif row.status in terminal:
-                    JobFolder(child.resolve()).remove_inputs()
-            except Exception:
-                log.exception("sweep: cannot reconcile folder %s", child)
-
-    def _expire_results(self) -> None:
-        svc = self.services
-        for job_id in svc.store.expired():
-            try:
-                svc.folder(job_id).remove()
-                svc.store.clear_results(job_id)
-            except Exception:
-                log.exception("sweep: cannot expire the results of job %s", job_id)
-
-    def _finish_drains(self) -> None:
-        finish_drains(self.services.store)

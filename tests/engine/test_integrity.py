@@ -17,9 +17,10 @@ from operator_engine.context import JobContext, Outcome
 from operator_engine.lifecycle import CRASH_FAILURE
 from operator_engine.models import utcnow
 from operator_engine.provision import MAX_ALGORITHM_BYTES
+from operator_engine.reconcile import ORPHAN_GRACE_SECONDS
 from operator_engine.runner import ContainerSpec, FakeRunner, RunnerError
 from operator_engine.statuses import OCCUPYING, TRANSITIONS, JobStatus
-from operator_engine.worker import ORPHAN_GRACE_SECONDS, Worker
+from operator_engine.worker import Worker
 from operator_engine.workspace import FILE_OBJECTS, jobs_root
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, write_envs
