@@ -158,6 +158,16 @@ CRASH_FAILURE: dict[JobStatus, JobStatus] = {
 }
 
 
+def unworkable_failure(status: JobStatus) -> JobStatus:
+    """What a job found at in-flight ``status`` ends at when it cannot be worked at all (its
+    environment or its file objects are gone): before its run, a data-provisioning failure
+    (31; a job at 10 enters 20 first); after it, the crash map's code. A job at 71 needs
+    neither: it only settles (``KeyError`` here)."""
+    if status <= S.PROVISIONED:
+        return S.DATA_PROVISIONING_FAILED
+    return CRASH_FAILURE[status]
+
+
 def resume_stage(status: JobStatus) -> Stage | None:
     """Where a job found at in-flight ``status`` without a live worker resumes; None = it
     cannot (its algorithm run was interrupted and is not repeated behind the owner's back).

@@ -23,9 +23,9 @@ from typing import Any
 from operator_engine import file_objects, pipeline
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import Credential, CredentialsError, CredentialStore
-from operator_engine.environments import EnvironmentRegistry
-from operator_engine.lifecycle import CRASH_FAILURE, FAILURE, Stage, resume_stage
-from operator_engine.models import utcnow
+from operator_engine.environments import EnvEntry, EnvironmentRegistry
+from operator_engine.lifecycle import CRASH_FAILURE, Stage, resume_stage, unworkable_failure
+from operator_engine.models import ComputeEnvironment, utcnow
 from operator_engine.publish import record_logs
 from operator_engine.reconcile import reconcile
 from operator_engine.runner import ContainerRunner, RunnerError
@@ -182,20 +182,16 @@ class Worker:
                     request = file_objects.load(folder, request)
                 except file_objects.FileObjectsMissing as exc:
                     entry, reason = None, str(exc)
+            if entry is None and current is JobStatus.SETTLING:
+                # its results are published: the escrow claim left needs no environment
+                entry = EnvEntry(ComputeEnvironment(id=request.environment))
             if entry is None:
                 if current < JobStatus.CONFIGURING:
                     svc.store.transition(job_id, current, JobStatus.CONFIGURING)
                     current = JobStatus.CONFIGURING
                 outcome = Outcome(Kind.DATA_FAILED, reason)
-                pipeline.end(
-                    svc.store,
-                    folder,
-                    job_id,
-                    current,
-                    FAILURE[Kind.DATA_FAILED],
-                    outcome,
-                    0,
-                )
+                target = unworkable_failure(current)
+                pipeline.end(svc.store, folder, job_id, current, target, outcome, 0)
                 return
             unpaid = self._unpaid_reason(job_id, current)
             if unpaid is not None:

@@ -114,6 +114,68 @@ def test_a_job_resumed_at_30_provisions_again_and_its_data_failure_is_31(
     assert [(f, t) for f, t, _ in store.events(job.job_id)][-1] == (30, 31)
 
 
+class _PaidAndSettled:
+    """A settlement whose jobs are all paid and settle at once (the fast layer's stand-in)."""
+
+    def __init__(self) -> None:
+        self.settled: list[str] = []
+
+    def is_paid(self, job_id: str) -> bool:
+        return True
+
+    def start_refusal(self, job_id: str) -> str | None:
+        return None
+
+    def settle(self, job_id: str) -> bool:
+        self.settled.append(job_id)
+        return True
+
+    def sweep(self, job_status: object) -> int:
+        return 0
+
+
+def _lost_at(engine: Engine, status: JobStatus, environment: str = "test-env") -> str:
+    """A job at ``status`` held by a worker on another host whose lease has expired."""
+    store = engine.store
+    job = engine.submit(request(environment=environment))
+    lost = "elsewhere:1-1:0:gone"
+    assert store.claim(lost, engine.services.schedulable_envs(), lease_seconds=-1) is not None
+    for step in (S.CONFIGURING, S.PROVISIONED, S.RUNNING, S.FILTERING, S.PUBLISHING, S.SETTLING):
+        if step > status:
+            break
+        store.transition(job.job_id, None, step)
+    return job.job_id
+
+
+@pytest.mark.parametrize(
+    ("at", "ends_at"),
+    [
+        (S.CONFIGURING, S.DATA_PROVISIONING_FAILED),
+        (S.PROVISIONED, S.DATA_PROVISIONING_FAILED),
+        (S.FILTERING, S.UPLOAD_FAILED),
+        (S.PUBLISHING, S.UPLOAD_FAILED),
+        (S.SETTLING, S.FINISHED),  # published already: only the settlement was left
+    ],
+)
+def test_a_resumed_job_whose_environment_is_gone_ends_instead_of_looping(
+    tmp_path: Path, at: JobStatus, ends_at: JobStatus
+) -> None:
+    engine = _engine(tmp_path)
+    engine.services.settlement = settlement = _PaidAndSettled()
+    engine.store.put_env("api-env", {"maxJobs": 1}, source="api")
+    job_id = _lost_at(engine, at, "api-env")
+    engine.store.delete_env("api-env")
+
+    assert Worker(engine.services, 2).sweep() == 1
+    ended = engine.get(job_id)
+    assert ended is not None and ended.status is ends_at, ended
+    if at is S.SETTLING:
+        assert job_id in settlement.settled
+    else:
+        assert ended.reason == "environment api-env no longer exists"
+    assert Worker(engine.services, 3).sweep() == 0  # nothing left to recover
+
+
 # -- resume points -----------------------------------------------------------------------------
 
 
