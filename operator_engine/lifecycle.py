@@ -170,7 +170,8 @@ def unworkable_failure(status: JobStatus) -> JobStatus:
 
 def resume_stage(status: JobStatus) -> Stage | None:
     """Where a job found at in-flight ``status`` without a live worker resumes; None = it
-    cannot (its algorithm run was interrupted and is not repeated behind the owner's back).
+    cannot (its algorithm run was interrupted and is not repeated behind the owner's back: it
+    ends at :data:`CRASH_FAILURE` of its status).
     Up to 30 the job provisions again; filtering and publishing are repeatable; at 71 only
     the settlement is left."""
     if status <= S.PROVISIONED:

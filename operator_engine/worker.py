@@ -367,7 +367,7 @@ class Worker:
                 svc.folder(job_id),
                 job_id,
                 status,
-                JobStatus.RUN_FAILED,
+                CRASH_FAILURE[status],  # an interrupted run: 41
                 outcome,
                 entry.env.storage_expiry if entry else 0,
             )
