@@ -113,7 +113,7 @@ class Stage(StrEnum):
     @property
     def needs_inputs(self) -> bool:
         """True when a walk from this stage provisions inputs (so needs the file objects)."""
-        return self.status < S.RUNNING
+        return self.status is S.CONFIGURING
 
 
 _STAGE_STATUS = {

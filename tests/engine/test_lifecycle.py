@@ -207,7 +207,7 @@ def test_a_job_found_without_its_worker_resumes_at_a_named_stage(
 
 
 def test_only_walks_that_provision_need_the_file_objects() -> None:
-    assert [s for s in Stage if s.needs_inputs] == [Stage.CONFIGURE, Stage.PROVISION, Stage.START]
+    assert [s for s in Stage if s.needs_inputs] == [Stage.CONFIGURE, Stage.PROVISION]
 
 
 # -- stop reasons ------------------------------------------------------------------------------
