@@ -25,6 +25,7 @@ from eth_utils import to_checksum_address
 
 from operator_engine.backends.base import PLATFORMS
 from operator_engine.credentials import CredentialStore
+from operator_engine.lifecycle import EnvState
 from operator_engine.models import (
     RESOURCE_IDS,
     ZERO_ADDRESS,
@@ -433,19 +434,19 @@ class EnvEntry:
     """An environment with where it comes from and whether it takes jobs."""
 
     env: ComputeEnvironment
-    status: str = "AVAILABLE"
+    status: EnvState = EnvState.AVAILABLE
     source: str = "file"
     message: str | None = None
     primary: bool = False
 
     @property
     def accepts_jobs(self) -> bool:
-        return self.status == "AVAILABLE"
+        return self.status.accepts_jobs
 
     @property
     def schedulable(self) -> bool:
         """Queued jobs run in AVAILABLE and draining (DELETING) environments."""
-        return self.status in ("AVAILABLE", "DELETING")
+        return self.status.schedulable
 
 
 class EnvironmentRegistry:
@@ -490,11 +491,14 @@ class EnvironmentRegistry:
                 env = self.check(parse_environment(config, where), where)
             except EnvironmentConfigError as exc:
                 bare = ComputeEnvironment(id=row.id, platform=str(row.platform))
-                merged[row.id] = EnvEntry(bare, "INVALID", row.source, str(exc))
+                merged[row.id] = EnvEntry(bare, EnvState.INVALID, row.source, str(exc))
                 continue
-            status, message = row.status, row.message
+            status, message = EnvState(row.status), row.message
             if env.credentials_id and not self._credentials_exist(env.credentials_id):
-                status, message = "INVALID", f"credentials {env.credentials_id!r} do not exist"
+                status, message = (
+                    EnvState.INVALID,
+                    f"credentials {env.credentials_id!r} do not exist",
+                )
             merged[row.id] = EnvEntry(env, status, row.source, message)
         self._mark_unavailable(merged)
         for entry in list(merged.values()):
@@ -512,9 +516,9 @@ class EnvironmentRegistry:
             return
         for env_id, entry in merged.items():
             why = self.platform_unavailable(entry.env.platform)
-            if why is not None and entry.status != "INVALID":
+            if why is not None and entry.status is not EnvState.INVALID:
                 message = f"platform {entry.env.platform}: {why}"
-                merged[env_id] = replace(entry, status="INVALID", message=message)
+                merged[env_id] = replace(entry, status=EnvState.INVALID, message=message)
 
     def primary_id(self, entries: dict[str, EnvEntry]) -> str | None:
         """The environment a job or admin call that names none uses: the one flagged primary
