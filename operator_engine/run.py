@@ -26,6 +26,7 @@ from operator_engine.backends.base import (
 )
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.environments import gpu_share, job_share
+from operator_engine.lifecycle import FAILURE
 from operator_engine.workspace import did_dirname
 
 ALGORITHM_PATH = f"{MOUNT_POINTS['algorithm']}/{ALGORITHM_FILE}"
@@ -186,9 +187,7 @@ def _run_in(ctx: JobContext, area: RunArea) -> Outcome:
 
 
 def _failed_as(exc: RunFailed) -> Outcome:
-    """The outcome whose failure status (pipeline.FAILURE) is ``exc.status``."""
-    from operator_engine.pipeline import FAILURE  # the pipeline imports this module
-
+    """The outcome whose failure status (lifecycle.FAILURE) is ``exc.status``."""
     kind = next((k for k, status in FAILURE.items() if status == exc.status), Kind.RUN_FAILED)
     return Outcome(kind, str(exc))
 
