@@ -66,6 +66,7 @@ def run_engine(
     ``ready()`` once the workers run. ``tidewater engine`` and ``tidewater serve``'s engine
     process both run this."""
     from operator_engine.api import Engine, EngineError
+    from operator_engine.backends.base import BackendError
     from operator_engine.db import schema_lock
     from operator_engine.environments import EnvironmentConfigError
 
@@ -79,7 +80,8 @@ def run_engine(
                 settings, lease_seconds=lease_seconds, poll_seconds=poll_seconds
             )
         engine.environments()  # a malformed environments file stops start-up here
-    except (EngineError, EnvironmentConfigError) as exc:
+        engine.backend.ping()  # a backend that cannot be reached stops start-up here
+    except (EngineError, EnvironmentConfigError, BackendError) as exc:
         raise CommandError(str(exc)) from exc
     stop = threading.Event()
     grace = [float(settings.stop_grace)]
