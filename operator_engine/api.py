@@ -13,9 +13,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine as SqlEngine
 
+from datastore.engine import make_engine, private_dir
+from datastore.migrate import upgrade
 from operator_engine import file_objects
 from operator_engine.credentials import CredentialStore
-from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
@@ -126,10 +127,11 @@ class Engine:
     def from_settings(
         cls, settings: Settings, *, runner: ContainerRunner | None = None, **options: float
     ) -> Engine:
-        """Build the store (tables created) and a Docker runner unless ``runner`` is given."""
+        """Build the store (schema upgraded, see :func:`datastore.migrate.upgrade`) and a
+        Docker runner unless ``runner`` is given."""
         private_dir(Path(settings.data_dir))
         db = make_engine(settings.db_url)
-        JobStore(db).create_tables()
+        upgrade(db)
         if runner is None:
             from operator_engine.docker_runner import DockerRunner
 

@@ -24,7 +24,7 @@ job that ended otherwise is settled the same way right after (nothing is charged
 algorithm never ran). :meth:`Settlement.sweep` (run by the engine's sweep) finishes
 settlements a dead worker or a chain outage left open, and cancels expired locks.
 
-Crash safety: the ledger row (:mod:`operator_engine.escrow_ledger`) is written before each
+Crash safety: the ledger row (:mod:`datastore.escrow_ledger`) is written before each
 transaction and the claim's hash is recorded after signing, before broadcasting. Re-running a
 settlement first reads that transaction's receipt, then checks the lock is still on chain
 before sending again (:func:`contracts_abi.escrow.claim` sends nothing for a lock that is gone,
@@ -49,9 +49,9 @@ from sqlalchemy import Engine
 
 from contracts_abi import escrow
 from contracts_abi.escrow import ClaimResult, EscrowChain, EscrowError, PaymentError
+from datastore.engine import reading
+from datastore.escrow_ledger import OPEN_STATES, EscrowLedger, LedgerError, LockRecord
 from operator_engine.billing import cost_at_rate
-from operator_engine.db import reading
-from operator_engine.escrow_ledger import OPEN_STATES, EscrowLedger, LedgerError, LockRecord
 from operator_engine.models import utcnow
 from operator_engine.statuses import JobStatus
 from tidewater.settings import Settings, SettingsError

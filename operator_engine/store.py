@@ -3,16 +3,15 @@
 Every status write goes through :meth:`JobStore.transition`, a guarded ``UPDATE … WHERE status
 IN (allowed sources)`` that raises :class:`TransitionError` when no row changed and writes a
 ``job_events`` row in the same transaction. Claims are atomic: SQLite takes the write lock up
-front (``BEGIN IMMEDIATE``, see :mod:`operator_engine.db`); PostgreSQL serialises claims with a
+front (``BEGIN IMMEDIATE``, see :mod:`datastore.engine`); PostgreSQL serialises claims with a
 transaction-scoped advisory lock (so per-environment capacity is counted consistently) and
 locks the claimed row ``FOR UPDATE SKIP LOCKED``.
 
 Leases: each claim, heartbeat and take-over stores the lease's *expiry*
 (``lease_expires_at``), computed with the holding worker's own lease length, so workers with
 different lease settings judge each other's leases correctly. Stores created before that
-column existed get it added by :meth:`JobStore.create_tables` (see
-:func:`operator_engine.db.add_missing_columns`); a row without an expiry falls back to its
-heartbeat plus the reader's lease length.
+column existed got it from the first migration (:mod:`datastore.migrate`); a row without an
+expiry falls back to its heartbeat plus the reader's lease length.
 
 The ``request`` column never holds decrypted file objects: :func:`request_to_json` leaves
 every ``files`` list out (they live in the job's 0700 folder, see
@@ -31,7 +30,16 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
-from operator_engine.db import PreparedRead, add_missing_columns, raw_reading, reading
+from datastore.engine import reading
+from datastore.prepared import PreparedRead, raw_reading
+from datastore.schema import (
+    compute_envs,
+    consumed_orders,
+    engine_settings,
+    job_events,
+    job_results,
+    jobs,
+)
 from operator_engine.models import (
     AlgorithmInput,
     ComputeEnvironment,
@@ -44,109 +52,12 @@ from operator_engine.models import (
 )
 from operator_engine.statuses import IN_FLIGHT, OCCUPYING, TERMINAL, JobStatus, sources_of
 
-metadata = sa.MetaData()
-_TS = sa.DateTime(timezone=True)
-
-jobs = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("job_id", sa.String(64), primary_key=True),
-    sa.Column("owner", sa.String(64), nullable=False, index=True),
-    sa.Column("environment", sa.String(128), nullable=False, index=True),
-    sa.Column("status", sa.Integer, nullable=False, index=True),
-    sa.Column("stopreq", sa.Integer, nullable=False, default=0),
-    sa.Column("exit_code", sa.Integer),
-    sa.Column("oom_killed", sa.Boolean, nullable=False, default=False),
-    sa.Column("reason", sa.Text),
-    sa.Column("agreement_id", sa.String(128), unique=True),
-    # Private engine state (the request without its file objects), scrubbed once terminal.
-    sa.Column("request", sa.JSON),
-    sa.Column("input_dids", sa.JSON, nullable=False),
-    sa.Column("algo_did", sa.String(128), nullable=False),
-    sa.Column("date_created", _TS, nullable=False),
-    sa.Column("date_started", _TS),
-    sa.Column("date_finished", _TS),
-    sa.Column("expire_timestamp", sa.BigInteger),
-    sa.Column("worker_id", sa.String(200)),
-    sa.Column("heartbeat_at", _TS),
-    sa.Column("lease_expires_at", _TS),
-    sa.Column("container_id", sa.String(100)),
-    sa.Column("results_expire_at", _TS),
-)
-
-job_results = sa.Table(
-    "job_results",
-    metadata,
-    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.job_id", ondelete="CASCADE")),
-    sa.Column("idx", sa.Integer, nullable=False),
-    sa.Column("filename", sa.Text, nullable=False),
-    sa.Column("filesize", sa.BigInteger, nullable=False),
-    sa.Column("type", sa.String(32), nullable=False),
-    sa.Column("sha256", sa.String(64), nullable=False),
-    sa.Column("path", sa.Text, nullable=False),
-    sa.PrimaryKeyConstraint("job_id", "idx"),
-)
-
-job_events = sa.Table(
-    "job_events",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "job_id",
-        sa.String(64),
-        sa.ForeignKey("jobs.job_id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("from_status", sa.Integer),
-    sa.Column("to_status", sa.Integer, nullable=False),
-    sa.Column("at", _TS, nullable=False),
-    sa.Column("detail", sa.Text),
-)
-
-compute_envs = sa.Table(
-    "compute_envs",
-    metadata,
-    sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False, default=""),
-    sa.Column("description", sa.Text, nullable=False, default=""),
-    sa.Column("platform", sa.String(64), nullable=False, default="docker"),
-    sa.Column("config", sa.JSON, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, default="CREATING"),
-    sa.Column("message", sa.Text),
-    sa.Column("is_primary", sa.Boolean, nullable=False, default=False),
-    sa.Column("source", sa.String(8), nullable=False, default="api"),
-    sa.Column("date_created", _TS, nullable=False),
-    sa.Column("last_updated", _TS, nullable=False),
-    sa.Column("last_used", _TS),
-)
-
 _LEASE_COLUMNS = (
     jobs.c.job_id,
     jobs.c.status,
     jobs.c.worker_id,
     jobs.c.heartbeat_at,
     jobs.c.lease_expires_at,
-)
-
-#: Payment transactions that started a job (PROTOCOL §5: each starts at most one), keyed by
-#: chain and lowercased tx hash. No foreign key and never deleted with the job: deleting a job
-#: does not give its payment back.
-consumed_orders = sa.Table(
-    "consumed_orders",
-    metadata,
-    sa.Column("chain_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("tx_id", sa.String(66), primary_key=True),
-    sa.Column("job_id", sa.String(64), nullable=False, index=True),
-    sa.Column("consumed_at", _TS, nullable=False),
-)
-
-#: one-value settings the engine keeps in the store (the primary environment's id)
-engine_settings = sa.Table(
-    "engine_settings",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
 )
 
 ENV_STATUSES = ("CREATING", "AVAILABLE", "ERRORED", "INVALID", "DELETING")
@@ -275,14 +186,6 @@ class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
-
-    def create_tables(self) -> None:
-        """Create missing tables, and add columns newer than an existing ``jobs`` table."""
-        from operator_engine.escrow_ledger import EscrowLedger
-
-        metadata.create_all(self.engine)
-        add_missing_columns(self.engine, jobs)
-        EscrowLedger(self.engine).create_tables()
 
     # -- reading -----------------------------------------------------------------------------
 

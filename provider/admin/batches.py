@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from operator_engine.db import reading
+from datastore.engine import reading
 from operator_engine.statuses import JobStatus
 from operator_engine.store import jobs
 from provider.admin.envs import iso

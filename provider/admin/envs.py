@@ -13,8 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from datastore.engine import reading
 from operator_engine.credentials import CredentialStore
-from operator_engine.db import reading
 from operator_engine.environments import (
     EnvEntry,
     EnvironmentConfigError,

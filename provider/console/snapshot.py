@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from operator_engine.db import reading
+from datastore.engine import reading
 from operator_engine.environments import EnvEntry
 from operator_engine.statuses import TERMINAL, JobStatus, status_text
 from operator_engine.store import job_results, jobs

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from datastore.engine import make_engine
+from datastore.migrate import upgrade
 from operator_engine.api import Engine
-from operator_engine.db import make_engine
 from operator_engine.models import Payments
 from operator_engine.runner import FakeRunner
 from operator_engine.store import JobStore, OrderAlreadyUsed
@@ -32,7 +33,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
     )
     engine = make_engine(url)
     job_store = JobStore(engine)
-    job_store.create_tables()
+    upgrade(job_store.engine)
     yield job_store
     engine.dispose()
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from eth_utils import to_checksum_address
 
-from operator_engine.db import make_engine
+from datastore.engine import make_engine
+from datastore.migrate import upgrade
 from operator_engine.environments import (
     EnvironmentConfigError,
     EnvironmentRegistry,
@@ -75,7 +76,7 @@ def test_malformed_files_name_file_and_field(tmp_path: Path, content: str, messa
 
 def test_registry_merges_file_and_store_fresh_each_time(tmp_path: Path) -> None:
     store = JobStore(make_engine(f"sqlite:///{tmp_path / 's.db'}"))
-    store.create_tables()
+    upgrade(store.engine)
     registry = EnvironmentRegistry(None, store)
     assert list(registry.entries()) == ["tidewater-free"]
     store.put_env("api", {"maxJobs": 3})
@@ -181,5 +182,5 @@ def test_unreachable_chain_is_reported_and_not_remembered(tmp_path: Path) -> Non
 
 def _empty_store(tmp_path: Path) -> JobStore:
     store = JobStore(make_engine(f"sqlite:///{tmp_path / 'fees.db'}"))
-    store.create_tables()
+    upgrade(store.engine)
     return store

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from operator_engine.db import PreparedRead, is_sqlite, make_engine, raw_reading, reading
+from datastore.engine import is_sqlite, make_engine, reading
+from datastore.prepared import PreparedRead, raw_reading
 
 metadata = sa.MetaData()
 things = sa.Table(
