@@ -11,9 +11,8 @@ import re
 from datetime import UTC
 from typing import Any
 
-import sqlalchemy as sa
-
-from datastore.engine import reading
+from datastore.environments import EnvironmentRepository
+from datastore.job_reports import JobReports
 from operator_engine.credentials import CredentialStore
 from operator_engine.environments import (
     EnvEntry,
@@ -24,7 +23,7 @@ from operator_engine.environments import (
 )
 from operator_engine.models import FreeTier
 from operator_engine.runner import RunnerError
-from operator_engine.store import JobStore, compute_envs, jobs
+from operator_engine.store import JobStore
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PLATFORMS = ("docker",)
@@ -190,13 +189,7 @@ class EnvAdmin:
 
     def last_used(self) -> dict[str, Any]:
         """The newest job creation time per environment."""
-        with reading(self.store.engine) as conn:
-            rows = conn.execute(
-                sa.select(jobs.c.environment, sa.func.max(jobs.c.date_created)).group_by(
-                    jobs.c.environment
-                )
-            ).all()
-        return {r[0]: r[1] for r in rows}
+        return JobReports(self.store.engine).newest_per_environment()
 
     def rows(self) -> dict[str, Any]:
         return {row.id: row for row in self.store.env_rows()}
@@ -334,12 +327,9 @@ class EnvAdmin:
                 f"compute environment {env_id!r} has {live} live job(s): "
                 "retry with ?drain=true to stop accepting jobs and delete when they end"
             )
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                compute_envs.update()
-                .where(compute_envs.c.id == row.id)
-                .values(status="DELETING", message=f"draining: {live} live job(s)")
-            )
+        EnvironmentRepository(self.store.engine).mark_draining(
+            row.id, f"draining: {live} live job(s)"
+        )
 
     def finish_drains(self) -> list[str]:
         """Delete DELETING environments whose jobs have all ended; their ids."""
