@@ -11,7 +11,9 @@ from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from datastore.prepared import PreparedRead
-from datastore.schema import provider_nonces
+from datastore.schema import NONCE_CHARS, provider_nonces
+
+__all__ = ["NONCE_CHARS", "NonceRepository"]
 
 #: ``GET nonce`` reads this on every call: compiled once, run on the DBAPI directly.
 _STORED = PreparedRead(

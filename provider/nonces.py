@@ -18,8 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from datastore.nonces import NonceRepository
-from datastore.schema import NONCE_CHARS
+from datastore.nonces import NONCE_CHARS, NonceRepository
 from provider.errors import RequestValidationError, SignatureError
 from provider.params import is_missing
 from provider.signatures import (
