@@ -3,6 +3,7 @@ schema that the release before migrations (9cb36ad) made with ``create_all``."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,39 @@ def test_downgrade_to_base_and_back(fresh_db: Engine) -> None:
     assert migrate.current(fresh_db) is None
     migrate.upgrade(fresh_db)
     assert set(describe(fresh_db)) == set(metadata.tables)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_processes_upgrading_one_new_store_at_once_do_not_race(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Without the host's schema lock (workers on several hosts), upgrades of one empty store
+    at the same moment still make it once: the migration transaction holds the write lock."""
+    url = (
+        f"sqlite:///{tmp_path / 'race.db'}"
+        if kind == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    engines = [make_engine(url) for _ in range(4)]
+    barrier = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def start(engine: Engine) -> None:
+        barrier.wait()
+        try:
+            migrate.upgrade(engine)
+        except BaseException as exc:  # reported below, with the others
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        assert migrate.current(engines[0]) == migrate.head()
+        assert set(describe(engines[0])) == set(metadata.tables)
+    finally:
+        for engine in engines:
+            engine.dispose()
