@@ -4,8 +4,6 @@ schema that the release before migrations (9cb36ad) made with ``create_all``."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,18 +18,10 @@ from datastore.engine import make_engine
 from datastore.schema import metadata
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+@pytest.fixture
+def fresh_db(store_db: Engine) -> Engine:
     """An empty database, upgraded to the newest revision."""
-    url = (
-        f"sqlite:///{tmp_path / 'fresh.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
+    return store_db
 
 
 def describe(engine: Engine) -> dict[str, Any]:
@@ -94,18 +84,10 @@ def test_downgrade_to_base_and_back(fresh_db: Engine) -> None:
     assert set(describe(fresh_db)) == set(metadata.tables)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_processes_upgrading_one_new_store_at_once_do_not_race(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_processes_upgrading_one_new_store_at_once_do_not_race(store_url: str) -> None:
     """Without the host's schema lock (workers on several hosts), upgrades of one empty store
     at the same moment still make it once: the migration transaction holds the write lock."""
-    url = (
-        f"sqlite:///{tmp_path / 'race.db'}"
-        if kind == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    engines = [make_engine(url) for _ in range(4)]
+    engines = [make_engine(store_url) for _ in range(4)]
     barrier = threading.Barrier(len(engines))
     errors: list[BaseException] = []
 
