@@ -10,9 +10,9 @@ from sqlalchemy import Engine
 
 from datastore.engine import reading
 from datastore.schema import compute_envs, engine_settings
+from operator_engine.lifecycle import EnvState
 from operator_engine.models import utcnow
 
-ENV_STATUSES = ("CREATING", "AVAILABLE", "ERRORED", "INVALID", "DELETING")
 _PRIMARY = "primary_env"
 
 
@@ -28,11 +28,16 @@ class EnvironmentRepository:
             return list(conn.execute(sa.select(compute_envs).order_by(compute_envs.c.id)).all())
 
     def put(
-        self, env_id: str, config: dict[str, Any], *, status: str = "AVAILABLE", **values: Any
+        self,
+        env_id: str,
+        config: dict[str, Any],
+        *,
+        status: EnvState | str = EnvState.AVAILABLE,
+        **values: Any,
     ) -> None:
-        """Create or replace a store-managed environment (used by the admin API and tests)."""
-        if status not in ENV_STATUSES:
-            raise ValueError(f"environment status must be one of {ENV_STATUSES}")
+        """Create or replace a store-managed environment (used by the admin API and tests);
+        ``status`` must name an :class:`~operator_engine.lifecycle.EnvState` (``ValueError``)."""
+        status = EnvState(status).value
         now = utcnow()
         with self.engine.begin() as conn:
             changed = conn.execute(
@@ -59,7 +64,7 @@ class EnvironmentRepository:
             conn.execute(
                 compute_envs.update()
                 .where(compute_envs.c.id == env_id)
-                .values(status="DELETING", message=message)
+                .values(status=EnvState.DELETING.value, message=message)
             )
 
     def delete(self, env_id: str) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine as SqlEngine
 
 from datastore.engine import make_engine, private_dir
+from datastore.jobs import JobStore, TransitionError
 from datastore.migrate import upgrade
 from operator_engine import file_objects
 from operator_engine.credentials import CredentialStore
@@ -26,7 +27,6 @@ from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.settlement import Settlement, default_settlement
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
-from operator_engine.store import JobStore, TransitionError
 from operator_engine.wakeup import WakeListener, nudge
 from operator_engine.worker import Services, Worker, worker_is_dead
 from tidewater.settings import Settings
@@ -202,7 +202,8 @@ class Engine:
         if not created and job.job_id != job_id:
             folder.remove()  # another submit made the job: these file objects are not used
         if created:
-            self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
+            # admin lastUsed survives job deletion
+            self.store.environments.touch(request.environment)
         self._wake.set()
         if not self._threads:  # an API process: the engine process may be idle-waiting
             nudge(self.wake_scope)

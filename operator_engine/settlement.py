@@ -360,7 +360,7 @@ class Settlement:
 
     def _proof(self, job_id: str) -> bytes:
         """The public job JSON (what status returns), canonical, as the claim's proof."""
-        from operator_engine.store import JobStore
+        from datastore.jobs import JobStore
 
         job = JobStore(self.db).get(job_id)
         body = job.to_ocean() if job is not None else {"jobId": job_id}

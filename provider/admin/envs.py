@@ -13,6 +13,7 @@ from typing import Any
 
 from datastore.environments import EnvironmentRepository
 from datastore.job_reports import JobReports
+from datastore.jobs import JobStore
 from operator_engine.credentials import CredentialStore
 from operator_engine.environments import (
     EnvEntry,
@@ -24,7 +25,6 @@ from operator_engine.environments import (
 from operator_engine.lifecycle import EnvState, finish_drains
 from operator_engine.models import FreeTier
 from operator_engine.runner import RunnerError
-from operator_engine.store import JobStore
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PLATFORMS = ("docker",)
@@ -193,7 +193,7 @@ class EnvAdmin:
         return JobReports(self.store.engine).newest_per_environment()
 
     def rows(self) -> dict[str, Any]:
-        return {row.id: row for row in self.store.env_rows()}
+        return {row.id: row for row in self.store.environments.rows()}
 
     def entries(self) -> dict[str, EnvEntry]:
         """The merged registry, after deleting drained environments (the engine's sweep does
@@ -288,11 +288,13 @@ class EnvAdmin:
         config, primary = values.pop("config"), values.pop("primary")
         self._check_credentials(config)
         self.check_fee_token(env_id, config)
-        self.store.put_env(env_id, config, status=EnvState.CREATING, source="api", **values)
+        self.store.environments.put(
+            env_id, config, status=EnvState.CREATING, source="api", **values
+        )
         status, message = self.health(config)
-        self.store.put_env(env_id, config, status=status, message=message)
+        self.store.environments.put(env_id, config, status=status, message=message)
         if primary:
-            self.store.set_primary_env(env_id)
+            self.store.environments.set_primary(env_id)
         return env_id
 
     def update(self, env_id: str, body: Any) -> None:
@@ -304,16 +306,16 @@ class EnvAdmin:
         self._check_credentials(config)
         self.check_fee_token(env_id, config)
         status, message = self.health(config)
-        self.store.put_env(env_id, config, status=status, message=message, **values)
+        self.store.environments.put(env_id, config, status=status, message=message, **values)
         if primary:
-            self.store.set_primary_env(env_id)
+            self.store.environments.set_primary(env_id)
 
     def make_primary(self, env_id: str) -> None:
         """Flag ``env_id`` (file-defined or API-managed) as the primary environment."""
         entry = self.entry(env_id)
         if not entry.accepts_jobs:
             raise AdminError(f"compute environment {env_id!r} takes no jobs ({entry.status})")
-        self.store.set_primary_env(env_id)
+        self.store.environments.set_primary(env_id)
 
     def delete(self, env_id: str, *, drain: bool) -> None:
         """Delete now when idle; with ``drain`` mark DELETING (the engine's sweep deletes it
@@ -321,7 +323,7 @@ class EnvAdmin:
         row = self.managed(env_id)
         live = self.store.live_counts().get(env_id, 0)
         if live == 0:
-            self.store.delete_env(env_id)
+            self.store.environments.delete(env_id)
             return
         if not drain:
             raise AdminError(

@@ -11,10 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from datastore.engine import make_engine
+from datastore.jobs import JobStore
 from datastore.migrate import upgrade
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
-from operator_engine.store import JobStore
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
 from tidewater.settings import Settings

@@ -8,8 +8,8 @@ import time
 import pytest
 from flask import Flask
 
+from datastore.jobs import JobStore
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore
 from provider import console
 from provider.admin import tokens
 from provider.admin.tokens import TokenStore

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from datastore.jobs import JobStore, OrderAlreadyUsed
 from operator_engine.api import Engine
 from operator_engine.models import Payments
 from operator_engine.runner import FakeRunner
-from operator_engine.store import JobStore, OrderAlreadyUsed
 from tests.engine.helpers import env, request, settings_for
 
 CHAIN = 8996

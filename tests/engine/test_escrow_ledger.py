@@ -13,11 +13,11 @@ import pytest
 
 from datastore.engine import make_engine
 from datastore.escrow_ledger import EscrowLedger, LedgerError
+from datastore.jobs import JobStore
 from datastore.migrate import upgrade
 from operator_engine.models import utcnow
 from operator_engine.settlement import claim_amount, run_seconds
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore
 from tests.engine.helpers import request
 
 UINT_MAX = 2**256 - 1

@@ -23,6 +23,7 @@ from contracts_abi import escrow
 from contracts_abi.devchain import free_port
 from contracts_abi.escrow import EscrowChain
 from datastore.engine import make_engine
+from datastore.jobs import JobStore
 from datastore.migrate import upgrade
 from datastore.schema import escrow_locks
 from operator_engine.api import Engine
@@ -30,7 +31,6 @@ from operator_engine.models import JobRequest, utcnow
 from operator_engine.runner import ContainerSpec, FakeRunner
 from operator_engine.settlement import LOCKING_GRACE, Settlement, new_job_id, run_seconds
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore
 from operator_engine.worker import Worker
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for

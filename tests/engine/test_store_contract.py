@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from datastore.engine import make_engine
+from datastore.jobs import JobStore, ResultRecord, TransitionError
 from datastore.migrate import upgrade
 from operator_engine.models import ComputeEnvironment, utcnow
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore, ResultRecord, TransitionError
 from operator_engine.worker import worker_is_dead
 from tests.engine.helpers import request
 
@@ -128,13 +128,13 @@ def test_leases_results_and_delete(store: JobStore) -> None:
 
 
 def test_api_managed_environments(store: JobStore) -> None:
-    store.put_env("gpu", {"maxJobs": 1}, status="CREATING")
-    store.put_env("gpu", {"maxJobs": 3}, status="AVAILABLE")
-    rows = store.env_rows()
+    store.environments.put("gpu", {"maxJobs": 1}, status="CREATING")
+    store.environments.put("gpu", {"maxJobs": 3}, status="AVAILABLE")
+    rows = store.environments.rows()
     assert [(r.id, r.status, r.config["maxJobs"]) for r in rows] == [("gpu", "AVAILABLE", 3)]
     with pytest.raises(ValueError):
-        store.put_env("gpu", {}, status="BOGUS")
-    assert store.delete_env("gpu") and store.env_rows() == []
+        store.environments.put("gpu", {}, status="BOGUS")
+    assert store.environments.delete("gpu") and store.environments.rows() == []
 
 
 def _aware(moment: datetime) -> datetime:

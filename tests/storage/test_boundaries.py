@@ -15,8 +15,6 @@ ROOT = Path(__file__).parents[2]
 PACKAGES = ("tidewater", "provider", "operator_engine", "contracts_abi", "bench")
 #: SQL plumbing that belongs to the repositories, never to their callers
 PLUMBING = {"reading", "raw_reading", "PreparedRead"}
-#: modules not yet moved into datastore (emptied as they move)
-NOT_YET_MOVED = {"operator_engine/store.py"}
 
 
 def _modules() -> list[Path]:
@@ -59,8 +57,6 @@ def findings(path: Path, root: Path = ROOT) -> list[str]:
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_table_outside_the_storage_package(path: Path) -> None:
-    if str(path.relative_to(ROOT)) in NOT_YET_MOVED:
-        pytest.skip("moves into datastore")
     assert findings(path) == []
 
 

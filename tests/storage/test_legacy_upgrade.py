@@ -11,12 +11,12 @@ from sqlalchemy import Engine
 from datastore import migrate
 from datastore.asset_index import AssetIndex
 from datastore.escrow_ledger import EscrowLedger
+from datastore.jobs import JobStore
 from datastore.node_records import NodeJobs, RevokedTokens
 from operator_engine.api import Engine as JobEngine
 from operator_engine.credentials import CredentialStore
 from operator_engine.runner import FakeRunner
 from operator_engine.statuses import TERMINAL, JobStatus
-from operator_engine.store import JobStore
 from provider.admin.tokens import TokenStore
 from provider.nonces import NonceStore
 from tests.engine.conftest import FileServer
@@ -63,11 +63,11 @@ def test_upgrade_keeps_every_job_with_its_results_and_events(legacy_db: Engine) 
 def test_upgrade_keeps_environments_and_the_provider_state(legacy_db: Engine) -> None:
     migrate.upgrade(legacy_db)
     store = JobStore(legacy_db)
-    envs = {row.id: row for row in store.env_rows()}
+    envs = {row.id: row for row in store.environments.rows()}
     assert set(envs) == {"api-env", "draining-env"}
     assert envs["api-env"].config["maxJobs"] == 2 and envs["api-env"].last_used is not None
     assert (envs["draining-env"].status, envs["draining-env"].message) == ("DELETING", "draining")
-    assert store.primary_env() == "api-env"
+    assert store.environments.primary() == "api-env"
 
     nonces = NonceStore(legacy_db)
     assert nonces.get("0x" + "1" * 40) == "1700000000123" and nonces.get(OWNER) == "42"
