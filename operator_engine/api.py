@@ -13,6 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine as SqlEngine
 
+from datastore.engine import make_engine, private_dir
+from datastore.jobs import JobStore, TransitionError
+from datastore.migrate import upgrade
 from operator_engine import file_objects
 from operator_engine.backends.base import (
     DEFAULT_PLATFORM,
@@ -23,7 +26,6 @@ from operator_engine.backends.base import (
     build,
 )
 from operator_engine.credentials import CredentialStore
-from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.leases import worker_is_dead
 from operator_engine.lifecycle import Stage, StopReason
@@ -33,7 +35,6 @@ from operator_engine.receipt_writer import provider_signer
 from operator_engine.settlement import Settlement, default_settlement
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
-from operator_engine.store import JobStore, TransitionError
 from operator_engine.wakeup import WakeListener, nudge
 from operator_engine.worker import Services, Worker
 from tidewater.settings import Settings
@@ -143,12 +144,12 @@ class Engine:
         platform: str = DEFAULT_PLATFORM,
         **options: float,
     ) -> Engine:
-        """Build the store (tables created) and the backend of ``platform`` from the settings
-        unless ``backend`` (or a registry of them) is given; other platforms' backends are
-        built from the settings when first needed."""
+        """Build the store (schema upgraded, see :func:`datastore.migrate.upgrade`) and the
+        backend of ``platform`` from the settings unless ``backend`` (or a registry of them) is
+        given; other platforms' backends are built from the settings when first needed."""
         private_dir(Path(settings.data_dir))
         db = make_engine(settings.db_url)
-        JobStore(db).create_tables()
+        upgrade(db)
         if backend is None:
             try:
                 backend = build(platform, settings)
@@ -221,7 +222,8 @@ class Engine:
         if not created and job.job_id != job_id:
             folder.remove()  # another submit made the job: these file objects are not used
         if created:
-            self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
+            # admin lastUsed survives job deletion
+            self.store.environments.touch(request.environment)
         self._wake.set()
         if not self._threads:  # an API process: the engine process may be idle-waiting
             nudge(self.wake_scope)

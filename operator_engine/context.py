@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from datastore.jobs import ResultRecord
 from operator_engine.backends.base import Backend, JobWorkspace
 from operator_engine.credentials import Credential
 from operator_engine.lifecycle import Kind
 from operator_engine.models import ComputeEnvironment, JobRequest
 from operator_engine.storage import StorageConfig
-from operator_engine.store import ResultRecord
 from operator_engine.workspace import CONFIGURE_LOG, PUBLISH_LOG
 
 

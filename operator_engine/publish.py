@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from datastore.jobs import JobStore, ResultRecord
 from operator_engine.backends.base import JobWorkspace, StoredFile, Volume
 from operator_engine.context import JobContext, Kind, Outcome
-from operator_engine.store import JobStore, ResultRecord
 from operator_engine.workspace import ALGORITHM_LOG, CONFIGURE_LOG, PUBLISH_LOG
 
 LOG_TYPES = (

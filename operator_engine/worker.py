@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from datastore.jobs import JobStore, TransitionError
 from operator_engine import file_objects, pipeline
 from operator_engine.backends.base import (
     Backend,
@@ -33,7 +34,6 @@ from operator_engine.publish import record_logs
 from operator_engine.reconcile import reconcile
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
-from operator_engine.store import JobStore, TransitionError
 from operator_engine.workspace import PUBLISH_LOG, JobFolder
 
 log = logging.getLogger(__name__)

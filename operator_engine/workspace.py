@@ -92,7 +92,7 @@ class JobFolder:
 
     @property
     def work(self) -> Path:
-        """Mount point of the run's size-limited area (see :mod:`operator_engine.quota`)."""
+        """Mount point of the run's size-limited area (:mod:`operator_engine.backends.quota`)."""
         return self.root / _WORK
 
     @property

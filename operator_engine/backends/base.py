@@ -311,6 +311,7 @@ class BackendRegistry:
         self._scope: str | None = None
         self._data_dir: Path | None = None
         self._lock = threading.Lock()
+        self._building = threading.Lock()
         for backend in backends:
             self.add(backend)
 
@@ -331,21 +332,35 @@ class BackendRegistry:
 
     def get(self, platform: str) -> Backend:
         with self._lock:
-            found = self._backends.get(platform)
+            found = self._known(platform)
+        if found is not None:
+            return found
+        with self._building:  # one build at a time; built backends are served meanwhile
+            with self._lock:
+                found = self._known(platform)
             if found is not None:
                 return found
-            if platform in self._refused:
-                raise BackendNotConfigured(self._refused[platform])
-            if self._settings is None:
-                self._refused[platform] = f"no {platform} backend is configured on this engine"
-                raise BackendNotConfigured(self._refused[platform])
+            assert self._settings is not None  # else _known refused
             try:
                 built = build(platform, self._settings)
             except BackendNotConfigured as exc:
-                self._refused[platform] = str(exc)
+                with self._lock:
+                    self._refused[platform] = str(exc)
                 raise
-        self.add(built)
+            self.add(built)
         return built
+
+    def _known(self, platform: str) -> Backend | None:
+        """The backend of ``platform`` if built, None if it may be built; raises when refused
+        (called with the lock held)."""
+        found = self._backends.get(platform)
+        if found is not None:
+            return found
+        if platform not in self._refused and self._settings is None:
+            self._refused[platform] = f"no {platform} backend is configured on this engine"
+        if platform in self._refused:
+            raise BackendNotConfigured(self._refused[platform])
+        return None
 
     def unavailable(self, platform: str) -> str | None:
         """None when ``platform`` has a backend here (building it if need be), else why not."""

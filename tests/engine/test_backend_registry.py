@@ -77,7 +77,7 @@ def test_a_stored_environment_without_its_backend_is_invalid_and_takes_no_jobs(
 ) -> None:
     settings = settings_for(tmp_path, [env()])
     engine = Engine.from_settings(settings, backend=BackendRegistry([FakeBackend()]))
-    engine.store.put_env("k", {"maxJobs": 1}, source="api", platform="kubernetes")
+    engine.store.environments.put("k", {"maxJobs": 1}, source="api", platform="kubernetes")
     entry = engine.registry.entries()["k"]
     assert entry.status == "INVALID" and entry.env.platform == "kubernetes"
     assert entry.message and "no kubernetes backend" in entry.message

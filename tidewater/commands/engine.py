@@ -113,8 +113,9 @@ def run_engine(
     ``settings.stop_grace`` seconds; SIGINT, even during that grace, stops them at once. Calls
     ``ready()`` once the workers run. ``tidewater engine`` and ``tidewater serve``'s engine
     process both run this."""
+    from datastore.migrate import schema_lock
     from operator_engine.api import Engine, EngineError
-    from operator_engine.db import schema_lock
+    from operator_engine.backends.base import BackendError
     from operator_engine.environments import EnvironmentConfigError
 
     if workers < 1:
@@ -127,7 +128,8 @@ def run_engine(
                 settings, lease_seconds=lease_seconds, poll_seconds=poll_seconds
             )
         engine.environments()  # a malformed environments file stops start-up here
-    except (EngineError, EnvironmentConfigError) as exc:
+        engine.backend.ping()  # a backend that cannot be reached stops start-up here
+    except (EngineError, EnvironmentConfigError, BackendError) as exc:
         raise CommandError(str(exc)) from exc
     stop = threading.Event()
     grace = [float(settings.stop_grace)]

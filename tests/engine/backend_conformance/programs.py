@@ -117,6 +117,30 @@ class SleepUntilKilled(Step):
 
 
 @dataclass(frozen=True)
+class CheckSandbox(Step):
+    """Exit non-zero (naming the breach) when the algorithm runs as root, can write its root
+    file system, its read-only volumes or outside ``/tmp`` as executable; else write
+    ``sandboxed`` into ``outputs/<name>``. Real backends only: the fake isolates nothing."""
+
+    name: str
+
+    def shell(self) -> str:
+        checks = [
+            ('[ "$(id -u)" != 0 ]', "root"),
+            ("! touch /evil 2>/dev/null", "writable root file system"),
+            ('! touch "$INPUTS/evil" 2>/dev/null', "writable inputs"),
+            ("! touch /data/transformations/evil 2>/dev/null", "writable algorithm"),
+            ("! touch /data/ddos/evil 2>/dev/null", "writable ddos"),
+            ("cp /bin/busybox /tmp/x 2>/dev/null; ! /tmp/x true 2>/dev/null", "executable /tmp"),
+        ]
+        lines = [
+            f"{test} || {{ echo {shlex.quote('breach: ' + what)}; exit 9; }}"
+            for test, what in checks
+        ]
+        return "\n".join([*lines, f'echo sandboxed > "$OUTPUTS/{self.name}"'])
+
+
+@dataclass(frozen=True)
 class Program:
     steps: tuple[Step, ...]
 

@@ -41,6 +41,7 @@ class Target:
     make_backend: Callable[[], Backend]
     image: tuple[str, str]  # (name, tag) of an image with busybox sh, present or pullable
     cleanup: Callable[[], None] = lambda: None
+    isolates: bool = True  # runs algorithms sandboxed (all but the fake)
 
 
 @dataclass
@@ -62,7 +63,13 @@ class FakeTarget:
 
 
 def fake_target(fake: FakeTarget) -> Target:
-    return Target("fake", "docker", lambda: FakeBackend(fake.algorithm), ("tidewater/fake", "1"))
+    return Target(
+        "fake",
+        "docker",
+        lambda: FakeBackend(fake.algorithm),
+        ("tidewater/fake", "1"),
+        isolates=False,
+    )
 
 
 def docker_target(request: pytest.FixtureRequest) -> Target:

@@ -17,6 +17,7 @@ import pytest
 from operator_engine.statuses import JobStatus
 from tests.engine.backend_conformance.conftest import DATA, Harness
 from tests.engine.backend_conformance.programs import (
+    CheckSandbox,
     Copy,
     ExhaustMemory,
     ExitWith,
@@ -55,6 +56,7 @@ class Case:
     oom_killed: bool = False
     stopreq: int = 0
     events: list[int] | None = None
+    isolating_only: bool = False  # the fake backend isolates nothing
 
 
 SHARE_ENV = {"diskGB": SHARE_MIB / 1024, "maxJobs": 1, "egress": {"maxBytes": 1 << 30}}
@@ -80,6 +82,13 @@ CASES: dict[str, Case] = {
         },
         log_has="reading",
         events=[1, 10, 20, 30, 40, 50, 60, 70],
+    ),
+    "sandbox": Case(
+        JobStatus.FINISHED,
+        None,
+        Program((CheckSandbox("sandbox.txt"),)),
+        outputs={"sandbox.txt": b"sandboxed\n"},
+        isolating_only=True,
     ),
     "31_unreachable_dataset": Case(
         JobStatus.DATA_PROVISIONING_FAILED,
@@ -176,6 +185,8 @@ def check(harness: Harness, engine: Any, job_id: str, case: Case) -> None:
 @pytest.mark.parametrize("case_id", list(CASES))
 def test_job_table(harness: Harness, case_id: str) -> None:
     case = CASES[case_id]
+    if case.isolating_only and not harness.target.isolates:
+        pytest.skip(f"the {harness.target.name} backend does not isolate algorithms")
     engine = harness.engine(**case.env)
     request = dict(case.request)
     if "algo_files" in request:
