@@ -49,7 +49,7 @@ from sqlalchemy import Engine
 from contracts_abi import escrow
 from contracts_abi.escrow import ClaimResult, EscrowChain, EscrowError, PaymentError
 from datastore.escrow_ledger import OPEN_STATES, EscrowLedger, LedgerError, LockRecord
-from datastore.job_reports import JobReports
+from datastore.jobs import JobStore
 from operator_engine.billing import cost_at_rate
 from operator_engine.models import utcnow
 from operator_engine.statuses import JobStatus
@@ -115,7 +115,7 @@ def run_seconds(db: Engine, job_id: str) -> float | None:
     """Seconds the job's algorithm ran (from entering 40 to leaving it, per ``job_events``);
     None when it never ran or its events are gone."""
     running = int(JobStatus.RUNNING)
-    events = JobReports(db).events_around(job_id, running)
+    events = JobStore(db).events_around(job_id, running)
     started = next((at for _from, to, at in events if to == running), None)
     if started is None:
         return None
@@ -360,8 +360,6 @@ class Settlement:
 
     def _proof(self, job_id: str) -> bytes:
         """The public job JSON (what status returns), canonical, as the claim's proof."""
-        from datastore.jobs import JobStore
-
         job = JobStore(self.db).get(job_id)
         body = job.to_ocean() if job is not None else {"jobId": job_id}
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()

@@ -12,7 +12,6 @@ from datetime import UTC
 from typing import Any
 
 from datastore.environments import EnvironmentRepository
-from datastore.job_reports import JobReports
 from datastore.jobs import JobStore
 from operator_engine.credentials import CredentialStore
 from operator_engine.environments import (
@@ -190,7 +189,7 @@ class EnvAdmin:
 
     def last_used(self) -> dict[str, Any]:
         """The newest job creation time per environment."""
-        return JobReports(self.store.engine).newest_per_environment()
+        return self.store.newest_per_environment()
 
     def rows(self) -> dict[str, Any]:
         return {row.id: row for row in self.store.environments.rows()}
