@@ -28,9 +28,6 @@ from sqlalchemy import Engine
 from datastore.engine import is_sqlite, reading
 
 log = logging.getLogger(__name__)
-# Alembic logs its plugins and "Context impl SQLiteImpl" at every look at the revision; the
-# upgrade logs its own line instead.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK_KEY = 0x7469_6462  # "tidb": one advisory lock serialises PostgreSQL upgrades
