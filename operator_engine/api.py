@@ -15,7 +15,7 @@ from sqlalchemy import Engine as SqlEngine
 
 from datastore.engine import make_engine, private_dir
 from datastore.jobs import JobStore, TransitionError
-from datastore.migrate import upgrade
+from datastore.migrate import SchemaError, upgrade
 from operator_engine import file_objects
 from operator_engine.credentials import CredentialStore
 from operator_engine.environments import EnvironmentRegistry, gpu_share
@@ -132,7 +132,10 @@ class Engine:
         Docker runner unless ``runner`` is given."""
         private_dir(Path(settings.data_dir))
         db = make_engine(settings.db_url)
-        upgrade(db)
+        try:
+            upgrade(db)
+        except SchemaError as exc:
+            raise EngineError(str(exc)) from None
         if runner is None:
             from operator_engine.docker_runner import DockerRunner
 

@@ -218,6 +218,7 @@ def serve_api(
     from gunicorn.app.base import BaseApplication
 
     from datastore.migrate import schema_lock
+    from operator_engine.api import EngineError
     from operator_engine.environments import EnvironmentConfigError
     from provider.app import create_app
     from provider.chains import ChainUnavailableError
@@ -235,7 +236,7 @@ def serve_api(
             try:
                 with schema_lock(Path(settings.data_dir)):  # one process upgrades the schema
                     return create_app(settings)
-            except (ChainUnavailableError, EnvironmentConfigError) as exc:
+            except (ChainUnavailableError, EnvironmentConfigError, EngineError) as exc:
                 raise CommandError(str(exc)) from None
 
     def _child_exit(_server: Any, worker: Any) -> None:
