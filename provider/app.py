@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from inspect import iscoroutinefunction
 from typing import Any
@@ -17,7 +17,9 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from flask import Flask, Response, current_app, request
 from sqlalchemy import Engine as SqlEngine
+from web3 import Web3
 
+from provider.assets import AssetResolver, build_resolver
 from provider.chain import ChainUnavailable
 from provider.chains import (
     Chain,
@@ -27,6 +29,7 @@ from provider.chains import (
     parse_chain_id,
 )
 from provider.chains import ChainUnavailableError as ChainUnavailableError  # re-exported
+from provider.engine_port import EnginePort
 from provider.errors import register_error_handlers
 from provider.indexer import indexed_chain
 from provider.indexer import metadata as index_tables
@@ -101,7 +104,7 @@ class Services:
 
     settings: Settings
     db: SqlEngine
-    engine: Any
+    engine: EnginePort
     nonces: NonceStore
     chains: dict[int, Chain] = field(default_factory=dict)
 
@@ -158,11 +161,11 @@ class Services:
         return self.default_chain.chain_id
 
     @property
-    def web3(self) -> Any:
+    def web3(self) -> Web3:
         return self.default_chain.web3
 
     @web3.setter
-    def web3(self, client: Any) -> None:
+    def web3(self, client: Web3) -> None:
         self.default_chain.web3 = client
 
     @property
@@ -170,11 +173,11 @@ class Services:
         return self.default_chain.addresses
 
     @property
-    def assets(self) -> Any:
+    def assets(self) -> AssetResolver | None:
         return self.default_chain.resolver
 
     @assets.setter
-    def assets(self, resolver: Any) -> None:
+    def assets(self, resolver: AssetResolver | None) -> None:
         self.default_chain.resolver = resolver
 
     @property
@@ -218,8 +221,8 @@ def _install_cors(app: Flask) -> None:
 def create_app(
     settings: Settings,
     *,
-    engine: Any = None,
-    web3: Any = None,
+    engine: EnginePort | None = None,
+    web3: Web3 | Mapping[int, Web3] | None = None,
     start_workers: bool = False,
 ) -> Flask:
     """Build the provider app. ``engine`` defaults to ``Engine.from_settings(settings)``;
@@ -230,8 +233,8 @@ def create_app(
     if engine is None:
         from operator_engine.api import Engine
 
-        engine = Engine.from_settings(settings)
-    install_fee_token_rules(engine, chains, single=0 in settings.rpc_urls())
+        engine = Engine.from_settings(settings)  # mypy: Engine implements EnginePort
+    install_fee_token_rules(engine.registry, chains, single=0 in settings.rpc_urls())
     app = ProviderFlask("provider")
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     svc = Services(
@@ -243,10 +246,8 @@ def create_app(
     )
     app.extensions["tidewater"] = svc
     index_tables.create_all(engine.db)  # chain_of reads them even before any indexer runs
-    assets = _import_optional("provider.assets")
-    if assets is not None and hasattr(assets, "build_resolver"):
-        for chain in chains.values():
-            chain.resolver = assets.build_resolver(svc, chain)
+    for chain in chains.values():
+        chain.resolver = build_resolver(svc, chain)
     register_error_handlers(app)
     install_request_logging(app)
     install_metrics(app)

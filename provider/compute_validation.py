@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ecies
 from web3 import Web3
@@ -29,10 +29,14 @@ from operator_engine.storage import StorageConfig, fetch_bytes
 from provider import json_limits
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.chains import Chain
+from provider.engine_port import EnginePort
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
 from provider.orders import Order, OrderError, OrderValidator, ProviderFeeInvalid
 from provider.params import lookup, text_param
+
+if TYPE_CHECKING:
+    from provider.app import Services
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +135,11 @@ def check_container(container: Any, prefix: str = "algorithm.container.") -> dic
 
 
 class ComputeValidator:
-    """Validates one compute request against ``svc`` (provider Services)."""
+    """Validates one compute request against ``svc`` (the provider's services)."""
 
     def __init__(
         self,
-        svc: Any,
+        svc: Services,
         chain: Chain,
         params: dict[str, Any],
         requester: str,
@@ -383,7 +387,7 @@ class ComputeValidator:
             raise ResourceError("order", "fees_not_paid")
 
 
-def environment_of(engine: Any, env_id: str | None) -> ComputeEnvironment:
+def environment_of(engine: EnginePort, env_id: str | None) -> ComputeEnvironment:
     """The engine's environment ``env_id`` (``None``: the primary one); unknown → 400
     ``Compute environment does not exist``."""
     try:
@@ -416,7 +420,7 @@ def validate_inputs(
     return datasets, orders, algorithm
 
 
-def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> ValidatedCompute:
+def validate_compute(svc: Services, params: dict[str, Any], requester: str) -> ValidatedCompute:
     """Validate an already signature-checked compute request into a JobRequest."""
     env = environment_of(svc.engine, text_param(params, "environment"))
     chain = svc.request_chain(text_param(params, "chainId"), lookup(params, "dataset.documentId"))

@@ -135,7 +135,7 @@ def _validate_order(
 
 def _compute_address(svc: Services, chain: Chain) -> str:
     """The primary environment's consumerAddress (the first offered one without a primary)."""
-    primary = getattr(svc.engine, "primary_environment", lambda: None)()
+    primary = svc.engine.primary_environment()
     envs = ([primary] if primary is not None else []) + list(svc.engine.environments())
     address = next((e.consumer_address for e in envs if e.consumer_address), None)
     return Web3.to_checksum_address(address or chain.provider_address)

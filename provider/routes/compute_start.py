@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -12,6 +10,7 @@ from operator_engine.models import Job, JobRequest
 from operator_engine.store import OrderAlreadyUsed
 from provider.app import services
 from provider.compute_validation import ValidatedCompute, validate_compute
+from provider.engine_port import EnginePort
 from provider.errors import ProviderError, ResourceError
 from provider.nonces import verify_request
 from provider.params import address_param, request_params, require
@@ -40,7 +39,7 @@ def order_already_used(validated: ValidatedCompute, tx_id: str) -> ResourceError
     )
 
 
-def submit_once(engine: Any, validated: ValidatedCompute) -> Job:
+def submit_once(engine: EnginePort, validated: ValidatedCompute) -> Job:
     """Submit the job, consuming its orders: every payment tx starts at most one job (the
     identical request sent again answers the job it started)."""
     request = validated.request
