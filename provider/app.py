@@ -7,7 +7,6 @@ chain client, asset resolver) and hangs it on ``app.extensions["tidewater"]`` as
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,29 +41,6 @@ from tidewater.settings import Settings
 
 SOFTWARE = "tidewater"
 VERSION = __version__
-
-#: Route modules (each exports ``bp``), registered in this order. provider-core: root, nonce,
-#: encrypt, decrypt, jobs, results, environments, files, openapi; provider-compute: initialize,
-#: compute_start. A listed module that does not exist yet is skipped.
-BLUEPRINTS: tuple[str, ...] = (
-    "provider.routes.root",
-    "provider.routes.nonce",
-    "provider.routes.encrypt",
-    "provider.routes.decrypt",
-    "provider.routes.jobs",
-    "provider.routes.results",
-    "provider.routes.receipts",
-    "provider.routes.environments",
-    "provider.routes.files",
-    "provider.routes.access",
-    "provider.routes.aquarius",
-    "provider.routes.openapi",
-    "provider.routes.initialize",
-    "provider.routes.compute_start",
-    "provider.admin.routes",
-    "provider.node",
-    "provider.console",
-)
 
 _CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 _CORS_EXPOSE = "Content-Disposition, Content-Length, Content-Range, Accept-Ranges, X-Request-Id"
@@ -194,15 +170,6 @@ def services() -> Services:
     return current_app.extensions["tidewater"]  # type: ignore[no-any-return]
 
 
-def _import_optional(name: str) -> Any | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
-
-
 def _install_cors(app: Flask) -> None:
     # dApp frontends call from browsers: every route, errors and preflights included.
     @app.after_request
@@ -254,10 +221,10 @@ def create_app(
     install_json_limits(app)  # after the request id and the metrics clock are set
     app.json.sort_keys = False  # type: ignore[attr-defined]
     _install_cors(app)
-    for name in BLUEPRINTS:
-        module = _import_optional(name)
-        if module is not None:
-            app.register_blueprint(module.bp)
+    from provider.blueprints import BLUEPRINTS  # the route modules import this one
+
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
     if start_workers:
         engine.start(settings.workers)
     return app
