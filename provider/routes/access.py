@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -47,7 +48,6 @@ from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.chains import Chain
 from provider.compute_validation import check_credentials, decrypt_files, parse_json_field
 from provider.errors import ProviderError, RequestValidationError, ResourceError
-from provider.nonces import verify_request
 from provider.orders import Order, OrderError, OrderValidator
 from provider.params import (
     address_param,
@@ -57,6 +57,7 @@ from provider.params import (
     require,
     text_param,
 )
+from provider.request_auth import download_text, verify_request
 from provider.routes.results import safe_filename
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,11 @@ def download() -> ResponseReturnValue:
     file_index = _index(params, "fileIndex")
     userdata = parse_json_field(params.get("userdata"), "userdata")
     verify_request(
-        consumer, lookup(params, "signature"), lookup(params, "nonce"), str(did), store=svc.nonces
+        consumer,
+        lookup(params, "signature"),
+        lookup(params, "nonce"),
+        partial(download_text, str(did)),
+        store=svc.nonces,
     )
     chain = svc.request_chain(text_param(params, "chainId"), str(did))
     asset, index, service = _access_service(chain, str(did), str(service_id), consumer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -12,8 +14,8 @@ from provider.app import services
 from provider.compute_validation import ValidatedCompute, validate_compute
 from provider.engine_port import EnginePort
 from provider.errors import ProviderError, ResourceError
-from provider.nonces import verify_request
 from provider.params import address_param, request_params, require
+from provider.request_auth import compute_start_text, verify_request
 
 bp = Blueprint("compute_start", __name__)
 
@@ -68,7 +70,7 @@ def compute_start() -> ResponseReturnValue:
         str(consumer),
         params.get("signature"),
         params.get("nonce"),
-        f"{consumer}{document_id}",
+        partial(compute_start_text, str(consumer), str(document_id)),
         store=svc.nonces,
     )
     validated = validate_compute(svc, params, str(consumer))

@@ -15,6 +15,7 @@ Answer: 201 ``text/plain`` with the document.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response
@@ -34,7 +35,6 @@ from provider.metadata import (
     Undecryptable,
     plain_document,
 )
-from provider.nonces import verify_request
 from provider.params import (
     address_param,
     is_digits,
@@ -43,6 +43,7 @@ from provider.params import (
     require,
     text_param,
 )
+from provider.request_auth import decrypt_text, verify_request
 
 bp = Blueprint("decrypt", __name__)
 
@@ -126,7 +127,7 @@ def decrypt() -> ResponseReturnValue:
         decrypter,
         lookup(params, "signature"),
         lookup(params, "nonce"),
-        (tx_id or nft_address) + decrypter + chain_text,
+        partial(decrypt_text, tx_id or nft_address, decrypter, chain_text),
         store=svc.nonces,
         address_field="decrypterAddress",
     )

@@ -12,6 +12,7 @@ import pytest
 from eth_account import Account
 from flask.testing import FlaskClient
 
+from provider.request_auth import decrypt_text, result_text
 from provider.signatures import sign_text
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
     CHAIN_ID,
@@ -37,7 +38,7 @@ def _sig(key: str, text: str, v: int | None = None) -> str:
 
 def _result(**over: Any) -> dict[str, Any]:
     query: dict[str, Any] = {"consumerAddress": ME, "jobId": "j1", "index": "0", "nonce": "2"}
-    query["signature"] = _sig(CONSUMER_KEY, ME + "j1" + "0" + "2")
+    query["signature"] = _sig(CONSUMER_KEY, result_text(ME, "j1", 0, "2"))
     query.update(over)
     return {k: v for k, v in query.items() if v is not None}
 
@@ -51,7 +52,7 @@ def _decrypt(**over: Any) -> dict[str, Any]:
         "flags": 2,
         "documentHash": "0x00",
         "nonce": "2",
-        "signature": _sig(CONSUMER_KEY, NFT + ME + str(CHAIN_ID) + "2"),
+        "signature": _sig(CONSUMER_KEY, decrypt_text(NFT, ME, CHAIN_ID, "2")),
     }
     body.update(over)
     return {k: v for k, v in body.items() if v is not None}
@@ -311,7 +312,7 @@ ROWS: list[tuple[str, tuple[str, str], dict[str, Any], int, dict[str, Any]]] = [
     (
         "decrypt-signer",
         POST_DECRYPT,
-        {"json": _decrypt(signature=_sig(OTHER_KEY, NFT + ME + str(CHAIN_ID) + "2"))},
+        {"json": _decrypt(signature=_sig(OTHER_KEY, decrypt_text(NFT, ME, CHAIN_ID, "2")))},
         400,
         {"errors": {"signature": ["Invalid signature: the signer is not decrypterAddress."]}},
     ),
