@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import ecies
 from web3 import Web3
 
-from contracts_abi.checksums import container_section_checksum, files_checksum
+from contracts_abi.checksums import container_section_checksum, files_checksum, is_sha256_digest
 from operator_engine.fetch import FetchError
 from operator_engine.models import (
     AlgorithmInput,
@@ -129,7 +129,7 @@ def check_container(container: Any, prefix: str = "algorithm.container.") -> dic
         raise RequestValidationError(wrong)
     if not all(container.get(k) for k in ("entrypoint", "image", "checksum")):
         raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-    if not container["checksum"].startswith("sha256:"):
+    if not is_sha256_digest(container["checksum"]):
         raise ResourceError("algorithm.container", "checksum_prefix")
     return dict(container)
 
