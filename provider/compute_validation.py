@@ -224,10 +224,9 @@ class ComputeValidator:
         asset = self.resolve(did)
         if asset is None:
             raise ResourceError(resource, "did_not_found")
-        found = asset.service(str(item["serviceId"]))
-        if found is None:
-            raise ResourceError(f"{resource}.serviceId", "not_found")
-        index, service = found
+        index, service = asset.require_service(
+            str(item["serviceId"]), ResourceError(f"{resource}.serviceId", "not_found")
+        )
         kind = service.get("type")
         if main and kind != "compute":
             raise ResourceError(resource, "main_service_compute")
@@ -304,10 +303,9 @@ class ComputeValidator:
             raise ResourceError("algorithm", "did_not_found")
         if asset.asset_type != "algorithm":
             raise ResourceError("algorithm", "not_algo")
-        found = asset.service(str(algo["serviceId"]))
-        if found is None:
-            raise ResourceError("algorithm", "not_found")
-        index, service = found
+        index, service = asset.require_service(
+            str(algo["serviceId"]), ResourceError("algorithm", "not_found")
+        )
         if service.get("type") not in ("access", "compute"):
             raise ResourceError("algorithm", "service_not_access_compute")
         if asset.state not in (STATE_ACTIVE, STATE_UNLISTED):

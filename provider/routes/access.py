@@ -84,10 +84,7 @@ def _access_service(
     asset = resolver.resolve(did) if resolver is not None else None
     if asset is None:
         raise ProviderError(f"Cannot resolve DID {did}", 404)
-    found = asset.service(service_id)
-    if found is None:
-        raise ProviderError("Invalid serviceId.", 400)
-    index, service = found
+    index, service = asset.require_service(service_id, ProviderError("Invalid serviceId.", 400))
     if service.get("type") == "compute":
         raise ProviderError(COMPUTE_SERVICE, 400)
     if service.get("type") != "access":

@@ -57,10 +57,10 @@ def _service_files(chain: Chain | None, did: str, service_id: str) -> list[Any]:
     asset = chain.resolver.resolve(did)
     if asset is None:
         raise ResourceError("dataset", "did_not_found", 404)
-    found = asset.service(service_id)
-    if found is None:
-        raise ResourceError("dataset.serviceId", "not_found", 404)
-    encrypted = found[1].get("files")
+    _index, service = asset.require_service(
+        service_id, ResourceError("dataset.serviceId", "not_found", 404)
+    )
+    encrypted = service.get("files")
     try:
         plain = json_limits.loads(decrypt_hex(chain.private_key, str(encrypted)))
     except (DecryptionError, ValueError):
