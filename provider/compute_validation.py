@@ -12,10 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import ecies
 from web3 import Web3
 
-from contracts_abi.checksums import container_section_checksum, files_checksum, is_sha256_digest
+from contracts_abi.checksums import container_section_checksum, files_checksum
 from operator_engine.fetch import FetchError
 from operator_engine.models import (
     AlgorithmInput,
@@ -28,6 +27,13 @@ from operator_engine.provision import MAX_ALGORITHM_BYTES
 from operator_engine.storage import StorageConfig, fetch_bytes
 from provider import json_limits
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
+from provider.asset_checks import (
+    check_container,
+    check_credentials,
+    decrypt_files,
+    parse_json_field,
+    same_address,
+)
 from provider.chains import Chain
 from provider.engine_port import EnginePort
 from provider.errors import ProviderError, RequestValidationError, ResourceError
@@ -41,7 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNKNOWN_ENVIRONMENT = "Compute environment does not exist"
-CONTAINER_TEXT_FIELDS = ("entrypoint", "image", "tag", "checksum")
 
 
 @dataclass(frozen=True)
@@ -58,80 +63,6 @@ class ValidatedCompute:
     def payments(self) -> Payments:
         """The payment txs this job consumes (PROTOCOL §5: each starts at most one job)."""
         return Payments.of(self.chain_id, [order.tx_id for order in self.orders])
-
-
-def decrypt_files(private_key: str, ciphertext: Any) -> dict[str, Any]:
-    """The plaintext ``{"datatokenAddress", "nftAddress", "files"}`` of a service's ``files``."""
-    if not isinstance(ciphertext, str) or not ciphertext.startswith("0x"):
-        raise ValueError("service files are not 0x-hex ciphertext")
-    plain = ecies.decrypt(private_key, bytes.fromhex(ciphertext[2:]))
-    payload = json_limits.loads(plain.decode("utf-8"))
-    if not isinstance(payload, dict) or not isinstance(payload.get("files"), list):
-        raise ValueError("decrypted files are not a {files: [...]} object")
-    return payload
-
-
-def parse_json_field(value: Any, name: str) -> dict[str, Any] | None:
-    """``userdata`` / ``algocustomdata``: an object, or a JSON text of one."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = json_limits.loads(value)
-        except ValueError:
-            raise RequestValidationError({name: [f"The {name} field must be JSON."]}) from None
-    if not isinstance(value, dict):
-        raise RequestValidationError({name: [f"The {name} field must be an object."]})
-    return value
-
-
-def _same_address(a: Any, b: Any) -> bool:
-    return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
-
-
-def check_credentials(ddo: dict[str, Any], requester: str, resource: str) -> None:
-    """Apply the DDO's ``credentials`` allow/deny lists (type ``address``)."""
-    credentials = ddo.get("credentials") or {}
-    if not isinstance(credentials, dict):
-        return
-
-    def addresses(kind: str) -> list[str] | None:
-        entries = [
-            e
-            for e in credentials.get(kind) or []
-            if isinstance(e, dict) and e.get("type") == "address"
-        ]
-        if not entries:
-            return None
-        return [str(v).lower() for e in entries for v in e.get("values") or []]
-
-    deny = addresses("deny")
-    if deny is not None and requester.lower() in deny:
-        raise ResourceError(resource, "access_denied")
-    allow = addresses("allow")
-    if allow is not None and requester.lower() not in allow:
-        raise ResourceError(resource, "access_denied")
-
-
-def check_container(container: Any, prefix: str = "algorithm.container.") -> dict[str, Any]:
-    """A container section ``{entrypoint, image, tag?, checksum}`` (PROTOCOL §6), copied.
-
-    Missing parts → ``missing_entrypoint_image_checksum``; a part that is not a string → 400
-    naming ``prefix + part``; a checksum without ``sha256:`` → ``checksum_prefix``."""
-    if not isinstance(container, dict):
-        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-    wrong = {
-        f"{prefix}{key}": [f"The {prefix}{key} field must be a string."]
-        for key in CONTAINER_TEXT_FIELDS
-        if container.get(key) is not None and not isinstance(container[key], str)
-    }
-    if wrong:
-        raise RequestValidationError(wrong)
-    if not all(container.get(k) for k in ("entrypoint", "image", "checksum")):
-        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-    if not is_sha256_digest(container["checksum"]):
-        raise ResourceError("algorithm.container", "checksum_prefix")
-    return dict(container)
 
 
 class ComputeValidator:
@@ -175,9 +106,9 @@ class ComputeValidator:
         except Exception as exc:  # undecryptable files are the asset's fault, not ours
             log.info("cannot decrypt files of %s: %s", asset.did, exc)
             raise ResourceError(resource, "file_unavailable") from None
-        if not _same_address(payload.get("datatokenAddress"), service.get("datatokenAddress")):
+        if not same_address(payload.get("datatokenAddress"), service.get("datatokenAddress")):
             raise ResourceError(resource, "file_unavailable")
-        if not _same_address(payload.get("nftAddress"), asset.nft_address):
+        if not same_address(payload.get("nftAddress"), asset.nft_address):
             raise ResourceError(resource, "file_unavailable")
         return [f for f in payload["files"] if isinstance(f, dict)]
 
@@ -338,7 +269,7 @@ class ComputeValidator:
         contents: list[bytes] | None = None
         for resource, compute in computes:
             publishers = compute.get("publisherTrustedAlgorithmPublishers") or []
-            if publishers and not any(_same_address(p, asset.nft_owner) for p in publishers):
+            if publishers and not any(same_address(p, asset.nft_owner) for p in publishers):
                 raise ResourceError(resource, "not_trusted_algo_publisher")
             trusted = compute.get("publisherTrustedAlgorithms") or []
             if not trusted:
@@ -371,7 +302,7 @@ class ComputeValidator:
         if float(self.env.price_min) <= 0:
             return
         fee = order.provider_fee
-        if not _same_address(fee["providerFeeToken"], self.env.fee_token):
+        if not same_address(fee["providerFeeToken"], self.env.fee_token):
             raise ResourceError("order", "fees_not_paid")
         try:
             data = json_limits.loads(bytes.fromhex(fee["providerData"][2:]).decode("utf-8"))

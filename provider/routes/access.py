@@ -45,8 +45,8 @@ from operator_engine.models import ZERO_ADDRESS
 from operator_engine.storage import OpenedFile, StorageConfig, file_info, open_file
 from provider.app import Services, services
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
+from provider.asset_checks import check_credentials, decrypt_files, parse_json_field
 from provider.chains import Chain
-from provider.compute_validation import check_credentials, decrypt_files, parse_json_field
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.orders import Order, OrderError, OrderValidator
 from provider.params import (

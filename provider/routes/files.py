@@ -24,8 +24,8 @@ from flask.typing import ResponseReturnValue
 from operator_engine.storage import TYPES, StorageConfig, file_info
 from provider import json_limits
 from provider.app import services
+from provider.asset_checks import check_container, parse_json_field
 from provider.chains import Chain
-from provider.compute_validation import check_container, parse_json_field
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.params import is_digits, is_missing, request_params, text_param
