@@ -1,10 +1,14 @@
-"""The provider's one exception tree (PROTOCOL.md §1 error bodies).
+"""The provider's one exception tree (PROTOCOL.md §1 error bodies), the admin API's included.
 
 Routes raise these; the single handler registered by :func:`register_error_handlers` turns them
-into JSON (an escrow payment error, :class:`contracts_abi.escrow.EscrowError`, becomes
-``{"error", "code"}`` with its own ``http_status``: 400, 502 or 503). ``HTTPException`` (404,
-405, 413, …) keeps its own code; anything else becomes a 500 ``{"error": "internal error"}``,
-logged with the request id (never the request's values).
+into JSON: ``{"error": ...}`` with the error's status, except the shapes clients pin (Ocean's
+validation body, the admin API's documented ``{"message": ...}``). Third-party errors are
+translated here, at one boundary: an escrow payment error
+(:class:`contracts_abi.escrow.EscrowError`) becomes ``{"error", "code"}`` with its own
+``http_status`` (400, 502 or 503), a fee-token check the chain did not answer a 503, a stored
+credentials error an admin answer. ``HTTPException`` (404, 405, 413, …) keeps its own code;
+anything else becomes a 500 ``{"error": "internal error"}``, logged with the request id (never
+the request's values).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from contracts_abi.escrow import EscrowError
+from operator_engine.credentials import CredentialsError
 from operator_engine.environments import FeeTokenUnchecked
 
 log = logging.getLogger("tidewater.provider")
@@ -76,6 +81,14 @@ class ResourceError(ProviderError):
         return body
 
 
+class AdminError(ProviderError):
+    """An admin API request that cannot be served: ``{"message": ...}`` (the Seqera/Tower
+    documents' shape, pinned by ``provider/openapi/admin.yaml``) with ``status_code``."""
+
+    def payload(self) -> dict[str, Any]:
+        return {"message": self.message}
+
+
 def _json(body: dict[str, Any], status: int) -> Response:
     response = jsonify(body)
     response.status_code = status
@@ -94,6 +107,11 @@ def register_error_handlers(app: Flask) -> None:
     def _fee_token_unchecked(exc: FeeTokenUnchecked) -> Response:
         # the chain did not answer an environment's fee-token check: an outage, not our bug
         return _json({"error": str(exc)}, 503)
+
+    @app.errorhandler(CredentialsError)
+    def _credentials_error(exc: CredentialsError) -> Response:
+        # only the admin API manages stored credentials
+        return _provider_error(AdminError(exc.message, exc.status_code))
 
     @app.errorhandler(EscrowError)
     def _escrow_error(exc: EscrowError) -> Response:

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from operator_engine.db import reading
 from operator_engine.models import utcnow
+from provider.errors import AdminError
 
 metadata = sa.MetaData()
 admin_tokens = sa.Table(
@@ -40,13 +41,9 @@ TICKET_SECONDS = 60
 _READY: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
-class TokenError(ValueError):
+class TokenError(AdminError, ValueError):
     """A token operation that cannot be done; the message says why, ``status_code`` its
     HTTP status (409: the name is taken)."""
-
-    def __init__(self, message: str, status_code: int = 400) -> None:
-        super().__init__(message)
-        self.status_code = status_code
 
 
 @dataclass(frozen=True)
