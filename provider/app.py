@@ -14,7 +14,7 @@ from inspect import iscoroutinefunction
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from sqlalchemy import Engine as SqlEngine
 from web3 import Web3
 
@@ -87,11 +87,14 @@ class Services:
     # -- picking the request's chain ------------------------------------------------------------
     def chain(self, chain_id: object, *, live: bool = True) -> Chain:
         """The served chain ``chain_id`` (text or int): 400 when not an integer or not served,
-        503 when ``live`` and its node does not answer."""
+        503 when ``live`` and its node does not answer. It is the request's chain: a web3 error
+        that escapes the request answers 503 naming it (:mod:`provider.errors`)."""
         number = parse_chain_id(chain_id)
         found = self.chains.get(number)
         if found is None:
             raise UnknownChain(number, sorted(self.chains))
+        if has_request_context():
+            g.tidewater_chain = found
         return found.ensure_live() if live else found
 
     def chain_of(self, did: str, *, live: bool = True) -> Chain | None:
