@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from eth_account import Account
@@ -38,6 +38,9 @@ from provider.chain import ChainUnavailable, guard_chain
 from provider.errors import ProviderError, RequestValidationError
 from provider.params import is_digits
 from tidewater.settings import Settings
+
+if TYPE_CHECKING:
+    from provider.assets import AssetResolver
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ class Chain:
     web3: Any
     account: LocalAccount
     addresses: dict[str, Any] = field(default_factory=dict)
-    resolver: Any = None
+    resolver: AssetResolver | None = None
     fee_tokens: FeeTokenRule | None = None
     _live_at: float = field(default=-math.inf, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
