@@ -216,7 +216,7 @@ ROWS: list[tuple[str, tuple[str, str], dict[str, Any], int, dict[str, Any]]] = [
     (
         "result-signature-v",
         GET_RESULT,
-        {"query_string": _result(signature=_sig(CONSUMER_KEY, ME + "j102", v=5))},
+        {"query_string": _result(signature=_sig(CONSUMER_KEY, result_text(ME, "j1", 0, "2"), v=5))},
         400,
         {"errors": {"signature": ["Invalid signature: v must be 0, 1, 27 or 28."]}},
     ),
@@ -230,21 +230,29 @@ ROWS: list[tuple[str, tuple[str, str], dict[str, Any], int, dict[str, Any]]] = [
     (
         "result-other-key",
         GET_RESULT,
-        {"query_string": _result(signature=_sig(OTHER_KEY, ME + "j1" + "0" + "2"))},
+        {"query_string": _result(signature=_sig(OTHER_KEY, result_text(ME, "j1", 0, "2")))},
         400,
         {"errors": {"signature": ["Invalid signature: the signer is not consumerAddress."]}},
     ),
     (
         "result-nonce-not-above-stored",
         GET_RESULT,
-        {"query_string": _result(nonce="1", signature=_sig(CONSUMER_KEY, ME + "j1" + "0" + "1"))},
+        {
+            "query_string": _result(
+                nonce="1", signature=_sig(CONSUMER_KEY, result_text(ME, "j1", 0, "1"))
+            )
+        },
         400,
         {"errors": {"signature": ["Invalid signature expected nonce (1) > current nonce (1)."]}},
     ),
     (
         "result-nonce-negative",
         GET_RESULT,
-        {"query_string": _result(nonce="-7", signature=_sig(CONSUMER_KEY, ME + "j1" + "0" + "-7"))},
+        {
+            "query_string": _result(
+                nonce="-7", signature=_sig(CONSUMER_KEY, result_text(ME, "j1", 0, "-7"))
+            )
+        },
         400,
         {"errors": {"signature": ["Invalid signature expected nonce (-7) > current nonce (1)."]}},
     ),
