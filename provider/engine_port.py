@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from operator_engine.lifecycle import StopReason
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine as SqlEngine
 
@@ -68,7 +70,12 @@ class EnginePort(Protocol):
     ) -> list[Job]: ...
 
     def stop(
-        self, job_id: str, *, stopreq: int = 1, wait: float = 10.0, reason: str | None = None
+        self,
+        job_id: str,
+        *,
+        stopreq: StopReason = StopReason.OWNER,
+        wait: float = 10.0,
+        reason: str | None = None,
     ) -> Job:
         """Stop the job at any stage (raises ``JobNotFound``)."""
 
