@@ -45,7 +45,6 @@ from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
     OUTPUTS,
     app_fixture,
-    consumer_fixture,
     engine_fixture,
     files_fixture,
     settings_fixture,
