@@ -31,7 +31,6 @@ from provider.chains import ChainUnavailableError as ChainUnavailableError  # re
 from provider.engine_port import EnginePort
 from provider.errors import register_error_handlers
 from provider.indexer import indexed_chain
-from provider.indexer import metadata as index_tables
 from provider.json_limits import install_json_limits
 from provider.logs import install_request_logging
 from provider.metrics import install_metrics
@@ -215,7 +214,6 @@ def create_app(
         chains=chains,
     )
     app.extensions["tidewater"] = svc
-    index_tables.create_all(engine.db)  # chain_of reads them even before any indexer runs
     for chain in chains.values():
         chain.resolver = build_resolver(svc, chain)
     register_error_handlers(app)

@@ -15,6 +15,7 @@ from operator_engine.lifecycle import StopReason
 if TYPE_CHECKING:
     from sqlalchemy import Engine as SqlEngine
 
+    from datastore.jobs import JobStore
     from operator_engine.environments import EnvironmentRegistry
     from operator_engine.models import (
         ComputeEnvironment,
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     )
     from operator_engine.runner import ContainerRunner
     from operator_engine.settlement import Settlement
-    from operator_engine.store import JobStore
     from operator_engine.worker import Services as WorkerServices
 
 

@@ -32,7 +32,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from operator_engine.store import JobStore
+from datastore.jobs import JobStore
 from provider.errors import ResourceError, SignatureError
 
 bp = Blueprint("metrics", __name__)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from tidewater import __version__
-from tidewater.commands import admin, chain, demo, engine, receipt, serve
+from tidewater.commands import admin, chain, db, demo, engine, receipt, serve
 from tidewater.errors import CommandError
 from tidewater.settings import SettingsError
 
@@ -27,6 +27,7 @@ COMMANDS: dict[str, ModuleType] = {
     "demo": demo,
     "admin": admin,
     "receipt": receipt,
+    "db": db,
 }
 
 

@@ -21,8 +21,8 @@ from werkzeug.serving import make_server
 
 import provider.request_auth as request_auth
 import tidewater.client as client_module
+from datastore.engine import make_engine
 from operator_engine.api import Engine
-from operator_engine.db import make_engine
 from operator_engine.statuses import JobStatus
 from provider.errors import RequestValidationError, SignatureError
 from provider.nonces import NonceStore
