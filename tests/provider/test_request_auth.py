@@ -4,6 +4,7 @@ the server's checks; the client (``tidewater.client``) signs with the same build
 from __future__ import annotations
 
 import doctest
+import shutil
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -22,6 +23,7 @@ from werkzeug.serving import make_server
 import provider.request_auth as request_auth
 import tidewater.client as client_module
 from datastore.engine import make_engine
+from datastore.migrate import upgrade
 from operator_engine.api import Engine
 from operator_engine.statuses import JobStatus
 from provider.errors import RequestValidationError, SignatureError
@@ -74,9 +76,19 @@ def ethers_sign(key: str, text: str) -> str:
     return "0x" + bytes(signed.signature).hex()
 
 
+@pytest.fixture(name="migrated", scope="module")
+def migrated_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty store at the current schema, made once (each test copies it)."""
+    path = tmp_path_factory.mktemp("auth") / "template.db"
+    db: SqlEngine = make_engine(f"sqlite:///{path}")
+    upgrade(db)
+    db.dispose()
+    return path
+
+
 @pytest.fixture(name="store")
-def store_fixture(tmp_path: Path) -> Iterator[NonceStore]:
-    db: SqlEngine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+def store_fixture(migrated: Path, tmp_path: Path) -> Iterator[NonceStore]:
+    db: SqlEngine = make_engine(f"sqlite:///{shutil.copy(migrated, tmp_path / 'n.db')}")
     yield NonceStore(db)
     db.dispose()
 
