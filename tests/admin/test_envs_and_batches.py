@@ -17,6 +17,7 @@ from operator_engine.statuses import JobStatus
 from provider.admin.envs import EnvAdmin
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
+from provider.errors import register_error_handlers
 from tests.admin.conftest import Admin, env_body, submit
 from tests.engine.helpers import env, request, settings_for
 
@@ -131,6 +132,7 @@ def test_last_used_is_recorded_at_submit_and_survives_job_deletion(tmp_path: Pat
     app.extensions["tidewater"] = SimpleNamespace(
         db=engine.db, settings=engine.settings, engine=engine
     )
+    register_error_handlers(app)  # what create_app installs: the one error handler
     app.register_blueprint(bp)
     api = Admin(app.test_client(), TokenStore(engine.db).create("t"))
     assert api.post("/api/compute-envs", json=env_body("small")).status_code == 200
