@@ -1,36 +1,35 @@
 """Streaming a large HTTP body into a file, hashed with sha256 on the way.
 
-Measured here (500 MB over loopback, 2-core VM): sha256 with the SHA extensions costs ~0.3 s
-of CPU, the socket reads into a buffer ~0.15 s, and ``write(2)`` into an ext4 file ~1.5 s (a
-tmpfs file ~0.25 s), so a read-hash-write loop is bound by the file system's write path, not by
-the network. :func:`save_body` therefore, when the size is known (``Content-Length``, no
-content encoding), reserves the file's blocks (``posix_fallocate``: a full disk fails here,
-never as a fault while writing through the mapping), maps it, and reads the socket straight into
-the mapped page cache (one copy, no ``write(2)``), while one thread hashes the part already
-received (``hashlib`` releases the GIL). The hash is the ceiling: one sha256 stream over
-freshly received data runs at ~1.2 GB/s per core here. Otherwise it falls back to a plain
-read-hash-write loop through one reused buffer.
+Receiving, hashing and writing each cost CPU per byte of the same order here (on a 2-core VM,
+per 500 MB: the socket copy ~0.15 s, sha256 with the SHA extensions ~0.3-0.4 s, ``write(2)``
+into the page cache 0.2 s on tmpfs and 0.5-1.5 s on ext4), so one thread doing them in turn is
+bound by their sum. :func:`save_body` overlaps them: the calling thread reads the socket into
+one of a few reused buffers while one thread hashes and another writes the buffers already
+read, each in order (the three calls release the GIL); a buffer is reused once both are done
+with it. Nothing is copied in Python: the socket reads straight into the buffer
+(``http.client``'s ``readinto``), hashing and writing take views of it. One sha256 stream is
+the ceiling (~1.2-1.7 GB/s per core here); a shared, loaded machine gives less.
+
+(Reading into a preallocated, mapped file instead of writing was tried: on ext4 here it cost
+as much CPU as ``write(2)`` or more once earlier writes were being flushed, and a full disk
+would fault rather than fail.)
 """
 
 from __future__ import annotations
 
 import hashlib
-import mmap
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from itertools import count
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import requests
 
-#: Bytes per socket read (one ``readinto``); the hashing thread trails by at most
-#: :data:`IN_FLIGHT` of them.
-CHUNK = 4 << 20
-IN_FLIGHT = 4
-#: ``madvise`` advice (Linux >= 5.14, not named by Python 3.11's ``mmap``): fault a range's
-#: pages in with one call instead of one page fault per 4 KiB while the socket copy runs.
-MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
+#: Bytes per socket read, and buffers in flight (one being read, the rest hashed/written):
+#: 2 MiB in all, so the hash and the write find the data still in the L2 cache.
+CHUNK = 256 << 10
+BUFFERS = 8
 
 
 class _ReadsInto(Protocol):
@@ -63,70 +62,37 @@ def save_body(response: requests.Response, target: Path) -> tuple[str, int]:
     Raises :class:`TruncatedBodyError` when fewer bytes than ``Content-Length`` arrived (the
     file is left for the caller to remove)."""
     reader, expected = body_reader(response)
-    with target.open("w+b") as handle:
-        if expected:
-            try:
-                os.posix_fallocate(handle.fileno(), 0, expected)
-            except OSError:  # a file system without it: no mapping without reserved blocks
-                pass
-            else:
-                return _into_mapping(reader, handle, expected)
-        digest, total = _copy(reader, handle)
-    if expected is not None and total != expected:
-        raise TruncatedBodyError(f"got {total} of {expected} bytes")
-    return digest, total
-
-
-def _into_mapping(reader: _ReadsInto, handle: BinaryIO, size: int) -> tuple[str, int]:
-    """Read ``size`` bytes into ``handle`` (already ``size`` long) through a shared mapping,
-    hashing behind the reads in one thread."""
     digest = hashlib.sha256()
-    hashing: deque[Future[None]] = deque()
+    buffers = [memoryview(bytearray(CHUNK)) for _ in range(BUFFERS)]
+    in_flight: deque[tuple[Future[Any], Future[Any]]] = deque()
     total = 0
     with (
-        mmap.mmap(handle.fileno(), size) as mapping,
-        memoryview(mapping) as view,
+        target.open("wb") as handle,
         ThreadPoolExecutor(1, "sha256") as hasher,
+        ThreadPoolExecutor(1, "write") as writer,
     ):
-
-        def hash_part(start: int, end: int) -> None:
-            with view[start:end] as part:
-                digest.update(part)
-
         try:
-            populate = True
-            while total < size:
-                end = min(total + CHUNK, size)
-                if populate:
-                    try:
-                        mapping.madvise(MADV_POPULATE_WRITE, total, end - total)
-                    except OSError:  # an older kernel: pages fault in one by one
-                        populate = False
-                with view[total:end] as window:
-                    count = reader.readinto(window)
-                if not count:
+            for turn in count():
+                if len(in_flight) == BUFFERS:  # the buffer about to be reused is done with
+                    _finish(in_flight.popleft())
+                buffer = buffers[turn % BUFFERS]
+                size = reader.readinto(buffer)
+                if not size:
                     break
-                hashing.append(hasher.submit(hash_part, total, total + count))
-                total += count
-                if len(hashing) > IN_FLIGHT:  # keep the hash near the data, in the cache
-                    hashing.popleft().result()
-            while hashing:
-                hashing.popleft().result()
-        finally:  # a read failed: the hashing thread must be done with the mapping first
-            wait(hashing)
-    if total != size:
-        raise TruncatedBodyError(f"got {total} of {size} bytes")
+                total += size
+                chunk = buffer[:size]
+                in_flight.append(
+                    (hasher.submit(digest.update, chunk), writer.submit(handle.write, chunk))
+                )
+            while in_flight:
+                _finish(in_flight.popleft())
+        finally:  # a read or a hash/write failed: let the others finish with the buffers
+            wait([future for pair in in_flight for future in pair])
+    if expected is not None and total != expected:
+        raise TruncatedBodyError(f"got {total} of {expected} bytes")
     return digest.hexdigest(), total
 
 
-def _copy(reader: _ReadsInto, handle: BinaryIO) -> tuple[str, int]:
-    """The fallback: read, hash and write one reused buffer at a time."""
-    digest = hashlib.sha256()
-    total = 0
-    with memoryview(bytearray(CHUNK)) as buffer:
-        while count := reader.readinto(buffer):
-            with buffer[:count] as chunk:
-                digest.update(chunk)
-                handle.write(chunk)
-            total += count
-    return digest.hexdigest(), total
+def _finish(pair: tuple[Future[Any], Future[Any]]) -> None:
+    for future in pair:
+        future.result()  # re-raises a failed hash or write here
