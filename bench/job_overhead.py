@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import docker
 
+from bench.summary import record
 from operator_engine.api import Engine
 from operator_engine.docker_runner import DockerRunner
 from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument(
         "--raw-sample", type=int, default=200, help="raw docker runs for the rate baseline"
     )
+    parser.add_argument("--summary", type=Path, help="append the issue-16 rows to this file")
     args = parser.parse_args()
 
     client = docker.from_env(timeout=120)
@@ -160,6 +162,14 @@ def main() -> None:
             f"  engine min/max {min(engine_times):.3f}/{max(engine_times):.3f}s, "
             f"raw min/max {min(raw_times):.3f}/{max(raw_times):.3f}s"
         )
+        record(
+            args.summary,
+            f"one no-op job (median of {args.n})",
+            f"{eng:.3f} s",
+            f"`docker run`: {raw:.3f} s",
+            eng / raw,
+            "none (issue 16 measured 1.17x)",
+        )
 
         jobs = [engine.submit(_request(url, image, "throughput")) for _ in range(args.queue)]
         start = time.perf_counter()
@@ -194,6 +204,15 @@ def main() -> None:
             f"{hardened_rate:.2f} runs/s; ratio engine/hardened {engine_rate / hardened_rate:.2f}"
         )
         print(f"  lost (not 70): {args.queue - finished}  duplicated (started twice): {duplicated}")
+        record(
+            args.summary,
+            f"{args.queue:,} queued no-op jobs, 2 workers (lost / duplicated)",
+            f"{engine_rate:.2f} jobs/s ({args.queue - finished} / {duplicated})",
+            f"`docker run` x{sample}, 2 at a time: {raw_rate:.2f}/s (hardened: "
+            f"{hardened_rate:.2f}/s, {engine_rate / hardened_rate:.2f}x)",
+            engine_rate / raw_rate,
+            ">= 0.9x, 0 lost, 0 duplicated",
+        )
         engine.db.dispose()
     server.shutdown()
 

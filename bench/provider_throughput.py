@@ -41,6 +41,7 @@ from bench._common import (
     serve_args,
     sigterm_as_ctrl_c,
 )
+from bench.summary import record
 from contracts_abi.devchain import dev_account
 from tidewater.settings import Settings
 from tidewater.stack import provider_server
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument(
         "--log-level", default="INFO", help="TIDEWATER_LOG_LEVEL of the provider (INFO)"
     )
+    parser.add_argument("--summary", type=Path, help="append the issue-16 rows to this file")
     args = parser.parse_args()
     require_wrk()
     sigterm_as_ctrl_c()
@@ -163,6 +165,16 @@ def _report(args: argparse.Namespace, results: list[tuple[str, WrkResult]]) -> N
         print(line)
         if result.errors:
             print(f"  ! {name}: {result.errors} (of {result.requests} requests)")
+        if result is not bare:
+            record(
+                args.summary,
+                f"`{name.removeprefix('tidewater ')}` vs bare Flask, gunicorn "
+                f"{args.workers_proc}x{args.threads}",
+                f"{result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms",
+                f"{bare.rps:,.0f} req/s, p99 {bare.p99_ms:.1f} ms",
+                result.rps / bare.rps,
+                f">= 0.6x; p99 {result.p99_ms / bare.p99_ms:.2f}x bare (<= 2x)",
+            )
 
 
 if __name__ == "__main__":

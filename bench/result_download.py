@@ -52,6 +52,7 @@ from bench._common import (
     server_processes,
     sigterm_as_ctrl_c,
 )
+from bench.summary import record
 from contracts_abi.devchain import dev_account
 from provider.signatures import sign_text
 from tidewater.client import ProviderClient
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed reads of each side (5)")
     parser.add_argument("--workers-proc", type=int, default=1, help="gunicorn processes (1)")
     parser.add_argument("--threads", type=int, default=8, help="threads per process (8)")
+    parser.add_argument("--summary", type=Path, help="append the issue-16 rows to this file")
     args = parser.parse_args()
     sigterm_as_ctrl_c()
     consumer = dev_account("consumer")
@@ -282,6 +284,14 @@ def _report(
         f"  ratio computeResult / send_file {med['send_file'] / med['computeResult']:.2f}   "
         f"(goal >= 0.95)"
     )
+    record(
+        args.summary,
+        f"`computeResult` ({args.mb} MiB) vs bare Flask `send_file`",
+        f"{mb / med['computeResult']:,.0f} MB/s",
+        f"{mb / med['send_file']:,.0f} MB/s",
+        med["send_file"] / med["computeResult"],
+        ">= 0.95x",
+    )
     print(f"  sha256 alone (hashlib, one core, in memory)     {sha256_rate:>7.0f} MB/s")
     for where in ("disk", "tmpfs"):
         if f"client {where}" not in med:
@@ -295,6 +305,15 @@ def _report(
         print(
             f"  ratio download_result / curl -o, {where}: "
             f"{med[f'curl {where}'] / med[f'client {where}']:.2f}   (goal: >= 1000 MB/s)"
+        )
+        record(
+            args.summary,
+            f"`download_result` to a file on {where}, sha256 checked",
+            f"{mb / med[f'client {where}']:,.0f} MB/s",
+            f"`curl -o` same file system: {mb / med[f'curl {where}']:,.0f} MB/s; "
+            f"sha256 alone: {sha256_rate:,.0f} MB/s",
+            med[f"curl {where}"] / med[f"client {where}"],
+            ">= 1,000 MB/s",
         )
     for name, seconds in times.items():
         print(f"  rounds, {name}: {' '.join(f'{mb / s:.0f}' for s in seconds)} MB/s")

@@ -116,16 +116,22 @@ class JsonFormatter(logging.Formatter):
 
 
 class BackgroundHandler(logging.Handler):
-    """Hands records to one thread of its own, which formats them with ``target``'s formatter
-    and writes what has piled up in one call to ``target``'s stream.
+    """Queues records; a thread of its own wakes every :attr:`interval` seconds, formats what
+    piled up with ``target``'s formatter and writes it in one call to ``target``'s stream.
 
-    A request thread only appends to a queue: no lock, no system call. Writing on the request
-    thread held the handler's lock across ``write(2)``, which releases the GIL; under load the
-    writer then waited for the GIL while every other request thread queued on the lock (py-spy:
-    15-20 % of a gunicorn worker's samples were threads waiting in ``Handler.acquire``).
-    Records still queued are written by :meth:`flush` and :meth:`close` (``logging.shutdown``
-    at exit); a forked child starts with an empty queue and its own thread on its first record.
+    A request thread only appends to a queue: no lock, no system call, no thread woken.
+    Writing on the request thread held the handler's lock across ``write(2)``, which releases
+    the GIL; under load the writer then waited for the GIL while the other request threads
+    queued on the lock (py-spy: 15-20 % of a loaded gunicorn worker's samples sat in
+    ``Handler.acquire``). Waking the writer for each record instead cost more CPU than the
+    write (a futex wake and a GIL hand-off per request), hence the interval. Lines reach the
+    stream up to :attr:`interval` late; :meth:`flush` and :meth:`close` (``logging.shutdown``
+    at exit) write what is queued at once. A forked child starts with an empty queue and its
+    own thread on its first record.
     """
+
+    #: Seconds between two writes of what piled up.
+    interval = 0.1
 
     def __init__(self, target: logging.StreamHandler) -> None:  # type: ignore[type-arg]
         super().__init__()
@@ -135,11 +141,10 @@ class BackgroundHandler(logging.Handler):
         os.register_at_fork(after_in_child=lambda: (method := start()) and method())
 
     def _start(self) -> None:
-        self._queue: queue.SimpleQueue[logging.LogRecord | threading.Event | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._closed = False
+        self._stop = threading.Event()
+        self._writing = threading.Lock()  # one drain at a time: lines stay in order
 
     def handle(self, record: logging.LogRecord) -> bool:  # no handler lock: the queue is safe
         if not self.filter(record):
@@ -148,7 +153,7 @@ class BackgroundHandler(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self._thread is None and not self._closed:
+        if self._thread is None and not self._stop.is_set():
             with self.lock:  # type: ignore[union-attr]
                 if self._thread is None:
                     self._thread = threading.Thread(
@@ -158,60 +163,36 @@ class BackgroundHandler(logging.Handler):
         self._queue.put(record)
 
     def _write_forever(self) -> None:
-        while True:
-            item = self._queue.get()
-            batch: list[logging.LogRecord] = []
-            done: list[threading.Event] = []
-            stop = False
-            while True:  # what piled up while the last batch was written goes in one write
-                if item is None:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    done.append(item)
-                else:
-                    batch.append(item)
-                if stop:
-                    break
+        while not self._stop.wait(self.interval):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every record queued so far."""
+        with self._writing:
+            lines = []
+            while True:
                 try:
-                    item = self._queue.get_nowait()
+                    record = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            self._write(batch)
-            for event in done:
-                event.set()
-            if stop:
+                try:
+                    lines.append(self.target.format(record) + self.target.terminator)
+                except Exception:
+                    self.handleError(record)
+            if not lines:
                 return
-
-    def _write(self, batch: list[logging.LogRecord]) -> None:
-        if not batch:
-            return
-        lines = []
-        for record in batch:
             try:
-                lines.append(self.target.format(record) + self.target.terminator)
+                self.target.stream.write("".join(lines))
+                self.target.flush()
             except Exception:
                 self.handleError(record)
-        try:
-            self.target.stream.write("".join(lines))
-            self.target.flush()
-        except Exception:
-            self.handleError(batch[-1])
-
-    def flush(self, timeout: float = 5.0) -> None:
-        """Wait (at most ``timeout`` seconds) until every record queued so far is written."""
-        thread = self._thread
-        if thread is None or not thread.is_alive() or thread is threading.current_thread():
-            return
-        written = threading.Event()
-        self._queue.put(written)
-        written.wait(timeout)
 
     def close(self) -> None:
+        self._stop.set()
         thread = self._thread
-        self._closed = True
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            self._queue.put(None)
             thread.join(5.0)
+        self.flush()
         super().close()
 
 
