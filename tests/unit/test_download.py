@@ -7,9 +7,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import requests
 
 from tidewater import download
 from tidewater.download import TruncatedBodyError, save_body
+from tidewater.stack import serving
 
 #: Several socket reads' worth, not a multiple of the chunk size.
 BODY = os.urandom(3 * download.CHUNK + 12_345)
@@ -59,15 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(name="server")
 def server_fixture() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(_Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize("path", ["/sized", "/chunked", "/gzip"])
