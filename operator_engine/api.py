@@ -17,6 +17,7 @@ from operator_engine import file_objects
 from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
+from operator_engine.lifecycle import Stage, StopReason
 from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.receipt_writer import provider_signer
@@ -116,7 +117,7 @@ class Engine:
         self._wake = threading.Event()
         self._listener: WakeListener | None = None
         self._cut_short = threading.Event()
-        self._recovered: queue.SimpleQueue[tuple[str, JobStatus, int, str]] = queue.SimpleQueue()
+        self._recovered: queue.SimpleQueue[tuple[str, JobStatus, Stage, str]] = queue.SimpleQueue()
         self.services.hand_off = self._hand_off
         self._threads: list[threading.Thread] = []
         self._workers: list[Worker] = []
@@ -216,21 +217,26 @@ class Engine:
         return self.store.find(owner, job_id=job_id, did=did)
 
     def stop(
-        self, job_id: str, *, stopreq: int = 1, wait: float = 10.0, reason: str | None = None
+        self,
+        job_id: str,
+        *,
+        stopreq: StopReason = StopReason.OWNER,
+        wait: float = 10.0,
+        reason: str | None = None,
     ) -> Job:
-        """Stop at any stage: the job ends at 7 with ``stopreq`` (and ``reason``, else one
-        naming the owner or the time limit); its container is killed and the logs so far stay
-        as results. Stopping a finished job changes nothing."""
+        """Stop at any stage: the job ends at 7 with ``stopreq`` (and ``reason``, else the
+        stop reason's text); its container is killed and the logs so far stay as results.
+        Stopping a finished job changes nothing."""
         job = self.store.get(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id}")
         if job.is_terminal:
             return job
         if reason is None:
-            reason = "stopped by its owner" if stopreq == 1 else "stopped: time limit reached"
+            reason = stopreq.text
         try:
             previous = self.store.transition(
-                job_id, None, JobStatus.STOPPED, detail=reason, stopreq=stopreq, reason=reason
+                job_id, None, JobStatus.STOPPED, detail=reason, stopreq=int(stopreq), reason=reason
             )
         except TransitionError:
             return self.store.get(job_id) or job
@@ -342,7 +348,7 @@ class Engine:
         except Exception:
             log.exception("sweep failed")
 
-    def _hand_off(self, job_id: str, status: JobStatus, start: int, holder: str) -> bool:
+    def _hand_off(self, job_id: str, status: JobStatus, start: Stage, holder: str) -> bool:
         """Queue a job the sweep recovered for the next free worker thread (so recovered jobs
         run side by side and the sweep goes on); False without threads."""
         if not self._threads or self._stopping.is_set():
@@ -484,10 +490,6 @@ class Engine:
             outcomes[job_id] = outcome
             log.info("job %s (at %d when the stop began): %s", job_id, int(was), outcome)
         return outcomes
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
 
     def run_until_idle(self, timeout: float = 120.0) -> int:
         """Process queued jobs in the calling thread until none is left that could run (tests).
