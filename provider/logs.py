@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,6 +116,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, separators=(",", ":"))
 
 
+def _weakly(method: Callable[[], None]) -> Callable[[], None]:
+    """``method`` called through a weak reference (a no-op once its object is collected)."""
+    ref = weakref.WeakMethod(method)
+
+    def call() -> None:
+        bound = ref()
+        if bound is not None:
+            bound()
+
+    return call
+
+
 class BackgroundHandler(logging.Handler):
     """Queues records; a thread of its own wakes every :attr:`interval` seconds, formats what
     piled up with ``target``'s formatter and writes it in one call to ``target``'s stream.
@@ -126,8 +139,8 @@ class BackgroundHandler(logging.Handler):
     ``Handler.acquire``). Waking the writer for each record instead cost more CPU than the
     write (a futex wake and a GIL hand-off per request), hence the interval. Lines reach the
     stream up to :attr:`interval` late; :meth:`flush` and :meth:`close` (``logging.shutdown``
-    at exit) write what is queued at once. A forked child starts with an empty queue and its
-    own thread on its first record.
+    at exit) write what is queued at once. A fork waits for a write in progress; the child
+    starts with an empty queue and its own thread on its first record.
     """
 
     #: Seconds between two writes of what piled up.
@@ -137,14 +150,25 @@ class BackgroundHandler(logging.Handler):
         super().__init__()
         self.target = target
         self._start()
-        start = weakref.WeakMethod(self._start)  # a replaced handler may be collected
-        os.register_at_fork(after_in_child=lambda: (method := start()) and method())
+        # No fork while the writer is inside a write: the child would inherit the stream's
+        # buffer lock held by a thread it does not have (gunicorn's master forks workers).
+        os.register_at_fork(
+            before=_weakly(self._hold_writes),
+            after_in_parent=_weakly(self._release_writes),
+            after_in_child=_weakly(self._start),
+        )
+
+    def _hold_writes(self) -> None:
+        self._writing.acquire()
+
+    def _release_writes(self) -> None:
+        self._writing.release()
 
     def _start(self) -> None:
         self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._writing = threading.Lock()  # one drain at a time: lines stay in order
+        self._writing = threading.RLock()  # one drain at a time: lines stay in order
 
     def handle(self, record: logging.LogRecord) -> bool:  # no handler lock: the queue is safe
         if not self.filter(record):
