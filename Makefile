@@ -52,7 +52,7 @@ test: bootstrap
 	  if [ "$$TIDEWATER_REQUIRE_TESTS" = 1 ]; then exit 5; fi; exit 0; fi; exit $$code
 
 lint: bootstrap
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy tidewater provider operator_engine contracts_abi
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy tidewater provider operator_engine contracts_abi datastore
 
 chain: bootstrap
 	$(BIN)/tidewater chain

@@ -13,9 +13,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine as SqlEngine
 
+from datastore.engine import make_engine, private_dir
+from datastore.jobs import JobStore, TransitionError
+from datastore.migrate import upgrade
 from operator_engine import file_objects
 from operator_engine.credentials import CredentialStore
-from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.lifecycle import Stage, StopReason
 from operator_engine.metrics import WORKERS
@@ -25,7 +27,6 @@ from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.settlement import Settlement, default_settlement
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
-from operator_engine.store import JobStore, TransitionError
 from operator_engine.wakeup import WakeListener, nudge
 from operator_engine.worker import Services, Worker, worker_is_dead
 from tidewater.settings import Settings
@@ -127,10 +128,11 @@ class Engine:
     def from_settings(
         cls, settings: Settings, *, runner: ContainerRunner | None = None, **options: float
     ) -> Engine:
-        """Build the store (tables created) and a Docker runner unless ``runner`` is given."""
+        """Build the store (schema upgraded, see :func:`datastore.migrate.upgrade`) and a
+        Docker runner unless ``runner`` is given."""
         private_dir(Path(settings.data_dir))
         db = make_engine(settings.db_url)
-        JobStore(db).create_tables()
+        upgrade(db)
         if runner is None:
             from operator_engine.docker_runner import DockerRunner
 
@@ -200,7 +202,8 @@ class Engine:
         if not created and job.job_id != job_id:
             folder.remove()  # another submit made the job: these file objects are not used
         if created:
-            self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
+            # admin lastUsed survives job deletion
+            self.store.environments.touch(request.environment)
         self._wake.set()
         if not self._threads:  # an API process: the engine process may be idle-waiting
             nudge(self.wake_scope)
