@@ -79,6 +79,7 @@ class Child:
             except BaseException:
                 traceback.print_exc()
             finally:
+                logging.shutdown()  # os._exit skips atexit: write the log lines still queued
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
