@@ -25,11 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lease-seconds",
         type=float,
-        default=30.0,
-        help="this worker's lease on its jobs (default 30): each heartbeat stores its expiry, "
-        "and a job whose lease expired is recovered by another worker",
+        default=None,
+        help="this worker's lease on its jobs (TIDEWATER_LEASE_SECONDS): each heartbeat stores "
+        "its expiry, and a job whose lease expired is recovered by another worker",
     )
-    parser.add_argument("--poll-seconds", type=float, default=0.5, help="idle claim interval")
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=None,
+        help="idle claim interval (TIDEWATER_POLL_SECONDS)",
+    )
     parser.add_argument(
         "--no-pull", action="store_true", help="never pull missing images (status 32 instead)"
     )
@@ -41,21 +46,17 @@ def run(args: argparse.Namespace) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     workers = settings.workers if args.workers is None else args.workers
-    return run_engine(
-        settings,
-        workers=workers,
-        lease_seconds=args.lease_seconds,
-        poll_seconds=args.poll_seconds,
-        pull=settings.pull_images and not args.no_pull,
-    )
+    if args.lease_seconds is not None:
+        settings = settings.with_(lease_seconds=args.lease_seconds)
+    if args.poll_seconds is not None:
+        settings = settings.with_(poll_seconds=args.poll_seconds)
+    return run_engine(settings, workers=workers, pull=settings.pull_images and not args.no_pull)
 
 
 def run_engine(
     settings: Settings,
     *,
     workers: int,
-    lease_seconds: float = 30.0,
-    poll_seconds: float = 0.5,
     pull: bool | None = None,
     ready: Callable[[], None] = lambda: None,
 ) -> int:
@@ -76,7 +77,11 @@ def run_engine(
         runner = DockerRunner(pull=settings.pull_images if pull is None else pull)
         with schema_lock(Path(settings.data_dir)):  # serve's HTTP workers start alongside
             engine = Engine.from_settings(
-                settings, runner=runner, lease_seconds=lease_seconds, poll_seconds=poll_seconds
+                settings,
+                runner=runner,
+                lease_seconds=settings.lease_seconds,
+                poll_seconds=settings.poll_seconds,
+                sweep_seconds=settings.sweep_seconds,
             )
         engine.environments()  # a malformed environments file stops start-up here
     except (RunnerError, EngineError, EnvironmentConfigError) as exc:
