@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine as SqlEngine
 
 from operator_engine import file_objects
+from operator_engine.config import EngineConfig
 from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
@@ -23,11 +24,9 @@ from operator_engine.receipt_writer import provider_signer
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.settlement import Settlement, default_settlement
 from operator_engine.statuses import TERMINAL, JobStatus
-from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.wakeup import WakeListener, nudge
 from operator_engine.worker import Services, Worker, worker_is_dead
-from tidewater.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +36,12 @@ SHUTDOWN_REASON = "stopped: the provider shut down while the algorithm ran"
 PRE_RUN_GRACE = 2.0
 
 
-def engine_scope(settings: Settings) -> str:
+def engine_scope(config: EngineConfig) -> str:
     """A stable id of this engine's store and data dir (labels its containers)."""
     from sqlalchemy.engine import make_url
 
-    url = make_url(settings.db_url).render_as_string(hide_password=True)
-    text = f"{url}|{Path(settings.data_dir).resolve()}"
+    url = make_url(config.db_url).render_as_string(hide_password=True)
+    text = f"{url}|{Path(config.data_dir).resolve()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -75,44 +74,41 @@ class Engine:
 
     def __init__(
         self,
-        settings: Settings,
+        config: EngineConfig,
         db: SqlEngine,
         runner: ContainerRunner,
         *,
-        lease_seconds: float = 30.0,
-        poll_seconds: float = 0.5,
-        sweep_seconds: float = 15.0,
         settlement: Settlement | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.db = db
         self.store = JobStore(db)
         self.runner = runner
         #: Names this engine's store and data dir: containers' label, wake-up channel.
-        self.wake_scope = engine_scope(settings)
+        self.wake_scope = engine_scope(config)
         if getattr(runner, "scope", None) is None:
             runner.scope = self.wake_scope
-        self.registry = EnvironmentRegistry(settings.environments_file, self.store)
+        self.registry = EnvironmentRegistry(config.environments_file, self.store)
+        keys = config.provider_keys
         self.services = Services(
             store=self.store,
             runner=runner,
             registry=self.registry,
-            data_dir=Path(settings.data_dir),
-            allow_non_public_ip=settings.allow_non_public_ip,
-            storage=StorageConfig.from_settings(settings),
-            lease_seconds=lease_seconds,
-            disk_quota=settings.disk_quota,
-            settlement=settlement or default_settlement(settings, db),
-            credentials=CredentialStore(db, settings.credentials_key),
-            receipt_signer=provider_signer(
-                settings.provider_private_key, settings.provider_private_keys
-            ),
+            data_dir=Path(config.data_dir),
+            allow_non_public_ip=config.allow_non_public_ip,
+            storage=config.storage,
+            lease_seconds=config.lease_seconds,
+            fetch_timeout=config.fetch_timeout,
+            disk_quota=config.disk_quota,
+            settlement=settlement or default_settlement(config, db),
+            credentials=CredentialStore(db, config.credentials_key),
+            receipt_signer=provider_signer(keys.get(0), {c: k for c, k in keys.items() if c}),
         )
         #: Escrow locks and claims of paid (C2D v2) jobs (the provider locks through it).
         self.settlement: Settlement = self.services.settlement
         self._stopping = self.services.stopping
-        self.poll_seconds = poll_seconds
-        self.sweep_seconds = sweep_seconds
+        self.poll_seconds = config.poll_seconds
+        self.sweep_seconds = config.sweep_seconds
         self._wake = threading.Event()
         self._listener: WakeListener | None = None
         self._cut_short = threading.Event()
@@ -123,21 +119,19 @@ class Engine:
         self._sync_worker: Worker | None = None
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, *, runner: ContainerRunner | None = None, **options: float
-    ) -> Engine:
+    def from_config(cls, config: EngineConfig, *, runner: ContainerRunner | None = None) -> Engine:
         """Build the store (tables created) and a Docker runner unless ``runner`` is given."""
-        private_dir(Path(settings.data_dir))
-        db = make_engine(settings.db_url)
+        private_dir(Path(config.data_dir))
+        db = make_engine(config.db_url)
         JobStore(db).create_tables()
         if runner is None:
             from operator_engine.docker_runner import DockerRunner
 
             try:
-                runner = DockerRunner(pull=settings.pull_images)
+                runner = DockerRunner(pull=config.pull_images)
             except RunnerError as exc:
                 raise EngineError(str(exc)) from exc
-        engine = cls(settings, db, runner, **options)  # type: ignore[arg-type]
+        engine = cls(config, db, runner)
         engine.check_gpus()
         return engine
 

@@ -50,11 +50,11 @@ from sqlalchemy import Engine
 from contracts_abi import escrow
 from contracts_abi.escrow import ClaimResult, EscrowChain, EscrowError, PaymentError
 from operator_engine.billing import cost_at_rate
+from operator_engine.config import EngineConfig
 from operator_engine.db import reading
 from operator_engine.escrow_ledger import OPEN_STATES, EscrowLedger, LedgerError, LockRecord
 from operator_engine.models import utcnow
 from operator_engine.statuses import JobStatus
-from tidewater.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,15 @@ CLAIM_MARGIN = timedelta(seconds=60)
 LOCKING_GRACE = timedelta(minutes=5)
 
 
-def default_settlement(settings: Settings, db: Engine) -> Settlement:
-    """The settlement of a provider configured by ``settings``. Its chain handle is built on
-    first use from ``NETWORK_URL`` (the first chain when it names several), ``ADDRESS_FILE``
-    (its ``Escrow``) and ``PROVIDER_PRIVATE_KEY`` (the payee: that chain's key); without a key
-    every use raises :class:`~contracts_abi.escrow.EscrowUnavailable`
+def default_settlement(config: EngineConfig, db: Engine) -> Settlement:
+    """The settlement of an engine configured by ``config``. Its chain handle is built on
+    first use from ``config.network_url`` (the first chain when NETWORK_URL names several),
+    ``config.address_file`` (its ``Escrow``) and that chain's provider key (the payee);
+    without a key every use raises :class:`~contracts_abi.escrow.EscrowUnavailable`
     (``escrow_not_configured``), so paid jobs wait at 71 instead of finishing unclaimed."""
-    keyed = bool(settings.provider_private_key or settings.provider_private_keys)
 
     def build() -> EscrowChain:
-        if not keyed:
+        if not config.has_key:
             raise escrow.EscrowUnavailable(
                 "escrow_not_configured",
                 "PROVIDER_PRIVATE_KEY is not set: the escrow payee cannot lock or claim",
@@ -87,21 +86,24 @@ def default_settlement(settings: Settings, db: Engine) -> Settlement:
         from contracts_abi.deploy import read_address_file
         from contracts_abi.errors import AddressFileError
 
-        w3 = Web3(Web3.HTTPProvider(settings.network_url, request_kwargs={"timeout": 30}))
+        w3 = Web3(Web3.HTTPProvider(config.network_url, request_kwargs={"timeout": 30}))
         try:
             chain_id = int(w3.eth.chain_id)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise escrow.EscrowUnavailable(
-                "chain_unavailable", f"the chain at {settings.network_url} is unreachable"
+                "chain_unavailable", f"the chain at {config.network_url} is unreachable"
             ) from exc
         try:
-            addresses = read_address_file(settings.address_file, chain_id)
+            addresses = read_address_file(config.address_file, chain_id)
         except AddressFileError as exc:
             raise escrow.EscrowUnavailable("escrow_not_deployed", str(exc)) from exc
-        try:
-            key = settings.private_key_for(chain_id)  # a JSON PROVIDER_PRIVATE_KEY: its own
-        except SettingsError as exc:
-            raise escrow.EscrowUnavailable("escrow_not_configured", str(exc)) from exc
+        key = config.key_for(chain_id)  # a JSON PROVIDER_PRIVATE_KEY: that chain's own
+        if key is None:
+            raise escrow.EscrowUnavailable(
+                "escrow_not_configured",
+                f"PROVIDER_PRIVATE_KEY has no key for chain {chain_id}: the escrow payee "
+                "cannot lock or claim there",
+            )
         return EscrowChain.from_addresses(w3, addresses, Account.from_key(key))
 
     return Settlement(db, build)

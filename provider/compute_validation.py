@@ -25,7 +25,7 @@ from operator_engine.models import (
     Payments,
 )
 from operator_engine.provision import MAX_ALGORITHM_BYTES
-from operator_engine.storage import StorageConfig, fetch_bytes
+from operator_engine.storage import fetch_bytes
 from provider import json_limits
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.chains import Chain
@@ -33,6 +33,7 @@ from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
 from provider.orders import Order, OrderError, OrderValidator, ProviderFeeInvalid
 from provider.params import lookup, text_param
+from tidewater.engine_config import storage_config
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +358,7 @@ class ComputeValidator:
 
     def fetch_all(self, files: list[dict[str, Any]]) -> list[bytes]:
         try:
-            config = StorageConfig.from_settings(self.svc.settings, timeout=10)
+            config = storage_config(self.svc.settings, timeout=10)
             return [fetch_bytes(f, config, max_bytes=MAX_ALGORITHM_BYTES) for f in files]
         except FetchError as exc:
             log.info("algorithm files unavailable: %s", exc)

@@ -21,7 +21,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from operator_engine.storage import TYPES, StorageConfig, file_info
+from operator_engine.storage import TYPES, file_info
 from provider import json_limits
 from provider.app import services
 from provider.chains import Chain
@@ -29,6 +29,7 @@ from provider.compute_validation import check_container, parse_json_field
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.params import is_digits, is_missing, request_params, text_param
+from tidewater.engine_config import storage_config
 
 bp = Blueprint("files", __name__)
 PROBE_TIMEOUT_S = 10.0
@@ -45,7 +46,7 @@ def probe(
     file_obj: Any, settings: Any, *, checksum: bool = False, userdata: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """``fileinfo``'s answer for one file object (see :func:`operator_engine.storage.file_info`)."""
-    config = StorageConfig.from_settings(settings, timeout=PROBE_TIMEOUT_S)
+    config = storage_config(settings, timeout=PROBE_TIMEOUT_S)
     return file_info(file_obj, config, checksum=checksum, userdata=userdata)
 
 

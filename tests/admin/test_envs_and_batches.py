@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from operator_engine.api import Engine
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.runner import FakeRunner
 from operator_engine.statuses import JobStatus
@@ -19,6 +18,7 @@ from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
 from tests.admin.conftest import Admin, env_body, submit
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
 
 
 def _claim(store: JobStore, registry: EnvironmentRegistry) -> Any:
@@ -126,11 +126,10 @@ def test_batches_views_and_delete(admin, store) -> None:  # type: ignore[no-unty
 
 
 def test_last_used_is_recorded_at_submit_and_survives_job_deletion(tmp_path: Path) -> None:
-    engine = Engine.from_settings(settings_for(tmp_path, [env()]), runner=FakeRunner())
+    settings = settings_for(tmp_path, [env()])
+    engine = build_engine(settings, runner=FakeRunner())
     app = Flask("admin-last-used")
-    app.extensions["tidewater"] = SimpleNamespace(
-        db=engine.db, settings=engine.settings, engine=engine
-    )
+    app.extensions["tidewater"] = SimpleNamespace(db=engine.db, settings=settings, engine=engine)
     app.register_blueprint(bp)
     api = Admin(app.test_client(), TokenStore(engine.db).create("t"))
     assert api.post("/api/compute-envs", json=env_body("small")).status_code == 200

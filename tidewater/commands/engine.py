@@ -65,24 +65,19 @@ def run_engine(
     ``settings.stop_grace`` seconds; SIGINT, even during that grace, stops them at once. Calls
     ``ready()`` once the workers run. ``tidewater engine`` and ``tidewater serve``'s engine
     process both run this."""
-    from operator_engine.api import Engine, EngineError
+    from operator_engine.api import EngineError
     from operator_engine.db import schema_lock
     from operator_engine.docker_runner import DockerRunner
     from operator_engine.environments import EnvironmentConfigError
     from operator_engine.runner import RunnerError
+    from tidewater.engine_config import build_engine
 
     if workers < 1:
         raise CommandError("--workers must be at least 1")
     try:
         runner = DockerRunner(pull=settings.pull_images if pull is None else pull)
         with schema_lock(Path(settings.data_dir)):  # serve's HTTP workers start alongside
-            engine = Engine.from_settings(
-                settings,
-                runner=runner,
-                lease_seconds=settings.lease_seconds,
-                poll_seconds=settings.poll_seconds,
-                sweep_seconds=settings.sweep_seconds,
-            )
+            engine = build_engine(settings, runner=runner)
         engine.environments()  # a malformed environments file stops start-up here
     except (RunnerError, EngineError, EnvironmentConfigError) as exc:
         raise CommandError(str(exc)) from exc
