@@ -477,7 +477,7 @@ def algorithm_ddo(
 def files_payload(
     datatoken_address: str, nft_address: str, files: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """The plaintext the provider encrypts into a service's ``files`` (PROTOCOL §7)."""
+    """The plaintext the provider encrypts into a service's ``files`` (docs/protocol.md §7)."""
     return {
         "datatokenAddress": _checksum(datatoken_address),
         "nftAddress": _checksum(nft_address),

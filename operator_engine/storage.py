@@ -1,4 +1,4 @@
-"""Ocean file objects (PROTOCOL.md §7): the one place that opens each storage type.
+"""Ocean file objects (docs/protocol.md §7): the one place that opens each storage type.
 
 Jobs (:mod:`operator_engine.provision`), the provider's ``fileinfo`` and ``download`` and the
 algorithm checksum check all read files through :func:`open_file`:

@@ -129,7 +129,7 @@ _LEASE_COLUMNS = (
     jobs.c.lease_expires_at,
 )
 
-#: Payment transactions that started a job (PROTOCOL §5: each starts at most one), keyed by
+#: Payment transactions that started a job (docs/protocol.md §5: each starts at most one), keyed by
 #: chain and lowercased tx hash. No foreign key and never deleted with the job: deleting a job
 #: does not give its payment back.
 consumed_orders = sa.Table(
@@ -765,7 +765,7 @@ class JobStore:
             )
 
 
-# -- consumed payments (PROTOCOL §5) ---------------------------------------------------------
+# -- consumed payments (docs/protocol.md §5) -------------------------------------------------------
 
 
 def order_holders(conn: Connection, chain_id: int, tx_ids: Sequence[str]) -> dict[str, str]:

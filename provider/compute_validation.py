@@ -1,4 +1,4 @@
-"""Compute-start validation (PROTOCOL §6): a request in, a ``JobRequest`` out.
+"""Compute-start validation (docs/protocol.md §6): a request in, a ``JobRequest`` out.
 
 Every refusal is a :class:`ResourceError` ``{"error": {resource: code}}`` (or a validation /
 business error for missing fields and unknown environments). Checks run in this order: fields,
@@ -53,7 +53,7 @@ class ValidatedCompute:
     chain_id: int = 0
 
     def payments(self) -> Payments:
-        """The payment txs this job consumes (PROTOCOL §5: each starts at most one job)."""
+        """The payment txs this job consumes (docs/protocol.md §5: each starts at most one job)."""
         return Payments.of(self.chain_id, [order.tx_id for order in self.orders])
 
 
@@ -111,7 +111,7 @@ def check_credentials(ddo: dict[str, Any], requester: str, resource: str) -> Non
 
 
 def check_container(container: Any, prefix: str = "algorithm.container.") -> dict[str, Any]:
-    """A container section ``{entrypoint, image, tag?, checksum}`` (PROTOCOL §6), copied.
+    """A container section ``{entrypoint, image, tag?, checksum}`` (docs/protocol.md §6), copied.
 
     Missing parts → ``missing_entrypoint_image_checksum``; a part that is not a string → 400
     naming ``prefix + part``; a checksum without ``sha256:`` → ``checksum_prefix``."""

@@ -2,7 +2,7 @@
 
 It reads the ERC721Factory's ``NFTCreated`` events (factory address from the address file) and,
 for data NFTs created by that factory, ``MetadataCreated`` / ``MetadataUpdated`` /
-``MetadataState`` (PROTOCOL §7). Metadata ``flags``: bit 0 = lzma-compressed, bit 1 = ECIES-
+``MetadataState`` (docs/protocol.md §7). Metadata ``flags``: bit 0 = lzma-compressed, bit 1 = ECIES-
 encrypted for this provider (decrypted with the provider key). ``metaDataHash`` must equal the
 sha256 of the plain DDO, otherwise the event is logged and not indexed. A persisted block cursor
 makes restarts cheap; :meth:`Indexer.sync` catches up in bounded steps (called on demand before

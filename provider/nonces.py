@@ -1,4 +1,4 @@
-"""Replay-proof nonces and signed-request verification (PROTOCOL.md §3).
+"""Replay-proof nonces and signed-request verification (docs/protocol.md §3).
 
 A signed request carries ``nonce``; it must parse as a finite decimal and be strictly greater
 (compared as arbitrary-precision decimals) than the nonce stored for the lowercased address,

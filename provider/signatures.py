@@ -1,4 +1,4 @@
-"""Wallet signature formats (PROTOCOL.md §3): the one owner of how signed text is built,
+"""Wallet signature formats (docs/protocol.md §3): the one owner of how signed text is built,
 hashed, signed and recovered. Pure functions.
 
 The wallet signs the 32-byte ``keccak256(utf8(text))`` with the EIP-191 personal prefix, i.e.

@@ -1,4 +1,5 @@
-"""Access services (PROTOCOL.md §3, §5): ``GET /api/services/initialize`` and ``GET /download``.
+"""Access services (docs/protocol.md §12): ``GET /api/services/initialize`` and
+``GET /api/services/download``.
 
 - ``initialize`` (unsigned) ``?documentId&serviceId&consumerAddress[&fileIndex][&transferTxId]``
   answers ``{"datatoken", "nonce", "computeAddress", "providerFee"}`` as the reference provider

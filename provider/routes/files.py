@@ -10,8 +10,8 @@
   opened by ``operator_engine.storage`` behind the SSRF guard (public addresses only unless
   ``ALLOW_NON_PUBLIC_IP``, gateways included).
 - ``POST /api/services/validateContainer``: a container section ``{entrypoint, image, tag,
-  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}`` (PROTOCOL §6); a
-  part that is not a string → 400 validation error naming it.
+  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}``
+  (docs/protocol.md §6); a part that is not a string → 400 validation error naming it.
 """
 
 from __future__ import annotations

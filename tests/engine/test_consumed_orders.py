@@ -1,4 +1,4 @@
-"""Every payment tx starts at most one job (PROTOCOL §5), on SQLite and PostgreSQL."""
+"""Every payment tx starts at most one job (docs/protocol.md §5), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
