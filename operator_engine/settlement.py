@@ -46,6 +46,7 @@ from fractions import Fraction
 import requests
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from web3 import Web3
 
 from contracts_abi import escrow
 from contracts_abi.escrow import ClaimResult, EscrowChain, EscrowError, PaymentError
@@ -81,7 +82,6 @@ def default_settlement(config: EngineConfig, db: Engine) -> Settlement:
                 "PROVIDER_PRIVATE_KEY is not set: the escrow payee cannot lock or claim",
             )
         from eth_account import Account
-        from web3 import Web3
 
         from contracts_abi.deploy import read_address_file
         from contracts_abi.errors import AddressFileError
@@ -203,8 +203,8 @@ class Settlement:
                 chain_id=chain_id,
                 escrow=chain.address,
                 payee=chain.payee_address,
-                payer=escrow.Web3.to_checksum_address(payer),
-                token=escrow.Web3.to_checksum_address(token),
+                payer=Web3.to_checksum_address(payer),
+                token=Web3.to_checksum_address(token),
                 amount=amount,
                 expiry_s=expiry_s,
                 rate_per_minute=str(Fraction(rate_per_minute)),
