@@ -21,7 +21,8 @@ from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.receipt_writer import provider_signer
 from operator_engine.runner import ContainerRunner, RunnerError
-from operator_engine.settlement import Settlement, default_settlement
+from operator_engine.settlement import Settlement
+from operator_engine.settlement_wiring import default_settlement
 from operator_engine.statuses import JobStatus
 from operator_engine.store import JobStore, TransitionError
 from operator_engine.threads import SHUTDOWN_REASON as SHUTDOWN_REASON  # re-exported

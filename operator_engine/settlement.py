@@ -51,7 +51,6 @@ from web3 import Web3
 from contracts_abi import escrow
 from contracts_abi.escrow import ClaimResult, EscrowChain, EscrowError, PaymentError
 from operator_engine.billing import cost_at_rate
-from operator_engine.config import EngineConfig
 from operator_engine.db import reading
 from operator_engine.escrow_ledger import OPEN_STATES, EscrowLedger, LedgerError, LockRecord
 from operator_engine.models import utcnow
@@ -66,47 +65,6 @@ CLAIM_MARGIN = timedelta(seconds=60)
 #: A ``locking`` row older than this whose lock is not on chain failed for good (its
 #: ``createLock`` had at most a minute to be mined).
 LOCKING_GRACE = timedelta(minutes=5)
-
-
-def default_settlement(config: EngineConfig, db: Engine) -> Settlement:
-    """The settlement of an engine configured by ``config``. Its chain handle is built on
-    first use from ``config.network_url`` (the first chain when NETWORK_URL names several),
-    ``config.address_file`` (its ``Escrow``) and that chain's provider key (the payee);
-    without a key every use raises :class:`~contracts_abi.escrow.EscrowUnavailable`
-    (``escrow_not_configured``), so paid jobs wait at 71 instead of finishing unclaimed."""
-
-    def build() -> EscrowChain:
-        if not config.has_key:
-            raise escrow.EscrowUnavailable(
-                "escrow_not_configured",
-                "PROVIDER_PRIVATE_KEY is not set: the escrow payee cannot lock or claim",
-            )
-        from eth_account import Account
-
-        from contracts_abi.deploy import read_address_file
-        from contracts_abi.errors import AddressFileError
-
-        w3 = Web3(Web3.HTTPProvider(config.network_url, request_kwargs={"timeout": 30}))
-        try:
-            chain_id = int(w3.eth.chain_id)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise escrow.EscrowUnavailable(
-                "chain_unavailable", f"the chain at {config.network_url} is unreachable"
-            ) from exc
-        try:
-            addresses = read_address_file(config.address_file, chain_id)
-        except AddressFileError as exc:
-            raise escrow.EscrowUnavailable("escrow_not_deployed", str(exc)) from exc
-        key = config.key_for(chain_id)  # a JSON PROVIDER_PRIVATE_KEY: that chain's own
-        if key is None:
-            raise escrow.EscrowUnavailable(
-                "escrow_not_configured",
-                f"PROVIDER_PRIVATE_KEY has no key for chain {chain_id}: the escrow payee "
-                "cannot lock or claim there",
-            )
-        return EscrowChain.from_addresses(w3, addresses, Account.from_key(key))
-
-    return Settlement(db, build)
 
 
 def new_job_id() -> str:
