@@ -91,7 +91,7 @@ def run_seconds(db: Engine, job_id: str) -> float | None:
     ended = next((r.at for r in rows if r.from_status == running), None)
     if ended is None:
         return None
-    return max((ended - started).total_seconds(), 0.0)
+    return max(float((ended - started).total_seconds()), 0.0)
 
 
 def claim_amount(record: LockRecord, ran_s: float | None) -> int:
