@@ -2,12 +2,11 @@
 
 Settings are read once into a frozen dataclass with :meth:`Settings.from_env`; tests pass a
 plain mapping. A missing or malformed value raises :class:`SettingsError` whose message names
-the variable and says how to fix it.
+the variable and says how to fix it (the parsers: :mod:`tidewater.setting_values`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -15,129 +14,22 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-_KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
-_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_URL_RE = re.compile(r"^(https?|wss?)://\S+$")
+from tidewater.setting_values import (
+    SettingsError,
+    normalize_private_key,
+    read_addresses,
+    read_bool,
+    read_gateway,
+    read_int,
+    read_network_urls,
+    read_private_keys,
+    read_seconds,
+)
+
+__all__ = ["DEBIAN_MIRROR", "VARIABLES", "Settings", "SettingsError", "normalize_private_key"]
+
 _FERNET_RE = re.compile(r"^[A-Za-z0-9_-]{43}=$")
-
 DISK_QUOTA_MODES = ("auto", "loop", "poll")
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message says which and how to fix it."""
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise SettingsError(f"{name}={raw!r} is not a boolean: use true or false")
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    """A positive number of seconds (fractions allowed)."""
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise SettingsError(f"{name}={raw!r} must be a positive number of seconds")
-    return value
-
-
-def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """A comma-separated list of 0x addresses, lowercased; empty when unset."""
-    items = [item.strip() for item in (env.get(name) or "").replace("\n", ",").split(",")]
-    bad = [item for item in items if item and not _ADDRESS_RE.match(item)]
-    if bad:
-        raise SettingsError(f"{name}: {bad[0]!r} is not an address (0x followed by 40 hex digits)")
-    return tuple(item.lower() for item in items if item)
-
-
-def _chain_map(raw: str, name: str, what: str) -> dict[int, str]:
-    """A JSON object of decimal chain ids → strings (``{"8996": "…"}``), validated."""
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"{name} is not valid JSON ({exc.msg}): {_CHAIN_MAP_HINT}") from None
-    if not isinstance(data, dict) or not data:
-        raise SettingsError(f"{name} must be a non-empty JSON object: {_CHAIN_MAP_HINT}")
-    mapping: dict[int, str] = {}
-    for key, value in data.items():
-        text = str(key).strip()
-        if not (text.isascii() and text.isdigit()) or int(text) <= 0:
-            raise SettingsError(f"{name}: {key!r} is not a chain id (a positive integer)")
-        if not isinstance(value, str):
-            raise SettingsError(f"{name}: the value for chain {text} must be {what} (a string)")
-        mapping[int(text)] = value.strip()
-    return mapping
-
-
-_CHAIN_MAP_HINT = 'use one value, or an object of chain id → value like {"8996": "…"}'
-
-
-def _network_urls(raw: str) -> dict[int, str]:
-    """NETWORK_URL as chain id → URL; a plain URL is chain ``0`` (its id is read from the node)."""
-    text = raw.strip()
-    urls = _chain_map(text, "NETWORK_URL", "an RPC URL") if text.startswith("{") else {0: text}
-    for chain_id, url in urls.items():
-        if not _URL_RE.match(url):
-            where = f" for chain {chain_id}" if chain_id else ""
-            raise SettingsError(
-                f"NETWORK_URL={url!r}{where} is not an RPC URL: use http://host:port"
-            )
-    return urls
-
-
-def _private_keys(raw: str) -> dict[int, str]:
-    """PROVIDER_PRIVATE_KEY as chain id → normalized key; one key is chain ``0`` (every chain)."""
-    text = raw.strip()
-    if not text.startswith("{"):
-        return {0: normalize_private_key(text)}
-    keys = _chain_map(text, "PROVIDER_PRIVATE_KEY", "a private key")
-    return {
-        chain_id: normalize_private_key(key, f"PROVIDER_PRIVATE_KEY for chain {chain_id}")
-        for chain_id, key in keys.items()
-    }
-
-
-def _gateway(env: Mapping[str, str], name: str, default: str) -> str:
-    """An http(s) gateway base URL, without a trailing slash."""
-    value = (env.get(name) or default).strip().rstrip("/")
-    if not re.match(r"^https?://[^/?#]+", value):
-        raise SettingsError(f"{name}={value!r} is not an http(s) URL: use e.g. {default}")
-    return value
-
-
-def normalize_private_key(raw: str, name: str = "PROVIDER_PRIVATE_KEY") -> str:
-    """Return ``raw`` as a 0x-prefixed 64-hex-digit key, or raise :class:`SettingsError`."""
-    value = raw.strip()
-    if not _KEY_RE.match(value):
-        raise SettingsError(f"{name} must be 32 bytes of hex (0x followed by 64 hex digits)")
-    return value if value.startswith("0x") else "0x" + value
 
 
 def _setting(default: Any, env: str, meaning: str, *, shown: str | None = None, **kw: Any) -> Any:
@@ -274,8 +166,12 @@ class Settings:
         env = os.environ if environ is None else environ
         d = _DEFAULTS
         data_dir = Path(env.get("TIDEWATER_DATA_DIR") or d.data_dir).expanduser()
-        keys = _private_keys(env["PROVIDER_PRIVATE_KEY"]) if env.get("PROVIDER_PRIVATE_KEY") else {}
-        urls = _network_urls(env.get("NETWORK_URL") or d.network_url)
+        keys = (
+            read_private_keys(env["PROVIDER_PRIVATE_KEY"])
+            if env.get("PROVIDER_PRIVATE_KEY")
+            else {}
+        )
+        urls = read_network_urls(env.get("NETWORK_URL") or d.network_url)
         if 0 not in urls:
             missing = sorted(set(urls) - set(keys)) if keys and 0 not in keys else []
             if missing:
@@ -307,22 +203,22 @@ class Settings:
             data_dir=data_dir,
             address_file=Path(env.get("ADDRESS_FILE") or data_dir / "address.json").expanduser(),
             db_url=env.get("TIDEWATER_DB") or f"sqlite:///{data_dir / 'tidewater.db'}",
-            allow_non_public_ip=_bool(env, "ALLOW_NON_PUBLIC_IP", d.allow_non_public_ip),
-            ipfs_gateway=_gateway(env, "IPFS_GATEWAY", d.ipfs_gateway),
-            arweave_gateway=_gateway(env, "ARWEAVE_GATEWAY", d.arweave_gateway),
+            allow_non_public_ip=read_bool(env, "ALLOW_NON_PUBLIC_IP", d.allow_non_public_ip),
+            ipfs_gateway=read_gateway(env, "IPFS_GATEWAY", d.ipfs_gateway),
+            arweave_gateway=read_gateway(env, "ARWEAVE_GATEWAY", d.arweave_gateway),
             environments_file=Path(envs_file).expanduser() if envs_file else None,
-            workers=_int(env, "TIDEWATER_WORKERS", d.workers),
-            stop_grace=_int(env, "TIDEWATER_STOP_GRACE", d.stop_grace),
-            lease_seconds=_seconds(env, "TIDEWATER_LEASE_SECONDS", d.lease_seconds),
-            poll_seconds=_seconds(env, "TIDEWATER_POLL_SECONDS", d.poll_seconds),
-            sweep_seconds=_seconds(env, "TIDEWATER_SWEEP_SECONDS", d.sweep_seconds),
-            fetch_timeout=_seconds(env, "TIDEWATER_FETCH_TIMEOUT", d.fetch_timeout),
-            pull_images=_bool(env, "TIDEWATER_PULL_IMAGES", d.pull_images),
+            workers=read_int(env, "TIDEWATER_WORKERS", d.workers),
+            stop_grace=read_int(env, "TIDEWATER_STOP_GRACE", d.stop_grace),
+            lease_seconds=read_seconds(env, "TIDEWATER_LEASE_SECONDS", d.lease_seconds),
+            poll_seconds=read_seconds(env, "TIDEWATER_POLL_SECONDS", d.poll_seconds),
+            sweep_seconds=read_seconds(env, "TIDEWATER_SWEEP_SECONDS", d.sweep_seconds),
+            fetch_timeout=read_seconds(env, "TIDEWATER_FETCH_TIMEOUT", d.fetch_timeout),
+            pull_images=read_bool(env, "TIDEWATER_PULL_IMAGES", d.pull_images),
             aquarius_url=env.get("AQUARIUS_URL") or d.aquarius_url,
-            authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),
+            authorized_decrypters=read_addresses(env, "AUTHORIZED_DECRYPTERS"),
             log_level=log_level,
             disk_quota=disk_quota,
-            metrics_public=_bool(env, "TIDEWATER_METRICS_PUBLIC", d.metrics_public),
+            metrics_public=read_bool(env, "TIDEWATER_METRICS_PUBLIC", d.metrics_public),
             credentials_key=credentials_key,
         )
 
