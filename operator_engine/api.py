@@ -18,6 +18,7 @@ from operator_engine.config import EngineConfig
 from operator_engine.credentials import CredentialStore
 from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
+from operator_engine.lifecycle import Stage, StopReason
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.receipt_writer import provider_signer
 from operator_engine.runner import ContainerRunner, RunnerError
@@ -109,7 +110,7 @@ class Engine(WorkerThreads):
         self._wake = threading.Event()
         self._listener: WakeListener | None = None
         self._cut_short = threading.Event()
-        self._recovered: queue.SimpleQueue[tuple[str, JobStatus, int, str]] = queue.SimpleQueue()
+        self._recovered: queue.SimpleQueue[tuple[str, JobStatus, Stage, str]] = queue.SimpleQueue()
         self.services.hand_off = self._hand_off
         self._threads: list[threading.Thread] = []
         self._workers: list[Worker] = []
@@ -207,21 +208,26 @@ class Engine(WorkerThreads):
         return self.store.find(owner, job_id=job_id, did=did)
 
     def stop(
-        self, job_id: str, *, stopreq: int = 1, wait: float = 10.0, reason: str | None = None
+        self,
+        job_id: str,
+        *,
+        stopreq: StopReason = StopReason.OWNER,
+        wait: float = 10.0,
+        reason: str | None = None,
     ) -> Job:
-        """Stop at any stage: the job ends at 7 with ``stopreq`` (and ``reason``, else one
-        naming the owner or the time limit); its container is killed and the logs so far stay
-        as results. Stopping a finished job changes nothing."""
+        """Stop at any stage: the job ends at 7 with ``stopreq`` (and ``reason``, else the
+        stop reason's text); its container is killed and the logs so far stay as results.
+        Stopping a finished job changes nothing."""
         job = self.store.get(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id}")
         if job.is_terminal:
             return job
         if reason is None:
-            reason = "stopped by its owner" if stopreq == 1 else "stopped: time limit reached"
+            reason = stopreq.text
         try:
             previous = self.store.transition(
-                job_id, None, JobStatus.STOPPED, detail=reason, stopreq=stopreq, reason=reason
+                job_id, None, JobStatus.STOPPED, detail=reason, stopreq=int(stopreq), reason=reason
             )
         except TransitionError:
             return self.store.get(job_id) or job

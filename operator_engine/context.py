@@ -4,28 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from operator_engine.credentials import Credential
+from operator_engine.lifecycle import Kind
 from operator_engine.models import ComputeEnvironment, JobRequest
 from operator_engine.runner import ContainerRunner
 from operator_engine.storage import StorageConfig
 from operator_engine.workspace import CONFIGURE_LOG, PUBLISH_LOG, JobFolder, append_log
-
-
-class Kind(Enum):
-    """How a stage ended; :mod:`operator_engine.pipeline` maps these to statuses."""
-
-    OK = "ok"
-    DATA_FAILED = "data_failed"
-    ALGO_FAILED = "algo_failed"
-    RUN_FAILED = "run_failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"  # stopped or deleted by someone else while the stage ran
-    EGRESS_EXCEEDED = "egress_exceeded"
-    PUBLISH_FAILED = "publish_failed"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from operator_engine.env_definitions import (
     load_file,
     parse_environment,
 )
+from operator_engine.lifecycle import EnvState
 from operator_engine.models import ComputeEnvironment
 
 #: Definitions parsing lives in env_definitions; these names stay importable from here.
@@ -200,19 +201,19 @@ class EnvEntry:
     """An environment with where it comes from and whether it takes jobs."""
 
     env: ComputeEnvironment
-    status: str = "AVAILABLE"
+    status: EnvState = EnvState.AVAILABLE
     source: str = "file"
     message: str | None = None
     primary: bool = False
 
     @property
     def accepts_jobs(self) -> bool:
-        return self.status == "AVAILABLE"
+        return self.status.accepts_jobs
 
     @property
     def schedulable(self) -> bool:
         """Queued jobs run in AVAILABLE and draining (DELETING) environments."""
-        return self.status in ("AVAILABLE", "DELETING")
+        return self.status.schedulable
 
 
 class EnvironmentRegistry:
@@ -254,12 +255,15 @@ class EnvironmentRegistry:
                 )
             except EnvironmentConfigError as exc:
                 merged[row.id] = EnvEntry(
-                    ComputeEnvironment(id=row.id), "INVALID", row.source, str(exc)
+                    ComputeEnvironment(id=row.id), EnvState.INVALID, row.source, str(exc)
                 )
                 continue
-            status, message = row.status, row.message
+            status, message = EnvState(row.status), row.message
             if env.credentials_id and not self._credentials_exist(env.credentials_id):
-                status, message = "INVALID", f"credentials {env.credentials_id!r} do not exist"
+                status, message = (
+                    EnvState.INVALID,
+                    f"credentials {env.credentials_id!r} do not exist",
+                )
             merged[row.id] = EnvEntry(env, status, row.source, message)
         for entry in list(merged.values()):
             free = free_tier_environment(entry.env)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from operator_engine.lifecycle import StopReason
 from operator_engine.statuses import JobStatus, status_text
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -208,7 +209,7 @@ class Job:
     date_finished: datetime | None = None
     agreement_id: str | None = None
     expire_timestamp: int | None = None
-    stopreq: int = 0
+    stopreq: StopReason = StopReason.NONE
     exit_code: int | None = None
     oom_killed: bool = False
     reason: str | None = None
@@ -234,7 +235,7 @@ class Job:
             "agreementId": self.agreement_id,
             "expireTimestamp": self.expire_timestamp,
             "environment": self.environment,
-            "stopreq": self.stopreq,
+            "stopreq": int(self.stopreq),
         }
         if self.exit_code is not None or self.oom_killed:
             body["terminationDetails"] = {"exitCode": self.exit_code, "OOMKilled": self.oom_killed}

@@ -1,11 +1,12 @@
-"""The one place where stage outcomes become statuses.
+"""The walk of a job through its stages.
 
-A job walks ``STEPS`` in order; before each step it enters that step's status (through the
+A job walks ``STEPS`` in order; before each step it enters that stage's status (through the
 store's guarded transition, so a stop or delete in between ends the walk with
-:class:`~operator_engine.store.TransitionError`). A failed step ends the job at
-``FAILURE[kind]`` with the reason in its publish log and its logs as results; a stage that
-raises ends it at :data:`~operator_engine.statuses.CRASH_FAILURE` of the status it was in. A
-job paid through an escrow lock then waits at 71 until its claim is settled (:func:`finish`).
+:class:`~operator_engine.store.TransitionError`). Which status ends a job is the lifecycle's
+(:mod:`operator_engine.lifecycle`): a failed step ends the job at ``FAILURE[kind]`` with the
+reason in its publish log and its logs as results; a stage that raises ends it at
+``CRASH_FAILURE`` of the status it was in. A job paid through an escrow lock then waits at 71
+until its claim is settled (:func:`finish`).
 """
 
 from __future__ import annotations
@@ -18,19 +19,20 @@ from datetime import timedelta
 from operator_engine.configure import configure
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.egress import filter_outputs
+from operator_engine.lifecycle import CRASH_FAILURE, FAILURE, Stage, stop_reason
 from operator_engine.metrics import observe_stage
 from operator_engine.models import utcnow
 from operator_engine.provision import provision
 from operator_engine.publish import publish, record_logs
 from operator_engine.receipt_writer import with_receipt
 from operator_engine.run import run
-from operator_engine.statuses import CRASH_FAILURE, JobStatus
+from operator_engine.statuses import JobStatus
 from operator_engine.store import JobStore, ResultRecord
 from operator_engine.workspace import JobFolder
 
 log = logging.getLogger(__name__)
 S = JobStatus
-Stage = Callable[[JobContext], Outcome]
+Work = Callable[[JobContext], Outcome]
 
 
 class Cancelled(Exception):
@@ -42,62 +44,43 @@ class Yielded(Exception):
     resumable status (10-30), lease released."""
 
 
-#: (status entered before the stage, stage)
-STEPS: list[tuple[JobStatus, Stage | None]] = [
-    (S.CONFIGURING, configure),
-    (S.CONFIGURING, provision),
-    (S.PROVISIONED, None),
-    (S.RUNNING, run),
-    (S.FILTERING, filter_outputs),
-    (S.PUBLISHING, publish),
+#: (stage, its work) in walking order; the settlement (71) follows in :func:`finish`
+STEPS: list[tuple[Stage, Work | None]] = [
+    (Stage.CONFIGURE, configure),
+    (Stage.PROVISION, provision),
+    (Stage.START, None),
+    (Stage.RUN, run),
+    (Stage.FILTER, filter_outputs),
+    (Stage.PUBLISH, publish),
 ]
-_RUN_STEP = 3
-
-FAILURE: dict[Kind, JobStatus] = {
-    Kind.DATA_FAILED: S.DATA_PROVISIONING_FAILED,
-    Kind.ALGO_FAILED: S.ALGO_PROVISIONING_FAILED,
-    Kind.RUN_FAILED: S.RUN_FAILED,
-    Kind.TIMED_OUT: S.STOPPED,
-    Kind.EGRESS_EXCEEDED: S.EGRESS_EXCEEDED,
-    Kind.PUBLISH_FAILED: S.UPLOAD_FAILED,
-}
 
 
-def needs_inputs(start: int) -> bool:
-    """True when a walk from step ``start`` provisions inputs (so needs the file objects)."""
-    return start < _RUN_STEP
+def steps_from(start: Stage) -> list[tuple[Stage, Work | None]]:
+    """The steps a walk from ``start`` takes (none from :attr:`Stage.SETTLE`)."""
+    stages = [stage for stage, _work in STEPS]
+    return STEPS[stages.index(start) :] if start in stages else []
 
 
-def resume_step(status: JobStatus) -> int | None:
-    """Where a job found at ``status`` without a live worker resumes; None = it cannot
-    (its algorithm run was interrupted and is not repeated behind the owner's back)."""
-    if status is S.SETTLING:
-        return len(STEPS)  # results are published: only the settlement is left
-    if status <= S.PROVISIONED:
-        return 0
-    if status is S.RUNNING:
-        return None
-    return _RUN_STEP + 1  # filtering and publishing are repeatable
-
-
-def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0) -> JobStatus:
-    """Walk the job from step ``start``; return its terminal status."""
-    for entry, stage in STEPS[start:]:
+def execute(
+    ctx: JobContext, store: JobStore, current: JobStatus, start: Stage = Stage.CONFIGURE
+) -> JobStatus:
+    """Walk the job from stage ``start``; return its terminal status."""
+    for stage, work in steps_from(start):
         if ctx.should_yield() and current < S.RUNNING:
             raise Yielded  # once the algorithm has run, filtering and publishing finish
-        if current < entry:
-            store.transition(ctx.job_id, current, entry)
-            current = entry
-        if stage is None:
+        if current < stage.status:
+            store.transition(ctx.job_id, current, stage.status)
+            current = stage.status
+        if work is None:
             continue
         if ctx.is_cancelled():
             raise Cancelled
         began = time.monotonic()
         try:
-            outcome = stage(ctx)
+            outcome = work(ctx)
         except Exception as exc:  # one place turns surprises into a failed job
-            log.exception("job %s: %s failed unexpectedly", ctx.job_id, stage.__name__)
-            reason = f"internal error in {stage.__name__} ({type(exc).__name__})"
+            log.exception("job %s: %s failed unexpectedly", ctx.job_id, work.__name__)
+            reason = f"internal error in {work.__name__} ({type(exc).__name__})"
             status = CRASH_FAILURE[current]
             end(
                 store,
@@ -108,9 +91,9 @@ def execute(ctx: JobContext, store: JobStore, current: JobStatus, start: int = 0
                 Outcome(Kind.RUN_FAILED, reason),
                 ctx.env.storage_expiry,
             )
-            observe_stage(stage.__name__, time.monotonic() - began)
+            observe_stage(work.__name__, time.monotonic() - began)
             return status
-        observe_stage(stage.__name__, time.monotonic() - began)
+        observe_stage(work.__name__, time.monotonic() - began)
         if outcome.kind is Kind.CANCELLED:
             raise Cancelled
         if outcome.kind is not Kind.OK:
@@ -178,6 +161,6 @@ def end(
         reason=reason,
         exit_code=outcome.exit_code,
         oom_killed=outcome.oom_killed,
-        stopreq=2 if outcome.kind is Kind.TIMED_OUT else 0,
+        stopreq=int(stop_reason(outcome.kind)),
         results_expire_at=utcnow() + timedelta(seconds=storage_expiry),
     )

@@ -69,17 +69,30 @@ S = JobStatus
 #: for filling its disk quota ends 40 -> 42; results that cannot be checked or stored, 62.
 #: A job paid through an escrow lock (C2D v2) passes 60 -> 71 -> 70: it waits at 71 ("Job
 #: settling", results already published) until its claim is settled on chain; it has finished
-#: running, so it can no longer be stopped.
+#: running, so it can no longer be stopped. A job resumed after losing its worker repeats the
+#: stages of its resume point (:func:`operator_engine.lifecycle.resume_stage`) at the status it
+#: was found at, so their failures are allowed from there too: provisioning's 31 and 32 from 30,
+#: filtering's 42 from 60.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.WARMING_UP: frozenset({S.STARTED, S.STOPPED}),
     S.STARTED: frozenset({S.CONFIGURING, S.STOPPED}),
     S.CONFIGURING: frozenset(
         {S.PROVISIONED, S.DATA_PROVISIONING_FAILED, S.ALGO_PROVISIONING_FAILED, S.STOPPED}
     ),
-    S.PROVISIONED: frozenset({S.RUNNING, S.RUN_FAILED, S.ALGO_PROVISIONING_FAILED, S.STOPPED}),
+    S.PROVISIONED: frozenset(
+        {
+            S.RUNNING,
+            S.RUN_FAILED,
+            S.DATA_PROVISIONING_FAILED,
+            S.ALGO_PROVISIONING_FAILED,
+            S.STOPPED,
+        }
+    ),
     S.RUNNING: frozenset({S.FILTERING, S.RUN_FAILED, S.EGRESS_EXCEEDED, S.STOPPED}),
     S.FILTERING: frozenset({S.PUBLISHING, S.EGRESS_EXCEEDED, S.UPLOAD_FAILED, S.STOPPED}),
-    S.PUBLISHING: frozenset({S.FINISHED, S.SETTLING, S.UPLOAD_FAILED, S.STOPPED}),
+    S.PUBLISHING: frozenset(
+        {S.FINISHED, S.SETTLING, S.EGRESS_EXCEEDED, S.UPLOAD_FAILED, S.STOPPED}
+    ),
     S.SETTLING: frozenset({S.FINISHED}),
     **{terminal: frozenset() for terminal in TERMINAL},
 }
@@ -95,27 +108,9 @@ IN_FLIGHT: frozenset[JobStatus] = frozenset(
 OCCUPYING: frozenset[JobStatus] = IN_FLIGHT - {JobStatus.SETTLING}
 
 
-#: The one map of what an unexpected error (a crash inside a stage, or in the worker around
-#: it) ends a job at, by the in-flight status it was in. The pipeline and the worker both use
-#: it, so a crash at a given status is named the same way wherever it is caught.
-CRASH_FAILURE: dict[JobStatus, JobStatus] = {
-    JobStatus.STARTED: JobStatus.STOPPED,
-    JobStatus.CONFIGURING: JobStatus.DATA_PROVISIONING_FAILED,
-    JobStatus.PROVISIONED: JobStatus.RUN_FAILED,
-    JobStatus.RUNNING: JobStatus.RUN_FAILED,
-    JobStatus.FILTERING: JobStatus.UPLOAD_FAILED,
-    JobStatus.PUBLISHING: JobStatus.UPLOAD_FAILED,
-}
-
-
 def status_text(status: JobStatus) -> str:
     """The statusText clients know for ``status``."""
     return STATUS_TEXT[status]
-
-
-def can_transition(from_: JobStatus, to: JobStatus) -> bool:
-    """True when the table allows ``from_`` → ``to``."""
-    return to in TRANSITIONS[from_]
 
 
 def sources_of(to: JobStatus) -> frozenset[JobStatus]:

@@ -1,8 +1,9 @@
 """The job store: the one truth about every job (SQLAlchemy Core; SQLite or PostgreSQL).
 
-Every status write goes through :meth:`JobStore.transition`, a guarded ``UPDATE … WHERE status
-IN (allowed sources)`` that raises :class:`TransitionError` when no row changed and writes a
-``job_events`` row in the same transaction. Claims are atomic: SQLite takes the write lock up
+Every status write (submit, claim, :meth:`JobStore.transition`) goes through
+:func:`write_status`: a guarded ``UPDATE … WHERE status = :from`` (or the new row's INSERT)
+that writes a ``job_events`` row in the same transaction; the transition raises
+:class:`TransitionError` when no row changed. Claims are atomic: SQLite takes the write lock up
 front (``BEGIN IMMEDIATE``, see :mod:`operator_engine.db`); PostgreSQL serialises claims with a
 transaction-scoped advisory lock (so per-environment capacity is counted consistently) and
 locks the claimed row ``FOR UPDATE SKIP LOCKED``.
@@ -32,6 +33,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from operator_engine.db import PreparedRead, add_missing_columns, raw_reading, reading
+from operator_engine.lifecycle import EnvState, StopReason, is_allowed, stamps
 from operator_engine.models import (
     AlgorithmInput,
     ComputeEnvironment,
@@ -112,7 +114,7 @@ compute_envs = sa.Table(
     sa.Column("description", sa.Text, nullable=False, default=""),
     sa.Column("platform", sa.String(64), nullable=False, default="docker"),
     sa.Column("config", sa.JSON, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, default="CREATING"),
+    sa.Column("status", sa.String(16), nullable=False, default=EnvState.CREATING.value),
     sa.Column("message", sa.Text),
     sa.Column("is_primary", sa.Boolean, nullable=False, default=False),
     sa.Column("source", sa.String(8), nullable=False, default="api"),
@@ -149,7 +151,6 @@ engine_settings = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
-ENV_STATUSES = ("CREATING", "AVAILABLE", "ERRORED", "INVALID", "DELETING")
 _CLAIM_LOCK_KEY = 0x7469_6465  # "tide": one advisory lock serialises PostgreSQL claims
 
 
@@ -234,7 +235,7 @@ def _assemble(rows: Sequence[Any], result_rows: Iterable[Any]) -> list[Job]:
             date_finished=_aware(row.date_finished),
             agreement_id=row.agreement_id,
             expire_timestamp=row.expire_timestamp,
-            stopreq=row.stopreq,
+            stopreq=StopReason(row.stopreq),
             exit_code=row.exit_code,
             oom_killed=bool(row.oom_killed),
             reason=row.reason,
@@ -404,11 +405,9 @@ class JobStore:
         now = utcnow()
         job_id = job_id or request.job_id or uuid.uuid4().hex
         values = {
-            "job_id": job_id,
             "owner": request.owner.lower(),
             "environment": request.environment,
-            "status": int(JobStatus.WARMING_UP),
-            "stopreq": 0,
+            "stopreq": int(StopReason.NONE),
             "oom_killed": False,
             "agreement_id": request.agreement_id,
             "request": request_to_json(request),
@@ -426,11 +425,8 @@ class JobStore:
                 paid = self._paid_job(conn, payments) if payments else None
                 if paid is not None:
                     return paid, False
-                conn.execute(jobs.insert().values(**values))
-                conn.execute(
-                    job_events.insert().values(
-                        job_id=job_id, from_status=None, to_status=1, at=now, detail="submitted"
-                    )
+                write_status(
+                    conn, job_id, None, JobStatus.WARMING_UP, at=now, detail="submitted", **values
                 )
                 if payments:
                     consume_orders(conn, payments.chain_id, payments.tx_ids, job_id)
@@ -492,35 +488,21 @@ class JobStore:
         """Move ``job_id`` to ``to`` if it is in ``from_`` (default: any allowed source).
 
         Returns the status it left. ``values`` are extra columns set in the same UPDATE
-        (``stopreq``, ``exit_code``, ``oom_killed``, ``reason``, ``worker_id``…). Terminal
-        targets set ``date_finished`` and scrub the private request.
+        (``stopreq``, ``exit_code``, ``oom_killed``, ``reason``, ``worker_id``…) besides the
+        lifecycle's :func:`~operator_engine.lifecycle.stamps` (see :func:`write_status`).
         """
         allowed = sources_of(to)
         if from_ is not None:
             wanted = {from_} if isinstance(from_, JobStatus) else set(from_)
             allowed = allowed & frozenset(wanted)
-        now = utcnow()
-        if to in TERMINAL:
-            values = {"date_finished": now, "request": None, **values}
-        if to is JobStatus.STARTED:
-            values = {"date_started": now, **values}
         with self.engine.begin() as conn:
             current = conn.execute(sa.select(jobs.c.status).where(jobs.c.job_id == job_id)).scalar()
             if current is None or current not in {int(s) for s in allowed}:
                 raise TransitionError(job_id, to, None if current is None else JobStatus(current))
-            changed = conn.execute(
-                jobs.update()
-                .where(jobs.c.job_id == job_id, jobs.c.status == current)
-                .values(status=int(to), **values)
-            ).rowcount
-            if changed != 1:
-                raise TransitionError(job_id, to, JobStatus(current))
-            conn.execute(
-                job_events.insert().values(
-                    job_id=job_id, from_status=current, to_status=int(to), at=now, detail=detail
-                )
-            )
-        return JobStatus(current)
+            left = JobStatus(current)
+            if not write_status(conn, job_id, left, to, at=utcnow(), detail=detail, **values):
+                raise TransitionError(job_id, to, left)
+        return left
 
     def update(self, job_id: str, **values: Any) -> bool:
         """Set non-status columns (never ``status``: that is :meth:`transition`'s)."""
@@ -569,28 +551,18 @@ class JobStore:
             job_id = conn.execute(query).scalar()
             if job_id is None:
                 return None
-            changed = conn.execute(
-                jobs.update()
-                .where(jobs.c.job_id == job_id, jobs.c.status == int(JobStatus.WARMING_UP))
-                .values(
-                    status=int(JobStatus.STARTED),
-                    worker_id=worker_id,
-                    heartbeat_at=now,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                    date_started=now,
-                )
-            ).rowcount
-            if changed != 1:
+            if not write_status(
+                conn,
+                job_id,
+                JobStatus.WARMING_UP,
+                JobStatus.STARTED,
+                at=now,
+                detail=f"claimed by {worker_id}",
+                worker_id=worker_id,
+                heartbeat_at=now,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+            ):
                 return None
-            conn.execute(
-                job_events.insert().values(
-                    job_id=job_id,
-                    from_status=1,
-                    to_status=10,
-                    at=now,
-                    detail=f"claimed by {worker_id}",
-                )
-            )
             row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).one()
             return self._job(conn, row)
 
@@ -615,23 +587,6 @@ class JobStore:
                 jobs.update()
                 .where(jobs.c.job_id == job_id, jobs.c.worker_id == worker_id)
                 .values(worker_id=None, heartbeat_at=None, lease_expires_at=None)
-            )
-
-    def abandoned(self, now: datetime | None = None) -> list[Any]:
-        """In-flight rows whose stored lease expiry has passed (or that no worker holds)."""
-        with reading(self.engine) as conn:
-            return list(
-                conn.execute(
-                    sa.select(*_LEASE_COLUMNS)
-                    .where(jobs.c.status.in_([int(s) for s in IN_FLIGHT]))
-                    .where(
-                        sa.or_(
-                            jobs.c.worker_id.is_(None),
-                            jobs.c.lease_expires_at.is_(None),
-                            jobs.c.lease_expires_at < (now or utcnow()),
-                        )
-                    )
-                ).all()
             )
 
     def in_flight_rows(self) -> list[Any]:
@@ -709,11 +664,16 @@ class JobStore:
             return list(conn.execute(sa.select(compute_envs).order_by(compute_envs.c.id)).all())
 
     def put_env(
-        self, env_id: str, config: dict[str, Any], *, status: str = "AVAILABLE", **values: Any
+        self,
+        env_id: str,
+        config: dict[str, Any],
+        *,
+        status: EnvState | str = EnvState.AVAILABLE,
+        **values: Any,
     ) -> None:
-        """Create or replace a store-managed environment (used by the admin API and tests)."""
-        if status not in ENV_STATUSES:
-            raise ValueError(f"environment status must be one of {ENV_STATUSES}")
+        """Create or replace a store-managed environment (used by the admin API and tests);
+        ``status`` must name an :class:`~operator_engine.lifecycle.EnvState` (``ValueError``)."""
+        status = EnvState(status).value
         now = utcnow()
         with self.engine.begin() as conn:
             changed = conn.execute(
@@ -763,6 +723,48 @@ class JobStore:
             conn.execute(
                 compute_envs.update().where(compute_envs.c.id == env_id).values(last_used=utcnow())
             )
+
+
+# -- the one status write -------------------------------------------------------------------
+
+
+def write_status(
+    conn: Connection,
+    job_id: str,
+    from_: JobStatus | None,
+    to: JobStatus,
+    *,
+    at: datetime,
+    detail: str | None,
+    **values: Any,
+) -> bool:
+    """Move ``job_id`` from ``from_`` to ``to`` inside the caller's transaction and record the
+    move in ``job_events``: every status write (submit, claim, transition) is this one.
+
+    ``from_`` None inserts a new job (``values`` are its other columns); otherwise the row is
+    updated only while it is at ``from_`` (False, nothing written, when it is not). The
+    lifecycle's :func:`~operator_engine.lifecycle.stamps` for ``to`` are set unless ``values``
+    sets them. A move the lifecycle does not allow is a programming error (``ValueError``).
+    """
+    if not is_allowed(from_, to):
+        raise ValueError(f"job {job_id}: {from_} -> {to} is not an allowed move")
+    columns = {**stamps(to, at), **values, "status": int(to)}
+    if from_ is None:
+        conn.execute(jobs.insert().values(job_id=job_id, **columns))
+    else:
+        where = (jobs.c.job_id == job_id, jobs.c.status == int(from_))
+        if conn.execute(jobs.update().where(*where).values(**columns)).rowcount != 1:
+            return False
+    conn.execute(
+        job_events.insert().values(
+            job_id=job_id,
+            from_status=None if from_ is None else int(from_),
+            to_status=int(to),
+            at=at,
+            detail=detail,
+        )
+    )
+    return True
 
 
 # -- consumed payments (docs/protocol.md §5) -------------------------------------------------------

@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 
+from operator_engine.lifecycle import Stage
 from operator_engine.metrics import WORKERS
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
@@ -41,7 +42,7 @@ class WorkerThreads:
     _wake: threading.Event
     _listener: WakeListener | None
     _cut_short: threading.Event
-    _recovered: queue.SimpleQueue[tuple[str, JobStatus, int, str]]
+    _recovered: queue.SimpleQueue[tuple[str, JobStatus, Stage, str]]
     _threads: list[threading.Thread]
     _workers: list[Worker]
     _sync_worker: Worker | None
@@ -94,7 +95,7 @@ class WorkerThreads:
         except Exception:
             log.exception("sweep failed")
 
-    def _hand_off(self, job_id: str, status: JobStatus, start: int, holder: str) -> bool:
+    def _hand_off(self, job_id: str, status: JobStatus, start: Stage, holder: str) -> bool:
         """Queue a job the sweep recovered for the next free worker thread (so recovered jobs
         run side by side and the sweep goes on); False without threads."""
         if not self._threads or self._stopping.is_set():
@@ -236,10 +237,6 @@ class WorkerThreads:
             outcomes[job_id] = outcome
             log.info("job %s (at %d when the stop began): %s", job_id, int(was), outcome)
         return outcomes
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
 
     def run_until_idle(self, timeout: float = 120.0) -> int:
         """Process queued jobs in the calling thread until none is left that could run (tests).

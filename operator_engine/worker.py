@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,21 +23,19 @@ from typing import Any
 from operator_engine import file_objects, pipeline
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import Credential, CredentialsError, CredentialStore
-from operator_engine.environments import EnvironmentRegistry
-from operator_engine.models import utcnow
+from operator_engine.environments import EnvEntry, EnvironmentRegistry
+from operator_engine.lifecycle import CRASH_FAILURE, Stage, resume_stage, unworkable_failure
+from operator_engine.models import ComputeEnvironment, utcnow
 from operator_engine.publish import record_logs
+from operator_engine.reconcile import reconcile
 from operator_engine.runner import ContainerRunner, RunnerError
-from operator_engine.statuses import CRASH_FAILURE, TERMINAL, JobStatus
+from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
 from operator_engine.store import JobStore, TransitionError
-from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log, jobs_root
+from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
-
-#: A job folder without a row is removed only when older than this: a submit saves the job's
-#: file objects before it inserts the row.
-ORPHAN_GRACE_SECONDS = 600.0
 
 _active: set[str] = set()
 _active_lock = threading.Lock()
@@ -60,9 +57,9 @@ class Services:
     stopping: threading.Event = field(default_factory=threading.Event)
     settlement: Any = None  # operator_engine.settlement.Settlement (escrow-paid jobs)
     credentials: CredentialStore | None = None
-    #: Set by an engine with worker threads: takes a recovered job (id, status, resume step,
+    #: Set by an engine with worker threads: takes a recovered job (id, status, resume stage,
     #: holder) for one of its threads to run; False = run it in the sweeping thread.
-    hand_off: Callable[[str, JobStatus, int, str], bool] | None = None
+    hand_off: Callable[[str, JobStatus, Stage, str], bool] | None = None
     receipt_signer: Any = None  # operator_engine.receipt_writer.Signer (needs the provider key)
 
     def folder(self, job_id: str) -> JobFolder:
@@ -146,7 +143,7 @@ class Worker:
         job = svc.store.claim(self.id, svc.schedulable_envs(), svc.lease_seconds)
         if job is None:
             return False
-        self.process(job.job_id, JobStatus.STARTED, 0)
+        self.process(job.job_id, JobStatus.STARTED, Stage.CONFIGURE)
         return True
 
     # -- one job -----------------------------------------------------------------------------
@@ -167,7 +164,7 @@ class Worker:
             except Exception:  # a store hiccup must not kill the heartbeat
                 log.warning("heartbeat of job %s failed", job_id, exc_info=True)
 
-    def process(self, job_id: str, current: JobStatus, start: int) -> None:
+    def process(self, job_id: str, current: JobStatus, start: Stage) -> None:
         """Walk ``job_id`` (held by this worker) from ``start``; always releases the lease."""
         svc = self.services
         done, lost = threading.Event(), threading.Event()
@@ -180,25 +177,21 @@ class Worker:
                 raise pipeline.Cancelled
             entry = svc.registry.entries().get(request.environment)
             reason = f"environment {request.environment} no longer exists"
-            if entry is not None and pipeline.needs_inputs(start):
+            if entry is not None and start.needs_inputs:
                 try:
                     request = file_objects.load(folder, request)
                 except file_objects.FileObjectsMissing as exc:
                     entry, reason = None, str(exc)
+            if entry is None and current is JobStatus.SETTLING:
+                # its results are published: the escrow claim left needs no environment
+                entry = EnvEntry(ComputeEnvironment(id=request.environment))
             if entry is None:
                 if current < JobStatus.CONFIGURING:
                     svc.store.transition(job_id, current, JobStatus.CONFIGURING)
                     current = JobStatus.CONFIGURING
                 outcome = Outcome(Kind.DATA_FAILED, reason)
-                pipeline.end(
-                    svc.store,
-                    folder,
-                    job_id,
-                    current,
-                    pipeline.FAILURE[Kind.DATA_FAILED],
-                    outcome,
-                    0,
-                )
+                target = unworkable_failure(current)
+                pipeline.end(svc.store, folder, job_id, current, target, outcome, 0)
                 return
             unpaid = self._unpaid_reason(job_id, current)
             if unpaid is not None:
@@ -338,7 +331,7 @@ class Worker:
                 self.recover(row.job_id, JobStatus(row.status), row.worker_id)
             except Exception:
                 log.exception("sweep: cannot recover job %s", row.job_id)
-        self.reconcile()
+        reconcile(svc)
         if svc.settlement is not None:
             svc.settlement.sweep(self._job_status)
         return recovered
@@ -350,7 +343,7 @@ class Worker:
     def recover(self, job_id: str, status: JobStatus, old_worker: str | None) -> None:
         """Resume a job this worker just took over, or end it with a reason."""
         svc = self.services
-        start = pipeline.resume_step(status)
+        start = resume_stage(status)
         log.warning("job %s at %d lost its worker %s; recovering", job_id, status, old_worker)
         if start is not None:
             folder = svc.folder(job_id)
@@ -374,7 +367,7 @@ class Worker:
                 svc.folder(job_id),
                 job_id,
                 status,
-                JobStatus.RUN_FAILED,
+                CRASH_FAILURE[status],  # an interrupted run: 41
                 outcome,
                 entry.env.storage_expiry if entry else 0,
             )
@@ -382,63 +375,3 @@ class Worker:
             self.cleanup_interrupted(job_id)
         finally:
             svc.store.release(job_id, self.id)
-
-    def reconcile(self) -> None:
-        """Each step on its own: one that fails is logged and the others still run."""
-        for step in (
-            self._reconcile_containers,
-            self._reconcile_folders,
-            self._expire_results,
-            self._finish_drains,
-        ):
-            try:
-                step()
-            except Exception:
-                log.exception("sweep: %s failed; the other steps still ran", step.__name__)
-
-    def _reconcile_containers(self) -> None:
-        """Remove containers of jobs that are gone, ended, or not at 40."""
-        svc = self.services
-        terminal = {int(s) for s in TERMINAL}
-        for cid, job_id in svc.runner.containers():
-            try:
-                row = svc.store.row(job_id)
-                if row is None or row.status in terminal or row.status != int(JobStatus.RUNNING):
-                    svc.runner.remove(cid)
-            except Exception:
-                log.exception("sweep: cannot reconcile container %s of job %s", cid, job_id)
-
-    def _reconcile_folders(self) -> None:
-        """Remove folders of jobs that are gone (unless just saved by a submit that is still
-        inserting its row) and the inputs of ended jobs."""
-        svc = self.services
-        terminal = {int(s) for s in TERMINAL}
-        root = jobs_root(svc.data_dir)
-        if not root.is_dir():
-            return
-        for child in root.iterdir():
-            try:
-                row = svc.store.row(child.name)
-                if row is None:
-                    if time.time() - child.lstat().st_mtime > ORPHAN_GRACE_SECONDS:
-                        JobFolder(child.resolve()).remove()
-                elif row.status in terminal:
-                    JobFolder(child.resolve()).remove_inputs()
-            except Exception:
-                log.exception("sweep: cannot reconcile folder %s", child)
-
-    def _expire_results(self) -> None:
-        svc = self.services
-        for job_id in svc.store.expired():
-            try:
-                svc.folder(job_id).remove()
-                svc.store.clear_results(job_id)
-            except Exception:
-                log.exception("sweep: cannot expire the results of job %s", job_id)
-
-    def _finish_drains(self) -> None:
-        svc = self.services
-        live = svc.store.live_counts()
-        for env_row in svc.store.env_rows():
-            if env_row.status == "DELETING" and not live.get(env_row.id):
-                svc.store.delete_env(env_row.id)

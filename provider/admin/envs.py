@@ -22,6 +22,7 @@ from operator_engine.environments import (
     FeeTokenUnchecked,
     parse_environment,
 )
+from operator_engine.lifecycle import EnvState, finish_drains
 from operator_engine.models import FreeTier
 from operator_engine.runner import RunnerError
 from operator_engine.store import JobStore, compute_envs, jobs
@@ -160,22 +161,22 @@ class EnvAdmin:
         self.runner = runner
         self.credentials = credentials or CredentialStore(store.engine, None)
 
-    def health(self, config: dict[str, Any]) -> tuple[str, str | None]:
+    def health(self, config: dict[str, Any]) -> tuple[EnvState, str | None]:
         """(status, message) for a config: ERRORED when an allowed image cannot be resolved
         (which also covers Docker being unreachable), else AVAILABLE."""
         if self.runner is None:
-            return "AVAILABLE", None
+            return EnvState.AVAILABLE, None
         wants_gpus = bool(config.get("gpuDevices")) or (config.get("gpuNumber") or 0) > 0
         reason = self.runner.gpu_support() if wants_gpus else None
         if reason is not None:
-            return "ERRORED", f"gpuNumber: {reason}"
+            return EnvState.ERRORED, f"gpuNumber: {reason}"
         for ref in config.get("allowedImages") or ():
             name, _, tag = ref.partition(":")
             try:
                 self.runner.resolve_image(name, tag or None, None)
             except RunnerError as exc:
-                return "ERRORED", f"allowedImages: {ref}: {exc}"
-        return "AVAILABLE", None
+                return EnvState.ERRORED, f"allowedImages: {ref}: {exc}"
+        return EnvState.AVAILABLE, None
 
     def check_fee_token(self, env_id: str, config: dict[str, Any]) -> None:
         """400 unless the config's fee token (or the default) is an ERC-20 on the chain; 503
@@ -252,7 +253,7 @@ class EnvAdmin:
             "dateCreated": iso(row.date_created) if row is not None else None,
             "lastUpdated": iso(row.last_updated) if row is not None else None,
             "lastUsed": summary["lastUsed"],
-            "deleted": entry.status == "DELETING",
+            "deleted": entry.status is EnvState.DELETING,
             "status": summary["status"],
             "message": summary["message"],
             "primary": summary["primary"],
@@ -294,7 +295,7 @@ class EnvAdmin:
         config, primary = values.pop("config"), values.pop("primary")
         self._check_credentials(config)
         self.check_fee_token(env_id, config)
-        self.store.put_env(env_id, config, status="CREATING", source="api", **values)
+        self.store.put_env(env_id, config, status=EnvState.CREATING, source="api", **values)
         status, message = self.health(config)
         self.store.put_env(env_id, config, status=status, message=message)
         if primary:
@@ -303,7 +304,7 @@ class EnvAdmin:
 
     def update(self, env_id: str, body: Any) -> None:
         row = self.managed(env_id)
-        if row.status == "DELETING":
+        if row.status == EnvState.DELETING:
             raise AdminError(f"compute environment {env_id!r} is being deleted")
         values = parse_body(body, env_id)
         config, primary = values.pop("config"), values.pop("primary")
@@ -338,18 +339,12 @@ class EnvAdmin:
             conn.execute(
                 compute_envs.update()
                 .where(compute_envs.c.id == row.id)
-                .values(status="DELETING", message=f"draining: {live} live job(s)")
+                .values(status=EnvState.DELETING.value, message=f"draining: {live} live job(s)")
             )
 
     def finish_drains(self) -> list[str]:
         """Delete DELETING environments whose jobs have all ended; their ids."""
-        live = self.store.live_counts()
-        done = [
-            r.id for r in self.store.env_rows() if r.status == "DELETING" and not live.get(r.id)
-        ]
-        for env_id in done:
-            self.store.delete_env(env_id)
-        return done
+        return finish_drains(self.store)
 
 
 def _file_config(entry: EnvEntry) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from flask import Response, current_app, jsonify, request
 from operator_engine.api import JobNotFound
 from operator_engine.credentials import CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
+from operator_engine.lifecycle import StopReason
 from operator_engine.statuses import TERMINAL
 from operator_engine.store import JobStore
 from provider.admin import batches as batch_views
@@ -240,7 +241,7 @@ def _stop_and_delete(env_id: str | None) -> int:
         elif row.status in {int(s) for s in TERMINAL}:
             store.delete(row.job_id)
         else:
-            store.update(row.job_id, stopreq=1)
+            store.update(row.job_id, stopreq=int(StopReason.OWNER))
     return len(rows)
 
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from operator_engine.db import reading
 from operator_engine.environments import EnvEntry
+from operator_engine.lifecycle import EnvState
 from operator_engine.statuses import TERMINAL, JobStatus, status_text
 from operator_engine.store import job_results, jobs
 from provider.admin.batches import batch_state
@@ -72,7 +73,7 @@ def _env_view(entry: EnvEntry, counts: dict[str, dict[str, int]]) -> dict[str, A
     mine = counts.get(env.id, {})
     return {
         "id": env.id,
-        "state": "draining" if entry.status == "DELETING" else "available",
+        "state": "draining" if entry.status is EnvState.DELETING else "available",
         "cpu": env.cpu_number,
         "ramGB": env.ram_gb,
         "diskGB": env.disk_gb,

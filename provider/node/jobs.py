@@ -12,6 +12,7 @@ from flask import jsonify
 from flask.typing import ResponseReturnValue
 
 from operator_engine.api import JobNotFound
+from operator_engine.lifecycle import StopReason
 from operator_engine.models import Job
 from provider.app import Services, services
 from provider.errors import ProviderError
@@ -70,7 +71,7 @@ def compute_stop() -> ResponseReturnValue:
     consumer = authenticate(svc, params, "stopCompute")
     job = owned_job(svc, consumer, text_param(params, "jobId"))
     try:
-        stopped = svc.engine.stop(job.job_id, stopreq=1)
+        stopped = svc.engine.stop(job.job_id, stopreq=StopReason.OWNER)
     except JobNotFound:
         raise ProviderError("Job not found", 404) from None
     return jsonify([job_view(svc, stopped, node_jobs_of_app().get(job.job_id))])

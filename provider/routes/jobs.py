@@ -29,6 +29,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from operator_engine.api import JobNotFound
+from operator_engine.lifecycle import StopReason
 from operator_engine.statuses import JobStatus, status_text
 from provider.app import Services, services
 from provider.errors import ProviderError, SignatureError
@@ -96,7 +97,7 @@ def stop() -> ResponseReturnValue:
         raise SignatureError("Invalid signature: the signer is not consumerAddress.")
     job = _owned_job(svc, consumer, job_id, did)
     try:
-        stopped = svc.engine.stop(job.job_id, stopreq=1)
+        stopped = svc.engine.stop(job.job_id, stopreq=StopReason.OWNER)
     except JobNotFound:  # deleted meanwhile
         raise ProviderError("Job not found", 404) from None
     return jsonify([stopped.to_ocean()])

@@ -14,11 +14,13 @@ import pytest
 from operator_engine import pipeline
 from operator_engine.api import Engine
 from operator_engine.context import JobContext, Outcome
+from operator_engine.lifecycle import CRASH_FAILURE
 from operator_engine.models import utcnow
 from operator_engine.provision import MAX_ALGORITHM_BYTES
+from operator_engine.reconcile import ORPHAN_GRACE_SECONDS
 from operator_engine.runner import ContainerSpec, FakeRunner, RunnerError
-from operator_engine.statuses import CRASH_FAILURE, OCCUPYING, TRANSITIONS, JobStatus
-from operator_engine.worker import ORPHAN_GRACE_SECONDS, Worker
+from operator_engine.statuses import OCCUPYING, TRANSITIONS, JobStatus
+from operator_engine.worker import Worker
 from operator_engine.workspace import FILE_OBJECTS, jobs_root
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, write_envs
@@ -119,8 +121,8 @@ def test_a_crash_at_a_status_is_named_the_same_by_the_pipeline_and_the_worker(
     files = [{"type": "url", "url": file_server.url("/d.csv")}]
     engine, _db = _engine(tmp_path)
     steps = list(pipeline.STEPS)
-    index = max(i for i, (status, _stage) in enumerate(steps) if status is at)
-    steps.insert(index + 1, (at, _crash))
+    index = max(i for i, (stage, _work) in enumerate(steps) if stage.status is at)
+    steps.insert(index + 1, (steps[index][0], _crash))
     monkeypatch.setattr(pipeline, "STEPS", steps)
     crashed = engine.submit(request(files=files))
     engine.run_until_idle()

@@ -17,6 +17,7 @@ import pytest
 from operator_engine import pipeline
 from operator_engine.api import SHUTDOWN_REASON, Engine
 from operator_engine.context import JobContext, Kind, Outcome
+from operator_engine.lifecycle import Stage
 from operator_engine.models import utcnow
 from operator_engine.runner import ContainerSpec, FakeRunner
 from operator_engine.statuses import JobStatus
@@ -88,7 +89,7 @@ def test_an_algorithm_that_ends_within_the_grace_finishes(
     assert started.wait(30)
 
     def let_go() -> None:
-        until(lambda: engine.stopping, "the stop to begin")
+        until(engine.services.stopping.is_set, "the stop to begin")
         release.set()
 
     letting_go = threading.Thread(target=let_go)
@@ -110,7 +111,7 @@ def test_a_job_that_has_not_run_is_left_to_resume(
         return Outcome(Kind.OK)
 
     steps = list(pipeline.STEPS)
-    steps[2] = (JobStatus.PROVISIONED, hold)
+    steps[2] = (Stage.START, hold)
     monkeypatch.setattr(pipeline, "STEPS", steps)
     engine = make(tmp_path, FakeRunner())
     job = engine.submit(request(files=data))

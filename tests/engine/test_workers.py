@@ -19,6 +19,7 @@ import pytest
 from operator_engine import pipeline
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.docker_runner import DockerRunner
+from operator_engine.lifecycle import Stage
 from operator_engine.models import Job
 from operator_engine.statuses import JobStatus
 from operator_engine.workspace import JobFolder
@@ -246,7 +247,7 @@ def test_stop_at_1_30_40_and_delete(
         return Outcome(Kind.OK)
 
     steps = list(pipeline.STEPS)
-    steps[2] = (JobStatus.PROVISIONED, hold)
+    steps[2] = (Stage.START, hold)
     monkeypatch.setattr(pipeline, "STEPS", steps)
     provisioned = submit(stack, file_server, busybox_image, "true")
     engine.start(1)

@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 
 from operator_engine import billing
 from operator_engine.billing import billed_minutes, cost_at_rate, job_cost, rate_per_minute
+from operator_engine.lifecycle import is_allowed
 from operator_engine.statuses import (
     IN_FLIGHT,
     OCCUPYING,
     TERMINAL,
     JobStatus,
-    can_transition,
     status_text,
 )
 
@@ -113,8 +113,8 @@ def test_rounding_never_undercharges(rate: Fraction, duration: int) -> None:
 def test_settling_is_between_publishing_and_finished() -> None:
     assert status_text(JobStatus.SETTLING) == "Job settling"
     assert int(JobStatus.SETTLING) == 71
-    assert can_transition(JobStatus.PUBLISHING, JobStatus.SETTLING)
-    assert can_transition(JobStatus.SETTLING, JobStatus.FINISHED)
-    assert not can_transition(JobStatus.SETTLING, JobStatus.STOPPED)  # it ran already
+    assert is_allowed(JobStatus.PUBLISHING, JobStatus.SETTLING)
+    assert is_allowed(JobStatus.SETTLING, JobStatus.FINISHED)
+    assert not is_allowed(JobStatus.SETTLING, JobStatus.STOPPED)  # it ran already
     assert JobStatus.SETTLING not in TERMINAL and JobStatus.SETTLING in IN_FLIGHT
     assert JobStatus.SETTLING not in OCCUPYING  # its container is gone: the slot is free
