@@ -49,3 +49,29 @@ def test_makefile_targets_exist() -> None:
     makefile = (ROOT / "Makefile").read_text()
     for target in ("demo", "test"):
         assert re.search(rf"^{target}:", makefile, flags=re.M), target
+
+
+def _layout_rows() -> list[tuple[list[str], str]]:
+    section = README.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = line.split(" | ")
+        if not line.startswith("| `") or len(cells) < 2:
+            continue
+        rows.append((re.findall(r"`([^`]+)`", cells[0]), cells[1]))
+    return rows
+
+
+def test_the_layout_section_matches_the_tree() -> None:
+    """Every path the layout names exists, every module it names is in its row's package,
+    and every top-level package and folder is named."""
+    named: set[str] = set()
+    for paths, what in _layout_rows():
+        for path in paths:
+            assert (ROOT / path).exists(), f"the layout names {path}, which does not exist"
+            named.add(path.strip("/").split("/")[0])
+        for module in re.findall(r"`([a-z_]+\.py)`", what):
+            assert list((ROOT / paths[0]).rglob(module)), f"{paths[0]} has no {module}"
+    top = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    top |= {"docs", "bench", "tests", "scripts"}
+    assert "operator_engine" in top and top <= named, f"not in the layout: {sorted(top - named)}"
