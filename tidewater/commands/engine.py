@@ -40,17 +40,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def with_arguments(settings: Settings, args: argparse.Namespace) -> Settings:
+    """``settings`` with the command line's overrides (a flag left out keeps the setting)."""
+    overrides = {
+        "workers": args.workers,
+        "lease_seconds": args.lease_seconds,
+        "poll_seconds": args.poll_seconds,
+        "pull_images": False if args.no_pull else None,
+    }
+    return settings.with_(**{k: v for k, v in overrides.items() if v is not None})
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = with_arguments(Settings.from_env(), args)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    workers = settings.workers if args.workers is None else args.workers
-    if args.lease_seconds is not None:
-        settings = settings.with_(lease_seconds=args.lease_seconds)
-    if args.poll_seconds is not None:
-        settings = settings.with_(poll_seconds=args.poll_seconds)
-    return run_engine(settings, workers=workers, pull=settings.pull_images and not args.no_pull)
+    return run_engine(settings, workers=settings.workers, pull=settings.pull_images)
 
 
 def run_engine(
