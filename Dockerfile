@@ -14,6 +14,7 @@ COPY tidewater ./tidewater
 COPY provider ./provider
 COPY operator_engine ./operator_engine
 COPY contracts_abi ./contracts_abi
+COPY datastore ./datastore
 RUN pip install --no-cache-dir ".[postgres]"
 
 ENV TIDEWATER_DATA_DIR=/var/lib/tidewater

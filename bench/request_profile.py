@@ -42,7 +42,10 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("json_limits before_request", ("provider/json_limits.py",)),
     ("sqlalchemy (compile, cache key, execute, rows)", ("sqlalchemy",)),
     ("sqlite3 driver", ("sqlite3", "_sqlite3")),
-    ("tidewater routes, stores, models", ("provider/", "operator_engine/", "tidewater/")),
+    (
+        "tidewater routes, stores, models",
+        ("provider/", "operator_engine/", "datastore/", "tidewater/"),
+    ),
     ("flask + werkzeug (routing, request, response)", ("flask", "werkzeug")),
     ("json encoding", ("json/",)),
 )

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine as SqlEngine
 
+from datastore.engine import make_engine, private_dir
+from datastore.jobs import JobStore, TransitionError
+from datastore.migrate import upgrade
 from operator_engine import file_objects
 from operator_engine.config import EngineConfig
 from operator_engine.credentials import CredentialStore
-from operator_engine.db import make_engine, private_dir
 from operator_engine.environments import EnvironmentRegistry, gpu_share
 from operator_engine.lifecycle import Stage, StopReason
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
@@ -25,7 +27,6 @@ from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.settlement import Settlement
 from operator_engine.settlement_wiring import default_settlement
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore, TransitionError
 from operator_engine.threads import SHUTDOWN_REASON as SHUTDOWN_REASON  # re-exported
 from operator_engine.threads import WorkerThreads
 from operator_engine.wakeup import WakeListener, nudge
@@ -118,10 +119,11 @@ class Engine(WorkerThreads):
 
     @classmethod
     def from_config(cls, config: EngineConfig, *, runner: ContainerRunner | None = None) -> Engine:
-        """Build the store (tables created) and a Docker runner unless ``runner`` is given."""
+        """Build the store (schema upgraded, see :func:`datastore.migrate.upgrade`) and a
+        Docker runner unless ``runner`` is given."""
         private_dir(Path(config.data_dir))
         db = make_engine(config.db_url)
-        JobStore(db).create_tables()
+        upgrade(db)
         if runner is None:
             from operator_engine.docker_runner import DockerRunner
 
@@ -191,7 +193,8 @@ class Engine(WorkerThreads):
         if not created and job.job_id != job_id:
             folder.remove()  # another submit made the job: these file objects are not used
         if created:
-            self.store.touch_env(request.environment)  # admin lastUsed survives job deletion
+            # admin lastUsed survives job deletion
+            self.store.environments.touch(request.environment)
         self._wake.set()
         if not self._threads:  # an API process: the engine process may be idle-waiting
             nudge(self.wake_scope)

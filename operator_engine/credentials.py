@@ -13,31 +13,14 @@ returns a secret: listings show the key *names* with the secret values masked.
 from __future__ import annotations
 
 import json
-import uuid
-import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import Engine
 
-from operator_engine.db import reading
-from operator_engine.models import utcnow
-
-metadata = sa.MetaData()
-admin_credentials = sa.Table(
-    "admin_credentials",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False, unique=True),
-    sa.Column("provider", sa.String(32), nullable=False),
-    sa.Column("description", sa.Text, nullable=False, default=""),
-    sa.Column("keys_encrypted", sa.LargeBinary, nullable=False),
-    sa.Column("date_created", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_updated", sa.DateTime(timezone=True), nullable=False),
-)
+from datastore.credentials import CredentialRepository, SealedCredential
 
 #: provider -> (required key names, optional key names, secret key names)
 PROVIDERS: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {
@@ -49,7 +32,6 @@ PROVIDERS: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {
     "k8s": (frozenset({"context"}), frozenset({"kubeconfig"}), frozenset({"kubeconfig"})),
 }
 _MASK = "********"
-_READY: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 class CredentialsError(ValueError):
@@ -121,11 +103,8 @@ class CredentialStore:
     """
 
     def __init__(self, engine: Engine, key: str | None) -> None:
-        self.engine = engine
+        self.rows = CredentialRepository(engine)
         self._fernet = Fernet(key.encode()) if key else None
-        if engine not in _READY:  # once per database, not per request
-            metadata.create_all(engine)
-            _READY.add(engine)
 
     def _cipher(self) -> Fernet:
         if self._fernet is None:
@@ -141,28 +120,12 @@ class CredentialStore:
         """Store the credentials in ``body``; the new id. 409 when the name is taken."""
         name, provider, description, keys = parse_credentials(body)
         sealed = self._cipher().encrypt(json.dumps(keys).encode())
-        now = utcnow()
-        with self.engine.begin() as conn:
-            taken = conn.execute(
-                sa.select(admin_credentials.c.id).where(admin_credentials.c.name == name)
-            ).first()
-            if taken is not None:
-                raise CredentialsError(f"credentials.name: {name!r} exists", 409)
-            cred_id = uuid.uuid4().hex[:22]
-            conn.execute(
-                admin_credentials.insert().values(
-                    id=cred_id,
-                    name=name,
-                    provider=provider,
-                    description=description,
-                    keys_encrypted=sealed,
-                    date_created=now,
-                    last_updated=now,
-                )
-            )
+        cred_id = self.rows.add(name, provider, description, sealed)
+        if cred_id is None:
+            raise CredentialsError(f"credentials.name: {name!r} exists", 409)
         return cred_id
 
-    def _open(self, row: Any) -> Credential:
+    def _open(self, row: SealedCredential) -> Credential:
         try:
             keys = json.loads(self._cipher().decrypt(row.keys_encrypted))
         except InvalidToken:
@@ -181,36 +144,18 @@ class CredentialStore:
         )
 
     def list(self) -> list[Credential]:
-        with reading(self.engine) as conn:
-            rows = conn.execute(
-                sa.select(admin_credentials).order_by(admin_credentials.c.date_created)
-            ).all()
-        return [self._open(r) for r in rows]
+        return [self._open(r) for r in self.rows.all()]
 
     def get(self, cred_id: str) -> Credential | None:
-        with reading(self.engine) as conn:
-            row = conn.execute(
-                sa.select(admin_credentials).where(admin_credentials.c.id == cred_id)
-            ).first()
+        row = self.rows.get(cred_id)
         return None if row is None else self._open(row)
 
     def exists(self, cred_id: str) -> bool:
         """True when ``cred_id`` is stored (no decryption needed)."""
-        with reading(self.engine) as conn:
-            return (
-                conn.execute(
-                    sa.select(admin_credentials.c.id).where(admin_credentials.c.id == cred_id)
-                ).first()
-                is not None
-            )
+        return self.rows.exists(cred_id)
 
     def delete(self, cred_id: str) -> bool:
-        with self.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    admin_credentials.delete().where(admin_credentials.c.id == cred_id)
-                ).rowcount
-            )
+        return self.rows.delete(cred_id)
 
 
 def registry_of(image: str) -> str:

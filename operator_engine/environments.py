@@ -245,7 +245,7 @@ class EnvironmentRegistry:
     def entries(self) -> dict[str, EnvEntry]:
         """Every environment, the primary one first (see :meth:`primary_id`)."""
         merged = {env.id: EnvEntry(env) for env in self.file_envs()}
-        for row in self.store.env_rows():
+        for row in self.store.environments.rows():
             if row.id in merged and merged[row.id].source == "file":
                 continue  # a file environment is read-only: the API cannot shadow it
             where = f"compute_envs[{row.id}]"
@@ -278,7 +278,7 @@ class EnvironmentRegistry:
     def primary_id(self, entries: dict[str, EnvEntry]) -> str | None:
         """The environment a job or admin call that names none uses: the one flagged primary
         while it exists and takes jobs, else the first that takes jobs (file order first)."""
-        flagged = self.store.primary_env()
+        flagged = self.store.environments.primary()
         if flagged in entries and entries[flagged].accepts_jobs:
             return str(flagged)
         return next(

@@ -4,7 +4,7 @@
 module decides *which* status a job moves to: what a stage's outcome or an unexpected error
 ends it at, where a job found without its worker resumes, why a job was stopped, which
 columns a move stamps. It also owns the states an environment passes through and when a
-drain finishes. The store's one status write (:func:`operator_engine.store.write_status`)
+drain finishes. The store's one status write (:func:`datastore.job_writes.write_status`)
 checks moves with :func:`is_allowed`, applies :func:`stamps` and writes the event row.
 """
 
@@ -74,23 +74,34 @@ class EnvState(StrEnum):
 
 
 class EnvironmentRows(Protocol):
-    """What :func:`finish_drains` reads and deletes (the job store)."""
+    """The store's environments, as :func:`finish_drains` reads and deletes them."""
+
+    def rows(self) -> Sequence[Any]: ...
+
+    def delete(self, env_id: str) -> bool: ...
+
+
+class DrainableStore(Protocol):
+    """What :func:`finish_drains` needs of the job store."""
 
     def live_counts(self) -> dict[str, int]: ...
 
-    def env_rows(self) -> Sequence[Any]: ...
+    @property
+    def environments(self) -> EnvironmentRows: ...
 
-    def delete_env(self, env_id: str) -> bool: ...
 
-
-def finish_drains(store: EnvironmentRows) -> list[str]:
+def finish_drains(store: DrainableStore) -> list[str]:
     """Delete the draining (DELETING) environments whose jobs have all ended; their ids. The
     one place a drain finishes: the engine's sweep and the admin API both call it (a draining
     environment takes no new jobs, so none can arrive between the count and the delete)."""
     live = store.live_counts()
-    done = [r.id for r in store.env_rows() if r.status == EnvState.DELETING and not live.get(r.id)]
+    done = [
+        r.id
+        for r in store.environments.rows()
+        if r.status == EnvState.DELETING and not live.get(r.id)
+    ]
     for env_id in done:
-        store.delete_env(env_id)
+        store.environments.delete(env_id)
     return done
 
 

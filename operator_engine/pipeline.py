@@ -2,7 +2,7 @@
 
 A job walks ``STEPS`` in order; before each step it enters that stage's status (through the
 store's guarded transition, so a stop or delete in between ends the walk with
-:class:`~operator_engine.store.TransitionError`). Which status ends a job is the lifecycle's
+:class:`~datastore.jobs.TransitionError`). Which status ends a job is the lifecycle's
 (:mod:`operator_engine.lifecycle`): a failed step ends the job at ``FAILURE[kind]`` with the
 reason in its publish log and its logs as results; a stage that raises ends it at
 ``CRASH_FAILURE`` of the status it was in. A job paid through an escrow lock then waits at 71
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from datastore.jobs import JobStore, ResultRecord
 from operator_engine.configure import configure
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.egress import filter_outputs
@@ -27,7 +28,6 @@ from operator_engine.publish import publish, record_logs
 from operator_engine.receipt_writer import with_receipt
 from operator_engine.run import run
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore, ResultRecord
 from operator_engine.workspace import JobFolder
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from datastore.jobs import JobStore, ResultRecord
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.quota import settle
-from operator_engine.store import JobStore, ResultRecord
 from operator_engine.workspace import (
     ALGORITHM_LOG,
     CONFIGURE_LOG,

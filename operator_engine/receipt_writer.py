@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from datastore.jobs import JobStore, ResultRecord
 from operator_engine.context import JobContext
 from operator_engine.environments import gpu_share, job_share
 from operator_engine.models import utcnow
 from operator_engine.publish import hash_file
 from operator_engine.receipts import RECEIPT_FILE, RESULT_TYPE, ReceiptFacts, sign
-from operator_engine.store import JobStore, ResultRecord
 from operator_engine.workspace import did_dirname
 
 #: signs facts for a chain id (``None``: the signer's default chain) → receipt.json content

@@ -24,7 +24,7 @@ job that ended otherwise is settled the same way right after (nothing is charged
 algorithm never ran). :meth:`Settlement.sweep` (run by the engine's sweep) finishes
 settlements a dead worker or a chain outage left open, and cancels expired locks.
 
-Crash safety: the ledger row (:mod:`operator_engine.escrow_ledger`) is written before each
+Crash safety: the ledger row (:mod:`datastore.escrow_ledger`) is written before each
 transaction and the claim's hash is recorded after signing, before broadcasting. Re-running a
 settlement first reads that transaction's receipt, then checks the lock is still on chain
 before sending again (:func:`contracts_abi.escrow.claim` sends nothing for a lock that is gone,
@@ -44,15 +44,14 @@ from datetime import timedelta
 from fractions import Fraction
 
 import requests
-import sqlalchemy as sa
 from sqlalchemy import Engine
 from web3 import Web3
 
 from contracts_abi import escrow
 from contracts_abi.escrow import ClaimResult, EscrowChain, EscrowError, PaymentError
+from datastore.escrow_ledger import OPEN_STATES, EscrowLedger, LedgerError, LockRecord
+from datastore.job_reports import JobReports
 from operator_engine.billing import cost_at_rate
-from operator_engine.db import reading
-from operator_engine.escrow_ledger import OPEN_STATES, EscrowLedger, LedgerError, LockRecord
 from operator_engine.models import utcnow
 from operator_engine.statuses import JobStatus
 
@@ -75,20 +74,12 @@ def new_job_id() -> str:
 def run_seconds(db: Engine, job_id: str) -> float | None:
     """Seconds the job's algorithm ran (from entering 40 to leaving it, per ``job_events``);
     None when it never ran or its events are gone."""
-    from operator_engine.store import job_events
-
     running = int(JobStatus.RUNNING)
-    with reading(db) as conn:
-        rows = conn.execute(
-            sa.select(job_events.c.from_status, job_events.c.to_status, job_events.c.at)
-            .where(job_events.c.job_id == job_id)
-            .where(sa.or_(job_events.c.to_status == running, job_events.c.from_status == running))
-            .order_by(job_events.c.id)
-        ).all()
-    started = next((r.at for r in rows if r.to_status == running), None)
+    events = JobReports(db).events_around(job_id, running)
+    started = next((at for _from, to, at in events if to == running), None)
     if started is None:
         return None
-    ended = next((r.at for r in rows if r.from_status == running), None)
+    ended = next((at for from_, _to, at in events if from_ == running), None)
     if ended is None:
         return None
     return max(float((ended - started).total_seconds()), 0.0)
@@ -329,7 +320,7 @@ class Settlement:
 
     def _proof(self, job_id: str) -> bytes:
         """The public job JSON (what status returns), canonical, as the claim's proof."""
-        from operator_engine.store import JobStore
+        from datastore.jobs import JobStore
 
         job = JobStore(self.db).get(job_id)
         body = job.to_ocean() if job is not None else {"jobId": job_id}

@@ -13,11 +13,11 @@ import queue
 import threading
 import time
 
+from datastore.jobs import JobStore, TransitionError
 from operator_engine.lifecycle import Stage
 from operator_engine.metrics import WORKERS
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
-from operator_engine.store import JobStore, TransitionError
 from operator_engine.wakeup import WakeListener
 from operator_engine.worker import Services, Worker, worker_is_dead
 

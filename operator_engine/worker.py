@@ -20,6 +20,7 @@ from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
+from datastore.jobs import JobStore, TransitionError
 from operator_engine import file_objects, pipeline
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import Credential, CredentialsError, CredentialStore
@@ -31,7 +32,6 @@ from operator_engine.reconcile import reconcile
 from operator_engine.runner import ContainerRunner, RunnerError
 from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
-from operator_engine.store import JobStore, TransitionError
 from operator_engine.workspace import PUBLISH_LOG, JobFolder, append_log
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,6 @@ from provider.chains import (
 from provider.chains import ChainUnavailableError as ChainUnavailableError  # re-exported
 from provider.errors import register_error_handlers
 from provider.indexer import indexed_chain
-from provider.indexer import metadata as index_tables
 from provider.json_limits import install_json_limits
 from provider.logs import install_request_logging
 from provider.metrics import install_metrics
@@ -242,7 +241,6 @@ def create_app(
         chains=chains,
     )
     app.extensions["tidewater"] = svc
-    index_tables.create_all(engine.db)  # chain_of reads them even before any indexer runs
     assets = _import_optional("provider.assets")
     if assets is not None and hasattr(assets, "build_resolver"):
         for chain in chains.values():

@@ -1,4 +1,5 @@
-"""An embedded DDO indexer: follows the chain, keeps DDOs in the provider's own tables.
+"""An embedded DDO indexer: follows the chain, keeps DDOs in the store
+(:class:`datastore.asset_index.AssetIndex`).
 
 It reads the ERC721Factory's ``NFTCreated`` events (factory address from the address file) and,
 for data NFTs created by that factory, ``MetadataCreated`` / ``MetadataUpdated`` /
@@ -25,40 +26,12 @@ from web3.exceptions import Web3Exception
 
 from contracts_abi import load
 from contracts_abi.did import compute_did
-from operator_engine.db import reading
+from datastore.asset_index import AssetIndex, IndexWrite
 from provider import json_limits
 from provider.asset import Asset
 from provider.metadata import plain_document
 
 log = logging.getLogger(__name__)
-
-metadata = sa.MetaData()
-#: Data NFTs per chain: the same deployer gives the same addresses on two dev chains.
-nfts = sa.Table(
-    "indexer_chain_nfts",
-    metadata,
-    sa.Column("chain_id", sa.BigInteger, primary_key=True),
-    sa.Column("address", sa.String(42), primary_key=True),  # lowercase
-    sa.Column("block", sa.BigInteger, nullable=False),
-)
-assets = sa.Table(
-    "indexer_assets",
-    metadata,
-    sa.Column("did", sa.String(80), primary_key=True),
-    sa.Column("nft_address", sa.String(42), nullable=False),
-    sa.Column("chain_id", sa.BigInteger, nullable=False),
-    sa.Column("ddo", sa.Text, nullable=False),
-    sa.Column("state", sa.Integer, nullable=False),
-    sa.Column("owner", sa.String(42), nullable=False),
-    sa.Column("block", sa.BigInteger, nullable=False),
-)
-#: Last indexed block per ``<chain id>:<factory>`` (see :attr:`Indexer.cursor_name`).
-cursors = sa.Table(
-    "indexer_cursor",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("block", sa.BigInteger, nullable=False),
-)
 
 
 def _topic(abi: list[dict[str, Any]], name: str) -> str:
@@ -111,7 +84,7 @@ class Indexer:
             _topic(nft_abi, "MetadataUpdated"): "MetadataUpdated",
             _topic(nft_abi, "MetadataState"): "MetadataState",
         }
-        metadata.create_all(db)
+        self.index = AssetIndex(db)
 
     # -- store ----------------------------------------------------------------------------
     @property
@@ -120,22 +93,12 @@ class Indexer:
         return f"{self.chain_id}:{self.factory.lower()}"
 
     def cursor(self) -> int:
-        with reading(self.db) as conn:
-            value = conn.execute(
-                sa.select(cursors.c.block).where(cursors.c.name == self.cursor_name)
-            ).scalar()
-        return int(value) if value is not None else self.start_block - 1
+        value = self.index.cursor(self.cursor_name)
+        return value if value is not None else self.start_block - 1
 
     def get(self, did: str) -> Asset | None:
         """The indexed asset ``did`` of this chain, or None."""
-        with reading(self.db) as conn:
-            row = (
-                conn.execute(
-                    sa.select(assets).where(assets.c.did == did, assets.c.chain_id == self.chain_id)
-                )
-                .mappings()
-                .first()
-            )
+        row = self.index.asset(did, self.chain_id)
         if row is None:
             return None
         return Asset(
@@ -166,13 +129,8 @@ class Indexer:
             {"fromBlock": first, "toBlock": last, "topics": [[self._t_created, *self._t_meta]]}
         )
         logs = sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"]))
-        with self.db.begin() as conn:
-            known = {
-                r[0]
-                for r in conn.execute(
-                    sa.select(nfts.c.address).where(nfts.c.chain_id == self.chain_id)
-                )
-            }
+        with self.index.writing() as index:
+            known = index.known_nfts(self.chain_id)
             for entry in logs:
                 topic0 = "0x" + bytes(entry["topics"][0]).hex()
                 if topic0 == self._t_created:
@@ -181,30 +139,19 @@ class Indexer:
                     event = self._factory.events.NFTCreated().process_log(entry)
                     address = event["args"]["newTokenAddress"].lower()
                     if address not in known:
-                        conn.execute(
-                            sa.insert(nfts).values(
-                                chain_id=self.chain_id, address=address, block=first
-                            )
-                        )
+                        index.add_nft(self.chain_id, address, first)
                         known.add(address)
                 elif entry["address"].lower() in known:
-                    self._apply(conn, self._t_meta[topic0], entry)
-            values = {"name": self.cursor_name, "block": last}
-            updated = conn.execute(
-                sa.update(cursors).where(cursors.c.name == values["name"]).values(block=last)
-            )
-            if updated.rowcount == 0:
-                conn.execute(sa.insert(cursors).values(**values))
+                    self._apply(index, self._t_meta[topic0], entry)
+            index.set_cursor(self.cursor_name, last)
 
-    def _apply(self, conn: sa.Connection, name: str, entry: Any) -> None:
+    def _apply(self, index: IndexWrite, name: str, entry: Any) -> None:
         event = getattr(self._nft.events, name)().process_log(entry)
         args = event["args"]
         nft_address = Web3.to_checksum_address(entry["address"])
         did = compute_did(nft_address, self.chain_id)
         if name == "MetadataState":
-            conn.execute(
-                sa.update(assets).where(assets.c.did == did).values(state=int(args["state"]))
-            )
+            index.set_state(did, int(args["state"]))
             return
         try:
             ddo = decode_metadata(
@@ -235,7 +182,7 @@ class Indexer:
             "contract": nft_address,
             "datetime": when,
         }
-        created = when if name == "MetadataCreated" else self._created(conn, did) or when
+        created = when if name == "MetadataCreated" else self._created(index, did) or when
         ddo["nft"] = {
             **(ddo.get("nft") or {}),
             "address": nft_address,
@@ -250,12 +197,11 @@ class Indexer:
             "owner": owner,
             "block": int(entry["blockNumber"]),
         }
-        if conn.execute(sa.update(assets).where(assets.c.did == did).values(**row)).rowcount == 0:
-            conn.execute(sa.insert(assets).values(did=did, **row))
+        index.put_asset(did, **row)
 
     @staticmethod
-    def _created(conn: sa.Connection, did: str) -> str | None:
-        raw = conn.execute(sa.select(assets.c.ddo).where(assets.c.did == did)).scalar()
+    def _created(index: IndexWrite, did: str) -> str | None:
+        raw = index.ddo_text(did)
         if raw is None:
             return None
         created = (json_limits.loads(raw).get("nft") or {}).get("created")
@@ -264,9 +210,7 @@ class Indexer:
 
 def indexed_chain(db: sa.Engine, did: str) -> int | None:
     """The chain id ``did`` was indexed on (by any chain's indexer), or None."""
-    with reading(db) as conn:
-        value = conn.execute(sa.select(assets.c.chain_id).where(assets.c.did == did)).scalar()
-    return None if value is None else int(value)
+    return AssetIndex(db).chain_of(did)
 
 
 def wait_indexed(indexer: Indexer, did: str, timeout: float = 5.0) -> Asset | None:

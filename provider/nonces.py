@@ -2,10 +2,9 @@
 
 A signed request carries ``nonce``; it must parse as a finite decimal and be strictly greater
 (compared as arbitrary-precision decimals) than the nonce stored for the lowercased address,
-which is replaced *before* the request acts. Storage is a compare-and-swap: ``UPDATE … WHERE
-address = :a AND nonce = :seen`` (or an ``INSERT`` guarded by the primary key for a new
-address) with a bounded retry, so two requests with the same nonce can never both pass, on
-SQLite or PostgreSQL, in one process or several.
+which is replaced *before* the request acts. Storage is a compare-and-swap
+(:class:`datastore.nonces.NonceRepository`) with a bounded retry, so two requests with the same
+nonce can never both pass, on SQLite or PostgreSQL, in one process or several.
 
 Order of checks: presence and format → the signature recovers the claimed address → the nonce
 is consumed. A forged signature therefore never moves anyone's nonce.
@@ -17,10 +16,9 @@ import re
 from decimal import Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import Column, Engine, MetaData, String, Table, bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 
-from operator_engine.db import PreparedRead
+from datastore.nonces import NONCE_CHARS, NonceRepository
 from provider.errors import RequestValidationError, SignatureError
 from provider.params import is_missing
 from provider.signatures import (
@@ -33,21 +31,9 @@ from provider.signatures import (
 
 #: What an unknown address's nonce reads as (clients then send stored + 1).
 INITIAL_NONCE = "1"
-MAX_NONCE_CHARS = 1024
+MAX_NONCE_CHARS = NONCE_CHARS
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _RETRIES = 50
-
-metadata = MetaData()
-nonces_table = Table(
-    "provider_nonces",
-    metadata,
-    Column("address", String(42), primary_key=True),
-    Column("nonce", String(MAX_NONCE_CHARS), nullable=False),
-)
-#: ``GET nonce`` reads this on every call: compiled once, run on the DBAPI directly.
-_STORED_NONCE = PreparedRead(
-    select(nonces_table.c.nonce).where(nonces_table.c.address == bindparam("address"))
-)
 
 
 def parse_nonce(text: str) -> Decimal:
@@ -96,44 +82,26 @@ class NonceStore:
     """The last nonce each address used, in the shared SQL store."""
 
     def __init__(self, db: Engine) -> None:
-        self.db = db
-        metadata.create_all(db, tables=[nonces_table])
+        self.rows = NonceRepository(db)
 
     def get(self, address: str) -> str:
         """The stored nonce text for ``address`` (``"1"`` when the address is unknown)."""
-        rows = _STORED_NONCE.rows(self.db, address=address.lower())
-        return INITIAL_NONCE if not rows else str(rows[0].nonce)
+        return self.rows.stored(address.lower()) or INITIAL_NONCE
 
     def consume(self, address: str, nonce_text: str) -> None:
         """Atomically require ``nonce_text`` > stored and store it; else a 400 under signature."""
         new = parse_nonce(nonce_text)
         key = address.lower()
         for _ in range(_RETRIES):
-            try:
-                if self._try_consume(key, nonce_text, new):
-                    return
-            except IntegrityError:
-                continue  # another request inserted this address first: compare again
-        raise SignatureError("Invalid signature: the nonce is contended, retry.")
-
-    def _try_consume(self, key: str, text: str, new: Decimal) -> bool:
-        table = nonces_table
-        with self.db.begin() as conn:
-            row = conn.execute(select(table.c.nonce).where(table.c.address == key)).first()
-            stored = INITIAL_NONCE if row is None else str(row.nonce)
+            seen = self.rows.stored(key)
+            stored = INITIAL_NONCE if seen is None else seen
             if not new > Decimal(stored):
                 raise SignatureError(
-                    f"Invalid signature expected nonce ({text}) > current nonce ({stored})."
+                    f"Invalid signature expected nonce ({nonce_text}) > current nonce ({stored})."
                 )
-            if row is None:
-                conn.execute(insert(table).values(address=key, nonce=text))
-                return True
-            changed = conn.execute(
-                update(table)
-                .where(table.c.address == key, table.c.nonce == stored)
-                .values(nonce=text)
-            ).rowcount
-            return changed == 1
+            if self.rows.swap(key, seen, nonce_text):
+                return
+        raise SignatureError("Invalid signature: the nonce is contended, retry.")
 
 
 def signer_matches(address: str, signature: str, text: str) -> bool:

@@ -18,7 +18,7 @@ from tidewater.settings import SettingsError
 
 __all__ = ["COMMANDS", "CommandError", "build_parser", "main"]
 
-COMMANDS = ("chain", "serve", "engine", "demo", "admin", "receipt")
+COMMANDS = ("chain", "serve", "engine", "demo", "admin", "receipt", "db")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,9 +24,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from operator_engine.db import reading
+from datastore.job_reports import JobReports
 from operator_engine.statuses import JobStatus
-from operator_engine.store import jobs
 from provider.admin.envs import iso
 
 STATES = ("submitted", "pending", "runnable", "starting", "running", "succeeded", "failed")
@@ -65,11 +64,7 @@ def batch_state(status: int) -> str:
 
 
 def job_rows(db: sa.Engine, env_id: str | None = None) -> list[Any]:
-    query = sa.select(jobs).order_by(jobs.c.date_created, jobs.c.job_id)
-    if env_id is not None:
-        query = query.where(jobs.c.environment == env_id)
-    with reading(db) as conn:
-        return list(conn.execute(query).all())
+    return JobReports(db).rows(env_id)
 
 
 def counts(rows: list[Any]) -> dict[str, int]:

@@ -11,10 +11,10 @@ import re
 from datetime import UTC
 from typing import Any
 
-import sqlalchemy as sa
-
+from datastore.environments import EnvironmentRepository
+from datastore.job_reports import JobReports
+from datastore.jobs import JobStore
 from operator_engine.credentials import CredentialStore
-from operator_engine.db import reading
 from operator_engine.environments import (
     EnvEntry,
     EnvironmentConfigError,
@@ -25,7 +25,6 @@ from operator_engine.environments import (
 from operator_engine.lifecycle import EnvState, finish_drains
 from operator_engine.models import FreeTier
 from operator_engine.runner import RunnerError
-from operator_engine.store import JobStore, compute_envs, jobs
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PLATFORMS = ("docker",)
@@ -191,16 +190,10 @@ class EnvAdmin:
 
     def last_used(self) -> dict[str, Any]:
         """The newest job creation time per environment."""
-        with reading(self.store.engine) as conn:
-            rows = conn.execute(
-                sa.select(jobs.c.environment, sa.func.max(jobs.c.date_created)).group_by(
-                    jobs.c.environment
-                )
-            ).all()
-        return {r[0]: r[1] for r in rows}
+        return JobReports(self.store.engine).newest_per_environment()
 
     def rows(self) -> dict[str, Any]:
-        return {row.id: row for row in self.store.env_rows()}
+        return {row.id: row for row in self.store.environments.rows()}
 
     def entries(self) -> dict[str, EnvEntry]:
         """The merged registry, after deleting drained environments (the engine's sweep does
@@ -295,11 +288,13 @@ class EnvAdmin:
         config, primary = values.pop("config"), values.pop("primary")
         self._check_credentials(config)
         self.check_fee_token(env_id, config)
-        self.store.put_env(env_id, config, status=EnvState.CREATING, source="api", **values)
+        self.store.environments.put(
+            env_id, config, status=EnvState.CREATING, source="api", **values
+        )
         status, message = self.health(config)
-        self.store.put_env(env_id, config, status=status, message=message)
+        self.store.environments.put(env_id, config, status=status, message=message)
         if primary:
-            self.store.set_primary_env(env_id)
+            self.store.environments.set_primary(env_id)
         return env_id
 
     def update(self, env_id: str, body: Any) -> None:
@@ -311,16 +306,16 @@ class EnvAdmin:
         self._check_credentials(config)
         self.check_fee_token(env_id, config)
         status, message = self.health(config)
-        self.store.put_env(env_id, config, status=status, message=message, **values)
+        self.store.environments.put(env_id, config, status=status, message=message, **values)
         if primary:
-            self.store.set_primary_env(env_id)
+            self.store.environments.set_primary(env_id)
 
     def make_primary(self, env_id: str) -> None:
         """Flag ``env_id`` (file-defined or API-managed) as the primary environment."""
         entry = self.entry(env_id)
         if not entry.accepts_jobs:
             raise AdminError(f"compute environment {env_id!r} takes no jobs ({entry.status})")
-        self.store.set_primary_env(env_id)
+        self.store.environments.set_primary(env_id)
 
     def delete(self, env_id: str, *, drain: bool) -> None:
         """Delete now when idle; with ``drain`` mark DELETING (the engine's sweep deletes it
@@ -328,19 +323,16 @@ class EnvAdmin:
         row = self.managed(env_id)
         live = self.store.live_counts().get(env_id, 0)
         if live == 0:
-            self.store.delete_env(env_id)
+            self.store.environments.delete(env_id)
             return
         if not drain:
             raise AdminError(
                 f"compute environment {env_id!r} has {live} live job(s): "
                 "retry with ?drain=true to stop accepting jobs and delete when they end"
             )
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                compute_envs.update()
-                .where(compute_envs.c.id == row.id)
-                .values(status=EnvState.DELETING.value, message=f"draining: {live} live job(s)")
-            )
+        EnvironmentRepository(self.store.engine).mark_draining(
+            row.id, f"draining: {live} live job(s)"
+        )
 
     def finish_drains(self) -> list[str]:
         """Delete DELETING environments whose jobs have all ended; their ids."""

@@ -9,12 +9,12 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request
 
+from datastore.jobs import JobStore
 from operator_engine.api import JobNotFound
 from operator_engine.credentials import CredentialsError, CredentialStore
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.lifecycle import StopReason
 from operator_engine.statuses import TERMINAL
-from operator_engine.store import JobStore
 from provider.admin import batches as batch_views
 from provider.admin import bp
 from provider.admin.envs import PLATFORMS, AdminError, EnvAdmin, iso

@@ -19,11 +19,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from operator_engine.db import reading
+from datastore.job_reports import JobReports
 from operator_engine.environments import EnvEntry
 from operator_engine.lifecycle import EnvState
 from operator_engine.statuses import TERMINAL, JobStatus, status_text
-from operator_engine.store import job_results, jobs
 from provider.admin.batches import batch_state
 
 FINISHED = 50
@@ -149,41 +148,9 @@ def snapshot(
 ) -> dict[str, Any]:
     """The console's view of the provider at ``now`` (see the module docstring); ``tail``
     gives a running job's log tail by job id."""
-    columns = [
-        jobs.c.job_id,
-        jobs.c.owner,
-        jobs.c.environment,
-        jobs.c.status,
-        jobs.c.stopreq,
-        jobs.c.reason,
-        jobs.c.date_created,
-        jobs.c.date_started,
-        jobs.c.date_finished,
-    ]
-    sizes = (
-        sa.select(job_results.c.job_id, sa.func.sum(job_results.c.filesize).label("bytes"))
-        .group_by(job_results.c.job_id)
-        .subquery()
+    live, done, hour = JobReports(db).console(
+        _TERMINAL, FINISHED, now - timedelta(minutes=CHART_MINUTES + 1)
     )
-    with reading(db) as conn:
-        live = conn.execute(
-            sa.select(*columns)
-            .where(jobs.c.status.not_in(_TERMINAL))
-            .order_by(jobs.c.date_created, jobs.c.job_id)
-        ).all()
-        done = conn.execute(
-            sa.select(*columns, sizes.c.bytes)
-            .outerjoin(sizes, sizes.c.job_id == jobs.c.job_id)
-            .where(jobs.c.status.in_(_TERMINAL))
-            .order_by(jobs.c.date_finished.desc(), jobs.c.job_id)
-            .limit(FINISHED)
-        ).all()
-        hour = conn.execute(
-            sa.select(jobs.c.date_created, jobs.c.date_started, jobs.c.date_finished).where(
-                jobs.c.status.in_(_TERMINAL),
-                jobs.c.date_finished >= now - timedelta(minutes=CHART_MINUTES + 1),
-            )
-        ).all()
     counts: dict[str, dict[str, int]] = {}
     for row in live:
         state = batch_state(row.status)

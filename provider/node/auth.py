@@ -21,11 +21,10 @@ import uuid
 from typing import Any
 
 import jwt
-import sqlalchemy as sa
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
-from operator_engine.db import reading
+from datastore.node_records import RevokedTokens
 from provider.app import Services, services
 from provider.errors import ProviderError, RequestValidationError
 from provider.node import bp
@@ -38,24 +37,9 @@ MAX_LIFETIME_S = 30 * 24 * 3600
 _ALGORITHM = "HS256"
 _LABEL = b"tidewater C2D v2 auth tokens"
 
-metadata = sa.MetaData()
-revoked_tokens = sa.Table(
-    "node_revoked_tokens",
-    metadata,
-    sa.Column("jti", sa.String(64), primary_key=True),
-    sa.Column("expires_at", sa.BigInteger, nullable=False),
-)
-
 
 def _key(svc: Services) -> bytes:
     return hmac.new(bytes(svc.provider_account.key), _LABEL, hashlib.sha256).digest()
-
-
-def _db(svc: Services) -> sa.Engine:
-    if not current_app.extensions.get("tidewater_node_tokens"):
-        metadata.create_all(svc.db, tables=[revoked_tokens])
-        current_app.extensions["tidewater_node_tokens"] = True
-    return svc.db
 
 
 def issue(svc: Services, address: str, expires_at: int | None = None) -> str:
@@ -81,11 +65,7 @@ def claims_of(svc: Services, token: str) -> dict[str, Any]:
         )
     except jwt.PyJWTError as exc:
         raise ProviderError(f"Invalid auth token: {exc}", 401) from None
-    with reading(_db(svc)) as conn:
-        hit = conn.execute(
-            sa.select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == str(claims["jti"]))
-        ).first()
-    if hit is not None:
+    if RevokedTokens(svc.db).is_revoked(str(claims["jti"])):
         raise ProviderError("Invalid auth token: it was invalidated", 401)
     return claims
 
@@ -151,8 +131,5 @@ def invalidate_token() -> ResponseReturnValue:
     claims = claims_of(svc, token)
     if str(claims["address"]).lower() != address.lower():
         raise ProviderError("The auth token is not this address's", 401)
-    with _db(svc).begin() as conn:
-        conn.execute(
-            revoked_tokens.insert().values(jti=str(claims["jti"]), expires_at=int(claims["exp"]))
-        )
+    RevokedTokens(svc.db).revoke(str(claims["jti"]), int(claims["exp"]))
     return jsonify({"success": True})

@@ -7,9 +7,9 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from datastore.jobs import OrderAlreadyUsed
 from operator_engine.api import EngineError, EnvironmentUnavailable
 from operator_engine.models import Job, JobRequest
-from operator_engine.store import OrderAlreadyUsed
 from provider.app import services
 from provider.compute_validation import ValidatedCompute, validate_compute
 from provider.errors import ProviderError, ResourceError

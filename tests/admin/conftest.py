@@ -10,10 +10,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from operator_engine.db import make_engine
+from datastore.engine import make_engine
+from datastore.jobs import JobStore
+from datastore.migrate import upgrade
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
-from operator_engine.store import JobStore
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
 from tidewater.settings import Settings
@@ -22,7 +23,7 @@ from tidewater.settings import Settings
 @pytest.fixture
 def store(tmp_path: Path) -> JobStore:
     store = JobStore(make_engine(f"sqlite:///{tmp_path / 'store.db'}"))
-    store.create_tables()
+    upgrade(store.engine)
     return store
 
 

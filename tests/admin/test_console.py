@@ -8,8 +8,8 @@ import time
 import pytest
 from flask import Flask
 
+from datastore.jobs import JobStore
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore
 from provider import console
 from provider.admin import tokens
 from provider.admin.tokens import TokenStore
@@ -60,7 +60,7 @@ def test_an_expired_ticket_is_refused(store: JobStore, token: str) -> None:
     tokens_ = TokenStore(store.engine)
     ticket = tokens_.ticket(token)
     token_id = ticket.split(".")[0]
-    old = tokens._ticket(token_id, tokens_._live_hash(token_id) or "", int(time.time()) - 1)
+    old = tokens._ticket(token_id, tokens_.rows.live_hash(token_id) or "", int(time.time()) - 1)
     assert tokens_.check_ticket(ticket) and not tokens_.check_ticket(old)
     assert not tokens_.check_ticket("") and not tokens_.check_ticket("a.b.c")
 

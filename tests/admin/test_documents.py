@@ -20,8 +20,8 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAP
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from datastore.jobs import JobStore
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore
 from provider.openapi import build_spec
 from tests.admin.conftest import submit
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from datastore.jobs import JobStore
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.runner import FakeRunner
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore
 from provider.admin.envs import EnvAdmin
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
@@ -171,6 +171,6 @@ def test_fee_token_check_with_the_chain_down_is_503(admin, registry: Environment
     registry.fee_tokens = FeeTokenRule("0x" + "0c" * 20, chain_down, "chain 8996")
     reply = admin.post("/api/compute-envs", json=env_body("later"))
     assert reply.status_code == 503 and "cannot check feeToken" in reply.json["message"]
-    assert [row.id for row in registry.store.env_rows()] == []  # nothing stored
+    assert [row.id for row in registry.store.environments.rows()] == []  # nothing stored
     listed = admin.get("/api/compute-envs")  # the built-in env's token cannot be checked either
     assert listed.status_code == 503 and "chain 8996" in listed.json["message"]

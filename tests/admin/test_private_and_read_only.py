@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from flask import Flask
 from web3 import Web3
 
+from datastore.jobs import JobStore
+from datastore.schema import jobs
 from operator_engine.api import Engine
 from operator_engine.runner import FakeRunner
-from operator_engine.store import JobStore, jobs
 from provider.admin import batches
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore

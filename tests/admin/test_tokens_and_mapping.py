@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
+from datastore.jobs import JobStore
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore
 from provider.admin.batches import batch_state
 from provider.admin.routes import PUBLIC, ROUTES
 from provider.admin.tokens import TokenError, TokenStore

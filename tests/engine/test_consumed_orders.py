@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from operator_engine.db import make_engine
+from datastore.jobs import JobStore, OrderAlreadyUsed
 from operator_engine.models import Payments
 from operator_engine.runner import FakeRunner
-from operator_engine.store import JobStore, OrderAlreadyUsed
 from tests.engine.helpers import env, request, settings_for
 from tidewater.engine_config import build_engine
 
@@ -23,18 +22,9 @@ def paid(*txs: str, chain_id: int = CHAIN) -> Payments:
     return Payments.of(chain_id, txs)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
-    url = (
-        f"sqlite:///{tmp_path / 'store.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    engine = make_engine(url)
-    job_store = JobStore(engine)
-    job_store.create_tables()
-    yield job_store
-    engine.dispose()
+@pytest.fixture
+def store(store_db: sa.Engine) -> JobStore:
+    return JobStore(store_db)
 
 
 def test_the_same_payments_answer_the_same_job(store: JobStore) -> None:

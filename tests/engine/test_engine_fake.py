@@ -76,10 +76,10 @@ def test_unknown_and_draining_environments(tmp_path: Path) -> None:
     engine = make(tmp_path)
     with pytest.raises(UnknownEnvironment):
         engine.submit(request(environment="nope"))
-    engine.store.put_env("api-env", {"maxJobs": 1}, status="DELETING", source="api")
+    engine.store.environments.put("api-env", {"maxJobs": 1}, status="DELETING", source="api")
     with pytest.raises(EnvironmentUnavailable):
         engine.submit(request(environment="api-env"))
-    engine.store.put_env("api-env", {"maxJobs": 1}, status="AVAILABLE", source="api")
+    engine.store.environments.put("api-env", {"maxJobs": 1}, status="AVAILABLE", source="api")
     assert engine.environment("api-env") is not None  # takes effect without a restart
     engine.submit(request(environment="api-env"))
 

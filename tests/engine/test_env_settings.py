@@ -47,7 +47,7 @@ def test_environment_variables_and_registry_login_reach_the_job(
     )
     config = {**env(), "environment": [{"name": "MODE", "value": "fast"}], "credentialsId": cred_id}
     del config["id"]
-    engine.store.put_env("private", config, source="api")
+    engine.store.environments.put("private", config, source="api")
     files = [{"type": "url", "url": file_server.url("/d")}]
     private = engine.submit(
         request(environment="private", image="registry.example/algo", files=files)
@@ -66,10 +66,10 @@ def test_a_job_naming_no_environment_uses_the_primary_one(tmp_path: Path) -> Non
     engine = _engine(tmp_path, FakeRunner(), env(id="first"), env(id="second"))
     assert engine.primary_environment().id == "first"  # type: ignore[union-attr]
     assert [e.id for e in engine.environments()] == ["first", "second"]
-    engine.store.set_primary_env("second")
+    engine.store.environments.set_primary("second")
     assert engine.primary_environment().id == "second"  # type: ignore[union-attr]
     assert [e.id for e in engine.environments()] == ["second", "first"]
-    engine.store.set_primary_env("gone")  # a deleted primary falls back to the first
+    engine.store.environments.set_primary("gone")  # a deleted primary falls back to the first
     assert engine.primary_environment().id == "first"  # type: ignore[union-attr]
 
 
@@ -77,6 +77,6 @@ def test_compute_requests_without_environment_resolve_to_the_primary(tmp_path: P
     from provider.compute_validation import environment_of
 
     engine = _engine(tmp_path, FakeRunner(), env(id="first"), env(id="second"))
-    engine.store.set_primary_env("second")
+    engine.store.environments.set_primary("second")
     assert environment_of(engine, None).id == "second"
     assert environment_of(engine, "first").id == "first"

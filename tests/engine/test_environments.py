@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from eth_utils import to_checksum_address
 
-from operator_engine.db import make_engine
+from datastore.engine import make_engine
+from datastore.jobs import JobStore
+from datastore.migrate import upgrade
 from operator_engine.environments import (
     EnvironmentConfigError,
     EnvironmentRegistry,
@@ -17,7 +19,6 @@ from operator_engine.environments import (
     job_share,
     load_file,
 )
-from operator_engine.store import JobStore
 
 
 def test_default_environment_is_free_and_small() -> None:
@@ -75,14 +76,14 @@ def test_malformed_files_name_file_and_field(tmp_path: Path, content: str, messa
 
 def test_registry_merges_file_and_store_fresh_each_time(tmp_path: Path) -> None:
     store = JobStore(make_engine(f"sqlite:///{tmp_path / 's.db'}"))
-    store.create_tables()
+    upgrade(store.engine)
     registry = EnvironmentRegistry(None, store)
     assert list(registry.entries()) == ["tidewater-free"]
-    store.put_env("api", {"maxJobs": 3})
-    store.put_env("tidewater-free", {"maxJobs": 99})  # cannot shadow a file environment
+    store.environments.put("api", {"maxJobs": 3})
+    store.environments.put("tidewater-free", {"maxJobs": 99})  # cannot shadow a file environment
     entries = registry.entries()
     assert entries["api"].env.max_jobs == 3 and entries["tidewater-free"].env.max_jobs == 2
-    store.put_env("bad", {"maxJobs": "x"})
+    store.environments.put("bad", {"maxJobs": "x"})
     assert registry.entries()["bad"].status == "INVALID"
 
 
@@ -156,7 +157,7 @@ def test_file_environment_with_a_bad_fee_token_is_refused(
 def test_store_environment_with_a_bad_fee_token_is_invalid(tmp_path: Path) -> None:
     store = _empty_store(tmp_path)
     registry = EnvironmentRegistry(None, store, _rule(_Chain()))
-    store.put_env("api", {"maxJobs": 1, "feeToken": NO_CODE})
+    store.environments.put("api", {"maxJobs": 1, "feeToken": NO_CODE})
     entry = registry.entries()["api"]
     assert entry.status == "INVALID" and "no contract code" in str(entry.message)
     assert registry.entries()["tidewater-free"].accepts_jobs
@@ -181,5 +182,5 @@ def test_unreachable_chain_is_reported_and_not_remembered(tmp_path: Path) -> Non
 
 def _empty_store(tmp_path: Path) -> JobStore:
     store = JobStore(make_engine(f"sqlite:///{tmp_path / 'fees.db'}"))
-    store.create_tables()
+    upgrade(store.engine)
     return store

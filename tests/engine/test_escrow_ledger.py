@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from operator_engine.db import make_engine
-from operator_engine.escrow_ledger import EscrowLedger, LedgerError
+from datastore.engine import make_engine
+from datastore.escrow_ledger import EscrowLedger, LedgerError
+from datastore.jobs import JobStore
+from datastore.migrate import upgrade
 from operator_engine.models import utcnow
 from operator_engine.settlement import claim_amount, run_seconds
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore
 from tests.engine.helpers import request
 
 UINT_MAX = 2**256 - 1
@@ -33,7 +34,7 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Job
     )
     engine = make_engine(url)
     store = JobStore(engine)
-    store.create_tables()  # creates escrow_locks too
+    upgrade(store.engine)
     yield store, EscrowLedger(engine)
     engine.dispose()
 

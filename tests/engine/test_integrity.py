@@ -187,7 +187,7 @@ def test_one_failing_container_removal_does_not_abort_the_sweep(
     engine.run_until_idle()
     store.update(expired.job_id, results_expire_at=utcnow() - timedelta(seconds=1))
     # a draining environment with no live job
-    store.put_env("draining", {"maxJobs": 1}, status="DELETING", source="api")
+    store.environments.put("draining", {"maxJobs": 1}, status="DELETING", source="api")
 
     Worker(engine.services, 3).sweep()
 
@@ -195,7 +195,7 @@ def test_one_failing_container_removal_does_not_abort_the_sweep(
     assert not orphan.exists() and fresh.exists()
     assert store.get(expired.job_id).results == []  # type: ignore[union-attr]
     assert not engine.services.folder(expired.job_id).exists()
-    assert [r.id for r in store.env_rows()] == []
+    assert [r.id for r in store.environments.rows()] == []
 
 
 # -- item 5: one algorithm size limit ---------------------------------------------------------

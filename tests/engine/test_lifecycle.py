@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from datastore.job_writes import write_status
+from datastore.jobs import JobStore
 from operator_engine.api import Engine
 from operator_engine.lifecycle import (
     CRASH_FAILURE,
@@ -22,7 +24,6 @@ from operator_engine.lifecycle import (
 )
 from operator_engine.runner import FakeRunner
 from operator_engine.statuses import IN_FLIGHT, OCCUPYING, TERMINAL, TRANSITIONS, JobStatus
-from operator_engine.store import JobStore, write_status
 from operator_engine.worker import Worker
 from operator_engine.workspace import FILE_OBJECTS
 from tests.engine.conftest import FileServer
@@ -163,9 +164,9 @@ def test_a_resumed_job_whose_environment_is_gone_ends_instead_of_looping(
 ) -> None:
     engine = _engine(tmp_path)
     engine.services.settlement = settlement = _PaidAndSettled()
-    engine.store.put_env("api-env", {"maxJobs": 1}, source="api")
+    engine.store.environments.put("api-env", {"maxJobs": 1}, source="api")
     job_id = _lost_at(engine, at, "api-env")
-    engine.store.delete_env("api-env")
+    engine.store.environments.delete("api-env")
 
     assert Worker(engine.services, 2).sweep() == 1
     ended = engine.get(job_id)
@@ -316,20 +317,21 @@ def test_environment_states_decide_what_takes_and_runs_jobs(tmp_path: Path) -> N
     assert {s for s in EnvState if s.schedulable} == {EnvState.AVAILABLE, EnvState.DELETING}
     store = _engine(tmp_path).store
     with pytest.raises(ValueError, match="DRAINED"):
-        store.put_env("e", {"maxJobs": 1}, status="DRAINED")
-    store.put_env("e", {"maxJobs": 1}, status=EnvState.ERRORED)
-    assert [(r.id, r.status) for r in store.env_rows()] == [("e", "ERRORED")]
+        store.environments.put("e", {"maxJobs": 1}, status="DRAINED")
+    store.environments.put("e", {"maxJobs": 1}, status=EnvState.ERRORED)
+    assert [(r.id, r.status) for r in store.environments.rows()] == [("e", "ERRORED")]
 
 
 def test_a_drain_finishes_once_its_last_job_ends(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
     store = engine.store
-    store.put_env("api-env", {"maxJobs": 1}, source="api")
-    store.put_env("idle", {"maxJobs": 1}, status=EnvState.AVAILABLE, source="api")
+    store.environments.put("api-env", {"maxJobs": 1}, source="api")
+    store.environments.put("idle", {"maxJobs": 1}, status=EnvState.AVAILABLE, source="api")
     job = engine.submit(request(environment="api-env"))
-    store.put_env("api-env", {"maxJobs": 1}, status=EnvState.DELETING)
+    store.environments.put("api-env", {"maxJobs": 1}, status=EnvState.DELETING)
     assert engine.registry.entries()["api-env"].schedulable
     assert finish_drains(store) == []  # its job is still queued
     engine.stop(job.job_id)
     assert finish_drains(store) == ["api-env"]
-    assert [r.id for r in store.env_rows()] == ["idle"]  # an available one is never drained
+    # an available one is never drained
+    assert [r.id for r in store.environments.rows()] == ["idle"]

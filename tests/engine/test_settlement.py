@@ -22,14 +22,15 @@ from web3 import Web3
 from contracts_abi import escrow
 from contracts_abi.devchain import free_port
 from contracts_abi.escrow import EscrowChain
+from datastore.engine import make_engine
+from datastore.jobs import JobStore
+from datastore.migrate import upgrade
+from datastore.schema import escrow_locks
 from operator_engine.api import Engine
-from operator_engine.db import make_engine
-from operator_engine.escrow_ledger import escrow_locks
 from operator_engine.models import JobRequest, utcnow
 from operator_engine.runner import ContainerSpec, FakeRunner
 from operator_engine.settlement import LOCKING_GRACE, Settlement, new_job_id, run_seconds
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore
 from operator_engine.worker import Worker
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
@@ -74,7 +75,7 @@ def make_engine_for(tmp_path: Path, payee_chain: EscrowChain) -> Iterator[Callab
     def build(runner: FakeRunner | None = None, chain: Any = payee_chain) -> Engine:
         settings = settings_for(tmp_path, [env()], allow_non_public_ip=True)
         db = make_engine(settings.db_url)
-        JobStore(db).create_tables()
+        upgrade(db)
         config = engine_config(settings)
         engine = Engine(config, db, runner or FakeRunner(), settlement=Settlement(db, chain))
         made.append(engine)
@@ -225,7 +226,7 @@ def test_a_crash_mid_claim_never_claims_twice_nor_loses_the_claim(
 ) -> None:
     db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
     store = JobStore(db)
-    store.create_tables()
+    upgrade(store.engine)
     settlement = Settlement(db, payee_chain)
     job_id = new_job_id()
     settlement.lock(
@@ -292,7 +293,7 @@ def test_the_sweep_releases_locks_of_jobs_that_never_came(
 ) -> None:
     db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
     store = JobStore(db)
-    store.create_tables()
+    upgrade(store.engine)
     settlement = Settlement(db, payee_chain)
     status: Callable[[str], JobStatus | None] = lambda job_id: None  # noqa: E731
     before = _total(payee_chain, payer, ocean_token)
@@ -340,7 +341,7 @@ def test_the_sweep_cancels_expired_locks(
     tmp_path: Path, w3: Web3, payee_chain: EscrowChain, payer: Payer, ocean_token: str
 ) -> None:
     db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    JobStore(db).create_tables()
+    upgrade(db)
     settlement = Settlement(db, payee_chain)
     job_id = new_job_id()
     settlement.lock(
@@ -373,7 +374,7 @@ def test_release_gives_the_whole_lock_back_and_a_job_locks_once(
     tmp_path: Path, payee_chain: EscrowChain, payer: Payer, ocean_token: str
 ) -> None:
     db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    JobStore(db).create_tables()
+    upgrade(db)
     settlement = Settlement(db, payee_chain)
     before = escrow.get_funds(payee_chain, payer.address, ocean_token)
     terms: dict[str, Any] = dict(
@@ -404,7 +405,7 @@ def test_racing_settlers_claim_once(
     """A worker at 71, the sweep and a delete settling one job at the same moment."""
     db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
     store = JobStore(db)
-    store.create_tables()
+    upgrade(store.engine)
     job_id = new_job_id()
     Settlement(db, payee_chain).lock(
         job_id,

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from operator_engine.db import make_engine
+from datastore.engine import make_engine
+from datastore.jobs import JobStore, ResultRecord, TransitionError
+from datastore.migrate import upgrade
 from operator_engine.models import ComputeEnvironment, utcnow
 from operator_engine.statuses import JobStatus
-from operator_engine.store import JobStore, ResultRecord, TransitionError
 from operator_engine.worker import worker_is_dead
 from tests.engine.helpers import request
 
@@ -30,7 +31,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
     )
     engine = make_engine(url)
     job_store = JobStore(engine)
-    job_store.create_tables()
+    upgrade(job_store.engine)
     yield job_store
     engine.dispose()
 
@@ -127,13 +128,13 @@ def test_leases_results_and_delete(store: JobStore) -> None:
 
 
 def test_api_managed_environments(store: JobStore) -> None:
-    store.put_env("gpu", {"maxJobs": 1}, status="CREATING")
-    store.put_env("gpu", {"maxJobs": 3}, status="AVAILABLE")
-    rows = store.env_rows()
+    store.environments.put("gpu", {"maxJobs": 1}, status="CREATING")
+    store.environments.put("gpu", {"maxJobs": 3}, status="AVAILABLE")
+    rows = store.environments.rows()
     assert [(r.id, r.status, r.config["maxJobs"]) for r in rows] == [("gpu", "AVAILABLE", 3)]
     with pytest.raises(ValueError):
-        store.put_env("gpu", {}, status="BOGUS")
-    assert store.delete_env("gpu") and store.env_rows() == []
+        store.environments.put("gpu", {}, status="BOGUS")
+    assert store.environments.delete("gpu") and store.environments.rows() == []
 
 
 def _aware(moment: datetime) -> datetime:
@@ -158,14 +159,16 @@ def test_a_lease_is_judged_by_the_expiry_its_holder_stored(store: JobStore) -> N
 
 
 def test_a_store_from_before_lease_expiries_keeps_working(store: JobStore) -> None:
-    """An existing store whose jobs table lacks lease_expires_at gets the column added."""
+    """A store made before migrations whose jobs table lacks lease_expires_at gets the column
+    from the first migration."""
     old, _ = store.insert(request(), algo_did="raw")
     with store.engine.begin() as conn:  # the jobs table as the previous version created it
         conn.exec_driver_sql("ALTER TABLE jobs DROP COLUMN lease_expires_at")
+        conn.exec_driver_sql("DROP TABLE alembic_version")  # made before migrations
     store.engine.dispose()
     upgraded = JobStore(store.engine)
-    upgraded.create_tables()
-    upgraded.create_tables()  # idempotent
+    upgrade(store.engine)
+    upgrade(store.engine)  # idempotent
     assert upgraded.row(old.job_id).lease_expires_at is None
     assert upgraded.claim("w1", ENVS, lease_seconds=30) is not None
     assert upgraded.row(old.job_id).lease_expires_at is not None

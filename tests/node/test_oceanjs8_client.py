@@ -25,8 +25,8 @@ from web3 import Web3
 
 from contracts_abi import escrow, publish
 from contracts_abi.escrow import EscrowChain
-from operator_engine.db import make_engine
-from operator_engine.escrow_ledger import EscrowLedger
+from datastore.engine import make_engine
+from datastore.escrow_ledger import EscrowLedger
 from provider.signatures import sign_command
 from tests.fixtures.publishing import ddo_fields
 from tests.fixtures.requirements import unavailable

@@ -10,7 +10,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from operator_engine.db import make_engine
+from datastore.engine import make_engine
 from provider.indexer import Indexer
 from tests.fixtures.gateways import Gateways, gateways
 from tests.provider.chainflow import Flow, open_flow

@@ -12,7 +12,7 @@ from web3 import Web3
 
 from contracts_abi import contract, publish
 from contracts_abi.tx import send
-from operator_engine.db import make_engine
+from datastore.engine import make_engine
 from provider.assets import IndexerResolver
 from provider.crypto import public_key_hex
 from provider.indexer import Indexer

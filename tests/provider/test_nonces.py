@@ -12,7 +12,8 @@ from eth_account import Account
 from sqlalchemy import Engine
 
 import provider.nonces as nonces
-from operator_engine.db import make_engine
+from datastore.engine import make_engine
+from datastore.migrate import upgrade
 from provider.errors import RequestValidationError, SignatureError
 from provider.nonces import (
     NonceStore,
@@ -30,6 +31,7 @@ OTHER_KEY = "0x" + "77" * 32
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    upgrade(engine)
     yield engine
     engine.dispose()
 
@@ -170,6 +172,7 @@ def test_concurrent_first_use_of_an_address_exactly_one_wins(store: NonceStore) 
 @pytest.mark.postgres
 def test_postgres_cas_exactly_one_wins(pg_url: str) -> None:
     engine = make_engine(pg_url)
+    upgrade(engine)
     try:
         store = NonceStore(engine)
         assert _race(store, "7", 20).count(True) == 1

@@ -31,11 +31,11 @@ from web3 import Web3
 
 from contracts_abi import publish
 from contracts_abi.devchain import Ganache
+from datastore.engine import make_engine
+from datastore.jobs import JobStore
 from operator_engine.api import SHUTDOWN_REASON
-from operator_engine.db import make_engine
 from operator_engine.runner import JOB_LABEL, FakeRunner
 from operator_engine.statuses import TERMINAL, JobStatus
-from operator_engine.store import JobStore
 from operator_engine.workspace import JobFolder, drop_work_area
 from provider.app import create_app
 from provider.crypto import encrypt_for_key, public_key_hex

@@ -8,6 +8,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tidewater.errors import CommandError
@@ -145,11 +146,16 @@ def _env_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _tokens(args: argparse.Namespace) -> int:
-    from operator_engine.db import make_engine
+    from datastore.engine import make_engine
+    from datastore.migrate import schema_lock, upgrade
     from provider.admin.tokens import TokenError, TokenStore
     from tidewater.settings import Settings
 
-    store = TokenStore(make_engine(Settings.from_env(os.environ).db_url))
+    settings = Settings.from_env(os.environ)
+    engine = make_engine(settings.db_url)
+    with schema_lock(Path(settings.data_dir)):  # a token may be made before the first serve
+        upgrade(engine)
+    store = TokenStore(engine)
     if args.action == "create":
         try:
             token = store.create(args.name)

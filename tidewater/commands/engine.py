@@ -71,8 +71,8 @@ def run_engine(
     ``settings.stop_grace`` seconds; SIGINT, even during that grace, stops them at once. Calls
     ``ready()`` once the workers run. ``tidewater engine`` and ``tidewater serve``'s engine
     process both run this."""
+    from datastore.migrate import schema_lock
     from operator_engine.api import EngineError
-    from operator_engine.db import schema_lock
     from operator_engine.docker_runner import DockerRunner
     from operator_engine.environments import EnvironmentConfigError
     from operator_engine.runner import RunnerError

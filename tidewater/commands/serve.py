@@ -221,7 +221,7 @@ def serve_api(
     without engine workers); ``ready()`` once it listens."""
     from gunicorn.app.base import BaseApplication
 
-    from operator_engine.db import schema_lock
+    from datastore.migrate import schema_lock
     from operator_engine.environments import EnvironmentConfigError
     from provider.app import create_app
     from provider.chains import ChainUnavailableError
@@ -237,7 +237,7 @@ def serve_api(
 
         def load(self) -> Any:
             try:
-                with schema_lock(Path(settings.data_dir)):  # one process creates tables at a time
+                with schema_lock(Path(settings.data_dir)):  # one process upgrades the schema
                     return create_app(settings)
             except (ChainUnavailableError, EnvironmentConfigError) as exc:
                 raise CommandError(str(exc)) from None

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from operator_engine.db import PreparedRead, is_sqlite, make_engine, raw_reading, reading
+from datastore.engine import is_sqlite, make_engine, reading
+from datastore.prepared import PreparedRead, raw_reading
 
 metadata = sa.MetaData()
 things = sa.Table(
@@ -33,14 +33,9 @@ BY_OWNER_AND_ID = PreparedRead(
 )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    url = (
-        f"sqlite:///{tmp_path / 'prepared.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    engine = make_engine(url)
+@pytest.fixture
+def db(store_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(store_url)
     metadata.create_all(engine)
     with engine.begin() as conn:
         conn.execute(

@@ -10,53 +10,22 @@ the lock up on chain and finishes the job's settlement from there. States::
 
 ``failed``: ``createLock`` did not happen (refused, or its job never started), or the lock
 vanished without a trace. Every state change is a conditional ``UPDATE … WHERE state IN (…)``;
-uint256 values (lock id, amounts) are kept as decimal strings. The table has its own metadata
-(created by :meth:`EscrowLedger.create_tables`, which ``JobStore.create_tables`` calls).
+uint256 values (lock id, amounts) are kept as decimal strings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from operator_engine.db import reading
+from datastore.engine import reading
+from datastore.schema import escrow_locks
 from operator_engine.models import utcnow
-
-metadata = sa.MetaData()
-_TS = sa.DateTime(timezone=True)
-_UINT = sa.String(80)
-
-escrow_locks = sa.Table(
-    "escrow_locks",
-    metadata,
-    sa.Column("job_id", sa.String(64), primary_key=True),
-    sa.Column("lock_id", _UINT, nullable=False),
-    sa.Column("chain_id", sa.BigInteger, nullable=False),
-    sa.Column("escrow", sa.String(42), nullable=False),
-    sa.Column("payee", sa.String(42), nullable=False),
-    sa.Column("payer", sa.String(42), nullable=False, index=True),
-    sa.Column("token", sa.String(42), nullable=False),
-    sa.Column("amount", _UINT, nullable=False),
-    sa.Column("expiry_s", sa.BigInteger, nullable=False),
-    sa.Column("expires_at", _TS, nullable=False),
-    sa.Column("rate_per_minute", sa.String(200), nullable=False),
-    sa.Column("min_duration_s", sa.BigInteger, nullable=False),
-    sa.Column("max_duration_s", sa.BigInteger, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False, index=True),
-    sa.Column("lock_tx", sa.String(66)),
-    sa.Column("lock_block", sa.BigInteger),
-    sa.Column("claim_amount", _UINT),
-    sa.Column("claim_tx", sa.String(66)),
-    sa.Column("claimed_amount", _UINT),
-    sa.Column("detail", sa.Text),
-    sa.Column("created_at", _TS, nullable=False),
-    sa.Column("updated_at", _TS, nullable=False),
-)
 
 STATES = ("locking", "locked", "settling", "claimed", "cancelled", "failed")
 OPEN_STATES = ("locking", "locked", "settling")
@@ -123,8 +92,6 @@ class LockRecord:
 
 
 def _aware(moment: datetime) -> datetime:
-    from datetime import UTC
-
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
@@ -133,9 +100,6 @@ class EscrowLedger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    def create_tables(self) -> None:
-        metadata.create_all(self.engine)
 
     def get(self, job_id: str) -> LockRecord | None:
         with reading(self.engine) as conn:

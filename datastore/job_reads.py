@@ -1,0 +1,161 @@
+"""The job store's reads (each in one read-only transaction).
+
+The status route's read, :meth:`JobReads.find`, runs statements compiled once per dialect on
+the DBAPI connection (:class:`datastore.prepared.PreparedRead`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from datastore.engine import reading
+from datastore.job_records import assemble, jobs_of, request_from_json
+from datastore.job_writes import order_holders, paid_job
+from datastore.prepared import PreparedRead, raw_reading
+from datastore.schema import job_events, job_results, jobs
+from operator_engine.models import Job, JobRequest, JobResult, Payments, utcnow
+from operator_engine.statuses import TERMINAL, JobStatus
+
+# The status route's reads (JobStore.find), compiled once: an owner's jobs, or one of them,
+# and their results (joined on the owner, so any number of jobs takes one statement).
+_BY_OWNER = jobs.c.owner == sa.bindparam("owner")
+#: What a Job shows (assemble): never the private request, which would be decoded for nothing.
+_SHOWN = [
+    jobs.c[name]
+    for name in (
+        "job_id owner environment status date_created input_dids algo_did date_finished "
+        "agreement_id expire_timestamp stopreq exit_code oom_killed reason"
+    ).split()
+]
+_BY_OWNER_AND_ID = sa.and_(_BY_OWNER, jobs.c.job_id == sa.bindparam("job_id"))
+_OWNER_JOBS = PreparedRead(
+    sa.select(*_SHOWN).where(_BY_OWNER).order_by(jobs.c.date_created, jobs.c.job_id)
+)
+_OWNER_JOB = PreparedRead(sa.select(*_SHOWN).where(_BY_OWNER_AND_ID))
+_RESULTS_OF = (
+    sa.select(job_results)
+    .join(jobs, jobs.c.job_id == job_results.c.job_id)
+    .order_by(job_results.c.job_id, job_results.c.idx)
+)
+_OWNER_RESULTS = PreparedRead(_RESULTS_OF.where(_BY_OWNER))
+_OWNER_JOB_RESULTS = PreparedRead(_RESULTS_OF.where(_BY_OWNER_AND_ID))
+
+
+class JobReads:
+    """The read half of :class:`datastore.jobs.JobStore`."""
+
+    engine: Engine
+
+    def get(self, job_id: str) -> Job | None:
+        with reading(self.engine) as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
+            return None if row is None else jobs_of(conn, [row])[0]
+
+    def row(self, job_id: str) -> Any | None:
+        """The raw row (includes private columns: request, worker_id, container_id…)."""
+        with reading(self.engine) as conn:
+            return conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
+
+    def request_of(self, job_id: str) -> JobRequest | None:
+        row = self.row(job_id)
+        return None if row is None or not row.request else request_from_json(row.request)
+
+    def find(self, owner: str, *, job_id: str | None = None, did: str | None = None) -> list[Job]:
+        """``owner``'s jobs (only ``job_id`` when given; only those that read ``did`` when
+        given), oldest first. The status route's read: prepared statements, one transaction."""
+        by_id = job_id is not None
+        params = {"owner": owner.lower(), "job_id": job_id} if by_id else {"owner": owner.lower()}
+        with raw_reading(self.engine) as cursor:
+            dialect = self.engine.dialect
+            rows = (_OWNER_JOB if by_id else _OWNER_JOBS).run(cursor, dialect, params)
+            result_rows = (
+                (_OWNER_JOB_RESULTS if by_id else _OWNER_RESULTS).run(cursor, dialect, params)
+                if rows
+                else []
+            )
+        found = assemble(rows, result_rows)
+        return [j for j in found if did is None or did in j.input_dids]
+
+    def result_path(self, job_id: str, index: int) -> tuple[str, JobResult] | None:
+        with reading(self.engine) as conn:
+            r = conn.execute(
+                sa.select(job_results).where(
+                    job_results.c.job_id == job_id, job_results.c.idx == index
+                )
+            ).first()
+        if r is None:
+            return None
+        return r.path, JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256)
+
+    def events(self, job_id: str) -> list[tuple[int | None, int, str | None]]:
+        with reading(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(job_events.c.from_status, job_events.c.to_status, job_events.c.detail)
+                .where(job_events.c.job_id == job_id)
+                .order_by(job_events.c.id)
+            ).all()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def status_counts(self) -> list[tuple[str, int, int]]:
+        """(environment, status, jobs) for every pair that has jobs (metrics read this)."""
+        with reading(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.environment, jobs.c.status, sa.func.count()).group_by(
+                    jobs.c.environment, jobs.c.status
+                )
+            ).all()
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    def live_counts(self) -> dict[str, int]:
+        """Live (queued and in-flight) jobs per environment."""
+        live = [int(s) for s in JobStatus if s not in TERMINAL]
+        with reading(self.engine) as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.environment, sa.func.count())
+                .where(jobs.c.status.in_(live))
+                .group_by(jobs.c.environment)
+            ).all()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def job_ids(self, statuses: Iterable[JobStatus] | None = None) -> list[str]:
+        query = sa.select(jobs.c.job_id)
+        if statuses is not None:
+            query = query.where(jobs.c.status.in_([int(s) for s in statuses]))
+        with reading(self.engine) as conn:
+            return [r[0] for r in conn.execute(query).all()]
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def job_paid_by(self, payments: Payments) -> Job | None:
+        """The job ``payments`` started, when exactly these payments started it; None when
+        none of them is consumed; :class:`OrderAlreadyUsed` for any other use."""
+        with reading(self.engine) as conn:
+            return paid_job(conn, payments)
+
+    def consumed(self, chain_id: int, tx_ids: Iterable[str]) -> set[str]:
+        """Which of ``tx_ids`` (lowercased) already started a job on ``chain_id``."""
+        with reading(self.engine) as conn:
+            return set(order_holders(conn, chain_id, [tx.lower() for tx in tx_ids]))
+
+    def by_agreement(self, agreement_id: str) -> Job | None:
+        with reading(self.engine) as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.agreement_id == agreement_id)).first()
+            return None if row is None else jobs_of(conn, [row])[0]
+
+    def expired(self, now: datetime | None = None) -> list[str]:
+        """Terminal jobs whose results are past their storage expiry."""
+        with reading(self.engine) as conn:
+            return [
+                r[0]
+                for r in conn.execute(
+                    sa.select(jobs.c.job_id).where(
+                        jobs.c.results_expire_at.is_not(None),
+                        jobs.c.results_expire_at < (now or utcnow()),
+                    )
+                ).all()
+            ]

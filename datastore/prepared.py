@@ -1,0 +1,85 @@
+"""Reads compiled once per dialect and run on the DBAPI connection directly.
+
+:class:`PreparedRead` runs the hottest reads (a request's nonce, a job's status) with SQL compiled
+once per dialect: SQLAlchemy's per-execution work (statement construction, cache key, execution
+context) cost more than the query itself.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, Select
+from sqlalchemy.engine import Dialect
+
+from datastore.engine import is_sqlite
+
+
+def _dialect_key(dialect: Dialect) -> tuple[str, str, str]:
+    return (dialect.name, dialect.driver, dialect.paramstyle)
+
+
+class PreparedRead:
+    """A ``SELECT`` (bound parameters named with ``sqlalchemy.bindparam``) compiled once per
+    dialect and run on a pooled DBAPI connection, in a read transaction as :func:`reading`
+    opens it (plain ``BEGIN`` on SQLite). Rows are named tuples (``row.column``) whose values
+    went through the columns' SQLAlchemy result processors, exactly as ``conn.execute`` gives
+    them (dates parsed, JSON decoded, booleans as ``bool``)."""
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._row: Any = namedtuple("Row", statement.selected_columns.keys())  # type: ignore[misc]
+        #: per (dialect, driver, paramstyle): the SQL, positional bind order, result processors
+        self._compiled: dict[tuple[str, str, str], tuple[str, Sequence[str] | None, list[Any]]] = {}
+
+    def _compile(self, dialect: Dialect) -> tuple[str, Sequence[str] | None, list[Any]]:
+        compiled = self.statement.compile(dialect=dialect)
+        order = list(compiled.positiontup or ()) if dialect.positional else None
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in self.statement.selected_columns
+        ]
+        entry = (compiled.string, order, processors)
+        self._compiled[_dialect_key(dialect)] = entry
+        return entry
+
+    def run(self, cursor: Any, dialect: Dialect, params: dict[str, Any]) -> list[Any]:
+        """Execute on a DBAPI ``cursor`` of ``dialect`` (see :func:`raw_reading`)."""
+        sql, order, processors = self._compiled.get(_dialect_key(dialect)) or self._compile(dialect)
+        cursor.execute(sql, [params[name] for name in order] if order is not None else params)
+        make = self._row._make
+        if not any(processors):
+            return [make(raw) for raw in cursor.fetchall()]
+        return [
+            make(
+                [value if p is None else p(value) for p, value in zip(processors, raw, strict=True)]
+            )
+            for raw in cursor.fetchall()
+        ]
+
+    def rows(self, engine: Engine, **params: Any) -> list[Any]:
+        """All rows for ``params``, in a read transaction of their own."""
+        with raw_reading(engine) as cursor:
+            return self.run(cursor, engine.dialect, params)
+
+
+@contextmanager
+def raw_reading(engine: Engine) -> Iterator[Any]:
+    """A DBAPI cursor in a read-only transaction (for :meth:`PreparedRead.run`): on SQLite a
+    plain ``BEGIN`` (no write lock); elsewhere the driver's implicit transaction. Ended with a
+    rollback: it wrote nothing."""
+    connection = engine.raw_connection()  # pool checkout (pre-ping and events as usual)
+    try:
+        cursor = connection.cursor()
+        try:
+            if is_sqlite(engine):
+                cursor.execute("BEGIN")
+            yield cursor
+        finally:
+            cursor.close()
+            connection.rollback()
+    finally:
+        connection.close()  # back to the pool
