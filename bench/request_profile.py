@@ -121,11 +121,11 @@ def _signature_check_us(n: int) -> float:
     text and compare), median of 5 batches; the signature is made once, outside the clock."""
     from eth_account import Account
 
-    from provider.nonces import signer_matches
-    from provider.signatures import sign_text, signed_text
+    from provider.request_auth import result_text, signer_matches
+    from provider.signatures import sign_text
 
     account = Account.from_key(PROVIDER_KEY)
-    text = signed_text(f"{account.address}{'ab' * 32}0", "1700000000123")
+    text = result_text(account.address, "ab" * 32, 0, "1700000000123")
     signature = sign_text(PROVIDER_KEY, text)
     batches = []
     for _ in range(5):

@@ -48,6 +48,7 @@ from bench._common import (
     sigterm_as_ctrl_c,
 )
 from contracts_abi.devchain import dev_account
+from provider.request_auth import result_text
 from provider.signatures import sign_text
 from tidewater.client import ProviderClient
 from tidewater.settings import Settings
@@ -96,7 +97,7 @@ def signed_query(api: ProviderClient, job_id: str, index: int) -> dict[str, str]
     """computeResult parameters as ``ProviderClient.download_result`` builds them."""
     account = dev_account("consumer")
     nonce = api.next_nonce(account.address)
-    text = f"{account.address}{job_id}{index}{nonce}"
+    text = result_text(account.address, job_id, index, str(nonce))
     return {
         "consumerAddress": account.address,
         "jobId": job_id,

@@ -20,6 +20,7 @@ import requests
 from docker.types import DeviceRequest, Ulimit
 from docker.types import Mount as DockerMount
 
+from contracts_abi.checksums import is_sha256_digest
 from operator_engine.runner import (
     JOB_LABEL,
     SCOPE_LABEL,
@@ -92,7 +93,7 @@ class DockerRunner:
     ) -> str:
         ref = _image_ref(image, tag)
         if checksum:
-            if not checksum.startswith("sha256:"):
+            if not is_sha256_digest(checksum):
                 raise ImageError(f"container checksum {checksum!r} must start with 'sha256:'")
             name = image.split("@", 1)[0]
             for candidate in (ref, f"{name}@{checksum}"):

@@ -18,6 +18,7 @@ from typing import Any
 import requests
 from eth_account.signers.local import LocalAccount
 
+from provider.request_auth import compute_start_text, job_text, logs_text, result_text
 from provider.signatures import sign_text
 
 _DOWNLOAD_BUFFER = 4 << 20  # bytes per read; one buffer reused for the whole body
@@ -119,7 +120,7 @@ class ProviderClient:
         additional_datasets: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         nonce = self.next_nonce(account.address)
-        text = f"{account.address}{dataset['documentId']}{nonce}"
+        text = compute_start_text(account.address, str(dataset["documentId"]), str(nonce))
         body = {
             "consumerAddress": account.address,
             "signature": sign_text(account.key.hex(), text),
@@ -135,7 +136,7 @@ class ProviderClient:
         self, account: LocalAccount, job_id: str, did: str = ""
     ) -> dict[str, Any]:
         nonce = self.next_nonce(account.address)
-        text = f"{account.address}{job_id}{did}{nonce}"
+        text = job_text(account.address, job_id, did, str(nonce))
         return {
             "consumerAddress": account.address,
             "jobId": job_id,
@@ -163,7 +164,9 @@ class ProviderClient:
             "consumerAddress": account.address,
             "jobId": job_id,
             "nonce": nonce,
-            "signature": sign_text(account.key.hex(), f"{account.address}{job_id}{nonce}"),
+            "signature": sign_text(
+                account.key.hex(), logs_text(account.address, job_id, str(nonce))
+            ),
         }
         accept = "text/event-stream" if events else "text/plain"
         return self._call(
@@ -194,7 +197,9 @@ class ProviderClient:
             "jobId": job_id,
             "index": index,
             "nonce": nonce,
-            "signature": sign_text(account.key.hex(), f"{account.address}{job_id}{index}{nonce}"),
+            "signature": sign_text(
+                account.key.hex(), result_text(account.address, job_id, index, str(nonce))
+            ),
         }
         response = self._call("GET", "/api/services/computeResult", params=params, stream=True)
         disposition = response.headers.get("Content-Disposition", "")

@@ -25,21 +25,13 @@ from operator_engine.environments import (
 from operator_engine.lifecycle import EnvState, finish_drains
 from operator_engine.models import FreeTier
 from operator_engine.runner import RunnerError
+from provider.errors import AdminError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PLATFORMS = ("docker",)
 RESERVED_PLATFORMS = ("kubernetes",)
 #: API config key -> environments-file key (others pass through unchanged)
 _ALIASES = {"cpu": "cpuNumber", "gpu": "gpuNumber"}
-
-
-class AdminError(Exception):
-    """An admin request that cannot be served; becomes ``{"message": ...}`` with the status."""
-
-    def __init__(self, message: str, status_code: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
 
 
 def iso(moment: Any) -> str | None:

@@ -31,6 +31,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -45,10 +46,9 @@ from operator_engine.models import ZERO_ADDRESS
 from operator_engine.storage import OpenedFile, file_info, open_file
 from provider.app import Services, services
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
+from provider.asset_checks import check_credentials, decrypt_files, parse_json_field
 from provider.chains import Chain
-from provider.compute_validation import check_credentials, decrypt_files, parse_json_field
 from provider.errors import ProviderError, RequestValidationError, ResourceError
-from provider.nonces import verify_request
 from provider.orders import Order, OrderError, OrderValidator
 from provider.params import (
     address_param,
@@ -58,6 +58,7 @@ from provider.params import (
     require,
     text_param,
 )
+from provider.request_auth import download_text, verify_request
 from provider.routes.results import safe_filename
 from tidewater.engine_config import storage_config
 
@@ -85,10 +86,7 @@ def _access_service(
     asset = resolver.resolve(did) if resolver is not None else None
     if asset is None:
         raise ProviderError(f"Cannot resolve DID {did}", 404)
-    found = asset.service(service_id)
-    if found is None:
-        raise ProviderError("Invalid serviceId.", 400)
-    index, service = found
+    index, service = asset.require_service(service_id, ProviderError("Invalid serviceId.", 400))
     if service.get("type") == "compute":
         raise ProviderError(COMPUTE_SERVICE, 400)
     if service.get("type") != "access":
@@ -137,7 +135,7 @@ def _validate_order(
 
 def _compute_address(svc: Services, chain: Chain) -> str:
     """The primary environment's consumerAddress (the first offered one without a primary)."""
-    primary = getattr(svc.engine, "primary_environment", lambda: None)()
+    primary = svc.engine.primary_environment()
     envs = ([primary] if primary is not None else []) + list(svc.engine.environments())
     address = next((e.consumer_address for e in envs if e.consumer_address), None)
     return Web3.to_checksum_address(address or chain.provider_address)
@@ -216,7 +214,11 @@ def download() -> ResponseReturnValue:
     file_index = _index(params, "fileIndex")
     userdata = parse_json_field(params.get("userdata"), "userdata")
     verify_request(
-        consumer, lookup(params, "signature"), lookup(params, "nonce"), str(did), store=svc.nonces
+        consumer,
+        lookup(params, "signature"),
+        lookup(params, "nonce"),
+        partial(download_text, str(did)),
+        store=svc.nonces,
     )
     chain = svc.request_chain(text_param(params, "chainId"), str(did))
     asset, index, service = _access_service(chain, str(did), str(service_id), consumer)

@@ -24,8 +24,8 @@ from flask.typing import ResponseReturnValue
 from operator_engine.storage import TYPES, file_info
 from provider import json_limits
 from provider.app import services
+from provider.asset_checks import check_container, parse_json_field
 from provider.chains import Chain
-from provider.compute_validation import check_container, parse_json_field
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.params import is_digits, is_missing, request_params, text_param
@@ -58,10 +58,10 @@ def _service_files(chain: Chain | None, did: str, service_id: str) -> list[Any]:
     asset = chain.resolver.resolve(did)
     if asset is None:
         raise ResourceError("dataset", "did_not_found", 404)
-    found = asset.service(service_id)
-    if found is None:
-        raise ResourceError("dataset.serviceId", "not_found", 404)
-    encrypted = found[1].get("files")
+    _index, service = asset.require_service(
+        service_id, ResourceError("dataset.serviceId", "not_found", 404)
+    )
+    encrypted = service.get("files")
     try:
         plain = json_limits.loads(decrypt_hex(chain.private_key, str(encrypted)))
     except (DecryptionError, ValueError):

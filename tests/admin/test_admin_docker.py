@@ -16,6 +16,7 @@ from operator_engine.api import Engine
 from operator_engine.docker_runner import DockerRunner
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
+from provider.errors import register_error_handlers
 from tests.admin.conftest import Admin, env_body
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
@@ -52,6 +53,7 @@ def engine(settings: Settings, docker_client: docker.DockerClient) -> Iterator[E
 def api(settings: Settings, engine: Engine) -> Admin:
     app = Flask("admin-docker")
     app.extensions["tidewater"] = SimpleNamespace(db=engine.db, settings=settings, engine=engine)
+    register_error_handlers(app)  # what create_app installs: the one error handler
     app.register_blueprint(bp)
     return Admin(app.test_client(), TokenStore(engine.db).create("it"))
 

@@ -16,6 +16,7 @@ from operator_engine.statuses import JobStatus
 from provider.admin.envs import EnvAdmin
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
+from provider.errors import register_error_handlers
 from tests.admin.conftest import Admin, env_body, submit
 from tests.engine.helpers import env, request, settings_for
 from tidewater.engine_config import build_engine
@@ -130,6 +131,7 @@ def test_last_used_is_recorded_at_submit_and_survives_job_deletion(tmp_path: Pat
     engine = build_engine(settings, runner=FakeRunner())
     app = Flask("admin-last-used")
     app.extensions["tidewater"] = SimpleNamespace(db=engine.db, settings=settings, engine=engine)
+    register_error_handlers(app)  # what create_app installs: the one error handler
     app.register_blueprint(bp)
     api = Admin(app.test_client(), TokenStore(engine.db).create("t"))
     assert api.post("/api/compute-envs", json=env_body("small")).status_code == 200

@@ -18,6 +18,7 @@ from operator_engine.runner import FakeRunner
 from provider.admin import batches
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
+from provider.errors import register_error_handlers
 from provider.indexer import Indexer
 from tests.admin.conftest import Admin
 from tests.engine.helpers import env, request, settings_for
@@ -45,6 +46,7 @@ def statements(engine: sa.Engine) -> Iterator[list[str]]:
 def _app(engine: Engine, settings: Settings) -> tuple[Flask, Admin]:
     app = Flask("admin-private")
     app.extensions["tidewater"] = SimpleNamespace(db=engine.db, settings=settings, engine=engine)
+    register_error_handlers(app)  # what create_app installs: the one error handler
     app.register_blueprint(bp)
     return app, Admin(app.test_client(), TokenStore(engine.db).create("ops"))
 

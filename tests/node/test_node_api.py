@@ -33,6 +33,7 @@ from provider.crypto import public_key_hex
 from provider.errors import ProviderError, RequestValidationError
 from provider.logstream import CHUNK, follow_log
 from provider.node.environments import job_duration, quote, requested_resources
+from provider.request_auth import command_text, result_text
 from provider.signatures import command_digest, recover_command_signer, sign_command
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
@@ -117,7 +118,7 @@ def client_fixture(app: Flask) -> FlaskClient:
 def v2(client: FlaskClient, account: LocalAccount, command: str) -> dict[str, str]:
     """consumerAddress, nonce, signature as ocean.js 8 sends them for ``command``."""
     nonce = str(int(stored_nonce(client, account.address)) + 1)
-    text = account.address + nonce + command
+    text = command_text(account.address, nonce, command)
     return {
         "consumerAddress": account.address,
         "nonce": nonce,
@@ -264,7 +265,7 @@ def test_stop_status_result_and_logs_share_the_v4_nonce_store(
         "jobId": job.job_id,
         "index": str(index),
         "nonce": nonce,
-        "signature": sign(consumer, consumer.address + job.job_id + str(index) + nonce),
+        "signature": sign(consumer, result_text(consumer.address, job.job_id, index, nonce)),
     }
     assert client.get("/node/api/services/computeResult", query_string=v4).data == BIG
     # someone else's signature over the owner's address, and someone else's request: refused

@@ -25,6 +25,7 @@ from operator_engine.api import Engine
 from operator_engine.models import AlgorithmInput, DatasetInput, Job, JobRequest
 from operator_engine.runner import ContainerSpec, FakeRunner
 from provider.app import create_app
+from provider.request_auth import result_text
 from provider.signatures import sign_text
 from tests.engine.conftest import FileServer
 from tidewater.engine_config import build_engine
@@ -195,7 +196,7 @@ def result_query(
         "jobId": job_id,
         "index": str(index),
         "nonce": nonce,
-        "signature": sign_v01(signer, address + job_id + str(index) + nonce),
+        "signature": sign_v01(signer, result_text(address, job_id, index, nonce)),
     }
 
 

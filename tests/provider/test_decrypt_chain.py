@@ -20,6 +20,7 @@ from contracts_abi import publish
 from operator_engine.runner import FakeRunner
 from provider.app import create_app
 from provider.crypto import public_key_hex
+from provider.request_auth import decrypt_text
 from provider.signatures import sign_text
 from tests.provider.core_support import make_settings
 from tidewater.engine_config import build_engine
@@ -86,7 +87,7 @@ class Decrypt:
             "transactionId": tx,
             "dataNftAddress": nft,
             "nonce": nonce,
-            "signature": sign_text(key, tx + address + str(chain_id) + nonce),
+            "signature": sign_text(key, decrypt_text(tx, address, chain_id, nonce)),
         }
 
     def post(self, body: dict[str, Any]) -> Any:
@@ -209,7 +210,7 @@ def test_documents_sent_in_the_body_that_cannot_be_trusted_are_400(
         "documentHash": "0x" + digest.hex(),
         "nonce": nonce,
         "signature": sign_text(
-            decrypt.provider_key, nft + decrypt.provider_address + str(chain_id) + nonce
+            decrypt.provider_key, decrypt_text(nft, decrypt.provider_address, chain_id, nonce)
         ),
     }
     reply = decrypt.post(body)

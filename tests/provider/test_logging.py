@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from operator_engine.api import Engine
 from provider.logs import JsonFormatter
+from provider.request_auth import decrypt_text, result_text, unsigned_nonce_stop_text
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
     CHAIN_ID,
@@ -71,7 +72,7 @@ def test_no_secret_in_any_log_line(
     job = submit(engine, consumer.address, files)
     # computeResult (signed, query string)
     nonce = next_nonce(client, consumer.address)
-    signature = sign(consumer, consumer.address + job.job_id + "0" + nonce)
+    signature = sign(consumer, result_text(consumer.address, job.job_id, 0, nonce))
     secrets.append(signature[2:40])
     reply = client.get(
         "/api/services/computeResult",
@@ -86,7 +87,7 @@ def test_no_secret_in_any_log_line(
     assert reply.status_code == 200
     reply.close()
     # stop with a JSON body (ocean.js form)
-    stop_sig = sign(consumer, consumer.address + job.job_id)
+    stop_sig = sign(consumer, unsigned_nonce_stop_text(consumer.address, job.job_id))
     secrets.append(stop_sig[2:40])
     client.put(
         "/api/services/compute",
@@ -100,7 +101,7 @@ def test_no_secret_in_any_log_line(
         data=json.dumps({"files": [{"type": "url", "url": secret_url}]}),
     )
     assert cipher.status_code == 201
-    decrypt_sig = sign(consumer, "0x" + "cd" * 20 + consumer.address + str(CHAIN_ID) + "99")
+    decrypt_sig = sign(consumer, decrypt_text("0x" + "cd" * 20, consumer.address, CHAIN_ID, "99"))
     secrets.append(decrypt_sig[2:40])
     client.post(
         "/api/services/decrypt",
