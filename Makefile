@@ -51,6 +51,7 @@ test: bootstrap
 	if [ $$code -eq 5 ]; then echo "pytest collected no tests"; \
 	  if [ "$$TIDEWATER_REQUIRE_TESTS" = 1 ]; then exit 5; fi; exit 0; fi; exit $$code
 
+# ruff over the whole tree; mypy on the five packages (strictness per package: pyproject.toml)
 lint: bootstrap
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy tidewater provider operator_engine contracts_abi datastore
 

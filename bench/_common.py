@@ -31,6 +31,7 @@ from operator_engine.api import Engine
 from operator_engine.docker_runner import DockerRunner
 from operator_engine.models import AlgorithmInput, DatasetInput, Job, JobRequest
 from tidewater.commands.serve import gunicorn_options
+from tidewater.engine_config import build_engine
 from tidewater.images import ensure_busybox_image
 from tidewater.settings import Settings
 from tidewater.stack import file_server, free_port, http_server_process
@@ -128,7 +129,7 @@ def bench_engine(settings: Settings) -> Iterator[Engine]:
     started is removed and the store is released."""
     client = docker.from_env(timeout=120)
     runner = DockerRunner(client, pull=False)
-    engine = Engine.from_settings(settings, runner=runner)
+    engine = build_engine(settings, runner=runner)
     try:
         yield engine
     finally:

@@ -38,6 +38,7 @@ from operator_engine.api import Engine
 from operator_engine.docker_runner import DockerRunner
 from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
 from operator_engine.statuses import TERMINAL
+from tidewater.engine_config import build_engine
 from tidewater.images import ensure_python_image
 from tidewater.settings import Settings
 
@@ -139,7 +140,7 @@ def main() -> None:
             environments_file=envs,
             allow_non_public_ip=True,
         )
-        engine = Engine.from_settings(settings, runner=DockerRunner(client, pull=False))
+        engine = build_engine(settings, runner=DockerRunner(client, pull=False))
         raw_cmd = ["docker", "run", "--rm", "--network", "none", image, "python3", "-c", "pass"]
         subprocess.run(raw_cmd, check=True)  # warm the page cache for both sides
         engine_times: list[float] = []

@@ -167,11 +167,11 @@ def _bare_app() -> Any:
 
 def _provider_app(folder: Path) -> tuple[Any, str]:
     """The app as ``tidewater serve`` builds it, and the id of a finished job of CONSUMER."""
-    from operator_engine.api import Engine
     from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
     from operator_engine.runner import FakeRunner
     from provider.app import create_app
     from provider.logs import configure_logging
+    from tidewater.engine_config import build_engine
     from tidewater.settings import Settings
     from tidewater.stack import file_server
 
@@ -205,7 +205,7 @@ def _provider_app(folder: Path) -> tuple[Any, str]:
         (dirs["/data/outputs"] / "summary.txt").write_bytes(b"rows: 2\n")
         return 0, False, b"done\n"
 
-    engine = Engine.from_settings(settings, runner=FakeRunner(algorithm))
+    engine = build_engine(settings, runner=FakeRunner(algorithm))
     with file_server({"/data.csv": b"a,b\n1,2\n"}) as files:
         job = engine.submit(
             JobRequest(

@@ -1,4 +1,4 @@
-"""Stage 20: the job's folder tree on the host (PROTOCOL.md §10 layout)."""
+"""Stage 20: the job's folder tree on the host (docs/protocol.md §10 layout)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ class Mount:
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """One algorithm container (see PROTOCOL.md §10 and docker_runner for the hardening)."""
+    """One algorithm container (see docs/protocol.md §10 and docker_runner for the hardening)."""
 
     job_id: str
     image: str  # a resolved, immutable image id

@@ -194,15 +194,15 @@ def create_app(
     web3: Web3 | Mapping[int, Web3] | None = None,
     start_workers: bool = False,
 ) -> Flask:
-    """Build the provider app. ``engine`` defaults to ``Engine.from_settings(settings)``;
+    """Build the provider app. ``engine`` defaults to ``build_engine(settings)``;
     ``web3`` (tests, one chain) to a client of each chain's URL (see :func:`build_chains`).
     ``start_workers`` starts the engine's worker threads (``tidewater serve`` does)."""
     settings.require_private_key()
     chains = build_chains(settings, web3)
     if engine is None:
-        from operator_engine.api import Engine
+        from tidewater.engine_config import build_engine
 
-        engine = Engine.from_settings(settings)  # mypy: Engine implements EnginePort
+        engine = build_engine(settings)  # mypy: Engine implements EnginePort
     install_fee_token_rules(engine.registry, chains, single=0 in settings.rpc_urls())
     app = ProviderFlask("provider")
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-#: Metadata states (PROTOCOL §7).
+#: Metadata states (docs/protocol.md §7).
 STATE_ACTIVE = 0
 STATE_END_OF_LIFE = 1
 STATE_DEPRECATED = 2

@@ -68,7 +68,7 @@ def check_credentials(ddo: dict[str, Any], requester: str, resource: str) -> Non
 
 
 def check_container(container: Any, prefix: str = "algorithm.container.") -> dict[str, Any]:
-    """A container section ``{entrypoint, image, tag?, checksum}`` (PROTOCOL §6), copied.
+    """A container section ``{entrypoint, image, tag?, checksum}`` (docs/protocol.md §6), copied.
 
     Missing parts → ``missing_entrypoint_image_checksum``; a part that is not a string → 400
     naming ``prefix + part``; a checksum without ``sha256:`` → ``checksum_prefix``."""

@@ -1,4 +1,4 @@
-"""Compute-start validation (PROTOCOL §6): a request in, a ``JobRequest`` out.
+"""Compute-start validation (docs/protocol.md §6): a request in, a ``JobRequest`` out.
 
 Every refusal is a :class:`ResourceError` ``{"error": {resource: code}}`` (or a validation /
 business error for missing fields and unknown environments). Checks run in this order: fields,
@@ -24,7 +24,7 @@ from operator_engine.models import (
     Payments,
 )
 from operator_engine.provision import MAX_ALGORITHM_BYTES
-from operator_engine.storage import StorageConfig, fetch_bytes
+from operator_engine.storage import fetch_bytes
 from provider import json_limits
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.asset_checks import (
@@ -40,6 +40,7 @@ from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
 from provider.orders import Order, OrderError, OrderValidator, ProviderFeeInvalid
 from provider.params import lookup, text_param
+from tidewater.engine_config import storage_config
 
 if TYPE_CHECKING:
     from provider.app import Services
@@ -61,7 +62,7 @@ class ValidatedCompute:
     chain_id: int = 0
 
     def payments(self) -> Payments:
-        """The payment txs this job consumes (PROTOCOL §5: each starts at most one job)."""
+        """The payment txs this job consumes (docs/protocol.md §5: each starts at most one job)."""
         return Payments.of(self.chain_id, [order.tx_id for order in self.orders])
 
 
@@ -290,7 +291,7 @@ class ComputeValidator:
 
     def fetch_all(self, files: list[dict[str, Any]]) -> list[bytes]:
         try:
-            config = StorageConfig.from_settings(self.svc.settings, timeout=10)
+            config = storage_config(self.svc.settings, timeout=10)
             return [fetch_bytes(f, config, max_bytes=MAX_ALGORITHM_BYTES) for f in files]
         except FetchError as exc:
             log.info("algorithm files unavailable: %s", exc)

@@ -1,4 +1,4 @@
-"""The provider's one exception tree (PROTOCOL.md §1 error bodies), the admin API's included.
+"""The provider's one exception tree (docs/protocol.md §1 error bodies), the admin API's included.
 
 Routes raise these; the single handler registered by :func:`register_error_handlers` turns them
 into JSON: ``{"error": ...}`` with the error's status, except the shapes clients pin (Ocean's
@@ -65,7 +65,7 @@ class SignatureError(RequestValidationError):
 
 
 class ResourceError(ProviderError):
-    """A compute validation code (PROTOCOL.md §6): ``{"error": {resource: code}}``."""
+    """A compute validation code (docs/protocol.md §6): ``{"error": {resource: code}}``."""
 
     def __init__(
         self, resource: str, code: str, status_code: int = 400, *, detail: str | None = None

@@ -1,4 +1,4 @@
-"""Replay-proof nonces (PROTOCOL.md §3); the signed requests that consume them are checked by
+"""Replay-proof nonces (docs/protocol.md §3); the signed requests that consume them are checked by
 :mod:`provider.request_auth`.
 
 A signed request carries ``nonce``; it must parse as a finite decimal and be strictly greater

@@ -1,6 +1,6 @@
 """Request authentication: the text each signed request signs, and its verification.
 
-The one owner of the signed-message layouts (docs/request-auth.md; PROTOCOL.md §3, §6): routes
+The one owner of the signed-message layouts (docs/request-auth.md; docs/protocol.md §3, §6): routes
 verify with them, and ``tidewater/client.py``, the tests and ``bench/`` sign with them, so a
 client and the server cannot disagree. ``+`` is string concatenation; ``nonce`` is the nonce
 text exactly as sent (:func:`provider.signatures.nonce_text`); addresses as sent.

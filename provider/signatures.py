@@ -1,4 +1,4 @@
-"""Wallet signatures (PROTOCOL.md §3): how a signed text is hashed, signed and recovered. Pure
+"""Wallet signatures (docs/protocol.md §3): how a signed text is hashed, signed and recovered. Pure
 functions; the texts themselves (each request's layout) are :mod:`provider.request_auth`'s.
 
 The wallet signs the 32-byte ``keccak256(utf8(text))`` with the EIP-191 personal prefix, i.e.

@@ -1,4 +1,5 @@
-"""Access services (PROTOCOL.md §3, §5): ``GET /api/services/initialize`` and ``GET /download``.
+"""Access services (docs/protocol.md §12): ``GET /api/services/initialize`` and
+``GET /api/services/download``.
 
 - ``initialize`` (unsigned) ``?documentId&serviceId&consumerAddress[&fileIndex][&transferTxId]``
   answers ``{"datatoken", "nonce", "computeAddress", "providerFee"}`` as the reference provider
@@ -42,7 +43,7 @@ from werkzeug.http import parse_content_range_header
 from contracts_abi import fees as fee_format
 from operator_engine.fetch import FetchError
 from operator_engine.models import ZERO_ADDRESS
-from operator_engine.storage import OpenedFile, StorageConfig, file_info, open_file
+from operator_engine.storage import OpenedFile, file_info, open_file
 from provider.app import Services, services
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
 from provider.asset_checks import check_credentials, decrypt_files, parse_json_field
@@ -59,6 +60,7 @@ from provider.params import (
 )
 from provider.request_auth import download_text, verify_request
 from provider.routes.results import safe_filename
+from tidewater.engine_config import storage_config
 
 log = logging.getLogger(__name__)
 bp = Blueprint("access", __name__)
@@ -167,7 +169,7 @@ def initialize() -> ResponseReturnValue:
     datatoken = Web3.to_checksum_address(str(service.get("datatokenAddress")))
     if file_index is not None:
         file_obj = _file_at(_files(chain, asset, service), file_index)
-        config = StorageConfig.from_settings(svc.settings, timeout=PROBE_TIMEOUT_S)
+        config = storage_config(svc.settings, timeout=PROBE_TIMEOUT_S)
         userdata = parse_json_field(params.get("userdata"), "userdata")
         if not file_info(file_obj, config, userdata=userdata)["valid"]:
             raise ProviderError(FILE_UNAVAILABLE, 400)
@@ -227,7 +229,7 @@ def download() -> ResponseReturnValue:
     except OrderError as exc:
         log.info("download: order %s refused: %s", tx, exc)
         raise ResourceError("order", "order_invalid") from None
-    config = StorageConfig.from_settings(svc.settings)
+    config = storage_config(svc.settings)
     stack = ExitStack()
     try:
         opened = stack.enter_context(

@@ -1,4 +1,4 @@
-"""``POST /api/services/compute``: start a paid compute job (PROTOCOL §6)."""
+"""``POST /api/services/compute``: start a paid compute job (docs/protocol.md §6)."""
 
 from __future__ import annotations
 

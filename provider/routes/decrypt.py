@@ -1,6 +1,6 @@
 """``POST /api/services/decrypt``: return a DDO that was published encrypted for this provider.
 
-Signed (PROTOCOL.md §3): ``(transactionId or dataNftAddress) + decrypterAddress + chainId``
+Signed (docs/protocol.md §3): ``(transactionId or dataNftAddress) + decrypterAddress + chainId``
 followed by the nonce. Only authorised decrypters may call it: the provider's own address plus
 the addresses in ``AUTHORIZED_DECRYPTERS`` (e.g. the metadata cache indexing this provider's
 assets), so no third party can read encrypted DDOs; anyone else gets 403

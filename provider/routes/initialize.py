@@ -1,4 +1,4 @@
-"""``POST /api/services/initializeCompute``: provider fees to order with (PROTOCOL §4)."""
+"""``POST /api/services/initializeCompute``: provider fees to order with (docs/protocol.md §4)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Job status, stop and delete: ``GET``/``PUT``/``DELETE /api/services/compute``.
 
 Parameters come from the query string (ocean.py) or a JSON body (ocean.js). Every answer is a
-list of Ocean job objects (PROTOCOL.md §6). Only the job's owner can see, stop or delete it;
+list of Ocean job objects (docs/protocol.md §6). Only the job's owner can see, stop or delete it;
 an unknown job and someone else's job get the same 404, so nothing leaks about other owners.
 
-Signing rules (``+`` is string concatenation, ``nonce`` the text as sent; PROTOCOL.md §3, §6;
+Signing rules (``+`` is string concatenation, ``nonce`` the text as sent; docs/protocol.md §3, §6;
 ``doc`` is ``documentId`` or ""):
 
 - GET (status): unsigned; answers only ``consumerAddress``'s jobs.

@@ -1,6 +1,6 @@
 """``GET /api/services/computeResult``: stream one result of a job to its owner.
 
-Signed: ``consumerAddress + jobId + index`` followed by the nonce (PROTOCOL.md §3). The nonce
+Signed: ``consumerAddress + jobId + index`` followed by the nonce (docs/protocol.md §3). The nonce
 is consumed and the job's owner checked before anything is read; the file path comes from the
 job store via ``engine.open_result`` (never from the request) and is sent with Flask's
 ``send_file`` (``wsgi.file_wrapper``: sendfile(2) under gunicorn) and ``Content-Disposition:

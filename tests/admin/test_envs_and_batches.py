@@ -10,7 +10,6 @@ import pytest
 from flask import Flask
 
 from datastore.jobs import JobStore
-from operator_engine.api import Engine
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.runner import FakeRunner
 from operator_engine.statuses import JobStatus
@@ -20,6 +19,7 @@ from provider.admin.tokens import TokenStore
 from provider.errors import register_error_handlers
 from tests.admin.conftest import Admin, env_body, submit
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
 
 
 def _claim(store: JobStore, registry: EnvironmentRegistry) -> Any:
@@ -127,11 +127,10 @@ def test_batches_views_and_delete(admin, store) -> None:  # type: ignore[no-unty
 
 
 def test_last_used_is_recorded_at_submit_and_survives_job_deletion(tmp_path: Path) -> None:
-    engine = Engine.from_settings(settings_for(tmp_path, [env()]), runner=FakeRunner())
+    settings = settings_for(tmp_path, [env()])
+    engine = build_engine(settings, runner=FakeRunner())
     app = Flask("admin-last-used")
-    app.extensions["tidewater"] = SimpleNamespace(
-        db=engine.db, settings=engine.settings, engine=engine
-    )
+    app.extensions["tidewater"] = SimpleNamespace(db=engine.db, settings=settings, engine=engine)
     register_error_handlers(app)  # what create_app installs: the one error handler
     app.register_blueprint(bp)
     api = Admin(app.test_client(), TokenStore(engine.db).create("t"))

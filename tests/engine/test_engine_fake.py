@@ -12,13 +12,14 @@ from operator_engine.runner import ContainerSpec, FakeRunner
 from operator_engine.statuses import JobStatus
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import did, env, request, settings_for
+from tidewater.engine_config import build_engine
 
 LADDER = [1, 10, 20, 30, 40, 50, 60, 70]
 
 
 def make(tmp_path: Path, runner: FakeRunner | None = None, **env_over: object) -> Engine:
     settings = settings_for(tmp_path, [env(**env_over)], allow_non_public_ip=True)
-    return Engine.from_settings(settings, runner=runner or FakeRunner())
+    return build_engine(settings, runner=runner or FakeRunner())
 
 
 def test_job_walks_every_status_and_publishes(tmp_path: Path, file_server: FileServer) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from operator_engine import quota
-from operator_engine.api import Engine
 from operator_engine.runner import ContainerSpec, FakeRunner
 from operator_engine.statuses import JobStatus
 from operator_engine.workspace import JobFolder
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
 
 SHARE = 8 * 1024**2
 
@@ -44,7 +44,7 @@ def test_past_the_share_ends_42_with_nothing_over_it_left(
     settings = settings_for(
         tmp_path, [env(diskGB=SHARE / 1024**3)], allow_non_public_ip=True, disk_quota=mode
     )
-    engine = Engine.from_settings(settings, runner=FakeRunner(_writer(target, 3 * SHARE)))
+    engine = build_engine(settings, runner=FakeRunner(_writer(target, 3 * SHARE)))
     job = engine.submit(request(files=[{"type": "url", "url": file_server.url("/d")}]))
     engine.run_until_idle()
     done = engine.get(job.job_id)
@@ -65,7 +65,7 @@ def test_within_the_share_the_outputs_are_published(
 ) -> None:
     file_server.files["/d"] = b"x\n"
     settings = settings_for(tmp_path, [env(diskGB=SHARE / 1024**3)], allow_non_public_ip=True)
-    engine = Engine.from_settings(settings, runner=FakeRunner(_writer("/data/outputs", SHARE // 2)))
+    engine = build_engine(settings, runner=FakeRunner(_writer("/data/outputs", SHARE // 2)))
     job = engine.submit(request(files=[{"type": "url", "url": file_server.url("/d")}]))
     engine.run_until_idle()
     done = engine.get(job.job_id)

@@ -53,6 +53,8 @@ from tests.provider.core_support import (  # noqa: F401 (fixtures)
     stored_nonce,
     submit,
 )
+from tidewater.engine_config import build_engine
+from tidewater.settings import Settings
 
 TOKEN = Web3.to_checksum_address("0x" + "cd" * 20)
 ENVS = [
@@ -88,20 +90,24 @@ ENVS = [
 ]
 
 
+@pytest.fixture(name="settings")
+def settings_fixture(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
 @pytest.fixture(name="engine")
-def engine_fixture(tmp_path: Path) -> Iterator[Engine]:
-    settings = make_settings(tmp_path)
+def engine_fixture(settings: Settings) -> Iterator[Engine]:
     assert settings.environments_file is not None
     settings.environments_file.write_text(json.dumps(ENVS))
-    real = Engine.from_settings(settings, runner=FakeRunner(_algorithm))
+    real = build_engine(settings, runner=FakeRunner(_algorithm))
     yield real
     real.shutdown()
     real.db.dispose()
 
 
 @pytest.fixture(name="app")
-def app_fixture(engine: Engine) -> Flask:
-    return create_app(engine.settings, engine=engine, web3=fake_web3())
+def app_fixture(settings: Settings, engine: Engine) -> Flask:
+    return create_app(settings, engine=engine, web3=fake_web3())
 
 
 @pytest.fixture(name="client")
@@ -452,7 +458,7 @@ def test_a_job_stops_at_the_duration_it_paid_for(tmp_path: Path, files: FileServ
         return 137, False, b"slept\n"
 
     settings = make_settings(tmp_path)
-    engine = Engine.from_settings(settings, runner=FakeRunner(sleeper))
+    engine = build_engine(settings, runner=FakeRunner(sleeper))
     try:
         base = job_request("0x" + "ab" * 20, files.url("/data.csv"))
         job = engine.submit(dataclasses.replace(base, max_duration=1))

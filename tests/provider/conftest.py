@@ -87,7 +87,8 @@ def gateway_flow(
 def indexer(
     tmp_path: Path, w3: Web3, deployed: dict[str, Any], provider_private_key: str
 ) -> Indexer:
-    """The provider's indexer on the session chain, from the stack's first block."""
+    """The provider's indexer on the session chain, from the stack's first block (its tables
+    come from the store's migrations, as at every start)."""
     db = make_engine(f"sqlite:///{tmp_path / 'services.db'}")
     upgrade(db)
     return Indexer(

@@ -28,6 +28,7 @@ from provider.app import create_app
 from provider.request_auth import result_text
 from provider.signatures import sign_text
 from tests.engine.conftest import FileServer
+from tidewater.engine_config import build_engine
 from tidewater.settings import Settings
 
 CHAIN_ID = 8996
@@ -114,7 +115,7 @@ def settings_fixture(tmp_path: Path) -> Settings:
 
 @pytest.fixture(name="engine")
 def engine_fixture(settings: Settings) -> Iterator[Engine]:
-    real = Engine.from_settings(settings, runner=FakeRunner(_algorithm))
+    real = build_engine(settings, runner=FakeRunner(_algorithm))
     yield real
     real.shutdown()
     real.db.dispose()
@@ -213,7 +214,7 @@ def docker_provider(tmp_path: Path, runner: Any) -> Iterator[tuple[Flask, Engine
     """The provider app on an engine with ``runner`` (a real Docker runner); every container
     it left is removed afterwards."""
     settings = make_settings(tmp_path)
-    engine = Engine.from_settings(settings, runner=runner)
+    engine = build_engine(settings, runner=runner)
     try:
         yield create_app(settings, engine=engine, web3=fake_web3()), engine
     finally:

@@ -1,4 +1,5 @@
-"""One row per compute-start error code (PROTOCOL §6), each triggered for real on ganache."""
+"""One row per compute-start error code (docs/protocol.md §6), each triggered for real on
+ganache."""
 
 from __future__ import annotations
 

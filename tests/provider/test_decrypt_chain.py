@@ -17,13 +17,13 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from contracts_abi import publish
-from operator_engine.api import Engine
 from operator_engine.runner import FakeRunner
 from provider.app import create_app
 from provider.crypto import public_key_hex
 from provider.request_auth import decrypt_text
 from provider.signatures import sign_text
 from tests.provider.core_support import make_settings
+from tidewater.engine_config import build_engine
 
 pytestmark = pytest.mark.integration
 DDO = {
@@ -43,7 +43,7 @@ def chain_app(tmp_path: Path, w3: Web3, address_file: Path, provider_private_key
         network_url=w3.provider.endpoint_uri,  # type: ignore[attr-defined]
         environments_file=None,  # the built-in env: its fee token is the chain's Ocean
     )
-    engine = Engine.from_settings(settings, runner=FakeRunner())
+    engine = build_engine(settings, runner=FakeRunner())
     return create_app(settings, engine=engine, web3=w3)
 
 
@@ -170,7 +170,7 @@ def test_addresses_in_authorized_decrypters_may_decrypt(
         environments_file=None,  # the built-in env: its fee token is the chain's Ocean
         authorized_decrypters=(consumer_account.address.lower(),),
     )
-    app = create_app(settings, engine=Engine.from_settings(settings, runner=FakeRunner()), web3=w3)
+    app = create_app(settings, engine=build_engine(settings, runner=FakeRunner()), web3=w3)
     listed = Decrypt(**{**decrypt.__dict__, "client": app.test_client()})
     nft, tx = listed.publish()
     reply = listed.post(listed.body(nft, tx, "7", signer=consumer_account))

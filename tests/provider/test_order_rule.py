@@ -1,4 +1,4 @@
-"""Every payment tx starts at most one job (PROTOCOL §5), over HTTP on ganache + Docker.
+"""Every payment tx starts at most one job (docs/protocol.md §5), over HTTP on ganache + Docker.
 
 Replays are refused (after a signed DELETE, the algorithm's order, an additional dataset's
 order), the identical request answers the same job, and the path clients take for a second job

@@ -1,4 +1,4 @@
-"""Every validation message provider-core produces, each triggered for real (PROTOCOL.md §1).
+"""Every validation message provider-core produces, each triggered for real (docs/protocol.md §1).
 
 Each row: a request a client could send, the expected status, and the exact ``errors`` body
 (validation layer) or ``error`` body (business rules). Nothing is changed by any of them.

@@ -116,10 +116,10 @@ def test_processes_upgrading_one_new_store_at_once_do_not_race(store_url: str) -
 def test_a_store_from_a_newer_version_is_refused_with_a_clear_error(
     fresh_db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from operator_engine.api import Engine as JobEngine
     from operator_engine.api import EngineError
     from operator_engine.runner import FakeRunner
     from tidewater.cli import main
+    from tidewater.engine_config import build_engine
     from tidewater.settings import Settings
 
     with fresh_db.begin() as conn:
@@ -129,7 +129,7 @@ def test_a_store_from_a_newer_version_is_refused_with_a_clear_error(
     url = fresh_db.url.render_as_string(hide_password=False)
     settings = Settings(data_dir=tmp_path / "data", db_url=url, pull_images=False)
     with pytest.raises(EngineError, match="a newer tidewater made it"):
-        JobEngine.from_settings(settings, runner=FakeRunner())
+        build_engine(settings, runner=FakeRunner())
     monkeypatch.setenv("TIDEWATER_DB", url)
     monkeypatch.setenv("TIDEWATER_DATA_DIR", str(tmp_path / "cli"))
     assert main(["db", "upgrade"]) == 2
