@@ -51,6 +51,7 @@ test: bootstrap
 	if [ $$code -eq 5 ]; then echo "pytest collected no tests"; \
 	  if [ "$$TIDEWATER_REQUIRE_TESTS" = 1 ]; then exit 5; fi; exit 0; fi; exit $$code
 
+# ruff over the whole tree; mypy on the five packages (strictness per package: pyproject.toml)
 lint: bootstrap
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy tidewater provider operator_engine contracts_abi datastore
 
@@ -60,11 +61,16 @@ chain: bootstrap
 serve: bootstrap
 	$(BIN)/tidewater serve
 
+# Each script prints its own figures and appends the issue-16 rows to one file, printed last as
+# one table (figure, baseline from the same run, ratio, goal, load average).
+BENCH_SUMMARY := .tidewater/bench-summary.jsonl
 bench: bootstrap
-	$(BIN)/python bench/job_overhead.py --queue 1000
-	$(BIN)/python bench/request_profile.py
-	$(BIN)/python bench/provider_throughput.py
-	$(BIN)/python bench/result_download.py
+	mkdir -p $(dir $(BENCH_SUMMARY)) && rm -f $(BENCH_SUMMARY)
+	$(BIN)/python bench/request_profile.py --summary $(BENCH_SUMMARY)
+	$(BIN)/python bench/provider_throughput.py --summary $(BENCH_SUMMARY)
+	$(BIN)/python bench/result_download.py --summary $(BENCH_SUMMARY)
+	$(BIN)/python bench/job_overhead.py --queue 1000 --summary $(BENCH_SUMMARY)
+	$(BIN)/python bench/summary.py $(BENCH_SUMMARY)
 
 clean:
 	rm -rf .tidewater .pytest_cache

@@ -31,6 +31,7 @@ from operator_engine.api import Engine
 from operator_engine.backends.docker import DockerBackend
 from operator_engine.models import AlgorithmInput, DatasetInput, Job, JobRequest
 from tidewater.commands.serve import gunicorn_options
+from tidewater.engine_config import build_engine
 from tidewater.images import ensure_busybox_image
 from tidewater.settings import Settings
 from tidewater.stack import file_server, free_port, http_server_process
@@ -128,7 +129,7 @@ def bench_engine(settings: Settings) -> Iterator[Engine]:
     started is removed and the store is released."""
     client = docker.from_env(timeout=120)
     runner = DockerBackend(client, pull=False)
-    engine = Engine.from_settings(settings, backend=runner)
+    engine = build_engine(settings, backend=runner)
     try:
         yield engine
     finally:
@@ -269,6 +270,37 @@ def server_processes(port: int) -> list[int]:
         if b"tidewater.cli\0serve\0" in cmdline and marker in cmdline + b"\0":
             return [pid, *children(pid)]
     raise RuntimeError(f"no `tidewater serve --port {port}` child process found")
+
+
+def serving_tree(port: int) -> list[int]:
+    """The child process of this one serving ``port`` (its command line names the port: ``--port
+    N`` or a JSON ``bind``) and all its descendants."""
+    for pid in children(os.getpid()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"\0{port}\0".encode() in cmdline or f':{port}"'.encode() in cmdline:
+            tree, todo = [], [pid]
+            while todo:
+                current = todo.pop()
+                tree.append(current)
+                todo += children(current)
+            return tree
+    raise RuntimeError(f"no child process serving port {port}")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the live processes ``pids`` have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
 
 
 def memory_kib(pid: int) -> tuple[int, int]:

@@ -7,8 +7,10 @@ container, log streaming, output filtering and result hashing. Target: engine me
 raw median.
 
 The queue part submits ``--queue`` jobs at once to an environment of ``maxJobs 2`` served by two
-workers, and compares the rate with raw ``docker run``s two at a time (``--raw-sample`` of
-them, interleaved in the same run). It counts jobs lost (not finished at 70) and duplicated
+workers, and compares the rate with ``docker run``s two at a time (``--raw-sample`` of them,
+right after in the same run): a plain one, and one with the isolation the engine gives its
+containers (read-only root, no capabilities, limits, the /data bind mounts...), which shows
+what the hardening itself costs Docker. It counts jobs lost (not finished at 70) and duplicated
 (their algorithm started more than once: more than one transition to status 40). Target: none
 lost or duplicated, engine rate >= 0.9 x raw rate.
 """
@@ -31,10 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import docker
 
+from bench.summary import record
 from operator_engine.api import Engine
 from operator_engine.backends.docker import DockerBackend
 from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
 from operator_engine.statuses import TERMINAL
+from tidewater.engine_config import build_engine
 from tidewater.images import ensure_python_image
 from tidewater.settings import Settings
 
@@ -63,6 +67,42 @@ def _request(url: str, image: str, env_id: str) -> JobRequest:
     )
 
 
+def hardened_run_cmd(image: str, folder: Path, cpus: float, ram_bytes: int) -> list[str]:
+    """``docker run`` with the isolation the engine gives a job's container (mirrors
+    ``DockerRunner.start``: no network, read-only root, no capabilities, no new privileges,
+    nobody's uid, private IPC, PID/memory/CPU/ulimit limits, a small noexec /tmp, no log
+    driver, the five /data bind mounts): what the same container costs without the engine."""
+    mounts = []
+    for name, read_only in (
+        ("inputs", True),
+        ("transformations", True),
+        ("ddos", True),
+        ("outputs", False),
+        ("logs", False),
+    ):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        mode = ",readonly" if read_only else ""
+        mounts += ["--mount", f"type=bind,source={folder / name},target=/data/{name}{mode}"]
+    return [
+        "docker", "run", "--rm", "--network", "none", "--read-only",
+        "--tmpfs", f"/tmp:rw,noexec,nosuid,nodev,size={min(64 * 1024**2, ram_bytes // 4)}",
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--ipc", "private",
+        "--pids-limit", "128", "--memory", str(ram_bytes), "--memory-swap", str(ram_bytes),
+        "--cpus", str(cpus), "--oom-score-adj", "500", "--ulimit", "core=0:0",
+        "--ulimit", "nofile=1024:1024", "--log-driver", "none", "--user", "65534:65534",
+        "--hostname", "algorithm", "--workdir", "/", *mounts,
+        "--entrypoint", "/bin/sh", image, "-c", "python3 -c pass",
+    ]  # fmt: skip
+
+
+def _rate(command: list[str], runs: int, parallel: int) -> float:
+    """Runs per second of ``command`` run ``runs`` times, ``parallel`` at a time."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda _: subprocess.run(command, check=True), range(runs)))
+    return runs / (time.perf_counter() - start)
+
+
 def _unfinished(engine: Engine) -> int:
     """Jobs in the store not yet at a terminal status."""
     return sum(n for _env, status, n in engine.store.status_counts() if status not in TERMINAL)
@@ -75,6 +115,7 @@ def main() -> None:
     parser.add_argument(
         "--raw-sample", type=int, default=200, help="raw docker runs for the rate baseline"
     )
+    parser.add_argument("--summary", type=Path, help="append the issue-16 rows to this file")
     args = parser.parse_args()
 
     client = docker.from_env(timeout=120)
@@ -99,7 +140,7 @@ def main() -> None:
             environments_file=envs,
             allow_non_public_ip=True,
         )
-        engine = Engine.from_settings(settings, backend=DockerBackend(client, pull=False))
+        engine = build_engine(settings, backend=DockerBackend(client, pull=False))
         raw_cmd = ["docker", "run", "--rm", "--network", "none", image, "python3", "-c", "pass"]
         subprocess.run(raw_cmd, check=True)  # warm the page cache for both sides
         engine_times: list[float] = []
@@ -122,6 +163,14 @@ def main() -> None:
             f"  engine min/max {min(engine_times):.3f}/{max(engine_times):.3f}s, "
             f"raw min/max {min(raw_times):.3f}/{max(raw_times):.3f}s"
         )
+        record(
+            args.summary,
+            f"one no-op job (median of {args.n})",
+            f"{eng:.3f} s",
+            f"`docker run`: {raw:.3f} s",
+            eng / raw,
+            "none (issue 16 measured 1.17x)",
+        )
 
         jobs = [engine.submit(_request(url, image, "throughput")) for _ in range(args.queue)]
         start = time.perf_counter()
@@ -137,17 +186,34 @@ def main() -> None:
         duplicated = sum(1 for n in starts if n > 1)
         engine_rate = args.queue / took
 
+        # The baselines, right after, at the same parallelism: a plain `docker run`, and one
+        # with the engine container's isolation (what hardening costs Docker itself).
         sample = min(args.raw_sample, args.queue)
-        start = time.perf_counter()
-        with ThreadPoolExecutor(2) as pool:  # the same parallelism as the engine's two slots
-            list(pool.map(lambda _: subprocess.run(raw_cmd, check=True), range(sample)))
-        raw_rate = sample / (time.perf_counter() - start)
+        hardened_cmd = hardened_run_cmd(image, Path(tmp) / "hardened", 1.0, 512 * 1024**2)
+        raw_rate = _rate(raw_cmd, sample, 2)
+        hardened_rate = _rate(hardened_cmd, sample, 2)
         print(
             f"queue: {args.queue} no-op jobs, maxJobs 2, 2 workers: {took:.1f}s, "
-            f"{engine_rate:.2f} jobs/s; raw docker run x{sample}, 2 at a time: "
-            f"{raw_rate:.2f} runs/s; ratio {engine_rate / raw_rate:.2f}"
+            f"{engine_rate:.2f} jobs/s"
+        )
+        print(
+            f"  raw docker run x{sample}, 2 at a time: {raw_rate:.2f} runs/s; "
+            f"ratio engine/raw {engine_rate / raw_rate:.2f} (goal >= 0.9)"
+        )
+        print(
+            f"  hardened docker run x{sample} (the engine container's isolation), 2 at a time: "
+            f"{hardened_rate:.2f} runs/s; ratio engine/hardened {engine_rate / hardened_rate:.2f}"
         )
         print(f"  lost (not 70): {args.queue - finished}  duplicated (started twice): {duplicated}")
+        record(
+            args.summary,
+            f"{args.queue:,} queued no-op jobs, 2 workers (lost / duplicated)",
+            f"{engine_rate:.2f} jobs/s ({args.queue - finished} / {duplicated})",
+            f"`docker run` x{sample}, 2 at a time: {raw_rate:.2f}/s (hardened: "
+            f"{hardened_rate:.2f}/s, {engine_rate / hardened_rate:.2f}x)",
+            engine_rate / raw_rate,
+            ">= 0.9x, 0 lost, 0 duplicated",
+        )
         engine.db.dispose()
     server.shutdown()
 

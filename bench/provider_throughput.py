@@ -25,6 +25,7 @@ import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,12 +36,15 @@ from bench._common import (
     bare_gunicorn,
     bench_engine,
     bench_stack,
+    cpu_seconds,
     require_wrk,
     run_shell_job,
     run_wrk,
     serve_args,
+    serving_tree,
     sigterm_as_ctrl_c,
 )
+from bench.summary import record
 from contracts_abi.devchain import dev_account
 from tidewater.settings import Settings
 from tidewater.stack import provider_server
@@ -75,6 +79,7 @@ def main() -> None:
     parser.add_argument(
         "--log-level", default="INFO", help="TIDEWATER_LOG_LEVEL of the provider (INFO)"
     )
+    parser.add_argument("--summary", type=Path, help="append the issue-16 rows to this file")
     args = parser.parse_args()
     require_wrk()
     sigterm_as_ctrl_c()
@@ -123,12 +128,22 @@ def main() -> None:
                 run_wrk(url, duration=args.warmup, **load)
         # Rounds alternate the endpoints, so a burst of load from elsewhere on a shared
         # machine hits every endpoint alike; each figure is the median over the rounds.
+        # The server's own CPU per request too (its processes' user + system time over the
+        # run / requests answered): unlike req/s it does not move with what else the shared
+        # cores run.
+        trees = {url: serving_tree(urlsplit(url).port or 0) for _name, url, _expect in endpoints}
         runs: dict[str, list[WrkResult]] = {name: [] for name, _url, _expect in endpoints}
+        cpu: dict[str, list[float]] = {name: [] for name, _url, _expect in endpoints}
         for n in range(args.rounds):
             for name, url, _expect in endpoints:
                 _note(f"round {n + 1}/{args.rounds}, wrk {args.duration}s: {name}")
-                runs[name].append(run_wrk(url, duration=args.duration, **load))
-        results = [(name, _median(found)) for name, found in runs.items()]
+                before = cpu_seconds(trees[url])
+                result = run_wrk(url, duration=args.duration, **load)
+                runs[name].append(result)
+                cpu[name].append((cpu_seconds(trees[url]) - before) / result.requests * 1e6)
+        results = [
+            (name, _median(found), statistics.median(cpu[name])) for name, found in runs.items()
+        ]
 
     _report(args, results)
 
@@ -144,7 +159,7 @@ def _median(runs: list[WrkResult]) -> WrkResult:
     )
 
 
-def _report(args: argparse.Namespace, results: list[tuple[str, WrkResult]]) -> None:
+def _report(args: argparse.Namespace, results: list[tuple[str, WrkResult, float]]) -> None:
     print(
         f"gunicorn gthread, {args.workers_proc} process(es) x {args.threads} threads; "
         f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s --latency, "
@@ -153,16 +168,33 @@ def _report(args: argparse.Namespace, results: list[tuple[str, WrkResult]]) -> N
         f"load average {os.getloadavg()[0]:.2f} at the end"
     )
     print(f"target (issue): >= {TARGET_RPS:,.0f} req/s and p99 < {TARGET_P99_MS:.0f} ms on 2 cores")
-    header = f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-    print(header + f"{'req/s vs bare':>15}{'p99 vs bare':>13}")
-    bare = results[0][1]
-    for name, result in results:
-        line = f"{name:<32}{result.rps:>10,.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+    header = f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}"
+    print(header + f"{'req/s vs bare':>15}{'p99 vs bare':>13}{'bare CPU/ CPU':>15}")
+    _bare_name, bare, bare_cpu = results[0]
+    for name, result, cpu_us in results:
+        line = (
+            f"{name:<32}{result.rps:>10,.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+            f"{cpu_us:>12.0f}"
+        )
         if result is not bare:
-            line += f"{result.rps / bare.rps:>15.2f}{result.p99_ms / bare.p99_ms:>13.2f}"
+            line += (
+                f"{result.rps / bare.rps:>15.2f}{result.p99_ms / bare.p99_ms:>13.2f}"
+                f"{bare_cpu / cpu_us:>15.2f}"
+            )
         print(line)
         if result.errors:
             print(f"  ! {name}: {result.errors} (of {result.requests} requests)")
+        if result is not bare:
+            record(
+                args.summary,
+                f"`{name.removeprefix('tidewater ')}` vs bare Flask, gunicorn "
+                f"{args.workers_proc}x{args.threads}",
+                f"{result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms, {cpu_us:.0f} us CPU/req",
+                f"{bare.rps:,.0f} req/s, p99 {bare.p99_ms:.1f} ms, {bare_cpu:.0f} us CPU/req",
+                result.rps / bare.rps,
+                f">= 0.6x; p99 {result.p99_ms / bare.p99_ms:.2f}x bare (<= 2x); "
+                f"CPU/req ratio {bare_cpu / cpu_us:.2f}",
+            )
 
 
 if __name__ == "__main__":

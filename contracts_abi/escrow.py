@@ -1,5 +1,6 @@
-"""Ocean's ``Escrow`` contract (ocean-contracts 3.1.0) from the payee's side, plus the payer's
-two calls (for tests, the demo and tools).
+"""Ocean's ``Escrow`` contract (ocean-contracts 3.1.0) from the payee's side. Its values and
+errors are in :mod:`contracts_abi.escrow_state`, the payer's two calls (for tests, the demo and
+tools) in :mod:`contracts_abi.escrow_payer`; every name stays importable from here.
 
 This is the chain half of C2D v2 payments (``docs/escrow.md``). A consumer deposits tokens in
 the Escrow and authorizes this provider (the *payee*: the environment's ``consumerAddress``,
@@ -37,259 +38,69 @@ cancelled lock is deleted, so a second claim reverts with ``Lock not found``.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Any
 
 import requests
-from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
-from web3 import Web3
-from web3.contract import Contract
-from web3.exceptions import BadFunctionCallOutput, ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from contracts_abi.artifacts import contract
-from contracts_abi.errors import ChainUnavailable, ContractsError, TxFailed
+from contracts_abi.errors import ContractsError
+from contracts_abi.escrow_payer import authorize, deposit
+from contracts_abi.escrow_state import (
+    ADDRESS_KEY,
+    Authorization,
+    ClaimResult,
+    EscrowChain,
+    EscrowError,
+    EscrowTxError,
+    EscrowUnavailable,
+    Funds,
+    Lock,
+    PaymentError,
+    checksum_address,
+    find_lock,
+    get_authorizations,
+    get_funds,
+    get_locks,
+    lock_id_for,
+    translate_error,
+)
 from contracts_abi.tx import send
 
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-#: The address.json key of the Escrow contract (ocean.js 8 reads ``addresses.Escrow``).
-ADDRESS_KEY = "Escrow"
+__all__ = [
+    "ADDRESS_KEY",
+    "Authorization",
+    "ClaimResult",
+    "EscrowChain",
+    "EscrowError",
+    "EscrowTxError",
+    "EscrowUnavailable",
+    "Funds",
+    "Lock",
+    "PaymentError",
+    "authorize",
+    "cancel_expired_locks",
+    "check_payment",
+    "claim",
+    "create_lock",
+    "deposit",
+    "find_lock",
+    "get_authorizations",
+    "get_funds",
+    "get_locks",
+    "lock_id_for",
+    "outcome_of",
+    "receipt_of",
+    "settlement_event",
+]
+
 #: ``jobType`` sent with claims (no subsidy programme).
 JOB_TYPE = 0
 #: Gas limits (calls are dry-run first; only the gas used is paid).
 LOCK_GAS = 500_000
 CLAIM_GAS = 800_000
-
-
-# -- errors --------------------------------------------------------------------------------
-
-
-class EscrowError(ContractsError):
-    """Base of the escrow errors: ``code`` (stable, snake_case), ``message``, ``http_status``."""
-
-    http_status = 502
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class PaymentError(EscrowError):
-    """The payer's escrow state refuses this payment (the client's to fix): HTTP 400.
-
-    Codes: ``invalid_amount``, ``invalid_expiry``, ``payer_is_payee``, ``no_authorization``,
-    ``multiple_authorizations``, ``insufficient_funds``, ``expiry_too_long``,
-    ``over_max_locked_amount``, ``over_max_lock_count``, ``lock_exists``, ``lock_not_found``,
-    ``amount_too_high``, ``invalid_address``.
-    """
-
-    http_status = 400
-
-
-class EscrowUnavailable(EscrowError):
-    """The chain does not answer or no Escrow contract is known: HTTP 503 (retry later).
-
-    Codes: ``chain_unavailable``, ``escrow_not_deployed``, ``escrow_not_configured`` (no payee
-    key).
-    """
-
-    http_status = 503
-
-
-class EscrowTxError(EscrowError):
-    """A payee transaction failed for a reason that is not the payer's: HTTP 502.
-
-    Codes: ``tx_failed`` (reverted after its dry run, no receipt in time, or another node error).
-    """
-
-    http_status = 502
-
-
-#: Revert reasons of Escrow.sol mapped to PaymentError codes.
-_REVERTS: dict[str, str] = {
-    "Payer does not have enough funds": "insufficient_funds",
-    "No auth found": "no_authorization",
-    "Expiry too high": "expiry_too_long",
-    "Exceeds maxLockedAmount": "over_max_locked_amount",
-    "Exceeds maxLockCounts": "over_max_lock_count",
-    "JobId already exists": "lock_exists",
-    "Payer cannot be payee": "payer_is_payee",
-    "Invalid amount": "invalid_amount",
-    "Lock not found": "lock_not_found",
-    "Amount too high": "amount_too_high",
-}
-
-
-def _translate(exc: ContractsError) -> EscrowError:
-    """A ``contracts_abi`` error as an escrow error: the contract's known refusals are the
-    payer's (:class:`PaymentError`), anything else the chain's (503) or the payee's (502)."""
-    if isinstance(exc, EscrowError):
-        return exc
-    if isinstance(exc, ChainUnavailable):
-        return EscrowUnavailable("chain_unavailable", str(exc))
-    if isinstance(exc, TxFailed):
-        code = _REVERTS.get(exc.reason.strip())
-        if code is not None:
-            return PaymentError(code, f"escrow refused: {exc.reason}")
-    return EscrowTxError("tx_failed", str(exc))
-
-
-# -- the chain handle ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EscrowChain:
-    """What every call needs: a web3 client, the Escrow address and the payee's account.
-
-    The payee is the provider wallet that sends ``createLock`` and the claims (the
-    environments' ``consumerAddress``); it needs gas and must differ from every payer.
-    """
-
-    w3: Web3
-    address: str
-    payee: LocalAccount
-
-    @classmethod
-    def from_addresses(
-        cls, w3: Web3, addresses: Mapping[str, Any], payee: LocalAccount
-    ) -> EscrowChain:
-        """The chain handle for an address.json network entry; raises
-        :class:`EscrowUnavailable` (``escrow_not_deployed``) when it has no ``Escrow``."""
-        address = addresses.get(ADDRESS_KEY)
-        if not isinstance(address, str) or not Web3.is_address(address):
-            raise EscrowUnavailable(
-                "escrow_not_deployed",
-                "no Escrow contract in the address file: redeploy with `tidewater chain`",
-            )
-        return cls(w3=w3, address=Web3.to_checksum_address(address), payee=payee)
-
-    @property
-    def contract(self) -> Contract:
-        return contract(self.w3, "Escrow", self.address)
-
-    @property
-    def payee_address(self) -> str:
-        return str(self.payee.address)
-
-
-# -- values read from the contract ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Funds:
-    """A payer's balance of one token in the Escrow (base units)."""
-
-    available: int
-    locked: int
-
-
-@dataclass(frozen=True)
-class Authorization:
-    """A payer's authorization of one payee for one token (``getAuthorizations`` entry)."""
-
-    payee: str
-    max_locked_amount: int
-    current_locked_amount: int
-    max_lock_seconds: int
-    max_lock_counts: int
-    current_locks: int
-
-
-@dataclass(frozen=True)
-class Lock:
-    """A live lock held by the payee (``getLocks`` entry; ``expiry`` and ``start_time`` are
-    unix seconds)."""
-
-    job_id: int
-    payer: str
-    amount: int
-    expiry: int
-    token: str
-    start_time: int
-
-
-@dataclass(frozen=True)
-class ClaimResult:
-    """What a claim did. ``outcome``: ``claimed`` (``amount`` left the payer's funds),
-    ``cancelled`` (the lock had expired: the contract returned it all to the payer, amount 0),
-    ``absent`` (no such lock: claimed or cancelled earlier — nothing sent)."""
-
-    outcome: Literal["claimed", "cancelled", "absent"]
-    amount: int = 0
-    tx_hash: str | None = None
-
-
-def lock_id_for(job_id: str) -> int:
-    """The Escrow ``jobId`` of a job: ``uint256(sha256(utf8(job_id)))``, as Ocean Node does.
-
-    >>> lock_id_for("abc") == int(hashlib.sha256(b"abc").hexdigest(), 16)
-    True
-    >>> 0 < lock_id_for("") < 2**256
-    True
-    """
-    return int.from_bytes(hashlib.sha256(job_id.encode()).digest(), "big")
-
-
-def _view(fn: Any) -> Any:
-    try:
-        return fn.call()
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise EscrowUnavailable("chain_unavailable", f"chain RPC unreachable: {exc}") from exc
-    except BadFunctionCallOutput as exc:  # no contract at the address on this chain
-        raise EscrowUnavailable(
-            "escrow_not_deployed", "no Escrow contract answers at the configured address"
-        ) from exc
-    except (ContractLogicError, Web3RPCError) as exc:
-        raise EscrowTxError("tx_failed", f"Escrow call failed: {exc}") from exc
-
-
-def _checksum(address: str, what: str) -> str:
-    if not isinstance(address, str) or not Web3.is_address(address):
-        raise PaymentError("invalid_address", f"{what} {address!r} is not an address")
-    return Web3.to_checksum_address(address)
-
-
-def get_funds(chain: EscrowChain, payer: str, token: str) -> Funds:
-    """``getUserFunds(payer, token)``."""
-    available, locked = _view(
-        chain.contract.functions.getUserFunds(_checksum(payer, "payer"), _checksum(token, "token"))
-    )
-    return Funds(int(available), int(locked))
-
-
-def get_authorizations(chain: EscrowChain, payer: str, token: str) -> list[Authorization]:
-    """The payer's authorizations of this payee for ``token`` (0 or 1 with Escrow 3.1.0)."""
-    rows = _view(
-        chain.contract.functions.getAuthorizations(
-            _checksum(token, "token"), _checksum(payer, "payer"), chain.payee_address
-        )
-    )
-    return [
-        Authorization(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
-        for r in rows
-    ]
-
-
-def get_locks(chain: EscrowChain) -> list[Lock]:
-    """Every live lock this payee holds (filter locally: the contract's filter ORs its
-    arguments)."""
-    rows = _view(chain.contract.functions.getLocks(ZERO_ADDRESS, ZERO_ADDRESS, chain.payee_address))
-    return [Lock(int(r[0]), str(r[1]), int(r[2]), int(r[3]), str(r[4]), int(r[5])) for r in rows]
-
-
-def find_lock(chain: EscrowChain, job_id: str, token: str, payer: str) -> Lock | None:
-    """The payee's live lock of ``job_id`` (None: never created, claimed or cancelled)."""
-    wanted = lock_id_for(job_id)
-    token_c, payer_c = _checksum(token, "token"), _checksum(payer, "payer")
-    for lock in get_locks(chain):
-        if lock.job_id == wanted and lock.token == token_c and lock.payer == payer_c:
-            return lock
-    return None
 
 
 # -- payee actions -------------------------------------------------------------------------
@@ -303,7 +114,7 @@ def check_payment(chain: EscrowChain, payer: str, token: str, amount: int, expir
     maxLockedAmount and currentLocks < maxLockCounts. Raises :class:`PaymentError` (the first
     failed rule, with its ``code``) or :class:`EscrowUnavailable`.
     """
-    payer_c = _checksum(payer, "payer")
+    payer_c = checksum_address(payer, "payer")
     if not isinstance(amount, int) or amount <= 0:
         raise PaymentError("invalid_amount", f"the amount to lock must be positive, not {amount}")
     if not isinstance(expiry_s, int) or expiry_s <= 0:
@@ -361,12 +172,16 @@ def create_lock(
     """
     check_payment(chain, payer, token, amount, expiry_s)
     fn = chain.contract.functions.createLock(
-        lock_id_for(job_id), _checksum(token, "token"), _checksum(payer, "payer"), amount, expiry_s
+        lock_id_for(job_id),
+        checksum_address(token, "token"),
+        checksum_address(payer, "payer"),
+        amount,
+        expiry_s,
     )
     try:
         receipt = send(chain.w3, chain.payee, fn, gas=LOCK_GAS)
     except ContractsError as exc:
-        raise _translate(exc) from exc
+        raise translate_error(exc) from exc
     return _tx_hash(receipt)
 
 
@@ -411,7 +226,7 @@ def claim(
     """
     if not isinstance(amount, int) or amount < 0:
         raise PaymentError("invalid_amount", f"a claim must be a non-negative integer: {amount}")
-    token_c, payer_c = _checksum(token, "token"), _checksum(payer, "payer")
+    token_c, payer_c = checksum_address(token, "token"), checksum_address(payer, "payer")
     lock = find_lock(chain, job_id, token_c, payer_c)
     if lock is None:
         return ClaimResult("absent")
@@ -425,7 +240,7 @@ def claim(
     try:
         receipt = send(chain.w3, chain.payee, fn, gas=CLAIM_GAS, on_signed=on_signed)
     except ContractsError as exc:
-        error = _translate(exc)
+        error = translate_error(exc)
         if isinstance(error, PaymentError) and error.code == "lock_not_found":
             return ClaimResult("absent")  # another worker's claim or a cancel got there first
         raise error from exc
@@ -435,7 +250,7 @@ def claim(
 def settlement_event(chain: EscrowChain, job_id: str, payer: str, from_block: int) -> ClaimResult:
     """How ``job_id``'s lock ended, from the payee's ``Claimed``/``Canceled`` logs since
     ``from_block`` (outcome ``absent`` when neither is found)."""
-    wanted, payer_c = lock_id_for(job_id), _checksum(payer, "payer")
+    wanted, payer_c = lock_id_for(job_id), checksum_address(payer, "payer")
     filters = {"payee": chain.payee_address, "payer": payer_c}
     try:
         for name, outcome in (("Claimed", "claimed"), ("Canceled", "cancelled")):
@@ -478,7 +293,8 @@ def cancel_expired_locks(
     live = [lock for lock in get_locks(chain) if lock.expiry < now]
     if locks is not None:
         wanted = {
-            (lock_id_for(j), _checksum(t, "token"), _checksum(p, "payer")) for j, t, p in locks
+            (lock_id_for(j), checksum_address(t, "token"), checksum_address(p, "payer"))
+            for j, t, p in locks
         }
         live = [lock for lock in live if (lock.job_id, lock.token, lock.payer) in wanted]
     if not live:
@@ -493,7 +309,7 @@ def cancel_expired_locks(
     try:
         receipt = send(chain.w3, chain.payee, fn, gas=CLAIM_GAS + 150_000 * len(live))
     except ContractsError as exc:
-        raise _translate(exc) from exc
+        raise translate_error(exc) from exc
     return _tx_hash(receipt)
 
 
@@ -502,47 +318,3 @@ def _block_time(chain: EscrowChain) -> int:
         return int(chain.w3.eth.get_block("latest")["timestamp"])
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise EscrowUnavailable("chain_unavailable", f"chain RPC unreachable: {exc}") from exc
-
-
-# -- payer actions (consumers; used by tests, the demo and tools) --------------------------
-
-
-def deposit(chain_w3: Web3, escrow: str, payer: LocalAccount, token: str, amount: int) -> None:
-    """ERC-20 ``approve(escrow, amount)`` then ``deposit(token, amount)`` from ``payer``."""
-    erc20 = contract(chain_w3, "ERC20Template", token)
-    try:
-        send(chain_w3, payer, erc20.functions.approve(Web3.to_checksum_address(escrow), amount))
-        send(
-            chain_w3,
-            payer,
-            contract(chain_w3, "Escrow", escrow).functions.deposit(
-                Web3.to_checksum_address(token), amount
-            ),
-        )
-    except ContractsError as exc:
-        raise _translate(exc) from exc
-
-
-def authorize(
-    chain_w3: Web3,
-    escrow: str,
-    payer: LocalAccount,
-    token: str,
-    payee: str,
-    max_locked_amount: int,
-    max_lock_seconds: int,
-    max_lock_counts: int,
-) -> None:
-    """``authorize(token, payee, maxLockedAmount, maxLockSeconds, maxLockCounts)`` from
-    ``payer`` (replaces an existing authorization of that payee)."""
-    fn = contract(chain_w3, "Escrow", escrow).functions.authorize(
-        Web3.to_checksum_address(token),
-        Web3.to_checksum_address(payee),
-        max_locked_amount,
-        max_lock_seconds,
-        max_lock_counts,
-    )
-    try:
-        send(chain_w3, payer, fn)
-    except ContractsError as exc:
-        raise _translate(exc) from exc

@@ -1,4 +1,5 @@
-"""The provider-fee wire format (PROTOCOL §4): the one place that builds, signs and checks it.
+"""The provider-fee wire format (docs/protocol.md §4): the one place that builds, signs and
+checks it.
 
 A provider fee travels as ``{providerFeeAddress, providerFeeToken, providerFeeAmount,
 providerData, v, r, s, validUntil}``. ``providerData`` is the 0x-hex of compact JSON

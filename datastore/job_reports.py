@@ -1,5 +1,5 @@
-"""Read-only views of the jobs for the admin API, the console and settlement: whole rows by
-environment, the newest job per environment, the console's live and finished lists, and the
+"""The job store's read-only reports for the admin API, the console and settlement: whole rows
+by environment, the newest job per environment, the console's live and finished lists, and the
 events around one status."""
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ _CONSOLE_COLUMNS = [
 
 
 class JobReports:
-    """Reports over the ``jobs``, ``job_results`` and ``job_events`` rows of one store."""
+    """The report part of :class:`datastore.jobs.JobStore`: over the ``jobs``, ``job_results``
+    and ``job_events`` rows of one store."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    engine: Engine
 
-    def rows(self, environment: str | None = None) -> list[Any]:
+    def all_rows(self, environment: str | None = None) -> list[Any]:
         """Whole job rows (``environment``'s only, when given), oldest first."""
         query = sa.select(jobs).order_by(jobs.c.date_created, jobs.c.job_id)
         if environment is not None:

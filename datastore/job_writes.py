@@ -56,7 +56,7 @@ def write_status(
     return True
 
 
-# -- consumed payments (PROTOCOL §5) ---------------------------------------------------------
+# -- consumed payments (docs/protocol.md §5) -------------------------------------------------
 
 
 def order_holders(conn: Connection, chain_id: int, tx_ids: Sequence[str]) -> dict[str, str]:

@@ -4,7 +4,8 @@ Every status write (submit, claim, :meth:`JobStore.transition`) goes through
 :func:`datastore.job_writes.write_status`: a guarded ``UPDATE … WHERE status = :from`` (or the
 new row's INSERT) that writes a ``job_events`` row in the same transaction; the transition raises
 :class:`TransitionError` when no row changed. Reads are in :mod:`datastore.job_reads`, claims and
-leases in :mod:`datastore.job_leases`; the environments an operator manages are
+leases in :mod:`datastore.job_leases`, reports for the admin API and console in
+:mod:`datastore.job_reports`; the environments an operator manages are
 :attr:`JobStore.environments`.
 """
 
@@ -28,6 +29,7 @@ from datastore.job_records import (
     TransitionError,
     request_to_json,
 )
+from datastore.job_reports import JobReports
 from datastore.job_writes import consume_orders, paid_job, write_status
 from datastore.schema import job_events, job_results, jobs
 from operator_engine.lifecycle import StopReason
@@ -37,7 +39,7 @@ from operator_engine.statuses import JobStatus, sources_of
 __all__ = ["JobStore", "OrderAlreadyUsed", "ResultRecord", "StoreError", "TransitionError"]
 
 
-class JobStore(JobReads, JobLeases):
+class JobStore(JobReads, JobLeases, JobReports):
     """Job rows, results and events on one SQLAlchemy engine."""
 
     def __init__(self, engine: Engine) -> None:

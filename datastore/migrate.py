@@ -28,11 +28,13 @@ from sqlalchemy import Engine
 from datastore.engine import is_sqlite, reading
 
 log = logging.getLogger(__name__)
-# Alembic says "Context impl SQLiteImpl" at every look at the revision; upgrade logs its own line.
-logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK_KEY = 0x7469_6462  # "tidb": one advisory lock serialises PostgreSQL upgrades
+
+
+class SchemaError(RuntimeError):
+    """The store's schema cannot be brought to this version's (made by a newer tidewater)."""
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:
@@ -52,6 +54,12 @@ def head() -> str:
     return found
 
 
+@cache
+def _known() -> frozenset[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return frozenset(rev.revision for rev in script.walk_revisions())
+
+
 def current(engine: Engine) -> str | None:
     """The database's revision; None before its first upgrade."""
     with reading(engine) as conn:
@@ -65,10 +73,16 @@ def is_legacy(engine: Engine) -> bool:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
-    """Run the migrations up to ``revision``; returns the revision the database was at."""
+    """Run the migrations up to ``revision``; returns the revision the database was at.
+    :class:`SchemaError` when the store is at a revision this version does not know."""
     before = current(engine)
     if before == head() and revision == "head":
         return before  # the common case at every start: nothing to do, no write lock taken
+    if before is not None and before not in _known():
+        raise SchemaError(
+            f"the store is at schema revision {before}, which this tidewater does not know "
+            f"(its newest is {head()}): a newer tidewater made it; run that version"
+        )
     if before is None and is_legacy(engine):
         log.info("adopting a store made before migrations (its rows are kept)")
     with engine.begin() as conn:

@@ -1,5 +1,6 @@
-"""The engine facade the provider calls: submit, look up, stop, delete, results, environments,
-and embedded workers (``start``/``shutdown``) or synchronous processing (``run_until_idle``)."""
+"""The engine facade the provider calls: submit, look up, stop, delete, results, environments.
+Embedded workers (``start``/``shutdown``) and synchronous processing (``run_until_idle``) come
+from :class:`operator_engine.threads.WorkerThreads`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import hashlib
 import logging
 import queue
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from sqlalchemy import Engine as SqlEngine
 
 from datastore.engine import make_engine, private_dir
 from datastore.jobs import JobStore, TransitionError
-from datastore.migrate import upgrade
+from datastore.migrate import SchemaError, upgrade
 from operator_engine import file_objects
 from operator_engine.backends.base import (
     DEFAULT_PLATFORM,
@@ -25,34 +25,29 @@ from operator_engine.backends.base import (
     BackendRegistry,
     build,
 )
+from operator_engine.config import EngineConfig
 from operator_engine.credentials import CredentialStore
 from operator_engine.environments import EnvironmentRegistry, gpu_share
-from operator_engine.leases import worker_is_dead
 from operator_engine.lifecycle import Stage, StopReason
-from operator_engine.metrics import WORKERS
 from operator_engine.models import ComputeEnvironment, Job, JobRequest, JobResult, Payments
 from operator_engine.receipt_writer import provider_signer
-from operator_engine.settlement import Settlement, default_settlement
-from operator_engine.statuses import TERMINAL, JobStatus
-from operator_engine.storage import StorageConfig
+from operator_engine.settlement import Settlement
+from operator_engine.settlement_wiring import default_settlement
+from operator_engine.statuses import JobStatus
+from operator_engine.threads import SHUTDOWN_REASON as SHUTDOWN_REASON  # re-exported
+from operator_engine.threads import WorkerThreads
 from operator_engine.wakeup import WakeListener, nudge
 from operator_engine.worker import Services, Worker
-from tidewater.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Why a job whose algorithm still ran when the engine stopped ended at 7.
-SHUTDOWN_REASON = "stopped: the provider shut down while the algorithm ran"
-#: How long a stop waits for jobs that have not run yet to reach their next stage boundary.
-PRE_RUN_GRACE = 2.0
 
-
-def engine_scope(settings: Settings) -> str:
+def engine_scope(config: EngineConfig) -> str:
     """A stable id of this engine's store and data dir (labels its containers)."""
     from sqlalchemy.engine import make_url
 
-    url = make_url(settings.db_url).render_as_string(hide_password=True)
-    text = f"{url}|{Path(settings.data_dir).resolve()}"
+    url = make_url(config.db_url).render_as_string(hide_password=True)
+    text = f"{url}|{Path(config.data_dir).resolve()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -80,52 +75,49 @@ class ResultNotFound(EngineError):
     pass
 
 
-class Engine:
+class Engine(WorkerThreads):
     """One engine: a store, its backends by platform and (optionally) worker threads."""
 
     def __init__(
         self,
-        settings: Settings,
+        config: EngineConfig,
         db: SqlEngine,
         backends: Backend | BackendRegistry,
         *,
-        lease_seconds: float = 30.0,
-        poll_seconds: float = 0.5,
-        sweep_seconds: float = 15.0,
         settlement: Settlement | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.db = db
         self.store = JobStore(db)
         if not isinstance(backends, BackendRegistry):
-            backends = BackendRegistry([backends], settings)
+            backends = BackendRegistry([backends], config)
         #: The engine's backends by platform (environments name theirs).
         self.backends = backends
         #: Names this engine's store and data dir: containers' label, wake-up channel.
-        self.wake_scope = engine_scope(settings)
-        backends.bind(scope=self.wake_scope, data_dir=Path(settings.data_dir))
+        self.wake_scope = engine_scope(config)
+        backends.bind(scope=self.wake_scope, data_dir=Path(config.data_dir))
         self.registry = EnvironmentRegistry(
-            settings.environments_file, self.store, platform_unavailable=backends.unavailable
+            config.environments_file, self.store, platform_unavailable=backends.unavailable
         )
+        keys = config.provider_keys
         self.services = Services(
             store=self.store,
             backends=backends,
             registry=self.registry,
-            data_dir=Path(settings.data_dir),
-            allow_non_public_ip=settings.allow_non_public_ip,
-            storage=StorageConfig.from_settings(settings),
-            lease_seconds=lease_seconds,
-            settlement=settlement or default_settlement(settings, db),
-            credentials=CredentialStore(db, settings.credentials_key),
-            receipt_signer=provider_signer(
-                settings.provider_private_key, settings.provider_private_keys
-            ),
+            data_dir=Path(config.data_dir),
+            allow_non_public_ip=config.allow_non_public_ip,
+            storage=config.storage,
+            lease_seconds=config.lease_seconds,
+            fetch_timeout=config.fetch_timeout,
+            settlement=settlement or default_settlement(config, db),
+            credentials=CredentialStore(db, config.credentials_key),
+            receipt_signer=provider_signer(keys.get(0), {c: k for c, k in keys.items() if c}),
         )
         #: Escrow locks and claims of paid (C2D v2) jobs (the provider locks through it).
         self.settlement: Settlement = self.services.settlement
         self._stopping = self.services.stopping
-        self.poll_seconds = poll_seconds
-        self.sweep_seconds = sweep_seconds
+        self.poll_seconds = config.poll_seconds
+        self.sweep_seconds = config.sweep_seconds
         self._wake = threading.Event()
         self._listener: WakeListener | None = None
         self._cut_short = threading.Event()
@@ -136,26 +128,28 @@ class Engine:
         self._sync_worker: Worker | None = None
 
     @classmethod
-    def from_settings(
+    def from_config(
         cls,
-        settings: Settings,
+        config: EngineConfig,
         *,
         backend: Backend | BackendRegistry | None = None,
         platform: str = DEFAULT_PLATFORM,
-        **options: float,
     ) -> Engine:
         """Build the store (schema upgraded, see :func:`datastore.migrate.upgrade`) and the
-        backend of ``platform`` from the settings unless ``backend`` (or a registry of them) is
-        given; other platforms' backends are built from the settings when first needed."""
-        private_dir(Path(settings.data_dir))
-        db = make_engine(settings.db_url)
-        upgrade(db)
+        backend of ``platform`` from ``config`` unless ``backend`` (or a registry of them) is
+        given; other platforms' backends are built from ``config`` when first needed."""
+        private_dir(Path(config.data_dir))
+        db = make_engine(config.db_url)
+        try:
+            upgrade(db)
+        except SchemaError as exc:
+            raise EngineError(str(exc)) from None
         if backend is None:
             try:
-                backend = build(platform, settings)
+                backend = build(platform, config)
             except BackendError as exc:
                 raise EngineError(str(exc)) from exc
-        engine = cls(settings, db, backend, **options)  # type: ignore[arg-type]
+        engine = cls(config, db, backend)
         engine.check_file_environments()
         return engine
 
@@ -292,30 +286,6 @@ class Engine:
         except Exception:
             log.warning("job %s: escrow settlement postponed", job_id, exc_info=True)
 
-    def _kill(self, job_id: str, *, remove: bool = False) -> None:
-        for backend in self.backends:
-            try:
-                for cid, _job in backend.containers(job_id):
-                    backend.remove(cid) if remove else backend.kill(cid)
-            except BackendError:
-                log.warning("cannot reach the %s backend for job %s", backend.platform, job_id)
-
-    def _await_release(self, job_id: str, wait: float) -> None:
-        """Give the job's worker a moment to publish the logs of a stopped job; a dead worker's
-        job is cleaned up here."""
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            row = self.store.row(job_id)
-            if row is None or row.worker_id is None:
-                return
-            if worker_is_dead(row, self.services.lease_seconds):
-                break
-            time.sleep(0.05)
-        helper = self._sync_worker or Worker(self.services, 99)
-        helper.cleanup_interrupted(job_id)
-        if helper is not self._sync_worker:
-            helper.retire()
-
     def open_result(self, job_id: str, index: int) -> tuple[Path, JobResult]:
         """The file of result ``index`` (its position in ``results``) and its entry."""
         found = self.store.result_path(job_id, index)
@@ -346,198 +316,3 @@ class Engine:
     def current_jobs(self) -> dict[str, int]:
         """Live (queued and running) jobs per environment id."""
         return self.store.live_counts()
-
-    # -- workers -----------------------------------------------------------------------------
-
-    def start(self, workers: int) -> None:
-        """Run ``workers`` background worker threads in this process and return at once: the
-        first one sweeps (recovers abandoned jobs) before it claims, so a restart serves its API
-        while recovered jobs run."""
-        self._stopping.clear()
-        self._cut_short.clear()
-        self._listener = WakeListener(self.wake_scope, self._wake.set)
-        self._listener.start()
-        for n in range(workers):
-            worker = Worker(self.services, n)
-            thread = threading.Thread(
-                target=self._loop, args=(worker, n == 0), name=f"tidewater-worker-{n}", daemon=True
-            )
-            self._workers.append(worker)
-            self._threads.append(thread)
-            thread.start()
-
-    def _safe_sweep(self, worker: Worker) -> None:
-        try:
-            worker.sweep()
-        except Exception:
-            log.exception("sweep failed")
-
-    def _hand_off(self, job_id: str, status: JobStatus, start: Stage, holder: str) -> bool:
-        """Queue a job the sweep recovered for the next free worker thread (so recovered jobs
-        run side by side and the sweep goes on); False without threads."""
-        if not self._threads or self._stopping.is_set():
-            return False
-        self._recovered.put((job_id, status, start, holder))
-        self._wake.set()
-        return True
-
-    def _run_recovered(self, worker: Worker) -> bool:
-        try:
-            job_id, status, start, holder = self._recovered.get_nowait()
-        except queue.Empty:
-            return False
-        if holder != worker.id and not self.store.take_over(job_id, holder, worker.id):
-            return True  # stopped, deleted or taken meanwhile: nothing to run
-        worker.process(job_id, status, start)
-        return True
-
-    def _loop(self, worker: Worker, sweeper: bool) -> None:
-        WORKERS.inc()
-        try:
-            self._work(worker, sweeper)
-        finally:
-            WORKERS.dec()
-
-    def _work(self, worker: Worker, sweeper: bool) -> None:
-        next_sweep = time.monotonic()  # the sweeper's first act: recover what was abandoned
-        while not self._stopping.is_set():
-            try:
-                if self._run_recovered(worker) or worker.step():
-                    self._wake.set()  # capacity freed: let the others look
-                    continue
-            except Exception:
-                log.exception("worker %s: claim failed", worker.id)
-            if sweeper and time.monotonic() >= next_sweep:
-                self._safe_sweep(worker)
-                next_sweep = time.monotonic() + self.sweep_seconds
-            self._wake.wait(self.poll_seconds)
-            self._wake.clear()
-
-    def shutdown(self, grace: float = 30.0) -> dict[str, str]:
-        """Stop the worker threads; returns (and logs) what became of each job they held.
-
-        No job is claimed any more. A job that has not run yet stops at its next stage boundary
-        (10-30, lease released; waited for up to :data:`PRE_RUN_GRACE` s) and the next engine
-        resumes it; a job past its run (50, 60) finishes. A running algorithm (40) gets
-        ``grace`` seconds (none after :meth:`cut_short`) to finish; then its container is
-        stopped and the job ends at 7 with the reason
-        :data:`SHUTDOWN_REASON` and its logs as results. A stage still busy after that (a slow
-        download) is left to the process exit: its lease dies with the process and the next
-        engine resumes the job."""
-        self._stopping.set()
-        self._wake.set()
-        mine = {worker.id for worker in self._workers}
-        held = self._held(mine)
-        if held:
-            log.info(
-                "engine stopping with %d job(s) in progress; running algorithms get %.0f s",
-                len(held),
-                grace,
-            )
-        began = time.monotonic()
-        while self._alive() and not self._cut_short.is_set():
-            waited = time.monotonic() - began
-            if waited >= grace:
-                break
-            now_held = self._held(mine)
-            held = {**now_held, **held}  # first seen status kept for the report
-            if waited >= min(grace, PRE_RUN_GRACE) and all(
-                s < JobStatus.RUNNING for s in now_held.values()
-            ):
-                break  # only jobs that have not run are left: they resume, no need to wait
-            time.sleep(0.1)
-        held = {**self._held(mine), **held}
-        stopped = set()
-        for job_id, status in self._held(mine).items():
-            if status is JobStatus.RUNNING and self._stop_at_shutdown(job_id):
-                stopped.add(job_id)
-        # Idle threads leave within a poll; one still inside a stage (a slow download) is left
-        # to the process exit: its job keeps its status and the next engine resumes it.
-        release_by = time.monotonic() + 1.0
-        for thread in self._threads:
-            thread.join(max(release_by - time.monotonic(), 0))
-        for worker in self._workers:
-            worker.retire()
-        self._threads.clear()
-        self._workers.clear()
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        if self._sync_worker is not None:
-            self._sync_worker.retire()
-            self._sync_worker = None
-        return self._report(held, stopped)
-
-    def cut_short(self) -> None:
-        """Make a running :meth:`shutdown` stop running algorithms now instead of waiting."""
-        self._cut_short.set()
-
-    def _alive(self) -> bool:
-        return any(thread.is_alive() for thread in self._threads)
-
-    def _held(self, workers: set[str]) -> dict[str, JobStatus]:
-        try:
-            rows = self.store.in_flight_rows()
-        except Exception:  # a store outage must not keep the process from stopping
-            log.warning("cannot list the jobs in progress", exc_info=True)
-            return {}
-        return {row.job_id: JobStatus(row.status) for row in rows if row.worker_id in workers}
-
-    def _stop_at_shutdown(self, job_id: str) -> bool:
-        """End a job whose algorithm is still running at 7, container stopped, logs kept."""
-        try:
-            self.store.transition(
-                job_id,
-                JobStatus.RUNNING,
-                JobStatus.STOPPED,
-                detail=SHUTDOWN_REASON,
-                reason=SHUTDOWN_REASON,
-            )
-        except TransitionError:
-            return False  # it moved on by itself meanwhile
-        self._kill(job_id)
-        self._await_release(job_id, 10.0)
-        return True
-
-    def _report(self, held: dict[str, JobStatus], stopped: set[str]) -> dict[str, str]:
-        outcomes: dict[str, str] = {}
-        for job_id, was in held.items():
-            row = self.store.row(job_id)
-            if row is None:
-                outcome = "deleted"
-            elif job_id in stopped:
-                outcome = f"stopped at shutdown: status 7 ({SHUTDOWN_REASON}), container removed"
-            elif JobStatus(row.status) in TERMINAL:
-                outcome = f"ended at status {row.status} before the shutdown"
-            else:
-                outcome = f"left at status {row.status}: it resumes when an engine starts"
-            outcomes[job_id] = outcome
-            log.info("job %s (at %d when the stop began): %s", job_id, int(was), outcome)
-        return outcomes
-
-    def run_until_idle(self, timeout: float = 120.0) -> int:
-        """Process queued jobs in the calling thread until none is left that could run (tests).
-        Returns how many jobs this call ran; raises TimeoutError past ``timeout``."""
-        if self._sync_worker is None:
-            self._sync_worker = Worker(self.services, 1000)
-            self._safe_sweep(self._sync_worker)
-        deadline = time.monotonic() + timeout
-        ran = 0
-        while True:
-            if self._sync_worker.step():
-                ran += 1
-                continue
-            if not self._has_pending_work():
-                return ran
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"jobs still pending after {timeout}s")
-            time.sleep(0.05)
-
-    def _has_pending_work(self) -> bool:
-        schedulable = self.services.schedulable_envs()
-        live = {int(s) for s in JobStatus if s not in TERMINAL}
-        for job_id in self.store.job_ids([JobStatus(s) for s in live]):
-            row = self.store.row(job_id)
-            if row is not None and row.environment in schedulable:
-                return True
-        return False

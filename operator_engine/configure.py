@@ -1,4 +1,4 @@
-"""Stage 20: the job's workspace, created afresh by its backend (PROTOCOL.md §10 layout)."""
+"""Stage 20: the job's workspace, created afresh by its backend (docs/protocol.md §10 layout)."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ class JobContext:
     @property
     def storage_config(self) -> StorageConfig:
         """How this job opens its files (the SSRF switch and timeout always from the job)."""
-        base = self.storage or StorageConfig()
+        base = self.storage or StorageConfig(self.allow_non_public_ip, self.fetch_timeout)
         return replace(base, allow_non_public=self.allow_non_public_ip, timeout=self.fetch_timeout)
 
     def configure_log(self, text: str) -> None:

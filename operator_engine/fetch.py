@@ -1,4 +1,4 @@
-"""SSRF-guarded HTTP for file objects (PROTOCOL.md §7); :mod:`operator_engine.storage` owns the
+"""SSRF-guarded HTTP for file objects (docs/protocol.md §7); :mod:`operator_engine.storage` owns the
 storage types and sends every request of theirs (gateways included) through here.
 
 Only http/https URLs are fetched. The host is resolved and every

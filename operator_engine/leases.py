@@ -76,7 +76,7 @@ def worker_is_dead(row: Any, lease_seconds: float) -> bool:
             return True  # this process, but no active worker: a previous engine's job
         pid, _, start = parts[1].partition("-")
         if pid.isdigit():
-            return _process_start(int(pid)) != start
+            return bool(_process_start(int(pid)) != start)
     expiry = _aware(getattr(row, "lease_expires_at", None))
     if expiry is None:
         expiry = heartbeat_at + timedelta(seconds=lease_seconds)

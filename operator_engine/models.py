@@ -55,7 +55,7 @@ RESOURCE_IDS: tuple[str, ...] = ("cpu", "ram", "disk")
 
 @dataclass(frozen=True)
 class ComputeEnvironment:
-    """Where and how jobs run (PROTOCOL.md §11). Field names follow Ocean's env JSON."""
+    """Where and how jobs run (docs/protocol.md §11). Field names follow Ocean's env JSON."""
 
     id: str
     description: str = ""
@@ -222,7 +222,7 @@ class Job:
         return self.status.is_terminal
 
     def to_ocean(self) -> dict[str, Any]:
-        """The Ocean job object (PROTOCOL.md §6) that status, stop and delete return."""
+        """The Ocean job object (docs/protocol.md §6) that status, stop and delete return."""
         body: dict[str, Any] = {
             "owner": self.owner,
             "did": self.input_dids[0] if self.input_dids else None,
@@ -248,8 +248,9 @@ class Job:
 class Payments:
     """The payment transactions (startOrder/reuseOrder tx hashes) a job is started with.
 
-    Each starts at most one job (PROTOCOL §5): ``Engine.submit(request, payments=...)`` records
-    them as consumed with the job. Hashes are lowercased and deduplicated, order kept.
+    Each starts at most one job (docs/protocol.md §5): ``Engine.submit(request,
+    payments=...)`` records them as consumed with the job. Hashes are lowercased and
+    deduplicated, order kept.
     """
 
     chain_id: int

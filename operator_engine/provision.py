@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import json
 
+from contracts_abi.checksums import is_sha256_digest
 from operator_engine.backends.base import ALGORITHM_FILE, BackendError, ImageError
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.credentials import registry_login
@@ -38,7 +39,7 @@ def provision_image(ctx: JobContext) -> Outcome:
     checksum, entrypoint = container.get("checksum"), container.get("entrypoint")
     if not isinstance(image, str) or not image or not isinstance(entrypoint, str):
         return Outcome(Kind.ALGO_FAILED, "algorithm container needs an image and an entrypoint")
-    if checksum and not str(checksum).startswith("sha256:"):
+    if checksum and not is_sha256_digest(str(checksum)):
         return Outcome(Kind.ALGO_FAILED, "algorithm container checksum must start with sha256:")
     if not image_allowed(ctx.env.allowed_images, image, tag):
         return Outcome(

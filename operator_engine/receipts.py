@@ -29,6 +29,8 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
+from contracts_abi.checksums import digest_hex
+
 VERSION = "1"
 RECEIPT_FILE = "receipt.json"
 RESULT_TYPE = "receipt"
@@ -111,7 +113,7 @@ def _hex32(value: str | None) -> str:
     """A sha256 hex digest (with or without ``0x``/``sha256:``) as a 0x bytes32."""
     if not value:
         return ZERO_HASH
-    text = value.removeprefix("sha256:").removeprefix("0x")
+    text = digest_hex(value)
     return "0x" + bytes.fromhex(text).rjust(32, b"\0").hex()
 
 

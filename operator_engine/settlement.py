@@ -45,15 +45,15 @@ from fractions import Fraction
 
 import requests
 from sqlalchemy import Engine
+from web3 import Web3
 
 from contracts_abi import escrow
 from contracts_abi.escrow import ClaimResult, EscrowChain, EscrowError, PaymentError
 from datastore.escrow_ledger import OPEN_STATES, EscrowLedger, LedgerError, LockRecord
-from datastore.job_reports import JobReports
+from datastore.jobs import JobStore
 from operator_engine.billing import cost_at_rate
 from operator_engine.models import utcnow
 from operator_engine.statuses import JobStatus
-from tidewater.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -66,46 +66,6 @@ CLAIM_MARGIN = timedelta(seconds=60)
 LOCKING_GRACE = timedelta(minutes=5)
 
 
-def default_settlement(settings: Settings, db: Engine) -> Settlement:
-    """The settlement of a provider configured by ``settings``. Its chain handle is built on
-    first use from ``NETWORK_URL`` (the first chain when it names several), ``ADDRESS_FILE``
-    (its ``Escrow``) and ``PROVIDER_PRIVATE_KEY`` (the payee: that chain's key); without a key
-    every use raises :class:`~contracts_abi.escrow.EscrowUnavailable`
-    (``escrow_not_configured``), so paid jobs wait at 71 instead of finishing unclaimed."""
-    keyed = bool(settings.provider_private_key or settings.provider_private_keys)
-
-    def build() -> EscrowChain:
-        if not keyed:
-            raise escrow.EscrowUnavailable(
-                "escrow_not_configured",
-                "PROVIDER_PRIVATE_KEY is not set: the escrow payee cannot lock or claim",
-            )
-        from eth_account import Account
-        from web3 import Web3
-
-        from contracts_abi.deploy import read_address_file
-        from contracts_abi.errors import AddressFileError
-
-        w3 = Web3(Web3.HTTPProvider(settings.network_url, request_kwargs={"timeout": 30}))
-        try:
-            chain_id = int(w3.eth.chain_id)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise escrow.EscrowUnavailable(
-                "chain_unavailable", f"the chain at {settings.network_url} is unreachable"
-            ) from exc
-        try:
-            addresses = read_address_file(settings.address_file, chain_id)
-        except AddressFileError as exc:
-            raise escrow.EscrowUnavailable("escrow_not_deployed", str(exc)) from exc
-        try:
-            key = settings.private_key_for(chain_id)  # a JSON PROVIDER_PRIVATE_KEY: its own
-        except SettingsError as exc:
-            raise escrow.EscrowUnavailable("escrow_not_configured", str(exc)) from exc
-        return EscrowChain.from_addresses(w3, addresses, Account.from_key(key))
-
-    return Settlement(db, build)
-
-
 def new_job_id() -> str:
     """A fresh job id (the form ``JobStore.insert`` uses), for locking before submitting."""
     return uuid.uuid4().hex
@@ -115,14 +75,14 @@ def run_seconds(db: Engine, job_id: str) -> float | None:
     """Seconds the job's algorithm ran (from entering 40 to leaving it, per ``job_events``);
     None when it never ran or its events are gone."""
     running = int(JobStatus.RUNNING)
-    events = JobReports(db).events_around(job_id, running)
+    events = JobStore(db).events_around(job_id, running)
     started = next((at for _from, to, at in events if to == running), None)
     if started is None:
         return None
     ended = next((at for from_, _to, at in events if from_ == running), None)
     if ended is None:
         return None
-    return max((ended - started).total_seconds(), 0.0)
+    return max(float((ended - started).total_seconds()), 0.0)
 
 
 def claim_amount(record: LockRecord, ran_s: float | None) -> int:
@@ -192,8 +152,8 @@ class Settlement:
                 chain_id=chain_id,
                 escrow=chain.address,
                 payee=chain.payee_address,
-                payer=escrow.Web3.to_checksum_address(payer),
-                token=escrow.Web3.to_checksum_address(token),
+                payer=Web3.to_checksum_address(payer),
+                token=Web3.to_checksum_address(token),
                 amount=amount,
                 expiry_s=expiry_s,
                 rate_per_minute=str(Fraction(rate_per_minute)),
@@ -360,8 +320,6 @@ class Settlement:
 
     def _proof(self, job_id: str) -> bytes:
         """The public job JSON (what status returns), canonical, as the claim's proof."""
-        from datastore.jobs import JobStore
-
         job = JobStore(self.db).get(job_id)
         body = job.to_ocean() if job is not None else {"jobId": job_id}
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()

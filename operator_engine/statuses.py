@@ -1,4 +1,4 @@
-"""Job statuses (PROTOCOL.md §9): the codes, their texts, and the one transition table.
+"""Job statuses (docs/protocol.md §9): the codes, their texts, and the one transition table.
 
 Every status write in the engine goes through the store's guarded ``transition``, which
 consults :data:`TRANSITIONS`; a terminal status never changes.

@@ -1,4 +1,4 @@
-"""Ocean file objects (PROTOCOL.md §7): the one place that opens each storage type.
+"""Ocean file objects (docs/protocol.md §7): the one place that opens each storage type.
 
 Jobs (:mod:`operator_engine.provision`), the provider's ``fileinfo`` and ``download`` and the
 algorithm checksum check all read files through :func:`open_file`:
@@ -34,8 +34,6 @@ from werkzeug.http import parse_content_range_header
 
 from operator_engine.fetch import CHUNK, FetchError, open_request
 
-DEFAULT_IPFS_GATEWAY = "https://ipfs.io"
-DEFAULT_ARWEAVE_GATEWAY = "https://arweave.net"
 #: fileinfo reads at most this much to compute a checksum (it is unsigned: anyone may ask).
 MAX_CHECKSUM_BYTES = 100 * 1024**2
 TYPES = ("url", "ipfs", "arweave", "graphql", "smartcontract")
@@ -48,32 +46,20 @@ _FILENAME = re.compile(r"filename\*?=(?:UTF-8'')?\"?([^\";]+)\"?", re.IGNORECASE
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """What opening a file needs: the SSRF switch, the gateways and the chains' RPC URLs.
+    """What opening a file needs: the SSRF switch, the timeout, the gateways and the chains'
+    RPC URLs (the application shell builds it from its settings).
 
-    ``rpc_urls`` maps chain id → RPC URL; ``default_rpc_url`` (a single ``NETWORK_URL``) serves
-    a chain id missing from it once its ``eth_chainId`` answers that id.
+    An empty gateway is not configured: its files are refused. ``rpc_urls`` maps chain id →
+    RPC URL; ``default_rpc_url`` (a single ``NETWORK_URL``) serves a chain id missing from it
+    once its ``eth_chainId`` answers that id.
     """
 
-    allow_non_public: bool = False
-    ipfs_gateway: str = DEFAULT_IPFS_GATEWAY
-    arweave_gateway: str = DEFAULT_ARWEAVE_GATEWAY
+    allow_non_public: bool
+    timeout: float
+    ipfs_gateway: str = ""
+    arweave_gateway: str = ""
     rpc_urls: Mapping[int, str] = field(default_factory=dict)
     default_rpc_url: str | None = None
-    timeout: float = 30.0
-
-    @classmethod
-    def from_settings(cls, settings: Any, *, timeout: float = 30.0) -> StorageConfig:
-        """The config of ``tidewater.settings.Settings`` (NETWORK_URL: one URL or a chain map)."""
-        urls, default = rpc_urls_of(getattr(settings, "network_url", None))
-        extra, _ = rpc_urls_of(getattr(settings, "network_urls", None))
-        return cls(
-            allow_non_public=bool(settings.allow_non_public_ip),
-            ipfs_gateway=getattr(settings, "ipfs_gateway", None) or DEFAULT_IPFS_GATEWAY,
-            arweave_gateway=getattr(settings, "arweave_gateway", None) or DEFAULT_ARWEAVE_GATEWAY,
-            rpc_urls={**urls, **extra},
-            default_rpc_url=default,
-            timeout=timeout,
-        )
 
 
 def rpc_urls_of(value: Any) -> tuple[dict[int, str], str | None]:

@@ -1,4 +1,4 @@
-"""A job's folder on the host (PROTOCOL.md §10 layout) and its engine-written logs.
+"""A job's folder on the host (docs/protocol.md §10 layout) and its engine-written logs.
 
 ``<data_dir>/jobs/<job_id>/`` holds ``inputs/``, ``transformations/``, ``ddos/`` (mounted
 read-only), ``outputs/`` (owned by the algorithm user) and ``logs/`` (sticky, world-writable:

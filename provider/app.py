@@ -7,17 +7,18 @@ chain client, asset resolver) and hangs it on ``app.extensions["tidewater"]`` as
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from inspect import iscoroutinefunction
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from sqlalchemy import Engine as SqlEngine
+from web3 import Web3
 
+from provider.assets import AssetResolver, build_resolver
 from provider.chain import ChainUnavailable
 from provider.chains import (
     Chain,
@@ -27,6 +28,7 @@ from provider.chains import (
     parse_chain_id,
 )
 from provider.chains import ChainUnavailableError as ChainUnavailableError  # re-exported
+from provider.engine_port import EnginePort
 from provider.errors import register_error_handlers
 from provider.indexer import indexed_chain
 from provider.json_limits import install_json_limits
@@ -38,30 +40,6 @@ from tidewater.settings import Settings
 
 SOFTWARE = "tidewater"
 VERSION = __version__
-
-#: Route modules (each exports ``bp``), registered in this order. provider-core: root, nonce,
-#: encrypt, decrypt, jobs, results, environments, files, openapi; provider-compute: initialize,
-#: compute_start. A listed module that does not exist yet is skipped.
-BLUEPRINTS: tuple[str, ...] = (
-    "provider.routes.root",
-    "provider.routes.nonce",
-    "provider.routes.encrypt",
-    "provider.routes.decrypt",
-    "provider.routes.jobs",
-    "provider.routes.results",
-    "provider.routes.receipts",
-    "provider.routes.environments",
-    "provider.routes.files",
-    "provider.routes.access",
-    "provider.routes.aquarius",
-    "provider.routes.openapi",
-    "provider.routes.initialize",
-    "provider.routes.compute_start",
-    "provider.routes.internal_transfer",
-    "provider.admin.routes",
-    "provider.node",
-    "provider.console",
-)
 
 _CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 _CORS_EXPOSE = "Content-Disposition, Content-Length, Content-Range, Accept-Ranges, X-Request-Id"
@@ -101,18 +79,21 @@ class Services:
 
     settings: Settings
     db: SqlEngine
-    engine: Any
+    engine: EnginePort
     nonces: NonceStore
     chains: dict[int, Chain] = field(default_factory=dict)
 
     # -- picking the request's chain ------------------------------------------------------------
     def chain(self, chain_id: object, *, live: bool = True) -> Chain:
         """The served chain ``chain_id`` (text or int): 400 when not an integer or not served,
-        503 when ``live`` and its node does not answer."""
+        503 when ``live`` and its node does not answer. It is the request's chain: a web3 error
+        that escapes the request answers 503 naming it (:mod:`provider.errors`)."""
         number = parse_chain_id(chain_id)
         found = self.chains.get(number)
         if found is None:
             raise UnknownChain(number, sorted(self.chains))
+        if has_request_context():
+            g.tidewater_chain = found
         return found.ensure_live() if live else found
 
     def chain_of(self, did: str, *, live: bool = True) -> Chain | None:
@@ -158,11 +139,11 @@ class Services:
         return self.default_chain.chain_id
 
     @property
-    def web3(self) -> Any:
+    def web3(self) -> Web3:
         return self.default_chain.web3
 
     @web3.setter
-    def web3(self, client: Any) -> None:
+    def web3(self, client: Web3) -> None:
         self.default_chain.web3 = client
 
     @property
@@ -170,11 +151,11 @@ class Services:
         return self.default_chain.addresses
 
     @property
-    def assets(self) -> Any:
+    def assets(self) -> AssetResolver | None:
         return self.default_chain.resolver
 
     @assets.setter
-    def assets(self, resolver: Any) -> None:
+    def assets(self, resolver: AssetResolver | None) -> None:
         self.default_chain.resolver = resolver
 
     @property
@@ -189,15 +170,6 @@ class Services:
 def services() -> Services:
     """The :class:`Services` of the current app."""
     return current_app.extensions["tidewater"]  # type: ignore[no-any-return]
-
-
-def _import_optional(name: str) -> Any | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
 
 
 def _install_cors(app: Flask) -> None:
@@ -218,20 +190,20 @@ def _install_cors(app: Flask) -> None:
 def create_app(
     settings: Settings,
     *,
-    engine: Any = None,
-    web3: Any = None,
+    engine: EnginePort | None = None,
+    web3: Web3 | Mapping[int, Web3] | None = None,
     start_workers: bool = False,
 ) -> Flask:
-    """Build the provider app. ``engine`` defaults to ``Engine.from_settings(settings)``;
+    """Build the provider app. ``engine`` defaults to ``build_engine(settings)``;
     ``web3`` (tests, one chain) to a client of each chain's URL (see :func:`build_chains`).
     ``start_workers`` starts the engine's worker threads (``tidewater serve`` does)."""
     settings.require_private_key()
     chains = build_chains(settings, web3)
     if engine is None:
-        from operator_engine.api import Engine
+        from tidewater.engine_config import build_engine
 
-        engine = Engine.from_settings(settings)
-    install_fee_token_rules(engine, chains, single=0 in settings.rpc_urls())
+        engine = build_engine(settings)  # mypy: Engine implements EnginePort
+    install_fee_token_rules(engine.registry, chains, single=0 in settings.rpc_urls())
     app = ProviderFlask("provider")
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     svc = Services(
@@ -242,20 +214,18 @@ def create_app(
         chains=chains,
     )
     app.extensions["tidewater"] = svc
-    assets = _import_optional("provider.assets")
-    if assets is not None and hasattr(assets, "build_resolver"):
-        for chain in chains.values():
-            chain.resolver = assets.build_resolver(svc, chain)
+    for chain in chains.values():
+        chain.resolver = build_resolver(svc, chain)
     register_error_handlers(app)
     install_request_logging(app)
     install_metrics(app)
     install_json_limits(app)  # after the request id and the metrics clock are set
     app.json.sort_keys = False  # type: ignore[attr-defined]
     _install_cors(app)
-    for name in BLUEPRINTS:
-        module = _import_optional(name)
-        if module is not None:
-            app.register_blueprint(module.bp)
+    from provider.blueprints import BLUEPRINTS  # the route modules import this one
+
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
     if start_workers:
         engine.start(settings.workers)
     return app

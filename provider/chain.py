@@ -1,10 +1,12 @@
-"""The one boundary between web3's transport and the provider's answers.
+"""The boundary between web3's transport and the provider's answers.
 
 A chain whose RPC endpoint does not answer (refused, reset, timed out, an HTTP error from a
 proxy in front of it) is not the client's fault: :func:`guard_chain` installs a web3 middleware
 that turns every such transport failure into :class:`ChainUnavailable`, a 503 naming the chain
 (by id: the RPC URL may carry an API key). Contract reverts and JSON-RPC errors are answers,
-not outages, and pass through unchanged.
+not outages, and pass through unchanged: a route that gives them a meaning catches them, and
+any other that escapes a request becomes a 503 naming the request's chain in
+:func:`provider.errors.register_error_handlers`.
 """
 
 from __future__ import annotations
@@ -16,28 +18,13 @@ from typing import Any
 from web3.exceptions import ProviderConnectionError
 from web3.middleware import Web3Middleware
 
-from provider.errors import ProviderError
+from provider.errors import ChainUnavailable as ChainUnavailable  # re-exported
 
 log = logging.getLogger(__name__)
 
 #: What a dead or unreachable RPC endpoint raises (requests' errors are OSErrors).
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, ProviderConnectionError)
 GUARD_NAME = "tidewater_chain_guard"
-
-
-class ChainUnavailable(ProviderError):
-    """503 ``{"error": "chain <id> is unavailable: ..."}``: the RPC endpoint did not answer."""
-
-    status_code = 503
-
-    def __init__(self, chain_id: int, cause: BaseException | str) -> None:
-        reason = (
-            cause
-            if isinstance(cause, str)
-            else f"its RPC endpoint did not answer ({type(cause).__name__})"
-        )
-        super().__init__(f"chain {chain_id} is unavailable: {reason}; try again later")
-        self.chain_id = chain_id
 
 
 def chain_guard(chain_id: int) -> type[Web3Middleware]:

@@ -21,19 +21,26 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from operator_engine.environments import EnvironmentConfigError, FeeTokenRule, FeeTokenUnchecked
+from operator_engine.environments import (
+    EnvironmentConfigError,
+    EnvironmentRegistry,
+    FeeTokenRule,
+    FeeTokenUnchecked,
+)
 from operator_engine.models import ComputeEnvironment
 from provider.chain import ChainUnavailable, guard_chain
 from provider.errors import ProviderError, RequestValidationError
 from provider.params import is_digits
 from tidewater.settings import Settings
+
+if TYPE_CHECKING:
+    from provider.assets import AssetResolver
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +78,7 @@ class Chain:
     web3: Any
     account: LocalAccount
     addresses: dict[str, Any] = field(default_factory=dict)
-    resolver: Any = None
+    resolver: AssetResolver | None = None
     fee_tokens: FeeTokenRule | None = None
     _live_at: float = field(default=-math.inf, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -194,16 +201,18 @@ def _addresses(settings: Settings, chain_id: int) -> dict[str, Any]:
         return {}
 
 
-def install_fee_token_rules(engine: Any, chains: dict[int, Chain], *, single: bool) -> None:
+def install_fee_token_rules(
+    registry: EnvironmentRegistry, chains: dict[int, Chain], *, single: bool
+) -> None:
     """Give each chain its fee-token rule (see
-    :class:`~operator_engine.environments.FeeTokenRule`) and the engine's registry the rule
+    :class:`~operator_engine.environments.FeeTokenRule`) and the engine's ``registry`` the rule
     that checks every environment: with a ``single`` chain (a plain NETWORK_URL, which
     answered) that chain's (tokens resolved, as listed), else
     :class:`~operator_engine.environments.ChainFeeTokens` (each chain resolves its own token
     when it offers an environment; a chain that is down is checked once it answers). A file
     environment whose token has no code on a chain that answers raises
     :class:`~operator_engine.environments.EnvironmentConfigError` now."""
-    from operator_engine.environments import ChainFeeTokens, EnvironmentRegistry
+    from operator_engine.environments import ChainFeeTokens
     from provider.fees import fee_token_rule
 
     rules = {
@@ -212,19 +221,15 @@ def install_fee_token_rules(engine: Any, chains: dict[int, Chain], *, single: bo
     }
     for chain_id, chain in chains.items():
         chain.fee_tokens = rules[chain_id]
-    registry = getattr(engine, "registry", None)
-    if isinstance(registry, EnvironmentRegistry):
-        only = next(iter(rules.values())) if single and len(rules) == 1 else None
-        registry.fee_tokens = only or ChainFeeTokens(rules)
-        registry.file_envs()
+    only = next(iter(rules.values())) if single and len(rules) == 1 else None
+    registry.fee_tokens = only or ChainFeeTokens(rules)
+    registry.file_envs()
 
 
 def check_environments(settings: Settings, chain_ids: list[int]) -> None:
     """Load the configured environments with the fee-token rules of ``chain_ids`` (the chains
     that answered), as ``create_app`` will; raises
     :class:`~operator_engine.environments.EnvironmentConfigError` (one line)."""
-    from operator_engine.environments import EnvironmentRegistry
-
     urls = settings.rpc_urls()
     chains = {
         chain_id: Chain(
@@ -236,9 +241,9 @@ def check_environments(settings: Settings, chain_ids: list[int]) -> None:
         )
         for chain_id in chain_ids
     }
-    engine = SimpleNamespace(registry=EnvironmentRegistry(settings.environments_file, None))
     if chains:
-        install_fee_token_rules(engine, chains, single=0 in urls)
+        registry = EnvironmentRegistry(settings.environments_file, None)
+        install_fee_token_rules(registry, chains, single=0 in urls)
 
 
 def parse_chain_id(raw: object, name: str = "chainId") -> int:

@@ -1,4 +1,4 @@
-"""Compute-start validation (PROTOCOL §6): a request in, a ``JobRequest`` out.
+"""Compute-start validation (docs/protocol.md §6): a request in, a ``JobRequest`` out.
 
 Every refusal is a :class:`ResourceError` ``{"error": {resource: code}}`` (or a validation /
 business error for missing fields and unknown environments). Checks run in this order: fields,
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ecies
 from web3 import Web3
 
 from contracts_abi.checksums import container_section_checksum, files_checksum
@@ -25,19 +24,30 @@ from operator_engine.models import (
     Payments,
 )
 from operator_engine.provision import MAX_ALGORITHM_BYTES
-from operator_engine.storage import StorageConfig, fetch_bytes
+from operator_engine.storage import fetch_bytes
 from provider import json_limits
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
+from provider.asset_checks import (
+    check_container,
+    check_credentials,
+    decrypt_files,
+    parse_json_field,
+    same_address,
+)
 from provider.chains import Chain
+from provider.engine_port import EnginePort
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.fees import fee_amount, token_decimals
 from provider.orders import Order, OrderError, OrderValidator, ProviderFeeInvalid
 from provider.params import lookup, text_param
+from tidewater.engine_config import storage_config
+
+if TYPE_CHECKING:
+    from provider.app import Services
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_ENVIRONMENT = "Compute environment does not exist"
-CONTAINER_TEXT_FIELDS = ("entrypoint", "image", "tag", "checksum")
 
 
 @dataclass(frozen=True)
@@ -52,90 +62,16 @@ class ValidatedCompute:
     chain_id: int = 0
 
     def payments(self) -> Payments:
-        """The payment txs this job consumes (PROTOCOL §5: each starts at most one job)."""
+        """The payment txs this job consumes (docs/protocol.md §5: each starts at most one job)."""
         return Payments.of(self.chain_id, [order.tx_id for order in self.orders])
 
 
-def decrypt_files(private_key: str, ciphertext: Any) -> dict[str, Any]:
-    """The plaintext ``{"datatokenAddress", "nftAddress", "files"}`` of a service's ``files``."""
-    if not isinstance(ciphertext, str) or not ciphertext.startswith("0x"):
-        raise ValueError("service files are not 0x-hex ciphertext")
-    plain = ecies.decrypt(private_key, bytes.fromhex(ciphertext[2:]))
-    payload = json_limits.loads(plain.decode("utf-8"))
-    if not isinstance(payload, dict) or not isinstance(payload.get("files"), list):
-        raise ValueError("decrypted files are not a {files: [...]} object")
-    return payload
-
-
-def parse_json_field(value: Any, name: str) -> dict[str, Any] | None:
-    """``userdata`` / ``algocustomdata``: an object, or a JSON text of one."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = json_limits.loads(value)
-        except ValueError:
-            raise RequestValidationError({name: [f"The {name} field must be JSON."]}) from None
-    if not isinstance(value, dict):
-        raise RequestValidationError({name: [f"The {name} field must be an object."]})
-    return value
-
-
-def _same_address(a: Any, b: Any) -> bool:
-    return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
-
-
-def check_credentials(ddo: dict[str, Any], requester: str, resource: str) -> None:
-    """Apply the DDO's ``credentials`` allow/deny lists (type ``address``)."""
-    credentials = ddo.get("credentials") or {}
-    if not isinstance(credentials, dict):
-        return
-
-    def addresses(kind: str) -> list[str] | None:
-        entries = [
-            e
-            for e in credentials.get(kind) or []
-            if isinstance(e, dict) and e.get("type") == "address"
-        ]
-        if not entries:
-            return None
-        return [str(v).lower() for e in entries for v in e.get("values") or []]
-
-    deny = addresses("deny")
-    if deny is not None and requester.lower() in deny:
-        raise ResourceError(resource, "access_denied")
-    allow = addresses("allow")
-    if allow is not None and requester.lower() not in allow:
-        raise ResourceError(resource, "access_denied")
-
-
-def check_container(container: Any, prefix: str = "algorithm.container.") -> dict[str, Any]:
-    """A container section ``{entrypoint, image, tag?, checksum}`` (PROTOCOL §6), copied.
-
-    Missing parts → ``missing_entrypoint_image_checksum``; a part that is not a string → 400
-    naming ``prefix + part``; a checksum without ``sha256:`` → ``checksum_prefix``."""
-    if not isinstance(container, dict):
-        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-    wrong = {
-        f"{prefix}{key}": [f"The {prefix}{key} field must be a string."]
-        for key in CONTAINER_TEXT_FIELDS
-        if container.get(key) is not None and not isinstance(container[key], str)
-    }
-    if wrong:
-        raise RequestValidationError(wrong)
-    if not all(container.get(k) for k in ("entrypoint", "image", "checksum")):
-        raise ResourceError("algorithm.container", "missing_entrypoint_image_checksum")
-    if not container["checksum"].startswith("sha256:"):
-        raise ResourceError("algorithm.container", "checksum_prefix")
-    return dict(container)
-
-
 class ComputeValidator:
-    """Validates one compute request against ``svc`` (provider Services)."""
+    """Validates one compute request against ``svc`` (the provider's services)."""
 
     def __init__(
         self,
-        svc: Any,
+        svc: Services,
         chain: Chain,
         params: dict[str, Any],
         requester: str,
@@ -171,9 +107,9 @@ class ComputeValidator:
         except Exception as exc:  # undecryptable files are the asset's fault, not ours
             log.info("cannot decrypt files of %s: %s", asset.did, exc)
             raise ResourceError(resource, "file_unavailable") from None
-        if not _same_address(payload.get("datatokenAddress"), service.get("datatokenAddress")):
+        if not same_address(payload.get("datatokenAddress"), service.get("datatokenAddress")):
             raise ResourceError(resource, "file_unavailable")
-        if not _same_address(payload.get("nftAddress"), asset.nft_address):
+        if not same_address(payload.get("nftAddress"), asset.nft_address):
             raise ResourceError(resource, "file_unavailable")
         return [f for f in payload["files"] if isinstance(f, dict)]
 
@@ -220,10 +156,9 @@ class ComputeValidator:
         asset = self.resolve(did)
         if asset is None:
             raise ResourceError(resource, "did_not_found")
-        found = asset.service(str(item["serviceId"]))
-        if found is None:
-            raise ResourceError(f"{resource}.serviceId", "not_found")
-        index, service = found
+        index, service = asset.require_service(
+            str(item["serviceId"]), ResourceError(f"{resource}.serviceId", "not_found")
+        )
         kind = service.get("type")
         if main and kind != "compute":
             raise ResourceError(resource, "main_service_compute")
@@ -300,10 +235,9 @@ class ComputeValidator:
             raise ResourceError("algorithm", "did_not_found")
         if asset.asset_type != "algorithm":
             raise ResourceError("algorithm", "not_algo")
-        found = asset.service(str(algo["serviceId"]))
-        if found is None:
-            raise ResourceError("algorithm", "not_found")
-        index, service = found
+        index, service = asset.require_service(
+            str(algo["serviceId"]), ResourceError("algorithm", "not_found")
+        )
         if service.get("type") not in ("access", "compute"):
             raise ResourceError("algorithm", "service_not_access_compute")
         if asset.state not in (STATE_ACTIVE, STATE_UNLISTED):
@@ -336,7 +270,7 @@ class ComputeValidator:
         contents: list[bytes] | None = None
         for resource, compute in computes:
             publishers = compute.get("publisherTrustedAlgorithmPublishers") or []
-            if publishers and not any(_same_address(p, asset.nft_owner) for p in publishers):
+            if publishers and not any(same_address(p, asset.nft_owner) for p in publishers):
                 raise ResourceError(resource, "not_trusted_algo_publisher")
             trusted = compute.get("publisherTrustedAlgorithms") or []
             if not trusted:
@@ -357,7 +291,7 @@ class ComputeValidator:
 
     def fetch_all(self, files: list[dict[str, Any]]) -> list[bytes]:
         try:
-            config = StorageConfig.from_settings(self.svc.settings, timeout=10)
+            config = storage_config(self.svc.settings, timeout=10)
             return [fetch_bytes(f, config, max_bytes=MAX_ALGORITHM_BYTES) for f in files]
         except FetchError as exc:
             log.info("algorithm files unavailable: %s", exc)
@@ -369,7 +303,7 @@ class ComputeValidator:
         if float(self.env.price_min) <= 0:
             return
         fee = order.provider_fee
-        if not _same_address(fee["providerFeeToken"], self.env.fee_token):
+        if not same_address(fee["providerFeeToken"], self.env.fee_token):
             raise ResourceError("order", "fees_not_paid")
         try:
             data = json_limits.loads(bytes.fromhex(fee["providerData"][2:]).decode("utf-8"))
@@ -383,7 +317,7 @@ class ComputeValidator:
             raise ResourceError("order", "fees_not_paid")
 
 
-def environment_of(engine: Any, env_id: str | None) -> ComputeEnvironment:
+def environment_of(engine: EnginePort, env_id: str | None) -> ComputeEnvironment:
     """The engine's environment ``env_id`` (``None``: the primary one); unknown → 400
     ``Compute environment does not exist``."""
     try:
@@ -416,7 +350,7 @@ def validate_inputs(
     return datasets, orders, algorithm
 
 
-def validate_compute(svc: Any, params: dict[str, Any], requester: str) -> ValidatedCompute:
+def validate_compute(svc: Services, params: dict[str, Any], requester: str) -> ValidatedCompute:
     """Validate an already signature-checked compute request into a JobRequest."""
     env = environment_of(svc.engine, text_param(params, "environment"))
     chain = svc.request_chain(text_param(params, "chainId"), lookup(params, "dataset.documentId"))

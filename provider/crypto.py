@@ -1,4 +1,4 @@
-"""ECIES for the provider's key (PROTOCOL.md §7): eciespy's secp256k1 format, i.e.
+"""ECIES for the provider's key (docs/protocol.md §7): eciespy's secp256k1 format, i.e.
 65-byte uncompressed ephemeral public key ‖ 16-byte AES-GCM nonce ‖ 16-byte tag ‖ ciphertext.
 
 >>> key = "0x" + "22" * 32

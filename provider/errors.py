@@ -1,10 +1,15 @@
-"""The provider's one exception tree (PROTOCOL.md §1 error bodies).
+"""The provider's one exception tree (docs/protocol.md §1 error bodies), the admin API's included.
 
 Routes raise these; the single handler registered by :func:`register_error_handlers` turns them
-into JSON (an escrow payment error, :class:`contracts_abi.escrow.EscrowError`, becomes
-``{"error", "code"}`` with its own ``http_status``: 400, 502 or 503). ``HTTPException`` (404,
-405, 413, …) keeps its own code; anything else becomes a 500 ``{"error": "internal error"}``,
-logged with the request id (never the request's values).
+into JSON: ``{"error": ...}`` with the error's status, except the shapes clients pin (Ocean's
+validation body, the admin API's documented ``{"message": ...}``). Third-party errors are
+translated here, at one boundary: an escrow payment error
+(:class:`contracts_abi.escrow.EscrowError`) becomes ``{"error", "code"}`` with its own
+``http_status`` (400, 502 or 503); a fee-token check the chain did not answer a 503; any other
+web3 error a 503 naming the request's chain (:class:`ChainUnavailable`; transport failures
+become one in :mod:`provider.chain`); a stored-credentials error an admin answer.
+``HTTPException`` (404, 405, 413, …) keeps its own code; anything else becomes a 500
+``{"error": "internal error"}``, logged with the request id (never the request's values).
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import traceback
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
+from web3.exceptions import Web3Exception
 from werkzeug.exceptions import HTTPException
 
 from contracts_abi.escrow import EscrowError
+from operator_engine.credentials import CredentialsError
 from operator_engine.environments import FeeTokenUnchecked
 
 log = logging.getLogger("tidewater.provider")
@@ -58,7 +65,7 @@ class SignatureError(RequestValidationError):
 
 
 class ResourceError(ProviderError):
-    """A compute validation code (PROTOCOL.md §6): ``{"error": {resource: code}}``."""
+    """A compute validation code (docs/protocol.md §6): ``{"error": {resource: code}}``."""
 
     def __init__(
         self, resource: str, code: str, status_code: int = 400, *, detail: str | None = None
@@ -74,6 +81,29 @@ class ResourceError(ProviderError):
         if self.detail:
             body["message"] = self.detail
         return body
+
+
+class AdminError(ProviderError):
+    """An admin API request that cannot be served: ``{"message": ...}`` (the Seqera/Tower
+    documents' shape, pinned by ``provider/openapi/admin.yaml``) with ``status_code``."""
+
+    def payload(self) -> dict[str, Any]:
+        return {"message": self.message}
+
+
+class ChainUnavailable(ProviderError):
+    """503 ``{"error": "chain <id> is unavailable: ..."}``: the RPC endpoint did not answer."""
+
+    status_code = 503
+
+    def __init__(self, chain_id: int, cause: BaseException | str) -> None:
+        reason = (
+            cause
+            if isinstance(cause, str)
+            else f"its RPC endpoint did not answer ({type(cause).__name__})"
+        )
+        super().__init__(f"chain {chain_id} is unavailable: {reason}; try again later")
+        self.chain_id = chain_id
 
 
 def _json(body: dict[str, Any], status: int) -> Response:
@@ -94,6 +124,21 @@ def register_error_handlers(app: Flask) -> None:
     def _fee_token_unchecked(exc: FeeTokenUnchecked) -> Response:
         # the chain did not answer an environment's fee-token check: an outage, not our bug
         return _json({"error": str(exc)}, 503)
+
+    @app.errorhandler(Web3Exception)
+    def _chain_error(exc: Web3Exception) -> Response:
+        # a chain's error that no route gave a meaning: the request's chain failed to answer
+        chain = g.get("tidewater_chain")
+        if chain is None:
+            return _unexpected(exc)
+        chain.mark_down()  # ask its node again on the next request
+        log.warning("chain %s answered %s", chain.chain_id, type(exc).__name__)
+        return _provider_error(ChainUnavailable(chain.chain_id, exc))
+
+    @app.errorhandler(CredentialsError)
+    def _credentials_error(exc: CredentialsError) -> Response:
+        # only the admin API manages stored credentials
+        return _provider_error(AdminError(exc.message, exc.status_code))
 
     @app.errorhandler(EscrowError)
     def _escrow_error(exc: EscrowError) -> Response:

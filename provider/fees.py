@@ -1,4 +1,4 @@
-"""Provider-fee amounts (PROTOCOL §4); signing is contracts_abi.fees' job.
+"""Provider-fee amounts (docs/protocol.md §4); signing is contracts_abi.fees' job.
 
 amount = seconds until ``validUntil`` * priceMin / 60, in fee-token base units (priceMin is in
 whole fee-token units per minute). Exact rational arithmetic, rounded down, any duration (the

@@ -3,11 +3,12 @@
 
 It reads the ERC721Factory's ``NFTCreated`` events (factory address from the address file) and,
 for data NFTs created by that factory, ``MetadataCreated`` / ``MetadataUpdated`` /
-``MetadataState`` (PROTOCOL §7). Metadata ``flags``: bit 0 = lzma-compressed, bit 1 = ECIES-
+``MetadataState`` (docs/protocol.md §7). Metadata ``flags``: bit 0 = lzma-compressed, bit 1 = ECIES-
 encrypted for this provider (decrypted with the provider key). ``metaDataHash`` must equal the
 sha256 of the plain DDO, otherwise the event is logged and not indexed. A persisted block cursor
-makes restarts cheap; :meth:`Indexer.sync` catches up in bounded steps (called on demand before
-a lookup misses, and from an optional background thread).
+makes restarts cheap; :meth:`Indexer.sync` catches up in bounded steps. There is no background
+thread: the resolver (:class:`provider.assets.IndexerResolver`) syncs before a lookup when its
+last sync is over a second old, so a DDO published a moment ago is found.
 """
 
 from __future__ import annotations
@@ -74,8 +75,6 @@ class Indexer:
         self.step = step
         self.max_steps = max_steps
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         nft_abi = load("ERC721Template").abi
         self._nft = w3.eth.contract(abi=nft_abi)
         self._factory = w3.eth.contract(address=self.factory, abi=load("ERC721Factory").abi)
@@ -207,30 +206,6 @@ class Indexer:
             return None
         created = (json_limits.loads(raw).get("nft") or {}).get("created")
         return str(created) if created else None
-
-    # -- background ----------------------------------------------------------------------------
-    def start(self, interval: float = 2.0) -> None:
-        """Follow the chain from a daemon thread every ``interval`` seconds."""
-        if self._thread is not None:
-            return
-
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.sync()
-                except Exception as exc:  # the loop must survive a chain hiccup
-                    log.warning("indexer of chain %s: sync failed: %s", self.chain_id, exc)
-
-        self._thread = threading.Thread(
-            target=loop, name=f"tidewater-indexer-{self.chain_id}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
 
 def indexed_chain(db: sa.Engine, did: str) -> int | None:

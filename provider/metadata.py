@@ -1,5 +1,5 @@
-"""The on-chain DDO encoding of ``setMetaData`` (PROTOCOL §7), read back: one decoder for the
-indexer and the decrypt endpoint.
+"""The on-chain DDO encoding of ``setMetaData`` (docs/protocol.md §7), read back: one decoder
+for the indexer and the decrypt endpoint.
 
 Flags (the format :mod:`contracts_abi.publish` writes): bit 0 = lzma-compressed, bit 1 =
 ECIES-encrypted for the provider; ``metaDataHash`` is the sha256 of the plain document.

@@ -32,6 +32,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from datastore.jobs import JobStore
 from provider.errors import ResourceError, SignatureError
 
 bp = Blueprint("metrics", __name__)
@@ -67,7 +68,7 @@ _WAITING = (1, 10)
 class StoreCollector(Collector):
     """Job counts read from the store at scrape time (true across all processes)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: JobStore) -> None:
         self.store = store
 
     def collect(self) -> Iterator[GaugeMetricFamily]:

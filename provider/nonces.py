@@ -1,4 +1,5 @@
-"""Replay-proof nonces and signed-request verification (PROTOCOL.md §3).
+"""Replay-proof nonces (docs/protocol.md §3); the signed requests that consume them are checked by
+:mod:`provider.request_auth`.
 
 A signed request carries ``nonce``; it must parse as a finite decimal and be strictly greater
 (compared as arbitrary-precision decimals) than the nonce stored for the lowercased address,
@@ -6,28 +7,19 @@ which is replaced *before* the request acts. Storage is a compare-and-swap
 (:class:`datastore.nonces.NonceRepository`) with a bounded retry, so two requests with the same
 nonce can never both pass, on SQLite or PostgreSQL, in one process or several.
 
-Order of checks: presence and format → the signature recovers the claimed address → the nonce
-is consumed. A forged signature therefore never moves anyone's nonce.
+A request's signature is checked before its nonce is consumed, so a forged signature never
+moves anyone's nonce.
 """
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal, localcontext
-from typing import Any
 
 from sqlalchemy import Engine
 
 from datastore.nonces import NONCE_CHARS, NonceRepository
 from provider.errors import RequestValidationError, SignatureError
-from provider.params import is_missing
-from provider.signatures import (
-    command_text,
-    nonce_text,
-    recover_command_signer,
-    recover_signer,
-    signed_text,
-)
 
 #: What an unknown address's nonce reads as (clients then send stored + 1).
 INITIAL_NONCE = "1"
@@ -102,87 +94,3 @@ class NonceStore:
             if self.rows.swap(key, seen, nonce_text):
                 return
         raise SignatureError("Invalid signature: the nonce is contended, retry.")
-
-
-def signer_matches(address: str, signature: str, text: str) -> bool:
-    """True when ``signature`` over ``text`` recovers to ``address`` (case-insensitive)."""
-    return recover_signer(text, signature).lower() == address.lower()
-
-
-def require_signature(signature: Any) -> str:
-    """The ``signature`` parameter as text; 400 when missing or not a string."""
-    if is_missing(signature):
-        raise RequestValidationError({"signature": ["The signature field is required."]})
-    if not isinstance(signature, str):
-        raise SignatureError("Invalid signature: expected 0x followed by 65 bytes of hex.")
-    return signature
-
-
-def nonce_param_text(nonce_raw: Any) -> str:
-    """The ``nonce`` parameter as sent (its signed text); 400 when missing or malformed."""
-    if nonce_raw is None or (isinstance(nonce_raw, str) and nonce_raw.strip() == ""):
-        raise RequestValidationError({"nonce": ["The nonce field is required."]})
-    try:
-        text = nonce_text(nonce_raw)
-    except TypeError:
-        raise RequestValidationError({"nonce": ["The nonce field must be a number."]}) from None
-    parse_nonce(text)
-    return text
-
-
-def verify_request(
-    address: str,
-    signature: Any,
-    nonce_raw: Any,
-    original_msg: str,
-    *,
-    store: NonceStore,
-    address_field: str = "consumerAddress",
-) -> str:
-    """Check a signed request and consume its nonce (before any side effect).
-
-    Returns the nonce text consumed. Raises :class:`RequestValidationError` (400).
-    """
-    signature = require_signature(signature)
-    text = nonce_param_text(nonce_raw)
-    if not signer_matches(address, signature, signed_text(original_msg, text)):
-        raise SignatureError(f"Invalid signature: the signer is not {address_field}.")
-    store.consume(address, text)
-    return text
-
-
-def verify_with_next_nonce(
-    address: str,
-    signature: Any,
-    original_msg: str,
-    *,
-    store: NonceStore,
-    address_field: str = "consumerAddress",
-) -> str:
-    """Check a request signed over ``original_msg + (stored + 1)`` (ocean.js delete, which
-    sends no nonce field) and consume that nonce, so a replay fails."""
-    signature = require_signature(signature)
-    text = next_nonce(store.get(address))
-    if not signer_matches(address, signature, signed_text(original_msg, text)):
-        raise SignatureError(f"Invalid signature: the signer is not {address_field}.")
-    store.consume(address, text)
-    return text
-
-
-def verify_command(
-    address: str,
-    signature: Any,
-    nonce_raw: Any,
-    command: str,
-    *,
-    store: NonceStore,
-) -> str:
-    """Check a C2D v2 request signed over ``address + nonce + command`` (ocean.js 8) and
-    consume its nonce in the store V4 shares. Returns the nonce text consumed."""
-    signature = require_signature(signature)
-    text = nonce_param_text(nonce_raw)
-    signer = recover_command_signer(command_text(address, text, command), signature)
-    if signer.lower() != address.lower():
-        raise SignatureError("Invalid signature: the signer is not consumerAddress.")
-    store.consume(address, text)
-    return text

@@ -1,4 +1,4 @@
-"""On-chain order validation (PROTOCOL §5), with tidewater's fixes over the reference.
+"""On-chain order validation (docs/protocol.md §5), with tidewater's fixes over the reference.
 
 Rules, in order: the asset's data NFT deployed the datatoken (``isDeployed``); the receipt is
 fetched with a bounded wait (unknown tx → error in well under 2 s); the tx succeeded; only logs

@@ -1,4 +1,4 @@
-"""Request parameters (PROTOCOL.md §1): query string or JSON body, raw nonce text kept.
+"""Request parameters (docs/protocol.md §1): query string or JSON body, raw nonce text kept.
 
 GET, PUT and DELETE read the query string and, when a body is present, a JSON object body
 (ocean.js sends PUT/DELETE ``compute`` as JSON); body values win over query values. POST reads a

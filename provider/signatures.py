@@ -1,12 +1,10 @@
-"""Wallet signature formats (PROTOCOL.md §3): the one owner of how signed text is built,
-hashed, signed and recovered. Pure functions.
+"""Wallet signatures (docs/protocol.md §3): how a signed text is hashed, signed and recovered. Pure
+functions; the texts themselves (each request's layout) are :mod:`provider.request_auth`'s.
 
 The wallet signs the 32-byte ``keccak256(utf8(text))`` with the EIP-191 personal prefix, i.e.
 the digest is ``keccak256(b"\\x19Ethereum Signed Message:\\n32" + keccak256(utf8(text)))``.
 
->>> text = signed_text("0xAbC" + "job1", "5")
->>> text
-'0xAbCjob15'
+>>> text = "0xAbCjob15"
 >>> key = "0x" + "11" * 32
 >>> sig = sign_text(key, text)
 >>> len(bytes.fromhex(sig[2:])), sig[-2:] in ("1b", "1c")
@@ -17,13 +15,11 @@ True
 ('12', '1.5')
 
 C2D v2 (Ocean Node's API under ``/node``, ocean.js 8) signs ``consumerAddress + nonce +
-command`` instead (:func:`command_text`), hashed the same way except that ocean.js 8 drops the
+command`` instead, hashed the same way except that ocean.js 8 drops the
 keccak's leading zero bytes before the EIP-191 prefix (``ethers.toBeArray``), so about one
 request in 256 signs 31 bytes or fewer (:func:`command_digest`).
 
->>> text = command_text("0xAbC", "7", "startCompute")
->>> text
-'0xAbC7startCompute'
+>>> text = "0xAbC7startCompute"
 >>> signer = recover_signer("x", sign_text(key, "x"))
 >>> recover_command_signer(text, sign_command(key, text)) == signer
 True
@@ -46,28 +42,8 @@ from provider.errors import SignatureError
 
 _PREFIX = b"\x19Ethereum Signed Message:\n32"
 
-#: Commands ocean.js 8 signs (``command_text``); ``invalidateAuthToken`` signs no command.
-COMMANDS = frozenset(
-    {
-        "startCompute",
-        "freeStartCompute",
-        "stopCompute",
-        "getComputeResult",
-        "getComputeStreamableLogs",
-        "createAuthToken",
-    }
-)
 _HEX_SIG = re.compile(r"^(0x)?[0-9a-fA-F]{130}$")
 _keys = KeyAPI()
-
-
-def signed_text(original_msg: str, nonce_text: str) -> str:
-    """The text a client signs: ``original_msg`` followed by the nonce exactly as sent.
-
-    >>> signed_text("0xabcdid:op:1", "2")
-    '0xabcdid:op:12'
-    """
-    return original_msg + nonce_text
 
 
 def message_digest(text: str) -> bytes:
@@ -87,15 +63,6 @@ def sign_text(private_key: str, text: str) -> str:
     signable = encode_defunct(primitive=keccak(text.encode("utf-8")))
     signed = Account.sign_message(signable, private_key=private_key)
     return "0x" + bytes(signed.signature).hex()
-
-
-def command_text(consumer_address: str, nonce_text: str, command: str) -> str:
-    """The text ocean.js 8 signs for a C2D v2 request: address (as sent) + nonce + command.
-
-    >>> command_text("0xAb", "12", "stopCompute")
-    '0xAb12stopCompute'
-    """
-    return consumer_address + nonce_text + command
 
 
 def command_digest(text: str) -> bytes:

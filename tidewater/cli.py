@@ -1,4 +1,4 @@
-"""The ``tidewater`` command line: dispatches to ``tidewater.commands.<name>``.
+"""The ``tidewater`` command line: dispatches to the modules of ``tidewater.commands``.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``. Expected failures (bad settings, an unreachable chain, Docker down) are
@@ -8,30 +8,34 @@ raised as :class:`CommandError` or :class:`SettingsError` and printed as one lin
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from tidewater import __version__
+from tidewater.commands import admin, chain, db, demo, engine, receipt, serve
 from tidewater.errors import CommandError
 from tidewater.settings import SettingsError
 
 __all__ = ["COMMANDS", "CommandError", "build_parser", "main"]
 
-COMMANDS = ("chain", "serve", "engine", "demo", "admin", "receipt", "db")
+#: Each subcommand's module, in ``--help`` order.
+COMMANDS: dict[str, ModuleType] = {
+    "chain": chain,
+    "serve": serve,
+    "engine": engine,
+    "demo": demo,
+    "admin": admin,
+    "receipt": receipt,
+    "db": db,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidewater", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tidewater {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"tidewater.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tidewater.commands.{name}":
-                raise
-            continue
+    for name, module in COMMANDS.items():
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(_run=module.run)

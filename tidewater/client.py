@@ -7,7 +7,6 @@ benchmarks exercise tidewater exactly as a real client would.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -18,9 +17,9 @@ from typing import Any
 import requests
 from eth_account.signers.local import LocalAccount
 
+from provider.request_auth import compute_start_text, job_text, logs_text, result_text
 from provider.signatures import sign_text
-
-_DOWNLOAD_BUFFER = 4 << 20  # bytes per read; one buffer reused for the whole body
+from tidewater.download import TruncatedBodyError, save_body
 
 
 class ProviderHTTPError(RuntimeError):
@@ -119,7 +118,7 @@ class ProviderClient:
         additional_datasets: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         nonce = self.next_nonce(account.address)
-        text = f"{account.address}{dataset['documentId']}{nonce}"
+        text = compute_start_text(account.address, str(dataset["documentId"]), str(nonce))
         body = {
             "consumerAddress": account.address,
             "signature": sign_text(account.key.hex(), text),
@@ -135,7 +134,7 @@ class ProviderClient:
         self, account: LocalAccount, job_id: str, did: str = ""
     ) -> dict[str, Any]:
         nonce = self.next_nonce(account.address)
-        text = f"{account.address}{job_id}{did}{nonce}"
+        text = job_text(account.address, job_id, did, str(nonce))
         return {
             "consumerAddress": account.address,
             "jobId": job_id,
@@ -163,7 +162,9 @@ class ProviderClient:
             "consumerAddress": account.address,
             "jobId": job_id,
             "nonce": nonce,
-            "signature": sign_text(account.key.hex(), f"{account.address}{job_id}{nonce}"),
+            "signature": sign_text(
+                account.key.hex(), logs_text(account.address, job_id, str(nonce))
+            ),
         }
         accept = "text/event-stream" if events else "text/plain"
         return self._call(
@@ -185,40 +186,40 @@ class ProviderClient:
     ) -> Path:
         """Stream result ``index`` of ``job_id`` into ``dest`` (a folder); returns the file.
 
-        The body goes straight from the socket to disk through one reused 4 MiB buffer, hashed
-        on the way; with ``expect_sha256`` a mismatch removes the file and raises
-        :class:`ProviderHTTPError`."""
+        The body goes from the socket to disk through a few reused buffers, hashed on the way
+        (:func:`tidewater.download.save_body`); with ``expect_sha256`` a mismatch, or a body
+        cut short, removes the file and raises :class:`ProviderHTTPError`."""
         nonce = self.next_nonce(account.address)
         params = {
             "consumerAddress": account.address,
             "jobId": job_id,
             "index": index,
             "nonce": nonce,
-            "signature": sign_text(account.key.hex(), f"{account.address}{job_id}{index}{nonce}"),
+            "signature": sign_text(
+                account.key.hex(), result_text(account.address, job_id, index, str(nonce))
+            ),
         }
         response = self._call("GET", "/api/services/computeResult", params=params, stream=True)
         disposition = response.headers.get("Content-Disposition", "")
         name = disposition.partition("filename=")[2].strip('"') or f"result-{index}"
         target = dest / Path(name).name
         dest.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        buffer = memoryview(bytearray(_DOWNLOAD_BUFFER))
-        raw = response.raw
-        raw.decode_content = True
-        with response, target.open("wb") as handle:
-            while count := raw.readinto(buffer):
-                digest.update(buffer[:count])
-                handle.write(buffer[:count])
-        if expect_sha256 is not None and digest.hexdigest() != expect_sha256.lower():
-            target.unlink()
-            raise ProviderHTTPError(
-                "GET",
-                "/api/services/computeResult",
-                response.status_code,
-                f"result {index} of {job_id}: sha256 {digest.hexdigest()} is not the listed "
-                f"{expect_sha256}",
-            )
-        return target
+        with response:
+            try:
+                sha256, _size = save_body(response, target)
+            except TruncatedBodyError as exc:
+                problem = str(exc)
+            else:
+                if expect_sha256 is None or sha256 == expect_sha256.lower():
+                    return target
+                problem = f"sha256 {sha256} is not the listed {expect_sha256}"
+        target.unlink()
+        raise ProviderHTTPError(
+            "GET",
+            "/api/services/computeResult",
+            response.status_code,
+            f"result {index} of {job_id}: {problem}",
+        )
 
     def wait_for_job(
         self,

@@ -26,9 +26,11 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from tidewater.settings import DEBIAN_MIRROR
+
 BUSYBOX_BINARY = Path("/bin/busybox")
 PYTHON_SUITE = "bookworm"
-PYTHON_MIRROR = os.environ.get("TIDEWATER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+PYTHON_MIRROR = os.environ.get("TIDEWATER_DEBIAN_MIRROR", DEBIAN_MIRROR)
 PYTHON_RECIPE = f"debootstrap --variant=minbase --include=python3 {PYTHON_SUITE} v1"
 PLOT_PACKAGES = "python3,python3-matplotlib"
 PLOT_RECIPE = f"debootstrap --variant=minbase --include={PLOT_PACKAGES} {PYTHON_SUITE} v1"

@@ -9,8 +9,10 @@
 
 A request that crashes an HTTP worker (the worst case being a C stack overflow) costs gunicorn
 one worker, which it replaces; running jobs are untouched because their threads live in the
-engine process. Each child is forked from the supervisor before any thread exists and dies
-with it (``PR_SET_PDEATHSIG``), so killing the supervisor never leaves an orphan engine.
+engine process. Each child is forked from the supervisor before any thread of the app exists
+(only the log writer may run: it holds no lock across a fork, see
+``provider.logs.BackgroundHandler``) and dies with it (``PR_SET_PDEATHSIG``), so killing the
+supervisor never leaves an orphan engine.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class Child:
             except BaseException:
                 traceback.print_exc()
             finally:
+                logging.shutdown()  # os._exit skips atexit: write the log lines still queued
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)

@@ -2,259 +2,198 @@
 
 Settings are read once into a frozen dataclass with :meth:`Settings.from_env`; tests pass a
 plain mapping. A missing or malformed value raises :class:`SettingsError` whose message names
-the variable and says how to fix it.
+the variable and says how to fix it (the parsers: :mod:`tidewater.setting_values`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-_KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
-_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_URL_RE = re.compile(r"^(https?|wss?)://\S+$")
-_FERNET_RE = re.compile(r"^[A-Za-z0-9_-]{43}=$")
+from tidewater.setting_values import (
+    SettingsError,
+    normalize_private_key,
+    read_addresses,
+    read_bool,
+    read_gateway,
+    read_int,
+    read_kubernetes,
+    read_network_urls,
+    read_private_keys,
+    read_seconds,
+)
 
-#: Every environment variable tidewater reads, with its default and meaning (the README's
-#: configuration table is checked against this by a test).
-VARIABLES: dict[str, tuple[str, str]] = {
-    "NETWORK_URL": (
-        "http://127.0.0.1:8545",
-        'JSON-RPC URL of the chain, or a JSON object chain id → URL (`{"8996": "http://…"}`)',
-    ),
-    "PROVIDER_PRIVATE_KEY": (
-        "(none)",
-        "0x-hex key that signs provider fees and decrypts; or a JSON object chain id → key",
-    ),
-    "DEPLOYER_PRIVATE_KEY": ("(none)", "funded key `tidewater chain --rpc URL` deploys with"),
-    "ADDRESS_FILE": ("$TIDEWATER_DATA_DIR/address.json", "Ocean address.json of the contracts"),
-    "TIDEWATER_DATA_DIR": ("./.tidewater", "jobs, results, logs and the SQLite store"),
-    "TIDEWATER_DB": ("sqlite:///$TIDEWATER_DATA_DIR/tidewater.db", "SQLAlchemy URL of the store"),
-    "ALLOW_NON_PUBLIC_IP": ("false", "allow dataset/algorithm URLs on loopback/private nets"),
-    "IPFS_GATEWAY": ("https://ipfs.io", "gateway `ipfs` files are fetched from (`/ipfs/<hash>`)"),
-    "ARWEAVE_GATEWAY": ("https://arweave.net", "gateway `arweave` files are fetched from"),
-    "TIDEWATER_ENVIRONMENTS": ("(built-in free env)", "JSON or YAML file of compute envs"),
-    "TIDEWATER_PULL_IMAGES": ("true", "pull an algorithm image the Docker engine lacks"),
-    "TIDEWATER_WORKERS": ("2", "engine worker threads (`tidewater serve`'s engine process)"),
-    "TIDEWATER_STOP_GRACE": ("20", "seconds a running algorithm may finish in after SIGTERM"),
-    "AUTHORIZED_DECRYPTERS": ("(provider only)", "comma-separated addresses that may decrypt DDOs"),
-    "AQUARIUS_URL": ("(none)", "resolve DDOs through an Aquarius instead of the indexer"),
-    "TIDEWATER_ADMIN_TOKEN": ("(none)", "admin token `tidewater admin` sends (client side only)"),
-    "TIDEWATER_LOG_LEVEL": ("INFO", "log level (DEBUG, INFO, WARNING, ERROR)"),
-    "TIDEWATER_DISK_QUOTA": (
-        "auto",
-        "how a job's disk share is enforced: loop (ext4 image, needs root), poll, auto",
-    ),
-    "TIDEWATER_METRICS_PUBLIC": ("false", "serve /metrics to any client, not only loopback"),
-    "TIDEWATER_CREDENTIALS_KEY": (
-        "(none: credentials disabled)",
-        "Fernet key that encrypts admin platform credentials at rest",
-    ),
-    "KUBECONFIG": (
-        "(in-cluster config, else ~/.kube/config)",
-        "kubeconfig file of the cluster the Kubernetes backend runs jobs on",
-    ),
-    "TIDEWATER_KUBERNETES_NAMESPACE": (
-        "tidewater-jobs",
-        "namespace the Kubernetes backend creates its Jobs and NetworkPolicies in",
-    ),
-    "TIDEWATER_KUBERNETES_IMAGE": (
-        "(none)",
-        "tidewater image pinned by digest (`name@sha256:…`) that moves a Kubernetes job's data",
-    ),
-    "TIDEWATER_KUBERNETES_INTERNAL_URL": (
-        "(none)",
-        "URL job pods reach the provider's `/internal` endpoints at (an IP address: no DNS)",
-    ),
-}
+__all__ = ["DEBIAN_MIRROR", "VARIABLES", "Settings", "SettingsError", "normalize_private_key"]
+
+_FERNET_RE = re.compile(r"^[A-Za-z0-9_-]{43}=$")
 DISK_QUOTA_MODES = ("auto", "loop", "poll")
 
 
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message says which and how to fix it."""
+def _setting(default: Any, env: str, meaning: str, *, shown: str | None = None, **kw: Any) -> Any:
+    """A Settings field read from the variable ``env``: its default is written here only
+    (``shown`` replaces it in :data:`VARIABLES` when the default is derived)."""
+    meta = {"env": env, "meaning": meaning, "shown": shown}
+    return field(default=default, metadata=meta, **kw)
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise SettingsError(f"{name}={raw!r} is not a boolean: use true or false")
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """A comma-separated list of 0x addresses, lowercased; empty when unset."""
-    items = [item.strip() for item in (env.get(name) or "").replace("\n", ",").split(",")]
-    bad = [item for item in items if item and not _ADDRESS_RE.match(item)]
-    if bad:
-        raise SettingsError(f"{name}: {bad[0]!r} is not an address (0x followed by 40 hex digits)")
-    return tuple(item.lower() for item in items if item)
-
-
-def _chain_map(raw: str, name: str, what: str) -> dict[int, str]:
-    """A JSON object of decimal chain ids → strings (``{"8996": "…"}``), validated."""
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"{name} is not valid JSON ({exc.msg}): {_CHAIN_MAP_HINT}") from None
-    if not isinstance(data, dict) or not data:
-        raise SettingsError(f"{name} must be a non-empty JSON object: {_CHAIN_MAP_HINT}")
-    mapping: dict[int, str] = {}
-    for key, value in data.items():
-        text = str(key).strip()
-        if not (text.isascii() and text.isdigit()) or int(text) <= 0:
-            raise SettingsError(f"{name}: {key!r} is not a chain id (a positive integer)")
-        if not isinstance(value, str):
-            raise SettingsError(f"{name}: the value for chain {text} must be {what} (a string)")
-        mapping[int(text)] = value.strip()
-    return mapping
-
-
-_CHAIN_MAP_HINT = 'use one value, or an object of chain id → value like {"8996": "…"}'
-
-
-def _network_urls(raw: str) -> dict[int, str]:
-    """NETWORK_URL as chain id → URL; a plain URL is chain ``0`` (its id is read from the node)."""
-    text = raw.strip()
-    urls = _chain_map(text, "NETWORK_URL", "an RPC URL") if text.startswith("{") else {0: text}
-    for chain_id, url in urls.items():
-        if not _URL_RE.match(url):
-            where = f" for chain {chain_id}" if chain_id else ""
-            raise SettingsError(
-                f"NETWORK_URL={url!r}{where} is not an RPC URL: use http://host:port"
-            )
-    return urls
-
-
-def _private_keys(raw: str) -> dict[int, str]:
-    """PROVIDER_PRIVATE_KEY as chain id → normalized key; one key is chain ``0`` (every chain)."""
-    text = raw.strip()
-    if not text.startswith("{"):
-        return {0: normalize_private_key(text)}
-    keys = _chain_map(text, "PROVIDER_PRIVATE_KEY", "a private key")
-    return {
-        chain_id: normalize_private_key(key, f"PROVIDER_PRIVATE_KEY for chain {chain_id}")
-        for chain_id, key in keys.items()
-    }
-
-
-def _gateway(env: Mapping[str, str], name: str, default: str) -> str:
-    """An http(s) gateway base URL, without a trailing slash."""
-    value = (env.get(name) or default).strip().rstrip("/")
-    if not re.match(r"^https?://[^/?#]+", value):
-        raise SettingsError(f"{name}={value!r} is not an http(s) URL: use e.g. {default}")
-    return value
-
-
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DIGEST_IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
-_IP_URL_RE = re.compile(r"^http://(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\])(:\d{1,5})?/?$")
-
-
-def _kubernetes(env: Mapping[str, str]) -> dict[str, Any]:
-    """The Kubernetes backend's settings, validated (see docs/kubernetes.md)."""
-    namespace = (env.get("TIDEWATER_KUBERNETES_NAMESPACE") or "tidewater-jobs").strip()
-    if not _DNS_LABEL_RE.match(namespace):
-        raise SettingsError(
-            f"TIDEWATER_KUBERNETES_NAMESPACE={namespace!r} is not a namespace name "
-            "(lower-case letters, digits and '-', at most 63)"
-        )
-    image = (env.get("TIDEWATER_KUBERNETES_IMAGE") or "").strip() or None
-    if image is not None and not _DIGEST_IMAGE_RE.match(image):
-        raise SettingsError(
-            f"TIDEWATER_KUBERNETES_IMAGE={image!r} is not pinned by digest: use "
-            "registry/tidewater@sha256:<64 hex digits>"
-        )
-    url = (env.get("TIDEWATER_KUBERNETES_INTERNAL_URL") or "").strip().rstrip("/") or None
-    if url is not None and not _IP_URL_RE.match(url):
-        raise SettingsError(
-            f"TIDEWATER_KUBERNETES_INTERNAL_URL={url!r} must be http://<IP address>[:port]: "
-            "job pods get no DNS, and their egress is opened to that address alone"
-        )
-    kubeconfig = (env.get("KUBECONFIG") or "").strip()
-    return {
-        "kubeconfig": kubeconfig or None,
-        "kubernetes_namespace": namespace,
-        "kubernetes_image": image,
-        "kubernetes_internal_url": url,
-    }
-
-
-def normalize_private_key(raw: str, name: str = "PROVIDER_PRIVATE_KEY") -> str:
-    """Return ``raw`` as a 0x-prefixed 64-hex-digit key, or raise :class:`SettingsError`."""
-    value = raw.strip()
-    if not _KEY_RE.match(value):
-        raise SettingsError(f"{name} must be 32 bytes of hex (0x followed by 64 hex digits)")
-    return value if value.startswith("0x") else "0x" + value
+_DATA_DIR = Path(".tidewater")
+#: Default of TIDEWATER_DEBIAN_MIRROR (read by :mod:`tidewater.images` when it builds images).
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 
 @dataclass(frozen=True)
 class Settings:
     """tidewater's configuration. Build it with :meth:`from_env`.
 
+    Each field's default is the one default of its variable (see :data:`VARIABLES`).
     Chains: ``network_urls`` maps chain id → RPC URL when NETWORK_URL is a JSON object; when
     it is empty the one chain is ``network_url`` (its id read from the node). Keys:
     ``provider_private_key`` is the key of every chain, unless ``provider_private_keys`` maps a
     chain id to its own key. Use :meth:`rpc_urls` and :meth:`private_key_for`.
     """
 
-    network_url: str = "http://127.0.0.1:8545"
-    provider_private_key: str | None = field(default=None, repr=False)
+    network_url: str = _setting(
+        "http://127.0.0.1:8545",
+        "NETWORK_URL",
+        'JSON-RPC URL of the chain, or a JSON object chain id → URL (`{"8996": "http://…"}`)',
+    )
+    provider_private_key: str | None = _setting(
+        None,
+        "PROVIDER_PRIVATE_KEY",
+        "0x-hex key that signs provider fees and decrypts; or a JSON object chain id → key",
+        repr=False,
+    )
     # hash=False: a dict cannot be hashed, and Settings stays hashable without them
     network_urls: dict[int, str] = field(default_factory=dict, hash=False)
     provider_private_keys: dict[int, str] = field(default_factory=dict, repr=False, hash=False)
-    data_dir: Path = Path(".tidewater")
-    address_file: Path = Path(".tidewater/address.json")
-    db_url: str = "sqlite:///.tidewater/tidewater.db"
-    allow_non_public_ip: bool = False
-    ipfs_gateway: str = "https://ipfs.io"
-    arweave_gateway: str = "https://arweave.net"
-    environments_file: Path | None = None
-    workers: int = 2
-    stop_grace: int = 20
-    pull_images: bool = True
-    aquarius_url: str | None = None
-    authorized_decrypters: tuple[str, ...] = ()
-    log_level: str = "INFO"
-    disk_quota: str = "auto"
-    metrics_public: bool = False
-    credentials_key: str | None = field(default=None, repr=False)
-    kubeconfig: str | None = None  # one path, or several joined by ":" (kubectl's rule)
-    kubernetes_namespace: str = "tidewater-jobs"
-    kubernetes_image: str | None = None
-    kubernetes_internal_url: str | None = None
+    data_dir: Path = _setting(
+        _DATA_DIR,
+        "TIDEWATER_DATA_DIR",
+        "jobs, results, logs and the SQLite store",
+        shown="./.tidewater",
+    )
+    address_file: Path = _setting(
+        _DATA_DIR / "address.json",
+        "ADDRESS_FILE",
+        "Ocean address.json of the contracts",
+        shown="$TIDEWATER_DATA_DIR/address.json",
+    )
+    db_url: str = _setting(
+        f"sqlite:///{_DATA_DIR / 'tidewater.db'}",
+        "TIDEWATER_DB",
+        "SQLAlchemy URL of the store",
+        shown="sqlite:///$TIDEWATER_DATA_DIR/tidewater.db",
+    )
+    allow_non_public_ip: bool = _setting(
+        False, "ALLOW_NON_PUBLIC_IP", "allow dataset/algorithm URLs on loopback/private nets"
+    )
+    ipfs_gateway: str = _setting(
+        "https://ipfs.io",
+        "IPFS_GATEWAY",
+        "gateway `ipfs` files are fetched from (`/ipfs/<hash>`)",
+    )
+    arweave_gateway: str = _setting(
+        "https://arweave.net", "ARWEAVE_GATEWAY", "gateway `arweave` files are fetched from"
+    )
+    environments_file: Path | None = _setting(
+        None,
+        "TIDEWATER_ENVIRONMENTS",
+        "JSON or YAML file of compute envs",
+        shown="(built-in free env)",
+    )
+    workers: int = _setting(
+        2, "TIDEWATER_WORKERS", "engine worker threads (`tidewater serve`'s engine process)"
+    )
+    stop_grace: int = _setting(
+        20, "TIDEWATER_STOP_GRACE", "seconds a running algorithm may finish in after SIGTERM"
+    )
+    lease_seconds: float = _setting(
+        30.0,
+        "TIDEWATER_LEASE_SECONDS",
+        "an engine worker's lease on its jobs: each heartbeat stores its expiry, and a job "
+        "whose lease expired is recovered by another worker",
+    )
+    poll_seconds: float = _setting(
+        0.5, "TIDEWATER_POLL_SECONDS", "how often an idle engine worker looks for queued jobs"
+    )
+    sweep_seconds: float = _setting(
+        15.0,
+        "TIDEWATER_SWEEP_SECONDS",
+        "seconds between sweeps (recover abandoned jobs, reconcile Docker and the disk)",
+    )
+    fetch_timeout: float = _setting(
+        30.0,
+        "TIDEWATER_FETCH_TIMEOUT",
+        "seconds a job's input download may wait for the server (connecting: at most 10)",
+    )
+    pull_images: bool = _setting(
+        True, "TIDEWATER_PULL_IMAGES", "pull an algorithm image the Docker engine lacks"
+    )
+    aquarius_url: str | None = _setting(
+        None, "AQUARIUS_URL", "resolve DDOs through an Aquarius instead of the indexer"
+    )
+    authorized_decrypters: tuple[str, ...] = _setting(
+        (),
+        "AUTHORIZED_DECRYPTERS",
+        "comma-separated addresses that may decrypt DDOs",
+        shown="(provider only)",
+    )
+    log_level: str = _setting(
+        "INFO", "TIDEWATER_LOG_LEVEL", "log level (DEBUG, INFO, WARNING, ERROR)"
+    )
+    disk_quota: str = _setting(
+        "auto",
+        "TIDEWATER_DISK_QUOTA",
+        "how a job's disk share is enforced: loop (ext4 image, needs root), poll, auto",
+    )
+    metrics_public: bool = _setting(
+        False, "TIDEWATER_METRICS_PUBLIC", "serve /metrics to any client, not only loopback"
+    )
+    credentials_key: str | None = _setting(
+        None,
+        "TIDEWATER_CREDENTIALS_KEY",
+        "Fernet key that encrypts admin platform credentials at rest",
+        shown="(none: credentials disabled)",
+        repr=False,
+    )
+    kubeconfig: str | None = _setting(  # one path, or several joined by ":" (kubectl's rule)
+        None,
+        "KUBECONFIG",
+        "kubeconfig file of the cluster the Kubernetes backend runs jobs on",
+        shown="(in-cluster config, else ~/.kube/config)",
+    )
+    kubernetes_namespace: str = _setting(
+        "tidewater-jobs",
+        "TIDEWATER_KUBERNETES_NAMESPACE",
+        "namespace the Kubernetes backend creates its Jobs and NetworkPolicies in",
+    )
+    kubernetes_image: str | None = _setting(
+        None,
+        "TIDEWATER_KUBERNETES_IMAGE",
+        "tidewater image pinned by digest (`name@sha256:…`) that moves a Kubernetes job's data",
+    )
+    kubernetes_internal_url: str | None = _setting(
+        None,
+        "TIDEWATER_KUBERNETES_INTERNAL_URL",
+        "URL job pods reach the provider's `/internal` endpoints at (an IP address: no DNS)",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read settings from ``environ`` (default: ``os.environ``), validating each."""
         env = os.environ if environ is None else environ
-        data_dir = Path(env.get("TIDEWATER_DATA_DIR") or ".tidewater").expanduser()
-        keys = _private_keys(env["PROVIDER_PRIVATE_KEY"]) if env.get("PROVIDER_PRIVATE_KEY") else {}
-        urls = _network_urls(env.get("NETWORK_URL") or "http://127.0.0.1:8545")
+        d = _DEFAULTS
+        data_dir = Path(env.get("TIDEWATER_DATA_DIR") or d.data_dir).expanduser()
+        keys = (
+            read_private_keys(env["PROVIDER_PRIVATE_KEY"])
+            if env.get("PROVIDER_PRIVATE_KEY")
+            else {}
+        )
+        urls = read_network_urls(env.get("NETWORK_URL") or d.network_url)
         if 0 not in urls:
             missing = sorted(set(urls) - set(keys)) if keys and 0 not in keys else []
             if missing:
@@ -263,10 +202,10 @@ class Settings:
                     "add it, or use one key for every chain"
                 )
         envs_file = env.get("TIDEWATER_ENVIRONMENTS") or None
-        log_level = (env.get("TIDEWATER_LOG_LEVEL") or "INFO").upper()
+        log_level = (env.get("TIDEWATER_LOG_LEVEL") or d.log_level).upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"TIDEWATER_LOG_LEVEL={log_level!r}: use DEBUG/INFO/WARNING/ERROR")
-        disk_quota = (env.get("TIDEWATER_DISK_QUOTA") or "auto").strip().lower()
+        disk_quota = (env.get("TIDEWATER_DISK_QUOTA") or d.disk_quota).strip().lower()
         if disk_quota not in DISK_QUOTA_MODES:
             raise SettingsError(
                 f"TIDEWATER_DISK_QUOTA={disk_quota!r}: use {', '.join(DISK_QUOTA_MODES)}"
@@ -286,20 +225,24 @@ class Settings:
             data_dir=data_dir,
             address_file=Path(env.get("ADDRESS_FILE") or data_dir / "address.json").expanduser(),
             db_url=env.get("TIDEWATER_DB") or f"sqlite:///{data_dir / 'tidewater.db'}",
-            allow_non_public_ip=_bool(env, "ALLOW_NON_PUBLIC_IP", False),
-            ipfs_gateway=_gateway(env, "IPFS_GATEWAY", "https://ipfs.io"),
-            arweave_gateway=_gateway(env, "ARWEAVE_GATEWAY", "https://arweave.net"),
+            allow_non_public_ip=read_bool(env, "ALLOW_NON_PUBLIC_IP", d.allow_non_public_ip),
+            ipfs_gateway=read_gateway(env, "IPFS_GATEWAY", d.ipfs_gateway),
+            arweave_gateway=read_gateway(env, "ARWEAVE_GATEWAY", d.arweave_gateway),
             environments_file=Path(envs_file).expanduser() if envs_file else None,
-            workers=_int(env, "TIDEWATER_WORKERS", 2),
-            stop_grace=_int(env, "TIDEWATER_STOP_GRACE", 20),
-            pull_images=_bool(env, "TIDEWATER_PULL_IMAGES", True),
-            aquarius_url=env.get("AQUARIUS_URL") or None,
-            authorized_decrypters=_addresses(env, "AUTHORIZED_DECRYPTERS"),
+            workers=read_int(env, "TIDEWATER_WORKERS", d.workers),
+            stop_grace=read_int(env, "TIDEWATER_STOP_GRACE", d.stop_grace),
+            lease_seconds=read_seconds(env, "TIDEWATER_LEASE_SECONDS", d.lease_seconds),
+            poll_seconds=read_seconds(env, "TIDEWATER_POLL_SECONDS", d.poll_seconds),
+            sweep_seconds=read_seconds(env, "TIDEWATER_SWEEP_SECONDS", d.sweep_seconds),
+            fetch_timeout=read_seconds(env, "TIDEWATER_FETCH_TIMEOUT", d.fetch_timeout),
+            pull_images=read_bool(env, "TIDEWATER_PULL_IMAGES", d.pull_images),
+            aquarius_url=env.get("AQUARIUS_URL") or d.aquarius_url,
+            authorized_decrypters=read_addresses(env, "AUTHORIZED_DECRYPTERS"),
             log_level=log_level,
             disk_quota=disk_quota,
-            metrics_public=_bool(env, "TIDEWATER_METRICS_PUBLIC", False),
+            metrics_public=read_bool(env, "TIDEWATER_METRICS_PUBLIC", d.metrics_public),
             credentials_key=credentials_key,
-            **_kubernetes(env),
+            **read_kubernetes(env, d.kubernetes_namespace),
         )
 
     def with_(self, **changes: Any) -> Settings:
@@ -333,3 +276,39 @@ class Settings:
                 "(`tidewater chain` prints a funded development key)"
             )
         return self.provider_private_key
+
+
+_DEFAULTS = Settings()
+
+
+def _shown(value: Any) -> str:
+    """A default as the configuration table writes it."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+#: Variables read outside :class:`Settings` (client-side commands), with default and meaning.
+_CLIENT_VARIABLES: dict[str, tuple[str, str]] = {
+    "DEPLOYER_PRIVATE_KEY": ("(none)", "funded key `tidewater chain --rpc URL` deploys with"),
+    "TIDEWATER_ADMIN_TOKEN": ("(none)", "admin token `tidewater admin` sends (client side only)"),
+    "TIDEWATER_DEBIAN_MIRROR": (
+        DEBIAN_MIRROR,
+        "Debian mirror the local algorithm images are bootstrapped from",
+    ),
+}
+
+#: Every environment variable tidewater reads, with its default as shown and its meaning (the
+#: README's configuration table is checked against this by a test).
+VARIABLES: dict[str, tuple[str, str]] = {
+    **{
+        f.metadata["env"]: (f.metadata["shown"] or _shown(f.default), f.metadata["meaning"])
+        for f in fields(Settings)
+        if "env" in f.metadata
+    },
+    **_CLIENT_VARIABLES,
+}

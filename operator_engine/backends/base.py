@@ -25,8 +25,9 @@ The contract, for whoever writes a backend (Docker and a fake today, Kubernetes 
   :class:`ImageError` (image missing, not pullable, not allowed, digest mismatch: status 32),
   :class:`BackendNotConfigured` (no backend for an environment's platform on this engine).
 * :class:`BackendRegistry` finds an environment's backend by platform. A platform's backend is
-  built by ``from_settings(settings) -> Backend`` in the module :data:`BACKEND_MODULES` names
-  (raise :class:`BackendNotConfigured` when its configuration is absent).
+  built by ``from_config(config: EngineConfig) -> Backend`` in the module
+  :data:`BACKEND_MODULES` names (raise :class:`BackendNotConfigured` when its configuration is
+  absent; the application shell fills :class:`operator_engine.config.EngineConfig`).
 * The behaviour every backend must show is pinned by ``tests/engine/backend_conformance``: the
   same job table gives the same statuses and results on each.
 """
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
 
 if TYPE_CHECKING:
-    from tidewater.settings import Settings
+    from operator_engine.config import EngineConfig
 
 JOB_LABEL = "tidewater.job_id"
 #: Which engine (store + data dir) a container belongs to: engines sharing one Docker host or
@@ -52,7 +53,7 @@ Platform = Literal["docker", "kubernetes"]
 PLATFORMS: tuple[Platform, ...] = ("docker", "kubernetes")
 #: the platform of an environment that names none, and the backend an engine is built with
 DEFAULT_PLATFORM: Platform = "docker"
-#: platform -> the module whose ``from_settings(settings)`` builds its backend
+#: platform -> the module whose ``from_config(config)`` builds its backend
 BACKEND_MODULES: dict[str, str] = {
     "docker": "operator_engine.backends.docker",
     "kubernetes": "operator_engine.backends.kubernetes",
@@ -63,7 +64,7 @@ BACKEND_MODULES: dict[str, str] = {
 #: ``outputs`` and ``logs``: written by the algorithm (with the engine's logs in ``logs``).
 Volume = Literal["inputs", "algorithm", "ddos", "outputs", "logs"]
 VOLUMES: tuple[Volume, ...] = ("inputs", "algorithm", "ddos", "outputs", "logs")
-#: where the algorithm sees each volume (PROTOCOL.md §10)
+#: where the algorithm sees each volume (docs/protocol.md §10)
 MOUNT_POINTS: dict[Volume, str] = {
     "inputs": "/data/inputs",
     "algorithm": "/data/transformations",
@@ -282,8 +283,8 @@ def preload(platform: str = DEFAULT_PLATFORM) -> None:
     importlib.import_module(BACKEND_MODULES[platform])
 
 
-def build(platform: str, settings: Settings) -> Backend:
-    """The backend of ``platform`` built from ``settings`` (see :data:`BACKEND_MODULES`)."""
+def build(platform: str, config: EngineConfig) -> Backend:
+    """The backend of ``platform`` built from ``config`` (see :data:`BACKEND_MODULES`)."""
     module_name = BACKEND_MODULES.get(platform)
     if module_name is None:
         raise BackendNotConfigured(
@@ -295,19 +296,21 @@ def build(platform: str, settings: Settings) -> Backend:
         raise BackendNotConfigured(
             f"no {platform} backend is available in this installation ({exc})"
         ) from exc
-    factory: Callable[[Settings], Backend] = module.from_settings
-    return factory(settings)
+    factory: Callable[[EngineConfig], Backend] = module.from_config
+    return factory(config)
 
 
 class BackendRegistry:
-    """The engine's backends by platform: those given, and (with ``settings``) the others built
+    """The engine's backends by platform: those given, and (with ``config``) the others built
     on first use. :meth:`get` raises :class:`BackendNotConfigured` for a platform that has none
     (and remembers why, so a misconfigured platform is not rebuilt at every job)."""
 
-    def __init__(self, backends: Iterable[Backend] = (), settings: Settings | None = None) -> None:
+    def __init__(
+        self, backends: Iterable[Backend] = (), config: EngineConfig | None = None
+    ) -> None:
         self._backends: dict[str, Backend] = {}
         self._refused: dict[str, str] = {}
-        self._settings = settings
+        self._config = config
         self._scope: str | None = None
         self._data_dir: Path | None = None
         self._lock = threading.Lock()
@@ -340,9 +343,9 @@ class BackendRegistry:
                 found = self._known(platform)
             if found is not None:
                 return found
-            assert self._settings is not None  # else _known refused
+            assert self._config is not None  # else _known refused
             try:
-                built = build(platform, self._settings)
+                built = build(platform, self._config)
             except BackendNotConfigured as exc:
                 with self._lock:
                     self._refused[platform] = str(exc)
@@ -356,7 +359,7 @@ class BackendRegistry:
         found = self._backends.get(platform)
         if found is not None:
             return found
-        if platform not in self._refused and self._settings is None:
+        if platform not in self._refused and self._config is None:
             self._refused[platform] = f"no {platform} backend is configured on this engine"
         if platform in self._refused:
             raise BackendNotConfigured(self._refused[platform])

@@ -27,6 +27,7 @@ import requests
 from docker.types import DeviceRequest, Ulimit
 from docker.types import Mount as DockerMount
 
+from contracts_abi.checksums import is_sha256_digest
 from operator_engine.backends.base import (
     JOB_LABEL,
     SCOPE_LABEL,
@@ -41,7 +42,7 @@ from operator_engine.backends.folder import FolderBackend, area_paths
 from operator_engine.backends.quota import WritableArea
 
 if TYPE_CHECKING:
-    from tidewater.settings import Settings
+    from operator_engine.config import EngineConfig
 
 ALGORITHM_USER = "65534:65534"
 
@@ -53,9 +54,9 @@ def _image_ref(image: str, tag: str | None) -> str:
     return f"{image}:{tag or 'latest'}"
 
 
-def from_settings(settings: Settings) -> DockerBackend:
-    """The Docker backend of ``settings`` (``TIDEWATER_PULL_IMAGES``, ``TIDEWATER_DISK_QUOTA``)."""
-    return DockerBackend(pull=settings.pull_images, disk_quota=settings.disk_quota)
+def from_config(config: EngineConfig) -> DockerBackend:
+    """The Docker backend of ``config`` (its ``pull_images`` and ``disk_quota``)."""
+    return DockerBackend(pull=config.pull_images, disk_quota=config.disk_quota)
 
 
 class DockerBackend(FolderBackend):
@@ -130,7 +131,7 @@ class DockerBackend(FolderBackend):
     ) -> str:
         ref = _image_ref(image, tag)
         if checksum:
-            if not checksum.startswith("sha256:"):
+            if not is_sha256_digest(checksum):
                 raise ImageError(f"container checksum {checksum!r} must start with 'sha256:'")
             name = image.split("@", 1)[0]
             for candidate in (ref, f"{name}@{checksum}"):

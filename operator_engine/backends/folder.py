@@ -1,5 +1,5 @@
 """A :class:`~operator_engine.backends.base.JobWorkspace` kept in a folder of the engine's data
-dir (``<data_dir>/jobs/<job_id>``, the PROTOCOL.md §10 layout of
+dir (``<data_dir>/jobs/<job_id>``, the docs/protocol.md §10 layout of
 :class:`~operator_engine.workspace.JobFolder`): the Docker backend bind-mounts its volumes, the
 fake backend hands them to a Python function. The run's disk share is a
 :mod:`~operator_engine.backends.quota` area (a loop-mounted ext4 image or a polled folder).

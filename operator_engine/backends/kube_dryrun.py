@@ -73,7 +73,7 @@ def render(
         notes.append(f"# TIDEWATER_KUBERNETES_IMAGE is not set: shown as {EXAMPLE_IMAGE}")
     if internal_url is None:
         notes.append(f"# TIDEWATER_KUBERNETES_INTERNAL_URL is not set: shown as {EXAMPLE_URL}")
-    body = yaml.safe_dump_all(
+    body: str = yaml.safe_dump_all(
         sample_objects(env, namespace, image, internal_url), sort_keys=False, width=100
     )
     return "\n".join(notes) + "\n---\n" + body

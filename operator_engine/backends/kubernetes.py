@@ -44,7 +44,7 @@ from operator_engine.statuses import JobStatus
 from operator_engine.transfer import NETWORK_LABEL
 
 if TYPE_CHECKING:
-    from tidewater.settings import Settings
+    from operator_engine.config import EngineConfig
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
@@ -55,19 +55,19 @@ LOG_ATTEMPTS = 60
 _ENDED = (Step.SUCCEEDED, Step.FAILED)
 
 
-def from_settings(settings: Settings) -> KubernetesBackend:
-    """The backend of ``settings`` (KUBECONFIG, TIDEWATER_KUBERNETES_*)."""
+def from_config(config: EngineConfig) -> KubernetesBackend:
+    """The backend of ``config`` (the shell's KUBECONFIG, TIDEWATER_KUBERNETES_*)."""
     from operator_engine.backends.kube_client import KubeClient, load_api_client
 
-    if not settings.kubernetes_image or not settings.kubernetes_internal_url:
+    if not config.kubernetes_image or not config.kubernetes_internal_url:
         raise BackendNotConfigured(
             "the kubernetes backend needs TIDEWATER_KUBERNETES_IMAGE (the tidewater image by "
             "digest) and TIDEWATER_KUBERNETES_INTERNAL_URL (where job pods reach the provider)"
         )
-    namespace = settings.kubernetes_namespace
-    client = KubeClient(load_api_client(settings.kubeconfig), namespace)
+    namespace = config.kubernetes_namespace
+    client = KubeClient(load_api_client(config.kubeconfig), namespace)
     return KubernetesBackend(
-        client, image=settings.kubernetes_image, internal_url=settings.kubernetes_internal_url
+        client, image=config.kubernetes_image, internal_url=config.kubernetes_internal_url
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from datastore.job_reports import JobReports
+from datastore.jobs import JobStore
 from operator_engine.statuses import JobStatus
 from provider.admin.envs import iso
 
@@ -70,7 +70,7 @@ def batch_state(status: int) -> str:
 
 
 def job_rows(db: sa.Engine, env_id: str | None = None) -> list[Any]:
-    return JobReports(db).rows(env_id)
+    return JobStore(db).all_rows(env_id)
 
 
 def counts(rows: list[Any]) -> dict[str, int]:

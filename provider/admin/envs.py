@@ -12,7 +12,6 @@ from datetime import UTC
 from typing import Any
 
 from datastore.environments import EnvironmentRepository
-from datastore.job_reports import JobReports
 from datastore.jobs import JobStore
 from operator_engine.backends.base import (
     DEFAULT_PLATFORM,
@@ -30,19 +29,11 @@ from operator_engine.environments import (
 )
 from operator_engine.lifecycle import EnvState, finish_drains
 from operator_engine.models import FreeTier
+from provider.errors import AdminError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 #: API config key -> environments-file key (others pass through unchanged)
 _ALIASES = {"cpu": "cpuNumber", "gpu": "gpuNumber"}
-
-
-class AdminError(Exception):
-    """An admin request that cannot be served; becomes ``{"message": ...}`` with the status."""
-
-    def __init__(self, message: str, status_code: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
 
 
 def iso(moment: Any) -> str | None:
@@ -208,7 +199,7 @@ class EnvAdmin:
 
     def last_used(self) -> dict[str, Any]:
         """The newest job creation time per environment."""
-        return JobReports(self.store.engine).newest_per_environment()
+        return self.store.newest_per_environment()
 
     def rows(self) -> dict[str, Any]:
         return {row.id: row for row in self.store.environments.rows()}

@@ -11,14 +11,15 @@ from flask import Response, current_app, jsonify, request
 
 from datastore.jobs import JobStore
 from operator_engine.api import JobNotFound
-from operator_engine.credentials import CredentialsError, CredentialStore
+from operator_engine.credentials import CredentialStore
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.lifecycle import StopReason
 from operator_engine.statuses import TERMINAL
 from provider.admin import batches as batch_views
 from provider.admin import bp
-from provider.admin.envs import AdminError, EnvAdmin, iso
-from provider.admin.tokens import TICKET_SECONDS, TokenError, TokenStore
+from provider.admin.envs import EnvAdmin, iso
+from provider.admin.tokens import TICKET_SECONDS, TokenStore
+from provider.errors import AdminError
 from tidewater import __version__
 
 API_VERSION = "1.0.0"
@@ -76,19 +77,8 @@ def _admin() -> EnvAdmin:
     return EnvAdmin(_store(), registry, getattr(engine, "backends", None), _credentials())
 
 
-@bp.errorhandler(AdminError)
-@bp.errorhandler(CredentialsError)
-def _admin_error(exc: AdminError | CredentialsError) -> tuple[Response, int]:
-    return jsonify(message=exc.message), exc.status_code
-
-
-@bp.errorhandler(TokenError)
-def _token_error(exc: TokenError) -> tuple[Response, int]:
-    return jsonify(message=str(exc)), exc.status_code
-
-
 @bp.before_request
-def _require_token() -> tuple[Response, int] | None:
+def _require_token() -> None:
     if request.method == "OPTIONS" or request.url_rule is None:
         return None
     if request.url_rule.rule in PUBLIC:
@@ -96,9 +86,9 @@ def _require_token() -> tuple[Response, int] | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return jsonify(message="admin API: missing 'Authorization: Bearer <token>'"), 403
+        raise AdminError("admin API: missing 'Authorization: Bearer <token>'", 403)
     if not TokenStore(_svc().db).is_valid(token.strip()):
-        return jsonify(message="admin API: invalid or revoked token"), 403
+        raise AdminError("admin API: invalid or revoked token", 403)
     return None
 
 

@@ -15,6 +15,7 @@ import time
 from sqlalchemy import Engine
 
 from datastore.tokens import AdminTokenRepository, TokenInfo
+from provider.errors import AdminError
 
 __all__ = ["TICKET_SECONDS", "TokenError", "TokenInfo", "TokenStore"]
 
@@ -22,13 +23,9 @@ __all__ = ["TICKET_SECONDS", "TokenError", "TokenInfo", "TokenStore"]
 TICKET_SECONDS = 60
 
 
-class TokenError(ValueError):
+class TokenError(AdminError, ValueError):
     """A token operation that cannot be done; the message says why, ``status_code`` its
     HTTP status (409: the name is taken)."""
-
-    def __init__(self, message: str, status_code: int = 400) -> None:
-        super().__init__(message)
-        self.status_code = status_code
 
 
 def _digest(token: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from datastore.job_reports import JobReports
+from datastore.jobs import JobStore
 from operator_engine.environments import EnvEntry
 from operator_engine.lifecycle import EnvState
 from operator_engine.statuses import TERMINAL, JobStatus, status_text
@@ -148,7 +148,7 @@ def snapshot(
 ) -> dict[str, Any]:
     """The console's view of the provider at ``now`` (see the module docstring); ``tail``
     gives a running job's log tail by job id."""
-    live, done, hour = JobReports(db).console(
+    live, done, hour = JobStore(db).console(
         _TERMINAL, FINISHED, now - timedelta(minutes=CHART_MINUTES + 1)
     )
     counts: dict[str, dict[str, int]] = {}

@@ -29,8 +29,8 @@ from provider.app import Services, services
 from provider.errors import ProviderError, RequestValidationError
 from provider.node import bp
 from provider.node.discovery import API
-from provider.nonces import verify_command
 from provider.params import address_param, lookup, request_params, text_param
+from provider.request_auth import verify_command
 
 DEFAULT_LIFETIME_S = 3600
 MAX_LIFETIME_S = 30 * 24 * 3600

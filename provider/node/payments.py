@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from flask import current_app
 
@@ -19,16 +19,19 @@ from contracts_abi.escrow import EscrowChain, EscrowError
 from operator_engine.settlement import Settlement
 from provider.errors import ProviderError
 
+if TYPE_CHECKING:
+    from provider.app import Services
+
 T = TypeVar("T")
 
 
-def escrow_address(svc: Any) -> str | None:
+def escrow_address(svc: Services) -> str | None:
     """The Escrow contract of this chain, from the address file (None before it is deployed)."""
     address = (svc.addresses or {}).get("Escrow")
     return str(address) if address else None
 
 
-def settlement(svc: Any) -> Settlement:
+def settlement(svc: Services) -> Settlement:
     """The engine's Settlement when it has one, else this app's (built once)."""
     found = getattr(svc.engine, "settlement", None)
     if isinstance(found, Settlement):
@@ -54,7 +57,7 @@ def guarded(action: Callable[[], T]) -> T:
 
 
 def lock(
-    svc: Any,
+    svc: Services,
     *,
     job_id: str,
     payer: str,
@@ -82,7 +85,7 @@ def lock(
     )
 
 
-def release(svc: Any, job_id: str, reason: str) -> None:
+def release(svc: Services, job_id: str, reason: str) -> None:
     """Give a lock back in full (its job could not be queued)."""
     found = settlement(svc)
     guarded(lambda: found.release(job_id, reason))

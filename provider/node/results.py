@@ -11,29 +11,24 @@ Logs: the running algorithm's ``algorithm.log`` streamed as it grows, until the 
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask.typing import ResponseReturnValue
 
 from provider.app import Services, services
-from provider.errors import SignatureError
 from provider.logstream import log_response
 from provider.node import bp
 from provider.node.auth import authenticate, bearer
 from provider.node.discovery import API
 from provider.node.jobs import owned_job
-from provider.nonces import nonce_param_text, require_signature
 from provider.params import (
     lookup,
     request_params,
     require,
     text_param,
 )
+from provider.request_auth import result_text, verify_command
 from provider.routes.results import result_params, result_response
-from provider.signatures import (
-    command_text,
-    recover_command_signer,
-    recover_signer,
-    signed_text,
-)
 
 
 def _verify_result_request(
@@ -42,15 +37,14 @@ def _verify_result_request(
     if bearer() is not None:
         authenticate(svc, params, "getComputeResult")  # the token must be consumerAddress's
         return
-    signature = require_signature(lookup(params, "signature"))
-    nonce = nonce_param_text(lookup(params, "nonce"))
-    signers = {
-        recover_command_signer(command_text(consumer, nonce, "getComputeResult"), signature),
-        recover_signer(signed_text(consumer + job_id + index, nonce), signature),
-    }
-    if consumer.lower() not in {s.lower() for s in signers}:
-        raise SignatureError("Invalid signature: the signer is not consumerAddress.")
-    svc.nonces.consume(consumer, nonce)
+    verify_command(
+        consumer,
+        lookup(params, "signature"),
+        lookup(params, "nonce"),
+        "getComputeResult",
+        store=svc.nonces,
+        v4_layout=partial(result_text, consumer, job_id, index),
+    )
 
 
 @bp.get(f"{API}/computeResult")

@@ -1,1 +1,1 @@
-"""The route modules, one blueprint (``bp``) per area; see ``provider.app.BLUEPRINTS``."""
+"""The route modules, one blueprint (``bp``) per area; see ``provider.blueprints``."""

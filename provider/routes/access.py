@@ -1,4 +1,5 @@
-"""Access services (PROTOCOL.md §3, §5): ``GET /api/services/initialize`` and ``GET /download``.
+"""Access services (docs/protocol.md §12): ``GET /api/services/initialize`` and
+``GET /api/services/download``.
 
 - ``initialize`` (unsigned) ``?documentId&serviceId&consumerAddress[&fileIndex][&transferTxId]``
   answers ``{"datatoken", "nonce", "computeAddress", "providerFee"}`` as the reference provider
@@ -30,6 +31,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -41,13 +43,12 @@ from werkzeug.http import parse_content_range_header
 from contracts_abi import fees as fee_format
 from operator_engine.fetch import FetchError
 from operator_engine.models import ZERO_ADDRESS
-from operator_engine.storage import OpenedFile, StorageConfig, file_info, open_file
+from operator_engine.storage import OpenedFile, file_info, open_file
 from provider.app import Services, services
 from provider.asset import STATE_ACTIVE, STATE_UNLISTED, Asset
+from provider.asset_checks import check_credentials, decrypt_files, parse_json_field
 from provider.chains import Chain
-from provider.compute_validation import check_credentials, decrypt_files, parse_json_field
 from provider.errors import ProviderError, RequestValidationError, ResourceError
-from provider.nonces import verify_request
 from provider.orders import Order, OrderError, OrderValidator
 from provider.params import (
     address_param,
@@ -57,7 +58,9 @@ from provider.params import (
     require,
     text_param,
 )
+from provider.request_auth import download_text, verify_request
 from provider.routes.results import safe_filename
+from tidewater.engine_config import storage_config
 
 log = logging.getLogger(__name__)
 bp = Blueprint("access", __name__)
@@ -83,10 +86,7 @@ def _access_service(
     asset = resolver.resolve(did) if resolver is not None else None
     if asset is None:
         raise ProviderError(f"Cannot resolve DID {did}", 404)
-    found = asset.service(service_id)
-    if found is None:
-        raise ProviderError("Invalid serviceId.", 400)
-    index, service = found
+    index, service = asset.require_service(service_id, ProviderError("Invalid serviceId.", 400))
     if service.get("type") == "compute":
         raise ProviderError(COMPUTE_SERVICE, 400)
     if service.get("type") != "access":
@@ -135,7 +135,7 @@ def _validate_order(
 
 def _compute_address(svc: Services, chain: Chain) -> str:
     """The primary environment's consumerAddress (the first offered one without a primary)."""
-    primary = getattr(svc.engine, "primary_environment", lambda: None)()
+    primary = svc.engine.primary_environment()
     envs = ([primary] if primary is not None else []) + list(svc.engine.environments())
     address = next((e.consumer_address for e in envs if e.consumer_address), None)
     return Web3.to_checksum_address(address or chain.provider_address)
@@ -169,7 +169,7 @@ def initialize() -> ResponseReturnValue:
     datatoken = Web3.to_checksum_address(str(service.get("datatokenAddress")))
     if file_index is not None:
         file_obj = _file_at(_files(chain, asset, service), file_index)
-        config = StorageConfig.from_settings(svc.settings, timeout=PROBE_TIMEOUT_S)
+        config = storage_config(svc.settings, timeout=PROBE_TIMEOUT_S)
         userdata = parse_json_field(params.get("userdata"), "userdata")
         if not file_info(file_obj, config, userdata=userdata)["valid"]:
             raise ProviderError(FILE_UNAVAILABLE, 400)
@@ -214,7 +214,11 @@ def download() -> ResponseReturnValue:
     file_index = _index(params, "fileIndex")
     userdata = parse_json_field(params.get("userdata"), "userdata")
     verify_request(
-        consumer, lookup(params, "signature"), lookup(params, "nonce"), str(did), store=svc.nonces
+        consumer,
+        lookup(params, "signature"),
+        lookup(params, "nonce"),
+        partial(download_text, str(did)),
+        store=svc.nonces,
     )
     chain = svc.request_chain(text_param(params, "chainId"), str(did))
     asset, index, service = _access_service(chain, str(did), str(service_id), consumer)
@@ -225,7 +229,7 @@ def download() -> ResponseReturnValue:
     except OrderError as exc:
         log.info("download: order %s refused: %s", tx, exc)
         raise ResourceError("order", "order_invalid") from None
-    config = StorageConfig.from_settings(svc.settings)
+    config = storage_config(svc.settings)
     stack = ExitStack()
     try:
         opened = stack.enter_context(

@@ -1,8 +1,8 @@
-"""``POST /api/services/compute``: start a paid compute job (PROTOCOL §6)."""
+"""``POST /api/services/compute``: start a paid compute job (docs/protocol.md §6)."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
@@ -12,9 +12,10 @@ from operator_engine.api import EngineError, EnvironmentUnavailable
 from operator_engine.models import Job, JobRequest
 from provider.app import services
 from provider.compute_validation import ValidatedCompute, validate_compute
+from provider.engine_port import EnginePort
 from provider.errors import ProviderError, ResourceError
-from provider.nonces import verify_request
 from provider.params import address_param, request_params, require
+from provider.request_auth import compute_start_text, verify_request
 
 bp = Blueprint("compute_start", __name__)
 
@@ -40,7 +41,7 @@ def order_already_used(validated: ValidatedCompute, tx_id: str) -> ResourceError
     )
 
 
-def submit_once(engine: Any, validated: ValidatedCompute) -> Job:
+def submit_once(engine: EnginePort, validated: ValidatedCompute) -> Job:
     """Submit the job, consuming its orders: every payment tx starts at most one job (the
     identical request sent again answers the job it started)."""
     request = validated.request
@@ -69,7 +70,7 @@ def compute_start() -> ResponseReturnValue:
         str(consumer),
         params.get("signature"),
         params.get("nonce"),
-        f"{consumer}{document_id}",
+        partial(compute_start_text, str(consumer), str(document_id)),
         store=svc.nonces,
     )
     validated = validate_compute(svc, params, str(consumer))

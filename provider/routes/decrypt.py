@@ -1,6 +1,6 @@
 """``POST /api/services/decrypt``: return a DDO that was published encrypted for this provider.
 
-Signed (PROTOCOL.md §3): ``(transactionId or dataNftAddress) + decrypterAddress + chainId``
+Signed (docs/protocol.md §3): ``(transactionId or dataNftAddress) + decrypterAddress + chainId``
 followed by the nonce. Only authorised decrypters may call it: the provider's own address plus
 the addresses in ``AUTHORIZED_DECRYPTERS`` (e.g. the metadata cache indexing this provider's
 assets), so no third party can read encrypted DDOs; anyone else gets 403
@@ -15,16 +15,16 @@ Answer: 201 ``text/plain`` with the document.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response
 from flask.typing import ResponseReturnValue
-from web3.exceptions import TransactionNotFound, Web3Exception
+from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 
 from contracts_abi import contract
 from provider.app import services
-from provider.chain import ChainUnavailable
 from provider.chains import Chain
 from provider.errors import ProviderError, RequestValidationError
 from provider.metadata import (
@@ -34,7 +34,6 @@ from provider.metadata import (
     Undecryptable,
     plain_document,
 )
-from provider.nonces import verify_request
 from provider.params import (
     address_param,
     is_digits,
@@ -43,6 +42,7 @@ from provider.params import (
     require,
     text_param,
 )
+from provider.request_auth import decrypt_text, verify_request
 
 bp = Blueprint("decrypt", __name__)
 
@@ -126,7 +126,7 @@ def decrypt() -> ResponseReturnValue:
         decrypter,
         lookup(params, "signature"),
         lookup(params, "nonce"),
-        (tx_id or nft_address) + decrypter + chain_text,
+        partial(decrypt_text, tx_id or nft_address, decrypter, chain_text),
         store=svc.nonces,
         address_field="decrypterAddress",
     )
@@ -137,20 +137,16 @@ def decrypt() -> ResponseReturnValue:
         raise ProviderError(
             f"the data NFT factory address of chain {chain.chain_id} is not configured", 503
         )
-    chain.ensure_live()
-    try:
-        nft = contract(chain.web3, "ERC721Template", nft_address)
-        factory = contract(chain.web3, "ERC721Factory", factory_address)
-        if factory.functions.erc721List(nft.address).call().lower() != nft.address.lower():
-            raise ProviderError("Asset not deployed by the data NFT factory.", 400)
-        if from_body is None:
-            blob, flags, digest = _from_transaction(chain, str(tx_id), nft)
-        else:
-            blob, flags, digest = from_body
-        state = int(nft.functions.getMetaData().call()[2])
-    except (Web3Exception, OSError) as exc:
-        chain.mark_down()
-        raise ChainUnavailable(chain.chain_id, exc) from None
+    chain.ensure_live()  # from here a web3 error answers 503 naming the chain (provider.errors)
+    nft = contract(chain.web3, "ERC721Template", nft_address)
+    factory = contract(chain.web3, "ERC721Factory", factory_address)
+    if factory.functions.erc721List(nft.address).call().lower() != nft.address.lower():
+        raise ProviderError("Asset not deployed by the data NFT factory.", 400)
+    if from_body is None:
+        blob, flags, digest = _from_transaction(chain, str(tx_id), nft)
+    else:
+        blob, flags, digest = from_body
+    state = int(nft.functions.getMetaData().call()[2])
     if state in _STATE_REFUSED:
         raise ProviderError(_STATE_REFUSED[state], 403)
     if state not in _STATE_ALLOWED:

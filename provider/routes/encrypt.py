@@ -1,6 +1,6 @@
 """``POST /api/services/encrypt?chainId=``: ECIES-encrypt the raw body for the provider's key.
 
-Answers 201 ``text/plain`` ``0x<hex>`` (PROTOCOL.md §7). Unsigned, like the reference: only
+Answers 201 ``text/plain`` ``0x<hex>`` (docs/protocol.md §7). Unsigned, like the reference: only
 this provider can decrypt what it returns. The key is the provider key of chain ``chainId``
 (required; a chain not served → 400); the chain's node is not asked.
 """

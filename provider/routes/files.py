@@ -10,8 +10,8 @@
   opened by ``operator_engine.storage`` behind the SSRF guard (public addresses only unless
   ``ALLOW_NON_PUBLIC_IP``, gateways included).
 - ``POST /api/services/validateContainer``: a container section ``{entrypoint, image, tag,
-  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}`` (PROTOCOL §6); a
-  part that is not a string → 400 validation error naming it.
+  checksum}`` → 200 echo, or 400 ``{"error": {"algorithm.container": code}}``
+  (docs/protocol.md §6); a part that is not a string → 400 validation error naming it.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from operator_engine.storage import TYPES, StorageConfig, file_info
+from operator_engine.storage import TYPES, file_info
 from provider import json_limits
 from provider.app import services
+from provider.asset_checks import check_container, parse_json_field
 from provider.chains import Chain
-from provider.compute_validation import check_container, parse_json_field
 from provider.crypto import DecryptionError, decrypt_hex
 from provider.errors import ProviderError, RequestValidationError, ResourceError
 from provider.params import is_digits, is_missing, request_params, text_param
+from tidewater.engine_config import storage_config
 
 bp = Blueprint("files", __name__)
 PROBE_TIMEOUT_S = 10.0
@@ -45,7 +46,7 @@ def probe(
     file_obj: Any, settings: Any, *, checksum: bool = False, userdata: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """``fileinfo``'s answer for one file object (see :func:`operator_engine.storage.file_info`)."""
-    config = StorageConfig.from_settings(settings, timeout=PROBE_TIMEOUT_S)
+    config = storage_config(settings, timeout=PROBE_TIMEOUT_S)
     return file_info(file_obj, config, checksum=checksum, userdata=userdata)
 
 
@@ -57,10 +58,10 @@ def _service_files(chain: Chain | None, did: str, service_id: str) -> list[Any]:
     asset = chain.resolver.resolve(did)
     if asset is None:
         raise ResourceError("dataset", "did_not_found", 404)
-    found = asset.service(service_id)
-    if found is None:
-        raise ResourceError("dataset.serviceId", "not_found", 404)
-    encrypted = found[1].get("files")
+    _index, service = asset.require_service(
+        service_id, ResourceError("dataset.serviceId", "not_found", 404)
+    )
+    encrypted = service.get("files")
     try:
         plain = json_limits.loads(decrypt_hex(chain.private_key, str(encrypted)))
     except (DecryptionError, ValueError):

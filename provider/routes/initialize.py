@@ -1,4 +1,4 @@
-"""``POST /api/services/initializeCompute``: provider fees to order with (PROTOCOL §4)."""
+"""``POST /api/services/initializeCompute``: provider fees to order with (docs/protocol.md §4)."""
 
 from __future__ import annotations
 
@@ -50,10 +50,9 @@ def _item(
         raise ResourceError(resource, "did_not_found")
     if algorithm and asset.asset_type != "algorithm":
         raise ResourceError(resource, "not_algo")
-    found = asset.service(str(item["serviceId"]))
-    if found is None:
-        raise ResourceError(f"{resource}.serviceId", "not_found")
-    index, service = found
+    index, service = asset.require_service(
+        str(item["serviceId"]), ResourceError(f"{resource}.serviceId", "not_found")
+    )
     if service.get("type") not in ("access", "compute"):
         raise ResourceError(resource, "service_not_access_compute")
     datatoken = str(service.get("datatokenAddress"))

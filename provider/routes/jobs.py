@@ -1,10 +1,10 @@
 """Job status, stop and delete: ``GET``/``PUT``/``DELETE /api/services/compute``.
 
 Parameters come from the query string (ocean.py) or a JSON body (ocean.js). Every answer is a
-list of Ocean job objects (PROTOCOL.md §6). Only the job's owner can see, stop or delete it;
+list of Ocean job objects (docs/protocol.md §6). Only the job's owner can see, stop or delete it;
 an unknown job and someone else's job get the same 404, so nothing leaks about other owners.
 
-Signing rules (``+`` is string concatenation, ``nonce`` the text as sent; PROTOCOL.md §3, §6;
+Signing rules (``+`` is string concatenation, ``nonce`` the text as sent; docs/protocol.md §3, §6;
 ``doc`` is ``documentId`` or ""):
 
 - GET (status): unsigned; answers only ``consumerAddress``'s jobs.
@@ -23,6 +23,7 @@ stop is idempotent anyway: replaying it can only stop a job its owner already as
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, jsonify
@@ -33,15 +34,16 @@ from operator_engine.lifecycle import StopReason
 from operator_engine.statuses import JobStatus, status_text
 from provider.app import Services, services
 from provider.errors import ProviderError, SignatureError
-from provider.nonces import (
+from provider.params import address_param, lookup, request_params, require, text_param
+from provider.request_auth import (
+    job_text,
     nonce_param_text,
     require_signature,
     signer_matches,
+    unsigned_nonce_stop_text,
     verify_request,
     verify_with_next_nonce,
 )
-from provider.params import address_param, lookup, request_params, require, text_param
-from provider.signatures import signed_text
 
 bp = Blueprint("jobs", __name__)
 PATH = "/api/services/compute"
@@ -87,10 +89,11 @@ def stop() -> ResponseReturnValue:
     consumer, job_id, did, signature = _signed_params(params)
     nonce_raw = lookup(params, "nonce")
     nonce = None if nonce_raw is None or nonce_raw == "" else nonce_param_text(nonce_raw)
-    full_msg = consumer + job_id + (did or "")
-    if nonce is not None and signer_matches(consumer, signature, signed_text(full_msg, nonce)):
+    if nonce is not None and signer_matches(
+        consumer, signature, job_text(consumer, job_id, did, nonce)
+    ):
         svc.nonces.consume(consumer, nonce)
-    elif signer_matches(consumer, signature, consumer + job_id):
+    elif signer_matches(consumer, signature, unsigned_nonce_stop_text(consumer, job_id)):
         if nonce is not None:
             svc.nonces.consume(consumer, nonce)
     else:
@@ -108,11 +111,11 @@ def delete() -> ResponseReturnValue:
     svc = services()
     params = request_params()
     consumer, job_id, did, signature = _signed_params(params)
-    msg = consumer + job_id + (did or "")
+    layout = partial(job_text, consumer, job_id, did)
     if lookup(params, "nonce") not in (None, ""):
-        verify_request(consumer, signature, lookup(params, "nonce"), msg, store=svc.nonces)
+        verify_request(consumer, signature, lookup(params, "nonce"), layout, store=svc.nonces)
     else:
-        verify_with_next_nonce(consumer, signature, msg, store=svc.nonces)
+        verify_with_next_nonce(consumer, signature, layout, store=svc.nonces)
     job = _owned_job(svc, consumer, job_id, did)
     try:
         body = svc.engine.delete(job.job_id).to_ocean()

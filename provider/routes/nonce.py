@@ -1,4 +1,5 @@
-"""``GET /api/services/nonce?userAddress=``: the stored nonce as a JSON string (PROTOCOL §3)."""
+"""``GET /api/services/nonce?userAddress=``: the stored nonce as a JSON string
+(docs/protocol.md §3)."""
 
 from __future__ import annotations
 

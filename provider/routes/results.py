@@ -1,6 +1,6 @@
 """``GET /api/services/computeResult``: stream one result of a job to its owner.
 
-Signed: ``consumerAddress + jobId + index`` followed by the nonce (PROTOCOL.md §3). The nonce
+Signed: ``consumerAddress + jobId + index`` followed by the nonce (docs/protocol.md §3). The nonce
 is consumed and the job's owner checked before anything is read; the file path comes from the
 job store via ``engine.open_result`` (never from the request) and is sent with Flask's
 ``send_file`` (``wsgi.file_wrapper``: sendfile(2) under gunicorn) and ``Content-Disposition:
@@ -16,6 +16,7 @@ by the nonce (computeResult's layout without the index).
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from operator_engine.models import Job
 from provider.app import Services, services
 from provider.errors import ProviderError, RequestValidationError
 from provider.logstream import log_response
-from provider.nonces import verify_request
 from provider.params import address_param, is_digits, lookup, request_params, require, text_param
+from provider.request_auth import logs_text, result_text, verify_request
 
 bp = Blueprint("results", __name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -65,7 +66,7 @@ def compute_result() -> ResponseReturnValue:
         consumer,
         lookup(params, "signature"),
         lookup(params, "nonce"),
-        consumer + job_id + index_text,
+        partial(result_text, consumer, job_id, index_text),
         store=svc.nonces,
     )
     job = svc.engine.get(job_id)
@@ -86,7 +87,7 @@ def compute_logs() -> ResponseReturnValue:
         consumer,
         lookup(params, "signature"),
         lookup(params, "nonce"),
-        consumer + job_id,
+        partial(logs_text, consumer, job_id),
         store=svc.nonces,
     )
     job = svc.engine.get(job_id)

@@ -1,4 +1,5 @@
-"""``GET /``: discovery (PROTOCOL.md §2). Clients look endpoint URLs up by these exact names."""
+"""``GET /``: discovery (docs/protocol.md §2). Clients look endpoint URLs up by these exact
+names."""
 
 from __future__ import annotations
 

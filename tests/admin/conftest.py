@@ -19,6 +19,7 @@ from operator_engine.environments import EnvironmentRegistry
 from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
+from provider.errors import register_error_handlers
 from tidewater.settings import Settings
 
 
@@ -41,6 +42,7 @@ def app(store: JobStore, registry: EnvironmentRegistry, tmp_path: Path) -> Flask
     # a docker backend only: environments on other platforms are refused
     engine = SimpleNamespace(registry=registry, backends=BackendRegistry([FakeBackend()]))
     app.extensions["tidewater"] = SimpleNamespace(db=store.engine, settings=settings, engine=engine)
+    register_error_handlers(app)  # what create_app installs: the one error handler
     app.register_blueprint(bp)
     return app
 

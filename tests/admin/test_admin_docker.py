@@ -16,9 +16,12 @@ from operator_engine.api import Engine
 from operator_engine.backends.docker import DockerBackend
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
+from provider.errors import register_error_handlers
 from tests.admin.conftest import Admin, env_body
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
+from tidewater.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +35,13 @@ def server() -> Iterator[FileServer]:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Engine]:
-    settings = settings_for(tmp_path, [env()], allow_non_public_ip=True)
-    eng = Engine.from_settings(
-        settings, backend=DockerBackend(docker_client, pull=False), poll_seconds=0.1
-    )
+def settings(tmp_path: Path) -> Settings:
+    return settings_for(tmp_path, [env()], allow_non_public_ip=True)
+
+
+@pytest.fixture
+def engine(settings: Settings, docker_client: docker.DockerClient) -> Iterator[Engine]:
+    eng = build_engine(settings, backend=DockerBackend(docker_client, pull=False), poll_seconds=0.1)
     yield eng
     eng.shutdown()
     for job_id in eng.store.job_ids():  # only this test's containers: the daemon is shared
@@ -45,11 +50,10 @@ def engine(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Engin
 
 
 @pytest.fixture
-def api(engine: Engine) -> Admin:
+def api(settings: Settings, engine: Engine) -> Admin:
     app = Flask("admin-docker")
-    app.extensions["tidewater"] = SimpleNamespace(
-        db=engine.db, settings=engine.settings, engine=engine
-    )
+    app.extensions["tidewater"] = SimpleNamespace(db=engine.db, settings=settings, engine=engine)
+    register_error_handlers(app)  # what create_app installs: the one error handler
     app.register_blueprint(bp)
     return Admin(app.test_client(), TokenStore(engine.db).create("it"))
 

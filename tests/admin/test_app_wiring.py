@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from operator_engine.api import Engine
 from operator_engine.backends.fake import FakeBackend
 from provider.admin.tokens import TokenStore
 from provider.app import create_app
 from tests.admin.conftest import env_body, submit
 from tests.provider.core_support import FAKE_OCEAN, fake_web3, make_settings
+from tidewater.engine_config import build_engine
 
 
 def test_admin_routes_in_the_provider_app(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    engine = Engine.from_settings(settings, backend=FakeBackend())
+    engine = build_engine(settings, backend=FakeBackend())
     try:
         client = create_app(settings, engine=engine, web3=fake_web3()).test_client()
         body = env_body("managed", maxJobs=2, feeToken=FAKE_OCEAN)

@@ -10,15 +10,16 @@ import pytest
 from flask import Flask
 
 from datastore.jobs import JobStore
-from operator_engine.api import Engine
 from operator_engine.backends.fake import FakeBackend
 from operator_engine.environments import EnvironmentRegistry
 from operator_engine.statuses import JobStatus
 from provider.admin.envs import EnvAdmin
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
+from provider.errors import register_error_handlers
 from tests.admin.conftest import Admin, env_body, submit
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
 
 
 def _claim(store: JobStore, registry: EnvironmentRegistry) -> Any:
@@ -126,11 +127,11 @@ def test_batches_views_and_delete(admin, store) -> None:  # type: ignore[no-unty
 
 
 def test_last_used_is_recorded_at_submit_and_survives_job_deletion(tmp_path: Path) -> None:
-    engine = Engine.from_settings(settings_for(tmp_path, [env()]), backend=FakeBackend())
+    settings = settings_for(tmp_path, [env()])
+    engine = build_engine(settings, backend=FakeBackend())
     app = Flask("admin-last-used")
-    app.extensions["tidewater"] = SimpleNamespace(
-        db=engine.db, settings=engine.settings, engine=engine
-    )
+    app.extensions["tidewater"] = SimpleNamespace(db=engine.db, settings=settings, engine=engine)
+    register_error_handlers(app)  # what create_app installs: the one error handler
     app.register_blueprint(bp)
     api = Admin(app.test_client(), TokenStore(engine.db).create("t"))
     assert api.post("/api/compute-envs", json=env_body("small")).status_code == 200

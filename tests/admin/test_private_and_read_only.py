@@ -18,9 +18,12 @@ from operator_engine.backends.fake import FakeBackend
 from provider.admin import batches
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
+from provider.errors import register_error_handlers
 from provider.indexer import Indexer
 from tests.admin.conftest import Admin
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
+from tidewater.settings import Settings
 
 SECRET = "http://127.0.0.1:9/publisher-secret-path.csv"
 
@@ -40,18 +43,18 @@ def statements(engine: sa.Engine) -> Iterator[list[str]]:
         sa.event.remove(engine, "before_cursor_execute", record)
 
 
-def _app(engine: Engine) -> tuple[Flask, Admin]:
+def _app(engine: Engine, settings: Settings) -> tuple[Flask, Admin]:
     app = Flask("admin-private")
-    app.extensions["tidewater"] = SimpleNamespace(
-        db=engine.db, settings=engine.settings, engine=engine
-    )
+    app.extensions["tidewater"] = SimpleNamespace(db=engine.db, settings=settings, engine=engine)
+    register_error_handlers(app)  # what create_app installs: the one error handler
     app.register_blueprint(bp)
     return app, Admin(app.test_client(), TokenStore(engine.db).create("ops"))
 
 
 def test_the_admin_job_view_never_shows_decrypted_file_urls(tmp_path: Path) -> None:
-    engine = Engine.from_settings(settings_for(tmp_path, [env()]), backend=FakeBackend())
-    api = _app(engine)[1]
+    settings = settings_for(tmp_path, [env()])
+    engine = build_engine(settings, backend=FakeBackend())
+    api = _app(engine, settings)[1]
     live = engine.submit(request(files=[{"type": "url", "url": SECRET}]))
     # a row written by a version that kept the file objects in the store
     with engine.db.begin() as conn:
@@ -67,7 +70,7 @@ def test_the_admin_job_view_never_shows_decrypted_file_urls(tmp_path: Path) -> N
 
 
 def test_token_checks_batch_views_and_indexer_reads_take_no_write_lock(tmp_path: Path) -> None:
-    engine = Engine.from_settings(settings_for(tmp_path, [env()]), backend=FakeBackend())
+    engine = build_engine(settings_for(tmp_path, [env()]), backend=FakeBackend())
     engine.submit(request())
     token = TokenStore(engine.db).create("ops")
     indexer = Indexer(Web3(), engine.db, factory="0x" + "11" * 20, chain_id=8996, private_key=None)

@@ -266,7 +266,7 @@ def test_expired_fee_is_accepted_on_chain_so_the_provider_must_check_it(
     ordered_token: publish.PublishedToken,
 ) -> None:
     # ERC20Template checks the fee's signature but not its validUntil: an order with an
-    # expired fee succeeds, and only the provider (PROTOCOL §5) can refuse it.
+    # expired fee succeeds, and only the provider (docs/protocol.md §5) can refuse it.
     fee = _fee(provider_private_key, ordered_token.datatoken_address, "svc", valid_for=-3600)
     dt = ordered_token.datatoken_address
     receipt = _start_order(w3, consumer_account, dt, fee)

@@ -22,8 +22,11 @@ from operator_engine.environments import EnvironmentConfigError, parse_environme
 from operator_engine.statuses import JobStatus
 from provider.admin.routes import bp
 from provider.admin.tokens import TokenStore
+from provider.errors import register_error_handlers
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine, engine_config
+from tidewater.settings import Settings
 
 
 def _writes(text: str):  # type: ignore[no-untyped-def]
@@ -47,7 +50,9 @@ def test_each_job_runs_on_the_backend_of_its_environments_platform(
         [env(id="on-docker"), env(id="on-kube", platform="kubernetes")],
         allow_non_public_ip=True,
     )
-    engine = Engine.from_settings(settings, backend=BackendRegistry([docker, kube], settings))
+    engine = build_engine(
+        settings, backend=BackendRegistry([docker, kube], engine_config(settings))
+    )
     files = [{"type": "url", "url": file_server.url("/d")}]
     jobs = {
         name: engine.submit(request(files=files, environment=name)).job_id
@@ -69,14 +74,14 @@ def test_each_job_runs_on_the_backend_of_its_environments_platform(
 def test_a_file_environment_without_its_backend_stops_start_up(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, [env(platform="kubernetes")])
     with pytest.raises(EngineError, match="kubernetes"):
-        Engine.from_settings(settings, backend=FakeBackend())
+        build_engine(settings, backend=FakeBackend())
 
 
 def test_a_stored_environment_without_its_backend_is_invalid_and_takes_no_jobs(
     tmp_path: Path,
 ) -> None:
     settings = settings_for(tmp_path, [env()])
-    engine = Engine.from_settings(settings, backend=BackendRegistry([FakeBackend()]))
+    engine = build_engine(settings, backend=BackendRegistry([FakeBackend()]))
     engine.store.environments.put("k", {"maxJobs": 1}, source="api", platform="kubernetes")
     entry = engine.registry.entries()["k"]
     assert entry.status == "INVALID" and entry.env.platform == "kubernetes"
@@ -92,7 +97,7 @@ def test_the_registry_names_what_is_missing_and_remembers_it(tmp_path: Path) -> 
     with pytest.raises(BackendNotConfigured, match="no kubernetes backend"):
         registry.get("kubernetes")
     assert "kubernetes" in (registry.unavailable("kubernetes") or "")
-    with_settings = BackendRegistry([], settings_for(tmp_path, [env()]))
+    with_settings = BackendRegistry([], engine_config(settings_for(tmp_path, [env()])))
     with pytest.raises(BackendNotConfigured, match="unknown platform 'lsf'"):
         with_settings.get("lsf")
     registry.close()
@@ -106,11 +111,10 @@ def test_environment_platforms_are_validated() -> None:
         parse_environment({"id": "e", "platform": "lsf"}, "f")
 
 
-def _admin_app(engine: Engine) -> tuple[Flask, dict[str, str]]:
+def _admin_app(engine: Engine, settings: Settings) -> tuple[Flask, dict[str, str]]:
     app = Flask("admin-platforms")
-    app.extensions["tidewater"] = SimpleNamespace(
-        db=engine.db, settings=engine.settings, engine=engine
-    )
+    app.extensions["tidewater"] = SimpleNamespace(db=engine.db, settings=settings, engine=engine)
+    register_error_handlers(app)  # what create_app installs: the one error handler
     app.register_blueprint(bp)
     token = TokenStore(engine.db).create(f"test-{len(list(engine.backends))}")
     return app, {"Authorization": f"Bearer {token}"}
@@ -123,8 +127,8 @@ def test_the_admin_api_creates_kubernetes_environments_only_where_a_backend_runs
     tmp_path: Path,
 ) -> None:
     settings = settings_for(tmp_path, [env()])
-    docker_only = Engine.from_settings(settings, backend=FakeBackend())
-    app, auth = _admin_app(docker_only)
+    docker_only = build_engine(settings, backend=FakeBackend())
+    app, auth = _admin_app(docker_only, settings)
     client = app.test_client()
     refused = client.post(
         "/api/compute-envs", json={"computeEnv": {**BODY, "platform": "kubernetes"}}, headers=auth
@@ -134,8 +138,10 @@ def test_the_admin_api_creates_kubernetes_environments_only_where_a_backend_runs
     assert client.get("/service-info").get_json()["serviceInfo"]["platforms"] == ["docker"]
 
     kube = FakeBackend(platform="kubernetes")
-    both = Engine.from_settings(settings, backend=BackendRegistry([FakeBackend(), kube], settings))
-    app, auth = _admin_app(both)
+    both = build_engine(
+        settings, backend=BackendRegistry([FakeBackend(), kube], engine_config(settings))
+    )
+    app, auth = _admin_app(both, settings)
     client = app.test_client()
     created = client.post(
         "/api/compute-envs", json={"computeEnv": {**BODY, "platform": "kubernetes"}}, headers=auth

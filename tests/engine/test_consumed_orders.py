@@ -1,4 +1,4 @@
-"""Every payment tx starts at most one job (PROTOCOL §5), on SQLite and PostgreSQL."""
+"""Every payment tx starts at most one job (docs/protocol.md §5), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from datastore.jobs import JobStore, OrderAlreadyUsed
-from operator_engine.api import Engine
 from operator_engine.backends.fake import FakeBackend
 from operator_engine.models import Payments
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
 
 CHAIN = 8996
 A, B, C, D = ("0x" + ch * 64 for ch in "abcd")
@@ -106,7 +106,7 @@ def test_concurrent_submits_of_overlapping_payments_make_one_job(store: JobStore
 
 def test_engine_submit_consumes_and_refuses(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, [env()], allow_non_public_ip=True)
-    engine = Engine.from_settings(settings, backend=FakeBackend())
+    engine = build_engine(settings, backend=FakeBackend())
     job = engine.submit(request(agreement_id=A), payments=paid(A, B))
     assert engine.submit(request(agreement_id=A), payments=paid(A, B)).job_id == job.job_id
     with pytest.raises(OrderAlreadyUsed):

@@ -18,6 +18,7 @@ from operator_engine.models import Job
 from operator_engine.statuses import JobStatus
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
 
 pytestmark = pytest.mark.integration
 DATA = b"x,y\n1,2\n3,4\n"
@@ -31,7 +32,7 @@ def make_engine(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[
         settings = settings_for(
             tmp_path, [env(**env_over)], allow_non_public_ip=allow_non_public_ip
         )
-        engine = Engine.from_settings(settings, backend=DockerBackend(docker_client, pull=False))
+        engine = build_engine(settings, backend=DockerBackend(docker_client, pull=False))
         engines.append(engine)
         return engine
 
@@ -279,7 +280,7 @@ def test_writing_past_the_disk_share_ends_42_and_leaves_nothing_over_it(
         allow_non_public_ip=True,
     )
     backend = DockerBackend(docker_client, pull=False, disk_quota=mode)
-    engine = Engine.from_settings(settings, backend=backend)
+    engine = build_engine(settings, backend=backend)
     try:
         job = run_one(engine, file_server, busybox_image, WRITERS[path], entrypoint="sh $ALGO")
     finally:

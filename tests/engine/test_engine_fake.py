@@ -13,13 +13,14 @@ from operator_engine.backends.fake import FakeBackend
 from operator_engine.statuses import JobStatus
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import did, env, request, settings_for
+from tidewater.engine_config import build_engine
 
 LADDER = [1, 10, 20, 30, 40, 50, 60, 70]
 
 
 def make(tmp_path: Path, runner: FakeBackend | None = None, **env_over: object) -> Engine:
     settings = settings_for(tmp_path, [env(**env_over)], allow_non_public_ip=True)
-    return Engine.from_settings(settings, backend=runner or FakeBackend())
+    return build_engine(settings, backend=runner or FakeBackend())
 
 
 def test_job_walks_every_status_and_publishes(tmp_path: Path, file_server: FileServer) -> None:

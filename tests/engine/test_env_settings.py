@@ -14,6 +14,7 @@ from operator_engine.credentials import CredentialStore
 from operator_engine.statuses import JobStatus
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
 
 KEYS = {"registry": "registry.example", "userName": "ops", "password": "pw"}
 
@@ -25,7 +26,7 @@ def _engine(tmp_path: Path, runner: FakeBackend, *envs: dict[str, object]) -> En
         allow_non_public_ip=True,
         credentials_key=Fernet.generate_key().decode(),
     )
-    return Engine.from_settings(settings, backend=runner)
+    return build_engine(settings, backend=runner)
 
 
 def test_environment_variables_and_registry_login_reach_the_job(
@@ -41,7 +42,7 @@ def test_environment_variables_and_registry_login_reach_the_job(
     runner = FakeBackend(algo)
     runner.images["registry.example/algo:1"] = "sha256:" + "e" * 64
     engine = _engine(tmp_path, runner, env())
-    creds = CredentialStore(engine.db, engine.settings.credentials_key)
+    creds = CredentialStore(engine.db, engine.config.credentials_key)
     cred_id = creds.create(
         {"credentials": {"name": "r", "provider": "container-reg", "keys": KEYS}}
     )

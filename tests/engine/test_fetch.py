@@ -18,7 +18,7 @@ from tests.engine.conftest import FileServer
 def fetch_to_file(
     obj: dict[str, object], dest: Path, *, allow_non_public: bool, max_bytes: int
 ) -> tuple[int, str]:
-    config = StorageConfig(allow_non_public=allow_non_public)
+    config = StorageConfig(allow_non_public=allow_non_public, timeout=30.0)
     return storage.fetch_to_file(obj, dest, config, max_bytes=max_bytes)
 
 

@@ -10,13 +10,14 @@ from typing import Any
 import docker
 import pytest
 
-from operator_engine.api import Engine, EngineError
+from operator_engine.api import EngineError
 from operator_engine.backends.base import ContainerSpec
 from operator_engine.backends.docker import DockerBackend, device_requests
 from operator_engine.backends.fake import FakeBackend
 from operator_engine.statuses import JobStatus
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
 
 
 def _run_one(tmp_path: Path, file_server: FileServer, **env_over: Any) -> ContainerSpec:
@@ -28,7 +29,7 @@ def _run_one(tmp_path: Path, file_server: FileServer, **env_over: Any) -> Contai
         return 0, False, b""
 
     settings = settings_for(tmp_path, [env(**env_over)], allow_non_public_ip=True)
-    engine = Engine.from_settings(settings, backend=FakeBackend(algo, gpus=True))
+    engine = build_engine(settings, backend=FakeBackend(algo, gpus=True))
     job = engine.submit(request(files=[{"type": "url", "url": file_server.url("/d")}]))
     engine.run_until_idle()
     assert engine.get(job.job_id).status is JobStatus.FINISHED  # type: ignore[union-attr]
@@ -67,7 +68,7 @@ def test_no_gpu_no_device_request(tmp_path: Path, file_server: FileServer) -> No
 def test_fake_runner_without_gpus_refuses_a_gpu_environment(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, [env(gpuNumber=1)])
     with pytest.raises(EngineError, match="ask for GPUs"):
-        Engine.from_settings(settings, backend=FakeBackend())
+        build_engine(settings, backend=FakeBackend())
 
 
 @pytest.mark.integration
@@ -79,5 +80,5 @@ def test_this_docker_engine_has_no_gpu_runtime_and_a_gpu_env_is_refused(
     assert reason is not None and "no GPU runtime" in reason
     settings = settings_for(tmp_path, [env(id="gpu-env", gpuNumber=1)])
     with pytest.raises(EngineError) as caught:
-        Engine.from_settings(settings, backend=runner)
+        build_engine(settings, backend=runner)
     assert "gpu-env" in str(caught.value) and "NVIDIA Container Toolkit" in str(caught.value)

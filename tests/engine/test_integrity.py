@@ -25,6 +25,7 @@ from operator_engine.worker import Worker
 from operator_engine.workspace import FILE_OBJECTS, jobs_root
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, write_envs
+from tidewater.engine_config import build_engine
 from tidewater.settings import Settings
 
 S = JobStatus
@@ -49,7 +50,7 @@ def _engine(tmp_path: Path, runner: FakeBackend | None = None) -> tuple[Engine, 
         pull_images=False,
         allow_non_public_ip=True,
     )
-    return Engine.from_settings(settings, backend=runner or FakeBackend()), data / "tidewater.db"
+    return build_engine(settings, backend=runner or FakeBackend()), data / "tidewater.db"
 
 
 def test_decrypted_urls_never_reach_the_store_and_its_files_are_private(
@@ -214,7 +215,7 @@ def test_the_provider_and_the_engine_accept_the_same_largest_algorithm(
     file_server.files["/fits.py"] = b"#" * limit
     file_server.files["/over.py"] = b"#" * (limit + 1)
     provider_side = object.__new__(ComputeValidator)
-    provider_side.svc = SimpleNamespace(settings=SimpleNamespace(allow_non_public_ip=True))
+    provider_side.svc = SimpleNamespace(settings=Settings(allow_non_public_ip=True))
     engine, _db = _engine(tmp_path, FakeBackend())
     engine.backend.images["tidewater/fake:1"] = "sha256:" + "f" * 64  # type: ignore[attr-defined]
     outcomes = {}

@@ -217,8 +217,9 @@ def test_the_real_client_reports_an_unreachable_api_server(tmp_path: Path) -> No
 
 def test_the_backend_needs_its_settings() -> None:
     from operator_engine.backends.base import BackendNotConfigured
-    from operator_engine.backends.kubernetes import from_settings
+    from operator_engine.backends.kubernetes import from_config
+    from tidewater.engine_config import engine_config
     from tidewater.settings import Settings
 
     with pytest.raises(BackendNotConfigured, match="TIDEWATER_KUBERNETES_IMAGE"):
-        from_settings(Settings.from_env({}))
+        from_config(engine_config(Settings.from_env({})))

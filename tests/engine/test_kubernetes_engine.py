@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from operator_engine import transfer_tokens
-from operator_engine.api import Engine
 from operator_engine.backends.kubernetes import KubernetesBackend
 from operator_engine.statuses import JobStatus
 from tests.engine.conftest import FileServer
 from tests.engine.test_kubernetes_backend import IMAGE, FakeKube, env_of
 from tests.provider.core_support import job_request
+from tidewater.engine_config import build_engine
 from tidewater.settings import Settings
 
 S = JobStatus
@@ -86,7 +86,7 @@ def run_job(
     backend = KubernetesBackend(
         fake, image=IMAGE, internal_url="http://10.0.0.5:8030", poll_seconds=0
     )
-    engine = Engine.from_settings(settings, backend=backend)
+    engine = build_engine(settings, backend=backend)
     files = FileServer()
     files.files["/data.csv"] = b"a,b\n1,2\n"
     try:

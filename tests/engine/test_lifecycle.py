@@ -28,6 +28,7 @@ from operator_engine.worker import Worker
 from operator_engine.workspace import FILE_OBJECTS
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, write_envs
+from tidewater.engine_config import build_engine
 from tidewater.settings import Settings
 
 S = JobStatus
@@ -41,7 +42,7 @@ def _engine(tmp_path: Path) -> Engine:
         pull_images=False,
         allow_non_public_ip=True,
     )
-    return Engine.from_settings(settings, backend=FakeBackend())
+    return build_engine(settings, backend=FakeBackend())
 
 
 # -- the crash map, by status ------------------------------------------------------------------

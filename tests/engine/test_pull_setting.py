@@ -7,8 +7,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from operator_engine.api import Engine
 from tests.engine.helpers import env, settings_for
+from tidewater.engine_config import build_engine
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_engine_runner_pulls_only_when_the_setting_allows(
     tmp_path: Path, docker_client: docker.DockerClient, pull: bool
 ) -> None:
-    engine = Engine.from_settings(settings_for(tmp_path, [env()], pull_images=pull))
+    engine = build_engine(settings_for(tmp_path, [env()], pull_images=pull))
     try:
         assert engine.backend.pull is pull  # type: ignore[attr-defined]
     finally:

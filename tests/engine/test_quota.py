@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from operator_engine.api import Engine
 from operator_engine.backends import quota
 from operator_engine.backends.base import ContainerSpec
 from operator_engine.backends.fake import FakeBackend
@@ -15,6 +14,7 @@ from operator_engine.statuses import JobStatus
 from operator_engine.workspace import JobFolder
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
 
 SHARE = 8 * 1024**2
 
@@ -44,7 +44,7 @@ def test_past_the_share_ends_42_with_nothing_over_it_left(
     file_server.files["/d"] = b"x\n"
     settings = settings_for(tmp_path, [env(diskGB=SHARE / 1024**3)], allow_non_public_ip=True)
     backend = FakeBackend(_writer(target, 3 * SHARE), disk_quota=mode)
-    engine = Engine.from_settings(settings, backend=backend)
+    engine = build_engine(settings, backend=backend)
     job = engine.submit(request(files=[{"type": "url", "url": file_server.url("/d")}]))
     engine.run_until_idle()
     done = engine.get(job.job_id)
@@ -65,7 +65,7 @@ def test_within_the_share_the_outputs_are_published(
 ) -> None:
     file_server.files["/d"] = b"x\n"
     settings = settings_for(tmp_path, [env(diskGB=SHARE / 1024**3)], allow_non_public_ip=True)
-    engine = Engine.from_settings(settings, backend=FakeBackend(_writer("outputs", SHARE // 2)))
+    engine = build_engine(settings, backend=FakeBackend(_writer("outputs", SHARE // 2)))
     job = engine.submit(request(files=[{"type": "url", "url": file_server.url("/d")}]))
     engine.run_until_idle()
     done = engine.get(job.job_id)

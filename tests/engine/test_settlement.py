@@ -36,6 +36,7 @@ from operator_engine.worker import Worker
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
 from tests.fixtures.escrow import Payer
+from tidewater.engine_config import engine_config
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,8 @@ def make_engine_for(tmp_path: Path, payee_chain: EscrowChain) -> Iterator[Callab
         settings = settings_for(tmp_path, [env()], allow_non_public_ip=True)
         db = make_engine(settings.db_url)
         upgrade(db)
-        engine = Engine(settings, db, runner or FakeBackend(), settlement=Settlement(db, chain))
+        config = engine_config(settings)
+        engine = Engine(config, db, runner or FakeBackend(), settlement=Settlement(db, chain))
         made.append(engine)
         return engine
 

@@ -25,11 +25,12 @@ from operator_engine.models import utcnow
 from operator_engine.statuses import JobStatus
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
 
 
 def make(tmp_path: Path, runner: FakeBackend, **env_over: object) -> Engine:
     settings = settings_for(tmp_path, [env(**env_over)], allow_non_public_ip=True)
-    return Engine.from_settings(settings, backend=runner, poll_seconds=0.05)
+    return build_engine(settings, backend=runner, poll_seconds=0.05)
 
 
 @pytest.fixture
@@ -162,8 +163,8 @@ def test_a_job_queued_by_another_process_wakes_an_idle_engine(
     tmp_path: Path, data: list[dict[str, Any]]
 ) -> None:
     settings = settings_for(tmp_path, [env()], allow_non_public_ip=True)
-    running = Engine.from_settings(settings, backend=FakeBackend(), poll_seconds=60)
-    api = Engine.from_settings(settings, backend=FakeBackend())  # as the API process's engine
+    running = build_engine(settings, backend=FakeBackend(), poll_seconds=60)
+    api = build_engine(settings, backend=FakeBackend())  # as the API process's engine
     running.start(1)
     try:
         for n in range(2):  # the second arrives while the worker waits out its 60 s poll

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from operator_engine.storage import (
     rpc_urls_of,
 )
 from tests.fixtures.gateways import Gateways, gateways
+from tidewater.engine_config import storage_config
 from tidewater.settings import Settings, SettingsError
 
 CID = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
@@ -39,7 +39,10 @@ def gw() -> Iterator[Gateways]:
 
 def config(gw: Gateways, *, allow: bool = True) -> StorageConfig:
     return StorageConfig(
-        allow_non_public=allow, ipfs_gateway=gw.base_url + "/", arweave_gateway=gw.base_url
+        allow_non_public=allow,
+        timeout=30.0,
+        ipfs_gateway=gw.base_url + "/",
+        arweave_gateway=gw.base_url,
     )
 
 
@@ -134,7 +137,7 @@ def test_size_cap_applies_to_gateways(gw: Gateways) -> None:
 )
 def test_smartcontract_refusals(abi: dict[str, Any], match: str) -> None:
     file_obj = {"type": "smartcontract", "address": "0x" + "1" * 40, "abi": abi, "chainId": 8996}
-    cfg = StorageConfig(rpc_urls={8996: "http://127.0.0.1:9"})
+    cfg = StorageConfig(False, 30.0, rpc_urls={8996: "http://127.0.0.1:9"})
     with pytest.raises(FetchError, match=match):
         fetch_bytes(file_obj, cfg, max_bytes=100)
 
@@ -142,7 +145,7 @@ def test_smartcontract_refusals(abi: dict[str, Any], match: str) -> None:
 def test_smartcontract_on_an_unserved_chain() -> None:
     abi = {"name": "name", "type": "function", "stateMutability": "view", "inputs": []}
     file_obj = {"type": "smartcontract", "address": "0x" + "1" * 40, "abi": abi, "chainId": 5}
-    cfg = StorageConfig(rpc_urls={8996: "http://127.0.0.1:9"})
+    cfg = StorageConfig(False, 30.0, rpc_urls={8996: "http://127.0.0.1:9"})
     with pytest.raises(FetchError, match="chain 5 is not served"):
         fetch_bytes(file_obj, cfg, max_bytes=100)
 
@@ -155,7 +158,9 @@ def test_config_from_settings() -> None:
             "NETWORK_URL": "http://127.0.0.1:8545",
         }
     )
-    cfg = StorageConfig.from_settings(settings)
+    cfg = storage_config(settings)
+    assert cfg.timeout == settings.fetch_timeout
+    assert storage_config(settings, timeout=3).timeout == 3
     assert cfg.ipfs_gateway == "http://127.0.0.1:8080"
     assert cfg.arweave_gateway == "http://127.0.0.1:1984"
     assert cfg.default_rpc_url == "http://127.0.0.1:8545" and cfg.rpc_urls == {}
@@ -166,23 +171,21 @@ def test_config_from_settings() -> None:
         {8996: "http://a", 58008: "http://b"},
         None,
     )
-    # NETWORK_URL as a per-chain map (what a multi-chain Settings carries), text or mapping
-    multi = SimpleNamespace(
-        allow_non_public_ip=False, network_url='{"8996": "http://a", "58008": "http://b"}'
-    )
-    assert StorageConfig.from_settings(multi).rpc_urls == {8996: "http://a", 58008: "http://b"}
-    mapped = SimpleNamespace(allow_non_public_ip=False, network_url={8996: "http://a"})
-    cfg = StorageConfig.from_settings(mapped)
-    assert (cfg.rpc_urls, cfg.default_rpc_url) == ({8996: "http://a"}, None)
+    # NETWORK_URL as a per-chain map: every chain's URL (the first one is also the default,
+    # used only for a chain id its node answers)
+    multi = Settings.from_env({"NETWORK_URL": '{"8996": "http://a:1", "58008": "http://b:2"}'})
+    cfg = storage_config(multi)
+    assert cfg.rpc_urls == {8996: "http://a:1", 58008: "http://b:2"}
+    assert rpc_urls_of('{"8996": "http://a"}') == ({8996: "http://a"}, None)
 
 
 def test_engine_job_reads_gateway_files_configured_in_settings(
     tmp_path: Path, gw: Gateways
 ) -> None:
     """The engine builds its StorageConfig from Settings alone (as `tidewater engine` does)."""
-    from operator_engine.api import Engine
     from operator_engine.backends.fake import FakeBackend
     from tests.engine.helpers import did, env, request, settings_for
+    from tidewater.engine_config import build_engine
 
     seen: dict[str, bytes] = {}
 
@@ -198,7 +201,7 @@ def test_engine_job_reads_gateway_files_configured_in_settings(
         ipfs_gateway=gw.base_url,
         arweave_gateway=gw.base_url,
     )
-    engine = Engine.from_settings(settings, backend=FakeBackend(algo))
+    engine = build_engine(settings, backend=FakeBackend(algo))
     try:
         job = engine.submit(request(files=[f for f, _body in files(gw)]))
         engine.run_until_idle()

@@ -17,7 +17,6 @@ import docker
 import pytest
 
 from operator_engine import pipeline
-from operator_engine.api import Engine
 from operator_engine.backends.docker import DockerBackend
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.lifecycle import Stage
@@ -26,6 +25,7 @@ from operator_engine.statuses import JobStatus
 from operator_engine.workspace import JobFolder
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, write_envs
+from tidewater.engine_config import build_engine
 from tidewater.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ class Stack:
             environments_file=self.envs,
             allow_non_public_ip=True,
         )
-        self.engine = Engine.from_settings(
+        self.engine = build_engine(
             self.settings, backend=DockerBackend(client, pull=False), lease_seconds=3
         )
         self.procs: list[subprocess.Popen[bytes]] = []

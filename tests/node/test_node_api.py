@@ -33,6 +33,7 @@ from provider.crypto import public_key_hex
 from provider.errors import ProviderError, RequestValidationError
 from provider.logstream import CHUNK, follow_log
 from provider.node.environments import job_duration, quote, requested_resources
+from provider.request_auth import command_text, result_text
 from provider.signatures import command_digest, recover_command_signer, sign_command
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
@@ -52,6 +53,8 @@ from tests.provider.core_support import (  # noqa: F401 (fixtures)
     stored_nonce,
     submit,
 )
+from tidewater.engine_config import build_engine
+from tidewater.settings import Settings
 
 TOKEN = Web3.to_checksum_address("0x" + "cd" * 20)
 ENVS = [
@@ -87,20 +90,24 @@ ENVS = [
 ]
 
 
+@pytest.fixture(name="settings")
+def settings_fixture(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
 @pytest.fixture(name="engine")
-def engine_fixture(tmp_path: Path) -> Iterator[Engine]:
-    settings = make_settings(tmp_path)
+def engine_fixture(settings: Settings) -> Iterator[Engine]:
     assert settings.environments_file is not None
     settings.environments_file.write_text(json.dumps(ENVS))
-    real = Engine.from_settings(settings, backend=FakeBackend(_algorithm))
+    real = build_engine(settings, backend=FakeBackend(_algorithm))
     yield real
     real.shutdown()
     real.db.dispose()
 
 
 @pytest.fixture(name="app")
-def app_fixture(engine: Engine) -> Flask:
-    return create_app(engine.settings, engine=engine, web3=fake_web3())
+def app_fixture(settings: Settings, engine: Engine) -> Flask:
+    return create_app(settings, engine=engine, web3=fake_web3())
 
 
 @pytest.fixture(name="client")
@@ -111,7 +118,7 @@ def client_fixture(app: Flask) -> FlaskClient:
 def v2(client: FlaskClient, account: LocalAccount, command: str) -> dict[str, str]:
     """consumerAddress, nonce, signature as ocean.js 8 sends them for ``command``."""
     nonce = str(int(stored_nonce(client, account.address)) + 1)
-    text = account.address + nonce + command
+    text = command_text(account.address, nonce, command)
     return {
         "consumerAddress": account.address,
         "nonce": nonce,
@@ -258,7 +265,7 @@ def test_stop_status_result_and_logs_share_the_v4_nonce_store(
         "jobId": job.job_id,
         "index": str(index),
         "nonce": nonce,
-        "signature": sign(consumer, consumer.address + job.job_id + str(index) + nonce),
+        "signature": sign(consumer, result_text(consumer.address, job.job_id, index, nonce)),
     }
     assert client.get("/node/api/services/computeResult", query_string=v4).data == BIG
     # someone else's signature over the owner's address, and someone else's request: refused
@@ -451,7 +458,7 @@ def test_a_job_stops_at_the_duration_it_paid_for(tmp_path: Path, files: FileServ
         return 137, False, b"slept\n"
 
     settings = make_settings(tmp_path)
-    engine = Engine.from_settings(settings, backend=FakeBackend(sleeper))
+    engine = build_engine(settings, backend=FakeBackend(sleeper))
     try:
         base = job_request("0x" + "ab" * 20, files.url("/data.csv"))
         job = engine.submit(dataclasses.replace(base, max_duration=1))

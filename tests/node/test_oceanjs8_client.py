@@ -27,6 +27,7 @@ from contracts_abi import escrow, publish
 from contracts_abi.escrow import EscrowChain
 from datastore.engine import make_engine
 from datastore.escrow_ledger import EscrowLedger
+from provider.request_auth import command_text
 from provider.signatures import sign_command
 from tests.fixtures.publishing import ddo_fields
 from tests.fixtures.requirements import unavailable
@@ -432,7 +433,7 @@ def _orders_and_escrow(
             f"{url}/nonce", params={"userAddress": other_account.address}, timeout=10
         ).json()["nonce"]
         nonce = str(int(stored) + 1)
-        text = other_account.address + nonce + command
+        text = command_text(other_account.address, nonce, command)
         return {
             "consumerAddress": other_account.address,
             "nonce": nonce,

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from contracts_abi import publish
-from provider.signatures import sign_text, signed_text
+from provider.request_auth import Layout, compute_start_text, result_text
+from provider.signatures import sign_text
 from tests.fixtures.publishing import ddo_fields
 from tidewater import stack
 from tidewater.demo_roles import Asset as Published
@@ -121,9 +123,10 @@ class Flow:
         assert response.status_code == 200, response.get_json()
         return int(float(response.get_json()["nonce"])) + 1
 
-    def signed(self, account: LocalAccount, original_msg: str) -> tuple[int, str]:
+    def signed(self, account: LocalAccount, layout: Layout) -> tuple[int, str]:
+        """The next nonce and ``account``'s signature over ``layout(nonce)``."""
         nonce = self.next_nonce(account.address)
-        return nonce, sign_text(account.key.hex(), signed_text(original_msg, str(nonce)))
+        return nonce, sign_text(account.key.hex(), layout(str(nonce)))
 
     def initialize(
         self,
@@ -153,7 +156,8 @@ class Flow:
         **extra: Any,
     ) -> Any:
         who = account or self.consumer
-        nonce, signature = self.signed(who, who.address + str(dataset.get("documentId", "")))
+        did = str(dataset.get("documentId", ""))
+        nonce, signature = self.signed(who, partial(compute_start_text, who.address, did))
         body = {
             "consumerAddress": who.address,
             "signature": signature,
@@ -197,7 +201,7 @@ class Flow:
 
     def result(self, job_id: str, index: int, headers: Mapping[str, str] | None = None) -> Any:
         who = self.consumer
-        nonce, signature = self.signed(who, f"{who.address}{job_id}{index}")
+        nonce, signature = self.signed(who, partial(result_text, who.address, job_id, index))
         return self.client.get(
             "/api/services/computeResult",
             query_string={

@@ -11,6 +11,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from datastore.engine import make_engine
+from datastore.migrate import upgrade
 from provider.indexer import Indexer
 from tests.fixtures.gateways import Gateways, gateways
 from tests.provider.chainflow import Flow, open_flow
@@ -86,10 +87,13 @@ def gateway_flow(
 def indexer(
     tmp_path: Path, w3: Web3, deployed: dict[str, Any], provider_private_key: str
 ) -> Indexer:
-    """The provider's indexer on the session chain, from the stack's first block."""
+    """The provider's indexer on the session chain, from the stack's first block (its tables
+    come from the store's migrations, as at every start)."""
+    db = make_engine(f"sqlite:///{tmp_path / 'services.db'}")
+    upgrade(db)
     return Indexer(
         w3,
-        make_engine(f"sqlite:///{tmp_path / 'services.db'}"),
+        db,
         factory=deployed["ERC721Factory"],
         chain_id=w3.eth.chain_id,
         private_key=provider_private_key,

@@ -26,8 +26,10 @@ from operator_engine.backends.base import ContainerSpec
 from operator_engine.backends.fake import FakeBackend
 from operator_engine.models import AlgorithmInput, DatasetInput, Job, JobRequest
 from provider.app import create_app
+from provider.request_auth import result_text
 from provider.signatures import sign_text
 from tests.engine.conftest import FileServer
+from tidewater.engine_config import build_engine
 from tidewater.settings import Settings
 
 CHAIN_ID = 8996
@@ -114,7 +116,7 @@ def settings_fixture(tmp_path: Path) -> Settings:
 
 @pytest.fixture(name="engine")
 def engine_fixture(settings: Settings) -> Iterator[Engine]:
-    real = Engine.from_settings(settings, backend=FakeBackend(_algorithm))
+    real = build_engine(settings, backend=FakeBackend(_algorithm))
     yield real
     real.shutdown()
     real.db.dispose()
@@ -195,7 +197,7 @@ def result_query(
         "jobId": job_id,
         "index": str(index),
         "nonce": nonce,
-        "signature": sign_v01(signer, address + job_id + str(index) + nonce),
+        "signature": sign_v01(signer, result_text(address, job_id, index, nonce)),
     }
 
 
@@ -213,7 +215,7 @@ def docker_provider(tmp_path: Path, runner: Any) -> Iterator[tuple[Flask, Engine
     """The provider app on an engine with ``runner`` (a real Docker runner); every container
     it left is removed afterwards."""
     settings = make_settings(tmp_path)
-    engine = Engine.from_settings(settings, backend=runner)
+    engine = build_engine(settings, backend=runner)
     try:
         yield create_app(settings, engine=engine, web3=fake_web3()), engine
     finally:

@@ -5,6 +5,7 @@ refusals), and the embedded Aquarius read API."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from hexbytes import HexBytes
 
 from contracts_abi import fees as fee_format
 from contracts_abi import publish
+from provider.request_auth import download_text
 from tests.fixtures.gateways import Gateways
 from tests.provider.chainflow import Flow, Published
 
@@ -83,7 +85,7 @@ def download(
     sign_as: LocalAccount | None = None,
 ) -> Any:
     who = account or flow.consumer
-    nonce, signature = flow.signed(sign_as or who, asset.did)
+    nonce, signature = flow.signed(sign_as or who, partial(download_text, asset.did))
     return flow.client.get(
         "/api/services/download",
         query_string={

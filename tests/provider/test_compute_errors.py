@@ -1,9 +1,11 @@
-"""One row per compute-start error code (PROTOCOL §6), each triggered for real on ganache."""
+"""One row per compute-start error code (docs/protocol.md §6), each triggered for real on
+ganache."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from contracts_abi import publish
+from provider.request_auth import compute_start_text
 from tests.provider.chainflow import ALGORITHM, Flow, Published, container_for
 
 pytestmark = pytest.mark.integration
@@ -232,7 +235,7 @@ def test_order_placed_by_someone_else(flow: Flow, world: dict, other_account: Lo
 
 def test_replayed_signature_is_refused(flow: Flow, world: dict) -> None:
     who = flow.consumer
-    nonce, signature = flow.signed(who, who.address + world["open"].did)
+    nonce, signature = flow.signed(who, partial(compute_start_text, who.address, world["open"].did))
     body = {
         "consumerAddress": who.address,
         "signature": signature,

@@ -25,6 +25,7 @@ from contracts_abi import publish
 from contracts_abi.devchain import Ganache
 from operator_engine.statuses import TERMINAL, JobStatus
 from provider.admin.tokens import TokenStore
+from provider.request_auth import logs_text
 from provider.signatures import sign_text
 from tests.fixtures.requirements import unavailable
 from tests.provider.test_serve_resilience import (
@@ -155,7 +156,7 @@ def test_a_consumer_follows_the_running_jobs_log_and_only_the_owner_can(
             "jobId": job_id,
             "nonce": nonce,
             "signature": sign_text(
-                publisher_account.key.hex(), f"{consumer.address}{job_id}{nonce}"
+                publisher_account.key.hex(), logs_text(consumer.address, job_id, str(nonce))
             ),
         },
         timeout=30,

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from operator_engine.api import Engine
 from provider.app import create_app
 from provider.crypto import decrypt_hex
+from provider.request_auth import decrypt_text
 from provider.routes.root import SERVICE_ENDPOINTS
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
@@ -227,7 +228,7 @@ def _decrypt_body(account: LocalAccount, nonce: str, **over: object) -> dict[str
         "nonce": nonce,
     }
     body.update(over)
-    body["signature"] = sign(account, NFT + account.address + str(CHAIN_ID) + nonce)
+    body["signature"] = sign(account, decrypt_text(NFT, account.address, CHAIN_ID, nonce))
     return body
 
 

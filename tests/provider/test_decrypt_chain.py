@@ -17,12 +17,13 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from contracts_abi import publish
-from operator_engine.api import Engine
 from operator_engine.backends.fake import FakeBackend
 from provider.app import create_app
 from provider.crypto import public_key_hex
+from provider.request_auth import decrypt_text
 from provider.signatures import sign_text
 from tests.provider.core_support import make_settings
+from tidewater.engine_config import build_engine
 
 pytestmark = pytest.mark.integration
 DDO = {
@@ -42,7 +43,7 @@ def chain_app(tmp_path: Path, w3: Web3, address_file: Path, provider_private_key
         network_url=w3.provider.endpoint_uri,  # type: ignore[attr-defined]
         environments_file=None,  # the built-in env: its fee token is the chain's Ocean
     )
-    engine = Engine.from_settings(settings, backend=FakeBackend())
+    engine = build_engine(settings, backend=FakeBackend())
     return create_app(settings, engine=engine, web3=w3)
 
 
@@ -86,7 +87,7 @@ class Decrypt:
             "transactionId": tx,
             "dataNftAddress": nft,
             "nonce": nonce,
-            "signature": sign_text(key, tx + address + str(chain_id) + nonce),
+            "signature": sign_text(key, decrypt_text(tx, address, chain_id, nonce)),
         }
 
     def post(self, body: dict[str, Any]) -> Any:
@@ -169,9 +170,7 @@ def test_addresses_in_authorized_decrypters_may_decrypt(
         environments_file=None,  # the built-in env: its fee token is the chain's Ocean
         authorized_decrypters=(consumer_account.address.lower(),),
     )
-    app = create_app(
-        settings, engine=Engine.from_settings(settings, backend=FakeBackend()), web3=w3
-    )
+    app = create_app(settings, engine=build_engine(settings, backend=FakeBackend()), web3=w3)
     listed = Decrypt(**{**decrypt.__dict__, "client": app.test_client()})
     nft, tx = listed.publish()
     reply = listed.post(listed.body(nft, tx, "7", signer=consumer_account))
@@ -211,7 +210,7 @@ def test_documents_sent_in_the_body_that_cannot_be_trusted_are_400(
         "documentHash": "0x" + digest.hex(),
         "nonce": nonce,
         "signature": sign_text(
-            decrypt.provider_key, nft + decrypt.provider_address + str(chain_id) + nonce
+            decrypt.provider_key, decrypt_text(nft, decrypt.provider_address, chain_id, nonce)
         ),
     }
     reply = decrypt.post(body)

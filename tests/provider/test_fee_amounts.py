@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from contracts_abi import fees as fee_format
 from operator_engine.models import ComputeEnvironment
-from provider.compute_validation import check_credentials
+from provider.asset_checks import check_credentials
 from provider.errors import ResourceError
 from provider.fees import fee_amount, provider_fee
 from provider.indexer import decode_metadata

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from web3 import Web3
 
 from contracts_abi import publish
 from contracts_abi.did import did_suffix
+from provider.request_auth import job_text
 from tests.provider.chainflow import ALGORITHM, ONE, Flow, Published, container_for
 
 pytestmark = pytest.mark.integration
@@ -51,7 +53,7 @@ def assets(flow: Flow, docker_client: Any, python_image: str) -> dict[str, Publi
 
 def _signed_query(flow: Flow, job_id: str, did: str) -> dict[str, Any]:
     who = flow.consumer
-    nonce, signature = flow.signed(who, f"{who.address}{job_id}{did}")
+    nonce, signature = flow.signed(who, partial(job_text, who.address, job_id, did))
     return {
         "consumerAddress": who.address,
         "jobId": job_id,

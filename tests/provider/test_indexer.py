@@ -13,6 +13,7 @@ from web3 import Web3
 from contracts_abi import contract, publish
 from contracts_abi.tx import send
 from datastore.engine import make_engine
+from datastore.migrate import upgrade
 from provider.assets import IndexerResolver
 from provider.crypto import public_key_hex
 from provider.indexer import Indexer
@@ -113,9 +114,11 @@ def test_cursor_persists_across_instances(
 def test_nft_from_another_factory_is_ignored(
     indexer: Indexer, w3: Web3, deployed: dict[str, Any], publisher_account: LocalAccount
 ) -> None:
+    db = make_engine("sqlite://")
+    upgrade(db)
     other = Indexer(
         w3,
-        make_engine("sqlite://"),
+        db,
         factory=publisher_account.address,  # no NFTs ever come from this "factory"
         chain_id=indexer.chain_id,
         private_key=None,

@@ -1,4 +1,4 @@
-"""``POST /api/services/initializeCompute`` (PROTOCOL §4) on the real chain."""
+"""``POST /api/services/initializeCompute`` (docs/protocol.md §4) on the real chain."""
 
 from __future__ import annotations
 

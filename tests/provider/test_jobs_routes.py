@@ -19,6 +19,7 @@ from werkzeug.test import TestResponse
 
 from operator_engine.api import Engine
 from operator_engine.statuses import JobStatus
+from provider.request_auth import job_text, unsigned_nonce_stop_text
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
     BIG,
@@ -52,7 +53,7 @@ def _py_query(
         "jobId": job_id,
         "documentId": DID,
         "nonce": nonce,
-        "signature": sign_v01(signer, address + job_id + DID + nonce),
+        "signature": sign_v01(signer, job_text(address, job_id, DID, nonce)),
     }
 
 
@@ -131,7 +132,7 @@ def test_stop_ocean_js_json_signs_address_and_job_only(
     body = {
         "consumerAddress": consumer.address,
         "jobId": job.job_id,
-        "signature": sign(consumer, consumer.address + job.job_id),
+        "signature": sign(consumer, unsigned_nonce_stop_text(consumer.address, job.job_id)),
         "nonce": nonce,
     }
     reply = client.put(COMPUTE, json=body)
@@ -168,7 +169,9 @@ def test_delete_ocean_js_signs_stored_plus_one_without_nonce_field(
         "consumerAddress": consumer.address,
         "jobId": job.job_id,
         "documentId": DID,
-        "signature": sign(consumer, consumer.address + job.job_id + DID + str(int(stored) + 1)),
+        "signature": sign(
+            consumer, job_text(consumer.address, job.job_id, DID, str(int(stored) + 1))
+        ),
     }
     reply = client.delete(COMPUTE, json=body)
     assert reply.status_code == 200, reply.json

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provider.compute_validation import parse_json_field
+from provider.asset_checks import parse_json_field
 from provider.errors import RequestValidationError
 from provider.json_limits import MAX_DEPTH, JsonTooDeep, loads, nesting_exceeds
 from provider.params import parse_json

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+from pathlib import Path
 
 import pytest
 from eth_account.signers.local import LocalAccount
 from flask.testing import FlaskClient
 
 from operator_engine.api import Engine
-from provider.logs import JsonFormatter
+from provider.logs import BackgroundHandler, JsonFormatter
+from provider.request_auth import decrypt_text, result_text, unsigned_nonce_stop_text
 from tests.engine.conftest import FileServer
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
     CHAIN_ID,
@@ -71,7 +75,7 @@ def test_no_secret_in_any_log_line(
     job = submit(engine, consumer.address, files)
     # computeResult (signed, query string)
     nonce = next_nonce(client, consumer.address)
-    signature = sign(consumer, consumer.address + job.job_id + "0" + nonce)
+    signature = sign(consumer, result_text(consumer.address, job.job_id, 0, nonce))
     secrets.append(signature[2:40])
     reply = client.get(
         "/api/services/computeResult",
@@ -86,7 +90,7 @@ def test_no_secret_in_any_log_line(
     assert reply.status_code == 200
     reply.close()
     # stop with a JSON body (ocean.js form)
-    stop_sig = sign(consumer, consumer.address + job.job_id)
+    stop_sig = sign(consumer, unsigned_nonce_stop_text(consumer.address, job.job_id))
     secrets.append(stop_sig[2:40])
     client.put(
         "/api/services/compute",
@@ -100,7 +104,7 @@ def test_no_secret_in_any_log_line(
         data=json.dumps({"files": [{"type": "url", "url": secret_url}]}),
     )
     assert cipher.status_code == 201
-    decrypt_sig = sign(consumer, "0x" + "cd" * 20 + consumer.address + str(CHAIN_ID) + "99")
+    decrypt_sig = sign(consumer, decrypt_text("0x" + "cd" * 20, consumer.address, CHAIN_ID, "99"))
     secrets.append(decrypt_sig[2:40])
     client.post(
         "/api/services/decrypt",
@@ -141,3 +145,42 @@ def test_json_formatter_merges_access_fields() -> None:
     assert entry["request_id"] == "r" and entry["status"] == 200 and entry["level"] == "INFO"
     plain = logging.LogRecord("x", logging.WARNING, __file__, 1, "hello %s", ("w",), None)
     assert json.loads(JsonFormatter().format(plain))["message"] == "hello w"
+
+
+def test_background_handler_writes_every_record_from_many_threads_and_after_a_fork(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log.jsonl"
+    with path.open("a", buffering=1) as stream:
+        target = logging.StreamHandler(stream)
+        target.setFormatter(JsonFormatter())
+        handler = BackgroundHandler(target)
+        logger = logging.Logger("background-test")
+        logger.addHandler(handler)
+
+        def log_some(thread: int) -> None:
+            for n in range(200):
+                logger.warning("thread %d line %d", thread, n)
+
+        threads = [threading.Thread(target=log_some, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        handler.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: a thread of its own writes its record
+            try:
+                logger.warning("from the child")
+                handler.flush()
+            finally:
+                os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        logger.warning("last")
+        handler.close()
+    messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
+    assert len(messages) == 8 * 200 + 2
+    for thread in range(8):  # each thread's lines, whole and in order
+        mine = [m for m in messages if m.startswith(f"thread {thread} ")]
+        assert mine == [f"thread {thread} line {n}" for n in range(200)]
+    assert messages[-2:] == ["from the child", "last"]

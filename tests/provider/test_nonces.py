@@ -1,4 +1,4 @@
-"""provider.nonces: Decimal comparison, malformed nonces, atomic consumption, verify_request."""
+"""provider.nonces: Decimal comparison, malformed nonces, atomic consumption."""
 
 from __future__ import annotations
 
@@ -15,13 +15,7 @@ import provider.nonces as nonces
 from datastore.engine import make_engine
 from datastore.migrate import upgrade
 from provider.errors import RequestValidationError, SignatureError
-from provider.nonces import (
-    NonceStore,
-    next_nonce,
-    verify_request,
-    verify_with_next_nonce,
-)
-from provider.signatures import sign_text
+from provider.nonces import NonceStore, next_nonce
 
 KEY = "0x" + "66" * 32
 ADDRESS = Account.from_key(KEY).address
@@ -179,43 +173,3 @@ def test_postgres_cas_exactly_one_wins(pg_url: str) -> None:
         assert store.get(ADDRESS) == "7"
     finally:
         engine.dispose()
-
-
-def test_verify_request_accepts_once(store: NonceStore) -> None:
-    signature = sign_text(KEY, ADDRESS + "job" + "2")
-    assert verify_request(ADDRESS, signature, "2", ADDRESS + "job", store=store) == "2"
-    with pytest.raises(SignatureError, match="expected nonce"):
-        verify_request(ADDRESS, signature, "2", ADDRESS + "job", store=store)
-
-
-def test_verify_request_other_key_does_not_move_the_nonce(store: NonceStore) -> None:
-    forged = sign_text(OTHER_KEY, ADDRESS + "job" + "9")
-    with pytest.raises(SignatureError, match="signer is not consumerAddress"):
-        verify_request(ADDRESS, forged, "9", ADDRESS + "job", store=store)
-    assert store.get(ADDRESS) == "1"
-
-
-@pytest.mark.parametrize(
-    ("signature", "nonce", "field", "message"),
-    [
-        (None, "2", "signature", "The signature field is required."),
-        ("", "2", "signature", "The signature field is required."),
-        ("0xsig", None, "nonce", "The nonce field is required."),
-        ("0xsig", "", "nonce", "The nonce field is required."),
-        ("0xsig", True, "nonce", "The nonce field must be a number."),
-    ],
-)
-def test_verify_request_missing_fields(
-    store: NonceStore, signature: object, nonce: object, field: str, message: str
-) -> None:
-    with pytest.raises(RequestValidationError) as info:
-        verify_request(ADDRESS, signature, nonce, "m", store=store)
-    assert info.value.errors == {field: [message]}
-
-
-def test_verify_with_next_nonce_signs_stored_plus_one(store: NonceStore) -> None:
-    store.consume(ADDRESS, "41")
-    signature = sign_text(KEY, "msg" + "42")
-    assert verify_with_next_nonce(ADDRESS, signature, "msg", store=store) == "42"
-    with pytest.raises(SignatureError):  # replay: stored is now 42, so 43 is expected
-        verify_with_next_nonce(ADDRESS, signature, "msg", store=store)

@@ -1,4 +1,4 @@
-"""Every payment tx starts at most one job (PROTOCOL §5), over HTTP on ganache + Docker.
+"""Every payment tx starts at most one job (docs/protocol.md §5), over HTTP on ganache + Docker.
 
 Replays are refused (after a signed DELETE, the algorithm's order, an additional dataset's
 order), the identical request answers the same job, and the path clients take for a second job
@@ -8,12 +8,14 @@ on the same order (initializeCompute → reuseOrder → compute start) works.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import pytest
 from hexbytes import HexBytes
 
 from contracts_abi import publish
+from provider.request_auth import job_text
 from tests.provider.chainflow import ALGORITHM, Flow, Published, container_for
 
 pytestmark = pytest.mark.integration
@@ -58,7 +60,7 @@ def _fresh(flow: Flow, asset: Published, env: str = "free") -> dict[str, Any]:
 
 def _signed_query(flow: Flow, job_id: str, did: str) -> dict[str, Any]:
     who = flow.consumer
-    nonce, signature = flow.signed(who, f"{who.address}{job_id}{did}")
+    nonce, signature = flow.signed(who, partial(job_text, who.address, job_id, did))
     return {
         "consumerAddress": who.address,
         "jobId": job_id,

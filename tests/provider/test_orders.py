@@ -1,4 +1,5 @@
-"""Order validation (PROTOCOL §5) against real orders on ganache, forgeries and replays included."""
+"""Order validation (docs/protocol.md §5) against real orders on ganache, forgeries and replays
+included."""
 
 from __future__ import annotations
 

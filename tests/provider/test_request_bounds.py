@@ -29,6 +29,7 @@ from provider.compute_validation import ComputeValidator
 from provider.crypto import encrypt_for_key, public_key_hex
 from provider.errors import RequestValidationError
 from provider.params import UINT256_MAX, parse_uint
+from provider.request_auth import compute_start_text
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
     CHAIN_ID,
     PROVIDER_KEY,
@@ -307,7 +308,7 @@ def test_compute_start_during_an_outage(
         "/api/services/compute",
         json={
             "consumerAddress": consumer.address,
-            "signature": sign(consumer, consumer.address + DATASET + nonce),
+            "signature": sign(consumer, compute_start_text(consumer.address, DATASET, nonce)),
             "nonce": nonce,
             "environment": "free",
             "dataset": {"documentId": DATASET, "serviceId": "svc", "transferTxId": TX},

@@ -33,7 +33,7 @@ from contracts_abi import publish
 from contracts_abi.devchain import Ganache
 from datastore.engine import make_engine
 from datastore.jobs import JobStore
-from operator_engine.api import SHUTDOWN_REASON, Engine
+from operator_engine.api import SHUTDOWN_REASON
 from operator_engine.backends.base import JOB_LABEL
 from operator_engine.backends.fake import FakeBackend
 from operator_engine.statuses import TERMINAL, JobStatus
@@ -44,6 +44,7 @@ from tests.provider.core_support import fake_web3, make_settings
 from tidewater import stack
 from tidewater.client import ProviderClient
 from tidewater.demo_roles import Asset, Consumer, Publisher
+from tidewater.engine_config import build_engine
 
 pytestmark = pytest.mark.integration
 
@@ -351,7 +352,7 @@ def app_routes(tmp_path: Path) -> list[tuple[str, str]]:
     """(method, path) of every route of the provider app, read from its url_map."""
     (tmp_path / "routes").mkdir()
     settings = make_settings(tmp_path / "routes")
-    engine = Engine.from_settings(settings, backend=FakeBackend(lambda *_a: (0, False, b"")))
+    engine = build_engine(settings, backend=FakeBackend(lambda *_a: (0, False, b"")))
     app: Flask = create_app(settings, engine=engine, web3=fake_web3())
     routes = []
     for rule in app.url_map.iter_rules():

@@ -1,4 +1,4 @@
-"""provider.signatures: the signed-text format, sign → recover round trips, malformed input."""
+"""provider.signatures: sign → recover round trips, digests, malformed input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import provider.signatures as signatures
 from provider.errors import SignatureError
-from provider.signatures import message_digest, nonce_text, recover_signer, sign_text, signed_text
+from provider.signatures import message_digest, nonce_text, recover_signer, sign_text
 
 KEYS = st.binary(min_size=32, max_size=32).filter(
     lambda b: 0 < int.from_bytes(b, "big") < 2**256 - 2**128
@@ -56,10 +56,6 @@ def test_not_personal_sign_of_the_text() -> None:
     personal = Account.sign_message(encode_defunct(text="hello"), key)
     recovered = recover_signer("hello", "0x" + bytes(personal.signature).hex())
     assert recovered != Account.from_key(key).address
-
-
-def test_signed_text_appends_the_nonce_as_sent() -> None:
-    assert signed_text("0xabc" + "job", "1.50") == "0xabcjob1.50"
 
 
 @pytest.mark.parametrize(

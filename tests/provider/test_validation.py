@@ -1,4 +1,4 @@
-"""Every validation message provider-core produces, each triggered for real (PROTOCOL.md §1).
+"""Every validation message provider-core produces, each triggered for real (docs/protocol.md §1).
 
 Each row: a request a client could send, the expected status, and the exact ``errors`` body
 (validation layer) or ``error`` body (business rules). Nothing is changed by any of them.
@@ -12,6 +12,7 @@ import pytest
 from eth_account import Account
 from flask.testing import FlaskClient
 
+from provider.request_auth import decrypt_text, result_text
 from provider.signatures import sign_text
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
     CHAIN_ID,
@@ -37,7 +38,7 @@ def _sig(key: str, text: str, v: int | None = None) -> str:
 
 def _result(**over: Any) -> dict[str, Any]:
     query: dict[str, Any] = {"consumerAddress": ME, "jobId": "j1", "index": "0", "nonce": "2"}
-    query["signature"] = _sig(CONSUMER_KEY, ME + "j1" + "0" + "2")
+    query["signature"] = _sig(CONSUMER_KEY, result_text(ME, "j1", 0, "2"))
     query.update(over)
     return {k: v for k, v in query.items() if v is not None}
 
@@ -51,7 +52,7 @@ def _decrypt(**over: Any) -> dict[str, Any]:
         "flags": 2,
         "documentHash": "0x00",
         "nonce": "2",
-        "signature": _sig(CONSUMER_KEY, NFT + ME + str(CHAIN_ID) + "2"),
+        "signature": _sig(CONSUMER_KEY, decrypt_text(NFT, ME, CHAIN_ID, "2")),
     }
     body.update(over)
     return {k: v for k, v in body.items() if v is not None}
@@ -215,7 +216,7 @@ ROWS: list[tuple[str, tuple[str, str], dict[str, Any], int, dict[str, Any]]] = [
     (
         "result-signature-v",
         GET_RESULT,
-        {"query_string": _result(signature=_sig(CONSUMER_KEY, ME + "j102", v=5))},
+        {"query_string": _result(signature=_sig(CONSUMER_KEY, result_text(ME, "j1", 0, "2"), v=5))},
         400,
         {"errors": {"signature": ["Invalid signature: v must be 0, 1, 27 or 28."]}},
     ),
@@ -229,21 +230,29 @@ ROWS: list[tuple[str, tuple[str, str], dict[str, Any], int, dict[str, Any]]] = [
     (
         "result-other-key",
         GET_RESULT,
-        {"query_string": _result(signature=_sig(OTHER_KEY, ME + "j1" + "0" + "2"))},
+        {"query_string": _result(signature=_sig(OTHER_KEY, result_text(ME, "j1", 0, "2")))},
         400,
         {"errors": {"signature": ["Invalid signature: the signer is not consumerAddress."]}},
     ),
     (
         "result-nonce-not-above-stored",
         GET_RESULT,
-        {"query_string": _result(nonce="1", signature=_sig(CONSUMER_KEY, ME + "j1" + "0" + "1"))},
+        {
+            "query_string": _result(
+                nonce="1", signature=_sig(CONSUMER_KEY, result_text(ME, "j1", 0, "1"))
+            )
+        },
         400,
         {"errors": {"signature": ["Invalid signature expected nonce (1) > current nonce (1)."]}},
     ),
     (
         "result-nonce-negative",
         GET_RESULT,
-        {"query_string": _result(nonce="-7", signature=_sig(CONSUMER_KEY, ME + "j1" + "0" + "-7"))},
+        {
+            "query_string": _result(
+                nonce="-7", signature=_sig(CONSUMER_KEY, result_text(ME, "j1", 0, "-7"))
+            )
+        },
         400,
         {"errors": {"signature": ["Invalid signature expected nonce (-7) > current nonce (1)."]}},
     ),
@@ -311,7 +320,7 @@ ROWS: list[tuple[str, tuple[str, str], dict[str, Any], int, dict[str, Any]]] = [
     (
         "decrypt-signer",
         POST_DECRYPT,
-        {"json": _decrypt(signature=_sig(OTHER_KEY, NFT + ME + str(CHAIN_ID) + "2"))},
+        {"json": _decrypt(signature=_sig(OTHER_KEY, decrypt_text(NFT, ME, CHAIN_ID, "2")))},
         400,
         {"errors": {"signature": ["Invalid signature: the signer is not decrypterAddress."]}},
     ),

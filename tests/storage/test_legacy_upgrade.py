@@ -13,7 +13,6 @@ from datastore.asset_index import AssetIndex
 from datastore.escrow_ledger import EscrowLedger
 from datastore.jobs import JobStore
 from datastore.node_records import NodeJobs, RevokedTokens
-from operator_engine.api import Engine as JobEngine
 from operator_engine.backends.fake import FakeBackend
 from operator_engine.credentials import CredentialStore
 from operator_engine.statuses import TERMINAL, JobStatus
@@ -22,6 +21,7 @@ from provider.nonces import NonceStore
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import request
 from tests.storage.conftest import LEGACY_CREDENTIALS_KEY
+from tidewater.engine_config import build_engine
 from tidewater.settings import Settings
 
 OWNER = "0xabc0000000000000000000000000000000000001"
@@ -95,7 +95,7 @@ def test_upgrade_keeps_environments_and_the_provider_state(legacy_db: Engine) ->
 def test_the_engine_starts_on_the_old_store_and_runs_its_jobs(
     legacy_url: str, tmp_path: Path, file_server: FileServer
 ) -> None:
-    """``Engine.from_settings`` (what serve and engine run) upgrades the store; its sweep then
+    """``build_engine`` (what serve and engine run) upgrades the store; its sweep then
     takes the jobs the old release left in flight and every job ends, none lost."""
     file_server.files["/d.csv"] = b"a,b\n1,2\n"
     settings = Settings(
@@ -104,7 +104,7 @@ def test_the_engine_starts_on_the_old_store_and_runs_its_jobs(
         pull_images=False,
         allow_non_public_ip=True,
     )
-    engine = JobEngine.from_settings(settings, backend=FakeBackend())
+    engine = build_engine(settings, backend=FakeBackend())
     try:
         assert migrate.current(engine.db) == migrate.head()
         before = {job.job_id: job.status for job in engine.find(OWNER)}

@@ -4,6 +4,7 @@ schema that the release before migrations (9cb36ad) made with ``create_all``."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,3 +111,26 @@ def test_processes_upgrading_one_new_store_at_once_do_not_race(store_url: str) -
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_a_store_from_a_newer_version_is_refused_with_a_clear_error(
+    fresh_db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from operator_engine.api import EngineError
+    from operator_engine.backends.fake import FakeBackend
+    from tidewater.cli import main
+    from tidewater.engine_config import build_engine
+    from tidewater.settings import Settings
+
+    with fresh_db.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(migrate.SchemaError, match="revision 9999, which this tidewater"):
+        migrate.upgrade(fresh_db)
+    url = fresh_db.url.render_as_string(hide_password=False)
+    settings = Settings(data_dir=tmp_path / "data", db_url=url, pull_images=False)
+    with pytest.raises(EngineError, match="a newer tidewater made it"):
+        build_engine(settings, backend=FakeBackend())
+    monkeypatch.setenv("TIDEWATER_DB", url)
+    monkeypatch.setenv("TIDEWATER_DATA_DIR", str(tmp_path / "cli"))
+    assert main(["db", "upgrade"]) == 2
+    assert migrate.current(fresh_db) == "9999"  # nothing was touched

@@ -34,6 +34,10 @@ def test_key_is_normalized_and_hidden_from_repr() -> None:
         ({"TIDEWATER_DISK_QUOTA": "xfs"}, "TIDEWATER_DISK_QUOTA"),
         ({"AUTHORIZED_DECRYPTERS": "0x12, aquarius"}, "AUTHORIZED_DECRYPTERS"),
         ({"TIDEWATER_PULL_IMAGES": "sometimes"}, "TIDEWATER_PULL_IMAGES"),
+        ({"TIDEWATER_LEASE_SECONDS": "soon"}, "TIDEWATER_LEASE_SECONDS"),
+        ({"TIDEWATER_POLL_SECONDS": "0"}, "TIDEWATER_POLL_SECONDS"),
+        ({"TIDEWATER_SWEEP_SECONDS": "-1"}, "TIDEWATER_SWEEP_SECONDS"),
+        ({"TIDEWATER_FETCH_TIMEOUT": "inf"}, "TIDEWATER_FETCH_TIMEOUT"),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], names: str) -> None:
@@ -51,6 +55,30 @@ def test_authorized_decrypters_are_a_lowercased_address_list() -> None:
     assert Settings.from_env({}).authorized_decrypters == ()
     parsed = Settings.from_env({"AUTHORIZED_DECRYPTERS": f" {a},{b} ,"}).authorized_decrypters
     assert parsed == (a.lower(), b.lower())
+
+
+def test_engine_tunables_are_settings() -> None:
+    s = Settings.from_env(
+        {
+            "TIDEWATER_LEASE_SECONDS": "12",
+            "TIDEWATER_POLL_SECONDS": "0.25",
+            "TIDEWATER_SWEEP_SECONDS": "60",
+            "TIDEWATER_FETCH_TIMEOUT": "5.5",
+        }
+    )
+    assert (s.lease_seconds, s.poll_seconds, s.sweep_seconds, s.fetch_timeout) == (
+        12.0,
+        0.25,
+        60.0,
+        5.5,
+    )
+    d = Settings.from_env({})
+    assert (d.lease_seconds, d.poll_seconds, d.sweep_seconds, d.fetch_timeout) == (
+        Settings().lease_seconds,
+        Settings().poll_seconds,
+        Settings().sweep_seconds,
+        Settings().fetch_timeout,
+    )
 
 
 def test_pulling_missing_images_is_on_unless_turned_off() -> None:

@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{revision} (newest: {head}; run `tidewater db upgrade`)")
         return 0
+    except migrate.SchemaError as exc:
+        raise CommandError(str(exc)) from None
     except sa.exc.SQLAlchemyError as exc:
         raise CommandError(f"store {settings.db_url}: {exc}") from None
     finally:

@@ -43,7 +43,7 @@ from tidewater.stack import file_server, provider_server
 HELP = "run the whole flow locally: chain, provider, publish, order, compute, verified results"
 
 ENV_ID = "tidewater-demo"
-#: Fee the demo environment charges, in Ocean per minute of ``validUntil`` (PROTOCOL §4).
+#: Fee the demo environment charges, in Ocean per minute of ``validUntil`` (docs/protocol.md §4).
 PRICE_PER_MINUTE = 1
 FEE_WINDOW_SECONDS = 600
 DOCKER_FIX = (
@@ -268,7 +268,7 @@ def _run(args: argparse.Namespace, job_ids: list[str]) -> int:
         user = Consumer(w3, consumer, api)
         with out.step(
             "consumer: initializeCompute, then order both assets with the provider fees",
-            "the error names the failed check; see PROTOCOL.md §5 for the order rules",
+            "the error names the failed check; see docs/protocol.md §5 for the order rules",
         ):
             ds_item, algo_item, quote = user.order(dataset, algorithm, env, FEE_WINDOW_SECONDS)
             fee = int(quote["datasets"][0]["providerFee"]["providerFeeAmount"]) / ONE

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import signal
@@ -26,11 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lease-seconds",
         type=float,
-        default=30.0,
-        help="this worker's lease on its jobs (default 30): each heartbeat stores its expiry, "
-        "and a job whose lease expired is recovered by another worker",
+        default=None,
+        help="this worker's lease on its jobs (TIDEWATER_LEASE_SECONDS): each heartbeat stores "
+        "its expiry, and a job whose lease expired is recovered by another worker",
     )
-    parser.add_argument("--poll-seconds", type=float, default=0.5, help="idle claim interval")
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=None,
+        help="idle claim interval (TIDEWATER_POLL_SECONDS)",
+    )
     parser.add_argument(
         "--no-pull", action="store_true", help="never pull missing images (status 32 instead)"
     )
@@ -48,8 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def with_arguments(settings: Settings, args: argparse.Namespace) -> Settings:
+    """``settings`` with the command line's overrides (a flag left out keeps the setting)."""
+    overrides = {
+        "workers": args.workers,
+        "lease_seconds": args.lease_seconds,
+        "poll_seconds": args.poll_seconds,
+        "pull_images": False if args.no_pull else None,
+    }
+    return settings.with_(**{k: v for k, v in overrides.items() if v is not None})
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = with_arguments(Settings.from_env(), args)
     if args.backend and not args.dry_run:
         raise CommandError(
             "--backend is used with --dry-run only: an engine runs each environment's jobs on "
@@ -60,14 +75,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    workers = settings.workers if args.workers is None else args.workers
-    return run_engine(
-        settings,
-        workers=workers,
-        lease_seconds=args.lease_seconds,
-        poll_seconds=args.poll_seconds,
-        pull=settings.pull_images and not args.no_pull,
-    )
+    return run_engine(settings, workers=settings.workers, pull=settings.pull_images)
 
 
 def dry_run(settings: Settings, backend: str | None) -> int:
@@ -103,8 +111,6 @@ def run_engine(
     settings: Settings,
     *,
     workers: int,
-    lease_seconds: float = 30.0,
-    poll_seconds: float = 0.5,
     pull: bool | None = None,
     ready: Callable[[], None] = lambda: None,
 ) -> int:
@@ -114,19 +120,18 @@ def run_engine(
     ``ready()`` once the workers run. ``tidewater engine`` and ``tidewater serve``'s engine
     process both run this."""
     from datastore.migrate import schema_lock
-    from operator_engine.api import Engine, EngineError
+    from operator_engine.api import EngineError
     from operator_engine.backends.base import BackendError
     from operator_engine.environments import EnvironmentConfigError
+    from tidewater.engine_config import build_engine
 
     if workers < 1:
         raise CommandError("--workers must be at least 1")
     if pull is not None:
-        settings = dataclasses.replace(settings, pull_images=pull)
+        settings = settings.with_(pull_images=pull)
     try:
         with schema_lock(Path(settings.data_dir)):  # serve's HTTP workers start alongside
-            engine = Engine.from_settings(
-                settings, lease_seconds=lease_seconds, poll_seconds=poll_seconds
-            )
+            engine = build_engine(settings)
         engine.environments()  # a malformed environments file stops start-up here
         engine.backend.ping()  # a backend that cannot be reached stops start-up here
     except (EngineError, EnvironmentConfigError, BackendError) as exc:

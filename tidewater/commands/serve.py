@@ -14,15 +14,19 @@ is gunicorn's master and the API only queues jobs for a separate ``tidewater eng
 Start-up: the API answers before any job is recovered; the engine's first worker sweeps
 (resumes or ends abandoned jobs) in its own thread.
 
-Stopping: SIGTERM is graceful. gunicorn stops accepting and finishes its requests (up to
-``graceful_timeout``, 30 s); the engine claims nothing more, jobs not yet running (10-30) stay
-queued to resume at the next start, jobs past their run (50, 60) finish, and a running
-algorithm (40) gets ``TIDEWATER_STOP_GRACE`` seconds (default 20) to finish; after that its
-container is stopped and the job ends at 7 (``stopped: the provider shut down while the
-algorithm ran``) with its logs as results. The engine logs what became of each job. SIGINT, or
-a second signal, does the same without the grace. Bad settings (no ``PROVIDER_PRIVATE_KEY``, an
-unreachable chain, the container backend down, a malformed environments file) are refused before
-anything serves, with one line naming the problem.
+Stopping: SIGTERM is graceful. gunicorn stops accepting and gives its requests up to
+``graceful_timeout`` (30 s; a log stream still open then is cut). The engine claims nothing
+more (:meth:`operator_engine.api.Engine.shutdown`): a job that has not run yet (10-30) stops at
+its next stage boundary, waited for up to 2 s (a stage still busy then, such as a slow
+download, is cut off by the process exit), keeps its status and resumes at the next start;
+jobs past their run (50, 60) finish; a running algorithm (40) gets ``TIDEWATER_STOP_GRACE``
+seconds (default 20) to finish, after which its container is stopped and the job ends at 7
+(``stopped: the provider shut down while the algorithm ran``) with its logs as results. The
+engine logs what became of each job it held. SIGINT, or a second signal, does the same without
+the grace; a child still running ``TIDEWATER_STOP_GRACE`` + 40 s into a stop is killed
+(:class:`tidewater.processes.Supervisor`). Bad settings (no ``PROVIDER_PRIVATE_KEY``, an
+unreachable chain, the container backend down, a malformed environments file) are refused
+before anything serves, with one line naming the problem.
 """
 
 from __future__ import annotations
@@ -131,9 +135,10 @@ def preflight(settings: Settings, *, engine: bool) -> list[int]:
         raise CommandError(f"compute environments: {exc}") from None
     if engine:
         from operator_engine.backends.base import DEFAULT_PLATFORM, BackendError, build
+        from tidewater.engine_config import engine_config
 
         try:
-            backend = build(DEFAULT_PLATFORM, settings)
+            backend = build(DEFAULT_PLATFORM, engine_config(settings))
             try:
                 backend.ping()
             finally:
@@ -223,6 +228,7 @@ def serve_api(
     from gunicorn.app.base import BaseApplication
 
     from datastore.migrate import schema_lock
+    from operator_engine.api import EngineError
     from operator_engine.environments import EnvironmentConfigError
     from provider.app import create_app
     from provider.chains import ChainUnavailableError
@@ -240,7 +246,7 @@ def serve_api(
             try:
                 with schema_lock(Path(settings.data_dir)):  # one process upgrades the schema
                     return create_app(settings)
-            except (ChainUnavailableError, EnvironmentConfigError) as exc:
+            except (ChainUnavailableError, EnvironmentConfigError, EngineError) as exc:
                 raise CommandError(str(exc)) from None
 
     def _child_exit(_server: Any, worker: Any) -> None:

@@ -26,6 +26,7 @@ from tests.engine.backend_conformance.targets import (
 )
 from tests.engine.conftest import FileServer
 from tests.engine.helpers import env, request, settings_for
+from tidewater.engine_config import build_engine
 
 DATA = b"x,y\n1,2\n3,4\n"
 TARGETS: dict[str, Callable[[pytest.FixtureRequest], Target]] = {
@@ -67,7 +68,7 @@ class Harness:
         envs = [env(platform=self.target.platform, **env_over)]
         settings = settings_for(self.tmp_path, envs, allow_non_public_ip=True)
         backend = GatedBackend(self.target.make_backend(), gate or Gate())
-        engine = Engine.from_settings(settings, backend=backend, poll_seconds=0.05)  # type: ignore[arg-type]
+        engine = build_engine(settings, backend=backend, poll_seconds=0.05)  # type: ignore[arg-type]
         self.engines.append(engine)
         return engine
 
