@@ -69,7 +69,7 @@ def _request(url: str, image: str, env_id: str) -> JobRequest:
 
 def hardened_run_cmd(image: str, folder: Path, cpus: float, ram_bytes: int) -> list[str]:
     """``docker run`` with the isolation the engine gives a job's container (mirrors
-    ``DockerRunner.start``: no network, read-only root, no capabilities, no new privileges,
+    ``DockerBackend.start``: no network, read-only root, no capabilities, no new privileges,
     nobody's uid, private IPC, PID/memory/CPU/ulimit limits, a small noexec /tmp, no log
     driver, the five /data bind mounts): what the same container costs without the engine."""
     mounts = []
