@@ -100,6 +100,8 @@ class Engine(WorkerThreads):
             config.environments_file, self.store, platform_unavailable=backends.unavailable
         )
         keys = config.provider_keys
+        #: Escrow locks and claims of paid (C2D v2) jobs (the provider locks through it).
+        self.settlement: Settlement = settlement or default_settlement(config, db)
         self.services = Services(
             store=self.store,
             backends=backends,
@@ -109,12 +111,10 @@ class Engine(WorkerThreads):
             storage=config.storage,
             lease_seconds=config.lease_seconds,
             fetch_timeout=config.fetch_timeout,
-            settlement=settlement or default_settlement(config, db),
+            settlement=self.settlement,
             credentials=CredentialStore(db, config.credentials_key),
             receipt_signer=provider_signer(keys.get(0), {c: k for c, k in keys.items() if c}),
         )
-        #: Escrow locks and claims of paid (C2D v2) jobs (the provider locks through it).
-        self.settlement: Settlement = self.services.settlement
         self._stopping = self.services.stopping
         self.poll_seconds = config.poll_seconds
         self.sweep_seconds = config.sweep_seconds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from datastore.jobs import ResultRecord
 from operator_engine.backends.base import Backend, JobWorkspace
@@ -13,6 +13,10 @@ from operator_engine.lifecycle import Kind
 from operator_engine.models import ComputeEnvironment, JobRequest
 from operator_engine.storage import StorageConfig
 from operator_engine.workspace import CONFIGURE_LOG, PUBLISH_LOG
+
+if TYPE_CHECKING:
+    from operator_engine.receipt_writer import Signer
+    from operator_engine.settlement import Settlement
 
 
 @dataclass(frozen=True)
@@ -55,16 +59,16 @@ class JobContext:
     backend: Backend
     allow_non_public_ip: bool
     is_cancelled: Callable[[], bool]
+    fetch_timeout: float  # EngineConfig's (one default, in the shell's Settings)
     on_container: Callable[[str], object] = lambda _cid: None
     should_yield: Callable[[], bool] = lambda: False  # the engine is shutting down
-    fetch_timeout: float = 30.0
-    settlement: Any = None  # operator_engine.settlement.Settlement for paid (escrow) jobs
+    settlement: Settlement | None = None  # paid (escrow) jobs
     storage: StorageConfig | None = None  # gateways and RPC URLs; None: url files only
     #: the environment's stored platform credential (``credentialsId``), if any
     registry_credential: Credential | None = None
     #: signs a receipt's facts for a chain id (operator_engine.receipt_writer.Signer); None: no
     #: receipts (no provider key)
-    receipt_signer: Callable[[Any, int | None], dict[str, Any]] | None = None
+    receipt_signer: Signer | None = None
     state: StageState = field(default_factory=StageState)
 
     @property

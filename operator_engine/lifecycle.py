@@ -203,6 +203,20 @@ def stamps(to: JobStatus, now: datetime) -> dict[str, Any]:
     return {}
 
 
+def ending(current: JobStatus, wanted: JobStatus) -> JobStatus:
+    """The status a job at in-flight ``current`` ends at when a stage asks for ``wanted``:
+    ``wanted`` when the table allows the move, else the crash map's code for ``current`` (a
+    stage that asks for a move the table refuses is a bug; the job must still end, not wait
+    at ``current`` for a sweep that would refuse it again).
+
+    >>> ending(S.RUNNING, S.RUN_FAILED).value, ending(S.CONFIGURING, S.RUN_FAILED).value
+    (41, 31)
+    """
+    if is_allowed(current, wanted):
+        return wanted
+    return CRASH_FAILURE.get(current, S.STOPPED)
+
+
 def is_allowed(from_: JobStatus | None, to: JobStatus) -> bool:
     """True when a job may move ``from_`` → ``to`` (``None``: a new job, queued at 1)."""
     if from_ is None:

@@ -21,7 +21,7 @@ from operator_engine.backends.base import JobWorkspace
 from operator_engine.configure import configure
 from operator_engine.context import JobContext, Kind, Outcome
 from operator_engine.egress import filter_outputs
-from operator_engine.lifecycle import CRASH_FAILURE, FAILURE, Stage, stop_reason
+from operator_engine.lifecycle import CRASH_FAILURE, FAILURE, Stage, ending, stop_reason
 from operator_engine.metrics import observe_stage
 from operator_engine.models import utcnow
 from operator_engine.provision import provision
@@ -124,8 +124,12 @@ def finish(ctx: JobContext, store: JobStore, current: JobStatus) -> JobStatus:
 
 
 def fail(ctx: JobContext, store: JobStore, current: JobStatus, outcome: Outcome) -> JobStatus:
-    """End the job at the status ``outcome`` maps to, logs published, inputs removed."""
-    status = FAILURE[outcome.kind]
+    """End the job at the status ``outcome`` maps to (if the table allows that move from
+    ``current``; else at the crash map's code), logs published, inputs removed."""
+    wanted = FAILURE[outcome.kind]
+    status = ending(current, wanted)
+    if status is not wanted:
+        log.error("job %s: failed at %d, not a move from %d", ctx.job_id, wanted, current)
     receipt = None
     if current >= S.RUNNING:  # the algorithm ran: the owner gets a receipt of what it did
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datastore.jobs import JobStore, TransitionError
 from operator_engine import file_objects, pipeline
@@ -36,6 +36,10 @@ from operator_engine.statuses import TERMINAL, JobStatus
 from operator_engine.storage import StorageConfig
 from operator_engine.workspace import PUBLISH_LOG, JobFolder
 
+if TYPE_CHECKING:
+    from operator_engine.receipt_writer import Signer
+    from operator_engine.settlement import Settlement
+
 log = logging.getLogger(__name__)
 
 
@@ -48,16 +52,16 @@ class Services:
     registry: EnvironmentRegistry
     data_dir: Path
     allow_non_public_ip: bool
-    lease_seconds: float = 30.0
-    fetch_timeout: float = 30.0
+    lease_seconds: float  # EngineConfig's (one default, in the shell's Settings)
+    fetch_timeout: float
     storage: StorageConfig | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
-    settlement: Any = None  # operator_engine.settlement.Settlement (escrow-paid jobs)
+    settlement: Settlement | None = None  # escrow-paid jobs
     credentials: CredentialStore | None = None
     #: Set by an engine with worker threads: takes a recovered job (id, status, resume stage,
     #: holder) for one of its threads to run; False = run it in the sweeping thread.
     hand_off: Callable[[str, JobStatus, Stage, str], bool] | None = None
-    receipt_signer: Any = None  # operator_engine.receipt_writer.Signer (needs the provider key)
+    receipt_signer: Signer | None = None  # None: no provider key, no receipts
 
     def folder(self, job_id: str) -> JobFolder:
         """The job's folder in the data dir (where every backend brings its results)."""

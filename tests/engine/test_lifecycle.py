@@ -335,3 +335,31 @@ def test_a_drain_finishes_once_its_last_job_ends(tmp_path: Path) -> None:
     assert finish_drains(store) == ["api-env"]
     # an available one is never drained
     assert [r.id for r in store.environments.rows()] == ["idle"]
+
+
+def test_a_stage_failure_the_table_refuses_ends_the_job_at_the_crash_code(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stage at 20 that reports a run failure (41 is no move from 20) must still end its job
+    (at the crash map's 31), not leave it at 20 for a sweep that would refuse the move again."""
+    from types import SimpleNamespace
+
+    from operator_engine import pipeline
+    from operator_engine.context import Outcome
+
+    engine = _engine(tmp_path)
+    job = engine.submit(request(files=[]))
+    assert engine.store.claim("w", engine.services.schedulable_envs()) is not None
+    engine.store.transition(job.job_id, S.STARTED, S.CONFIGURING)
+    ctx = SimpleNamespace(  # the parts of a JobContext that fail() reads
+        job_id=job.job_id,
+        env=engine.registry.entries()["test-env"].env,
+        workspace=engine.services.workspace(job.job_id),
+    )
+    outcome = Outcome(Kind.RUN_FAILED, "boom")
+    ended = pipeline.fail(ctx, engine.store, S.CONFIGURING, outcome)  # type: ignore[arg-type]
+    assert ended is S.DATA_PROVISIONING_FAILED
+    row = engine.store.row(job.job_id)
+    assert row is not None and row.status == S.DATA_PROVISIONING_FAILED
+    assert "failed at 41, not a move from 20" in caplog.text
+    _assert_history_matches(engine.store, job.job_id)
