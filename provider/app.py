@@ -18,6 +18,7 @@ from flask import Flask, Response, current_app, g, has_request_context, request
 from sqlalchemy import Engine as SqlEngine
 from web3 import Web3
 
+from operator_engine.models import Job
 from provider.assets import AssetResolver, build_resolver
 from provider.chain import ChainUnavailable
 from provider.chains import (
@@ -29,7 +30,7 @@ from provider.chains import (
 )
 from provider.chains import ChainUnavailableError as ChainUnavailableError  # re-exported
 from provider.engine_port import EnginePort
-from provider.errors import register_error_handlers
+from provider.errors import ProviderError, register_error_handlers
 from provider.indexer import indexed_chain
 from provider.json_limits import install_json_limits
 from provider.logs import install_request_logging
@@ -161,6 +162,18 @@ class Services:
     @property
     def provider_account(self) -> LocalAccount:
         return self.default_chain.account
+
+    def owned_job(self, owner: str, job_id: str | None, did: str | None = None) -> Job:
+        """The job ``job_id`` when ``owner`` owns it (and, given ``did``, it read that asset);
+        otherwise 404 — the same answer whether the job is missing or someone else's."""
+        job = self.engine.get(job_id) if job_id else None
+        if (
+            job is None
+            or job.owner.lower() != owner.lower()
+            or (did is not None and did not in job.input_dids)
+        ):
+            raise ProviderError("Job not found", 404)
+        return job
 
     @property
     def provider_address(self) -> str:

@@ -55,21 +55,13 @@ def compute_status() -> ResponseReturnValue:
     return jsonify(views)
 
 
-def owned_job(svc: Services, owner: str, job_id: str | None) -> Job:
-    """The job ``job_id`` when ``owner`` owns it; otherwise 404 (same answer for both)."""
-    job = svc.engine.get(job_id) if job_id else None
-    if job is None or job.owner.lower() != owner.lower():
-        raise ProviderError("Job not found", 404)
-    return job  # type: ignore[no-any-return]
-
-
 @bp.put(f"{API}/compute")
 def compute_stop() -> ResponseReturnValue:
     params = request_params()
     require(params, "jobId")
     svc = services()
     consumer = authenticate(svc, params, "stopCompute")
-    job = owned_job(svc, consumer, text_param(params, "jobId"))
+    job = svc.owned_job(consumer, text_param(params, "jobId"))
     try:
         stopped = svc.engine.stop(job.job_id, stopreq=StopReason.OWNER)
     except JobNotFound:

@@ -20,7 +20,6 @@ from provider.logstream import log_response
 from provider.node import bp
 from provider.node.auth import authenticate, bearer
 from provider.node.discovery import API
-from provider.node.jobs import owned_job
 from provider.params import (
     lookup,
     request_params,
@@ -53,7 +52,7 @@ def compute_result() -> ResponseReturnValue:
     params = request_params()
     consumer, job_id, index_text = result_params(params)
     _verify_result_request(svc, consumer, job_id, index_text, params)
-    return result_response(svc, owned_job(svc, consumer, job_id), int(index_text))
+    return result_response(svc, svc.owned_job(consumer, job_id), int(index_text))
 
 
 @bp.get(f"{API}/computeStreamableLogs")
@@ -62,7 +61,7 @@ def compute_streamable_logs() -> ResponseReturnValue:
     params = request_params()
     require(params, "consumerAddress", "jobId")
     consumer = authenticate(svc, params, "getComputeStreamableLogs")
-    job = owned_job(svc, consumer, text_param(params, "jobId"))
+    job = svc.owned_job(consumer, text_param(params, "jobId"))
     env = svc.engine.environment(job.environment)
     limit = (env.max_job_duration if env is not None else 3600) + 600
     locate = svc.engine.services.folder(job.job_id).live_algorithm_log

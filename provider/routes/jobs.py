@@ -32,7 +32,7 @@ from flask.typing import ResponseReturnValue
 from operator_engine.api import JobNotFound
 from operator_engine.lifecycle import StopReason
 from operator_engine.statuses import JobStatus, status_text
-from provider.app import Services, services
+from provider.app import services
 from provider.errors import ProviderError, SignatureError
 from provider.params import address_param, lookup, request_params, require, text_param
 from provider.request_auth import (
@@ -47,18 +47,6 @@ from provider.request_auth import (
 
 bp = Blueprint("jobs", __name__)
 PATH = "/api/services/compute"
-
-
-def _owned_job(svc: Services, owner: str, job_id: str, did: str | None) -> Any:
-    """The job ``job_id`` when ``owner`` owns it (and it read ``did``), else 404."""
-    job = svc.engine.get(job_id)
-    if (
-        job is None
-        or job.owner.lower() != owner.lower()
-        or (did is not None and did not in job.input_dids)
-    ):
-        raise ProviderError("Job not found", 404)
-    return job
 
 
 def _signed_params(params: dict[str, Any]) -> tuple[str, str, str | None, str]:
@@ -98,7 +86,7 @@ def stop() -> ResponseReturnValue:
             svc.nonces.consume(consumer, nonce)
     else:
         raise SignatureError("Invalid signature: the signer is not consumerAddress.")
-    job = _owned_job(svc, consumer, job_id, did)
+    job = svc.owned_job(consumer, job_id, did)
     try:
         stopped = svc.engine.stop(job.job_id, stopreq=StopReason.OWNER)
     except JobNotFound:  # deleted meanwhile
@@ -116,7 +104,7 @@ def delete() -> ResponseReturnValue:
         verify_request(consumer, signature, lookup(params, "nonce"), layout, store=svc.nonces)
     else:
         verify_with_next_nonce(consumer, signature, layout, store=svc.nonces)
-    job = _owned_job(svc, consumer, job_id, did)
+    job = svc.owned_job(consumer, job_id, did)
     try:
         body = svc.engine.delete(job.job_id).to_ocean()
     except JobNotFound:  # deleted meanwhile

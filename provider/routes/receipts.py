@@ -27,9 +27,7 @@ def compute_receipt() -> ResponseReturnValue:
     consumer = address_param(params, "consumerAddress")
     job_id = text_param(params, "jobId")
     assert consumer is not None and job_id is not None
-    job = svc.engine.get(job_id)
-    if job is None or job.owner.lower() != consumer.lower():
-        raise ProviderError("Job not found", 404)
+    job = svc.owned_job(consumer, job_id)
     index = next((r.index for r in job.results if r.type == RESULT_TYPE), None)
     if index is None:
         raise ProviderError("This job has no receipt (yet): receipts are written when it ends", 404)

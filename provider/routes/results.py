@@ -69,9 +69,7 @@ def compute_result() -> ResponseReturnValue:
         partial(result_text, consumer, job_id, index_text),
         store=svc.nonces,
     )
-    job = svc.engine.get(job_id)
-    if job is None or job.owner.lower() != consumer.lower():
-        raise ProviderError("Job not found", 404)
+    job = svc.owned_job(consumer, job_id)
     return result_response(svc, job, int(index_text))
 
 
@@ -90,9 +88,7 @@ def compute_logs() -> ResponseReturnValue:
         partial(logs_text, consumer, job_id),
         store=svc.nonces,
     )
-    job = svc.engine.get(job_id)
-    if job is None or job.owner.lower() != consumer.lower():
-        raise ProviderError("Job not found", 404)
+    job = svc.owned_job(consumer, job_id)
     env = svc.engine.environment(job.environment)
     limit = (env.max_job_duration if env is not None else 3600) + 600
     locate = svc.engine.services.folder(job.job_id).live_algorithm_log
