@@ -23,6 +23,10 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: SQLite connections kept open per process: more than a process's threads that read at once
+#: (gunicorn threads, engine workers and loops), so a checkout never opens a new connection
+#: (which costs its PRAGMAs and an open/close of three files).
+SQLITE_POOL_SIZE = 32
 READ_ONLY_OPTION = "tidewater_read_only"
 
 
@@ -70,15 +74,18 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    pool: dict[str, int] = {}
     if (
         parsed.database
         and parsed.database != ":memory:"
         and not parsed.database.startswith("file:")
     ):
         _private_sqlite_file(Path(parsed.database).expanduser())
+        pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_SIZE}
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        **pool,  # type: ignore[arg-type]
     )
 
     @event.listens_for(engine, "connect")

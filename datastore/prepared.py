@@ -46,24 +46,52 @@ class PreparedRead:
         self._compiled[_dialect_key(dialect)] = entry
         return entry
 
+    def _entry(self, dialect: Dialect) -> tuple[str, Sequence[str] | None, list[Any]]:
+        return self._compiled.get(_dialect_key(dialect)) or self._compile(dialect)
+
     def run(self, cursor: Any, dialect: Dialect, params: dict[str, Any]) -> list[Any]:
         """Execute on a DBAPI ``cursor`` of ``dialect`` (see :func:`raw_reading`)."""
-        sql, order, processors = self._compiled.get(_dialect_key(dialect)) or self._compile(dialect)
+        make = self.maker(dialect)
+        return [make(raw) for raw in self._fetch(cursor, dialect, params)]
+
+    def _fetch(self, cursor: Any, dialect: Dialect, params: dict[str, Any]) -> list[Any]:
+        sql, order, _processors = self._entry(dialect)
         cursor.execute(sql, [params[name] for name in order] if order is not None else params)
+        return cursor.fetchall()  # type: ignore[no-any-return]
+
+    def maker(self, dialect: Dialect) -> Any:
+        """The function that turns one raw DBAPI row of :meth:`fetch` into a named row."""
+        processors = self._entry(dialect)[2]
         make = self._row._make
         if not any(processors):
-            return [make(raw) for raw in cursor.fetchall()]
-        return [
-            make(
-                [value if p is None else p(value) for p, value in zip(processors, raw, strict=True)]
-            )
-            for raw in cursor.fetchall()
-        ]
+            return make
+        return lambda raw: make(
+            [value if p is None else p(value) for p, value in zip(processors, raw, strict=True)]
+        )
+
+    def fetch(self, engine: Engine, **params: Any) -> list[Any]:
+        """The raw DBAPI rows for ``params`` (values not yet processed: see :meth:`maker`), for
+        a caller that needs only some rows processed. One statement reads one snapshot, so on
+        SQLite it runs without ``BEGIN``/``ROLLBACK`` (autocommit: two fewer calls into SQLite,
+        each of which releases and retakes the GIL); elsewhere in the driver's implicit
+        transaction."""
+        if not is_sqlite(engine):
+            with raw_reading(engine) as cursor:
+                return self._fetch(cursor, engine.dialect, params)
+        connection = engine.raw_connection()  # pool checkout
+        try:
+            cursor = connection.cursor()
+            try:
+                return self._fetch(cursor, engine.dialect, params)
+            finally:
+                cursor.close()
+        finally:
+            connection.close()  # back to the pool (its reset finds no transaction to end)
 
     def rows(self, engine: Engine, **params: Any) -> list[Any]:
-        """All rows for ``params``, in a read transaction of their own."""
-        with raw_reading(engine) as cursor:
-            return self.run(cursor, engine.dialect, params)
+        """All rows for ``params``, processed (see :meth:`fetch`)."""
+        make = self.maker(engine.dialect)
+        return [make(raw) for raw in self.fetch(engine, **params)]
 
 
 @contextmanager
