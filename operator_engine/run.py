@@ -117,9 +117,9 @@ def _budget(ctx: JobContext) -> int:
 
 def run(ctx: JobContext) -> Outcome:
     """Start the container in the job's writable area and supervise it to its end."""
-    backend = ctx.backend
-    for cid, _job in backend.containers(ctx.job_id):  # leftovers of an interrupted attempt
-        backend.remove(cid)
+    # No container of the job can exist yet: a job enters 40 once (the store's guarded 30 -> 40
+    # move) and a run interrupted at 40 is never repeated (it ends at 41; the sweep removes
+    # its container). So no listing of leftovers here.
     budget = _budget(ctx)
     max_entries = ctx.env.egress.max_files * 10 + 1000
     try:
@@ -201,8 +201,11 @@ def _supervise(
 ) -> Outcome | None:
     """Wait for the log stream to end (= the container ended); None when it ended by itself."""
     limit = time_limit(ctx)
-    deadline = time.monotonic() + limit
-    next_stop_check = next_disk_check = 0.0
+    now = time.monotonic()
+    deadline = now + limit
+    # the pipeline asked the store for a stop just before this stage: the next look is due
+    # one poll later (a no-op container is often over by then)
+    next_stop_check, next_disk_check = now + POLL_SECONDS, 0.0
     while True:
         follower.join(timeout=0.05)
         if not follower.is_alive():

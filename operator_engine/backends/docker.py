@@ -18,13 +18,14 @@ back-pressure, into the job's algorithm log.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import docker
 import docker.errors
 import requests
-from docker.types import DeviceRequest, Ulimit
+from docker.types import DeviceRequest, LogConfig, Ulimit
 from docker.types import Mount as DockerMount
 
 from contracts_abi.checksums import is_sha256_digest
@@ -38,6 +39,7 @@ from operator_engine.backends.base import (
     ImageError,
     RunArea,
 )
+from operator_engine.backends.docker_api import stream_client, tune
 from operator_engine.backends.folder import FolderBackend, area_paths
 from operator_engine.backends.quota import WritableArea
 
@@ -74,9 +76,10 @@ class DockerBackend(FolderBackend):
         self._own_client = client is None
         try:
             self.client = client or docker.from_env(timeout=60)
-            # Log streams last as long as the job: a client without a read timeout; the
-            # supervisor enforces time limits by killing the container, which ends the stream.
-            self._stream = docker.from_env(timeout=None).api  # type: ignore[arg-type]
+            #: the SDK's low-level client: one HTTP call per Docker operation (the high-level
+            #: models inspect the container again after create, get and reload)
+            self.api = tune(self.client.api)
+            self._stream = stream_client()  # for log streams: no read timeout
         except docker.errors.DockerException as exc:
             raise BackendError(f"Docker is not reachable ({exc}): start dockerd") from exc
         self.pull = pull
@@ -99,9 +102,10 @@ class DockerBackend(FolderBackend):
 
     # -- images ------------------------------------------------------------------------------
 
-    def _local(self, ref: str) -> Any | None:
+    def _local(self, ref: str) -> dict[str, Any] | None:
+        """The local image ``ref``'s inspect data, None when absent."""
         try:
-            return self.client.images.get(ref)
+            return dict(self.api.inspect_image(ref))
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as exc:
@@ -110,15 +114,15 @@ class DockerBackend(FolderBackend):
             raise BackendError(f"Docker image lookup failed: {exc.explanation}") from exc
 
     @staticmethod
-    def _matches(img: Any, checksum: str) -> bool:
-        digests = {d.split("@", 1)[-1] for d in img.attrs.get("RepoDigests") or []}
-        return checksum == img.id or checksum in digests
+    def _matches(img: dict[str, Any], checksum: str) -> bool:
+        digests = {d.split("@", 1)[-1] for d in img.get("RepoDigests") or []}
+        return checksum == img.get("Id") or checksum in digests
 
-    def _pull(self, ref: str, auth: dict[str, str] | None = None) -> Any | None:
+    def _pull(self, ref: str, auth: dict[str, str] | None = None) -> dict[str, Any] | None:
         if not self.pull:
             return None
         try:
-            return self.client.images.pull(ref, auth_config=auth)
+            return dict(self.client.images.pull(ref, auth_config=auth).attrs)
         except (docker.errors.APIError, requests.RequestException):
             return None
 
@@ -137,20 +141,20 @@ class DockerBackend(FolderBackend):
             for candidate in (ref, f"{name}@{checksum}"):
                 img = self._local(candidate)
                 if img is not None and self._matches(img, checksum):
-                    return str(img.id)
+                    return str(img["Id"])
             pulled = self._pull(f"{name}@{checksum}", auth)
             if pulled is not None and self._matches(pulled, checksum):
-                return str(pulled.id)
+                return str(pulled["Id"])
             present = self._local(ref)
             if present is not None:
                 raise ImageError(
-                    f"image {ref} is {present.id}, which does not match checksum {checksum}"
+                    f"image {ref} is {present['Id']}, which does not match checksum {checksum}"
                 )
             raise ImageError(f"image {name}@{checksum} is not present and could not be pulled")
         img = self._local(ref) or self._pull(ref, auth)
         if img is None:
             raise ImageError(f"image {ref} is not present and could not be pulled")
-        return str(img.id)
+        return str(img["Id"])
 
     def gpu_support(self) -> str | None:
         """None when this Docker engine has the NVIDIA runtime that GPU device requests need."""
@@ -172,17 +176,9 @@ class DockerBackend(FolderBackend):
             raise BackendError("the Docker backend runs only in its own workspaces' areas")
         paths = area_paths(area)
         limits = spec.limits
+        api = self.api
         try:
-            container = self.client.containers.create(
-                image=spec.image,
-                entrypoint=["/bin/sh", "-c", spec.command],
-                working_dir="/",
-                environment=dict(spec.environment),
-                labels={
-                    JOB_LABEL: spec.job_id,
-                    **({SCOPE_LABEL: self.scope} if self.scope else {}),
-                },
-                user=ALGORITHM_USER,
+            host_config = api.create_host_config(
                 network_mode="none",
                 read_only=True,
                 tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmp}"},
@@ -199,27 +195,45 @@ class DockerBackend(FolderBackend):
                     Ulimit(name="core", soft=0, hard=0),
                     Ulimit(name="nofile", soft=1024, hard=1024),
                 ],
-                log_config={"type": "none"},
+                log_config=LogConfig(type="none"),
                 mounts=[
                     DockerMount(m.target, str(paths[m.volume]), type="bind", read_only=m.read_only)
                     for m in spec.mounts
                 ],
-                hostname="algorithm",
                 device_requests=device_requests(spec),
+            )
+            created = api.create_container(
+                image=spec.image,
+                entrypoint=["/bin/sh", "-c", spec.command],
+                working_dir="/",
+                environment=dict(spec.environment),
+                labels={
+                    JOB_LABEL: spec.job_id,
+                    **({SCOPE_LABEL: self.scope} if self.scope else {}),
+                },
+                user=ALGORITHM_USER,
+                hostname="algorithm",
+                host_config=host_config,
                 detach=True,
             )
-            # attached before the start: nothing it prints is missed
-            output = self._stream.attach(container.id, stdout=True, stderr=True, stream=True)
-            with self._attached_lock:
-                self._attached[str(container.id)] = output
-            container.start()
+            container_id = str(created["Id"])
+            try:
+                # attached before the start: nothing it prints is missed
+                output = self._stream.attach(container_id, stdout=True, stderr=True, stream=True)
+                with self._attached_lock:
+                    self._attached[container_id] = output
+                api.start(container_id)
+            except BaseException:
+                with contextlib.suppress(BackendError):  # no container the job cannot name
+                    self.remove(container_id)
+                raise
         except docker.errors.ImageNotFound as exc:
             raise ImageError(
                 f"image {spec.image} vanished before the run: {exc.explanation}"
             ) from exc
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise BackendError(f"Docker could not start the algorithm container: {exc}") from exc
-        return str(container.id)
+        return container_id
 
     def follow_logs(self, container_id: str, sink: BinaryIO, limit: int) -> None:
         written = 0
@@ -246,17 +260,15 @@ class DockerBackend(FolderBackend):
 
     def wait(self, container_id: str) -> ExitInfo:
         try:
-            container = self.client.containers.get(container_id)
-            status = container.wait(timeout=60)
-            container.reload()
+            status = self.api.wait(container_id, timeout=60)
+            state = self.api.inspect_container(container_id).get("State", {})  # OOMKilled
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise BackendError(f"cannot read the container's exit: {exc}") from exc
-        state = container.attrs.get("State", {})
         return ExitInfo(int(status.get("StatusCode", -1)), bool(state.get("OOMKilled")))
 
     def kill(self, container_id: str) -> None:
         try:
-            self.client.api.kill(container_id)
+            self.api.kill(container_id)
         except docker.errors.APIError:
             pass  # already stopped or gone
 
@@ -266,7 +278,7 @@ class DockerBackend(FolderBackend):
         if output is not None:
             output.close()
         try:
-            self.client.api.remove_container(container_id, force=True, v=True)
+            self.api.remove_container(container_id, force=True, v=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
@@ -278,7 +290,7 @@ class DockerBackend(FolderBackend):
         if self.scope:
             labels.append(f"{SCOPE_LABEL}={self.scope}")
         try:
-            found = self.client.api.containers(all=True, filters={"label": labels})
+            found = self.api.containers(all=True, filters={"label": labels})
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise BackendError(f"cannot list containers: {exc}") from exc
         return [(c["Id"], c["Labels"].get(JOB_LABEL, "")) for c in found]
