@@ -36,7 +36,7 @@ from operator_engine.settlement_wiring import default_settlement
 from operator_engine.statuses import JobStatus
 from operator_engine.threads import SHUTDOWN_REASON as SHUTDOWN_REASON  # re-exported
 from operator_engine.threads import WorkerThreads
-from operator_engine.wakeup import WakeListener, nudge
+from operator_engine.wakeup import WakeListener, WakeSignal, nudge
 from operator_engine.worker import Services, Worker
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Engine(WorkerThreads):
         self._stopping = self.services.stopping
         self.poll_seconds = config.poll_seconds
         self.sweep_seconds = config.sweep_seconds
-        self._wake = threading.Event()
+        self._wake = WakeSignal()
         self._listener: WakeListener | None = None
         self._cut_short = threading.Event()
         self._recovered: queue.SimpleQueue[tuple[str, JobStatus, Stage, str]] = queue.SimpleQueue()

@@ -19,7 +19,7 @@ from operator_engine.leases import worker_is_dead
 from operator_engine.lifecycle import Stage
 from operator_engine.metrics import WORKERS
 from operator_engine.statuses import TERMINAL, JobStatus
-from operator_engine.wakeup import WakeListener
+from operator_engine.wakeup import WakeListener, WakeSignal
 from operator_engine.worker import Services, Worker
 
 log = logging.getLogger("operator_engine.api")
@@ -40,7 +40,7 @@ class WorkerThreads:
     poll_seconds: float
     sweep_seconds: float
     _stopping: threading.Event
-    _wake: threading.Event
+    _wake: WakeSignal
     _listener: WakeListener | None
     _cut_short: threading.Event
     _recovered: queue.SimpleQueue[tuple[str, JobStatus, Stage, str]]
@@ -124,8 +124,11 @@ class WorkerThreads:
             WORKERS.dec()
 
     def _work(self, worker: Worker, sweeper: bool) -> None:
+        """Claim and run jobs back to back: a worker that ends a job looks for the next one at
+        once; an idle one waits for a nudge (a job queued, capacity freed) or the poll."""
         next_sweep = time.monotonic()  # the sweeper's first act: recover what was abandoned
         while not self._stopping.is_set():
+            seen = self._wake.mark()
             try:
                 if self._run_recovered(worker) or worker.step():
                     self._wake.set()  # capacity freed: let the others look
@@ -135,8 +138,7 @@ class WorkerThreads:
             if sweeper and time.monotonic() >= next_sweep:
                 self._safe_sweep(worker)
                 next_sweep = time.monotonic() + self.sweep_seconds
-            self._wake.wait(self.poll_seconds)
-            self._wake.clear()
+            self._wake.wait(seen, self.poll_seconds)
 
     def shutdown(self, grace: float = 30.0) -> dict[str, str]:
         """Stop the worker threads; returns (and logs) what became of each job they held.

@@ -1,5 +1,6 @@
-"""Wake-up across processes: the API process that queues a job nudges the engine process of the
-same store on this host, which otherwise finds the job at its next idle poll.
+"""Wake-ups: within an engine, :class:`WakeSignal` (a job was queued, capacity was freed);
+across processes, the API process that queues a job nudges the engine process of the same
+store on this host, which otherwise finds the job at its next idle poll.
 
 The channel is a Linux abstract Unix datagram socket named after the engine's scope (its store
 and data dir): nothing on disk, no port, and a nudge nobody listens for is simply dropped. Only
@@ -31,6 +32,42 @@ def nudge(scope: str) -> None:
             sock.sendto(b"1", _address(scope))
     except OSError:  # nobody listens, or its queue is full: it polls anyway
         pass
+
+
+class WakeSignal:
+    """Wakes an engine's idle workers; no nudge is lost between a worker's look for work and
+    its wait (an :class:`threading.Event` cleared after the wait drops a nudge that comes in
+    between). A worker notes :meth:`mark` before it looks and waits only while no
+    nudge came since.
+
+    >>> signal = WakeSignal()
+    >>> seen = signal.mark()
+    >>> signal.set()  # e.g. a job queued while the worker looked
+    >>> signal.wait(seen, timeout=3600)  # returns at once
+    True
+    >>> signal.wait(signal.mark(), timeout=0)
+    False
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+
+    def set(self) -> None:
+        """Nudge every idle worker."""
+        with self._cond:
+            self._count += 1
+            self._cond.notify_all()
+
+    def mark(self) -> int:
+        """The nudges so far (note it before looking for work)."""
+        with self._cond:
+            return self._count
+
+    def wait(self, since: int, timeout: float) -> bool:
+        """Wait until a nudge after ``since`` (True) or ``timeout`` seconds (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count != since, timeout)
 
 
 class WakeListener:
