@@ -1,24 +1,29 @@
 """Job overhead: no-op jobs through the engine versus raw ``docker run`` of the same image.
 
 Prints figures only (no pass/fail). Run: ``.venv/bin/python bench/job_overhead.py [--n 10]
-[--queue 1000] [--raw-sample 200]``. The engine side includes everything a job costs: store
-transitions, fetching a small dataset from a local HTTP server (127.0.0.1), the hardened
-container, log streaming, output filtering and result hashing. Target: engine median <= 1.5 x
-raw median.
+[--queue 1000] [--raw-sample 400] [--rounds 20]``. The engine side includes everything a job
+costs: store transitions, fetching a small dataset from a local HTTP server (127.0.0.1), the
+hardened container, log streaming, output filtering and result hashing. Target: engine median
+<= 1.5 x raw median.
 
 The queue part submits ``--queue`` jobs at once to an environment of ``maxJobs 2`` served by two
-workers, and compares the rate with ``docker run``s two at a time (``--raw-sample`` of them,
-right after in the same run): a plain one, and one with the isolation the engine gives its
-containers (read-only root, no capabilities, limits, the /data bind mounts...), which shows
-what the hardening itself costs Docker. It counts jobs lost (not finished at 70) and duplicated
-(their algorithm started more than once: more than one transition to status 40). Target: none
-lost or duplicated, engine rate >= 0.9 x raw rate.
+workers, and compares the rate with ``docker run``s two at a time: a plain one, and one with the
+isolation the engine gives its containers (read-only root, no capabilities, limits, the /data
+bind mounts...), which shows what the hardening itself costs Docker. The sides take turns
+(``--rounds``: the engine runs its share of the queue, then ``--raw-sample / rounds`` plain and
+half as many hardened ``docker run``s; the engine's workers wait at a claim gate meanwhile), so
+a load burst on the shared machine falls on every side alike. It counts jobs lost (not
+finished at 70) and duplicated (their algorithm started more than once: more than one
+transition to status 40), and prints where a worker's time goes per job and the Docker API
+calls a job makes (:mod:`bench.job_stages`). Target: none lost or duplicated, engine rate >= 0.9
+x raw rate.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -33,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import docker
 
+from bench.job_stages import ClaimGate, TimedDockerBackend, breakdown, cpu_seconds, stage_seconds
 from bench.summary import record
 from operator_engine.api import Engine
-from operator_engine.backends.docker import DockerBackend
 from operator_engine.models import AlgorithmInput, DatasetInput, JobRequest
 from operator_engine.statuses import TERMINAL
 from tidewater.engine_config import build_engine
@@ -95,12 +100,12 @@ def hardened_run_cmd(image: str, folder: Path, cpus: float, ram_bytes: int) -> l
     ]  # fmt: skip
 
 
-def _rate(command: list[str], runs: int, parallel: int) -> float:
-    """Runs per second of ``command`` run ``runs`` times, ``parallel`` at a time."""
+def _runs(command: list[str], runs: int, parallel: int) -> float:
+    """Seconds ``runs`` runs of ``command`` take, ``parallel`` at a time."""
     start = time.perf_counter()
     with ThreadPoolExecutor(parallel) as pool:
         list(pool.map(lambda _: subprocess.run(command, check=True), range(runs)))
-    return runs / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def _unfinished(engine: Engine) -> int:
@@ -113,7 +118,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10, help="no-op jobs for each side (default 10)")
     parser.add_argument("--queue", type=int, default=1000, help="queued jobs for throughput")
     parser.add_argument(
-        "--raw-sample", type=int, default=200, help="raw docker runs for the rate baseline"
+        "--raw-sample", type=int, default=400, help="raw docker runs for the rate baseline"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=20, help="turns the engine and the baselines take"
     )
     parser.add_argument("--summary", type=Path, help="append the issue-16 rows to this file")
     args = parser.parse_args()
@@ -140,7 +148,8 @@ def main() -> None:
             environments_file=envs,
             allow_non_public_ip=True,
         )
-        engine = build_engine(settings, backend=DockerBackend(client, pull=False))
+        backend = TimedDockerBackend(client, pull=False)
+        engine = build_engine(settings, backend=backend)
         raw_cmd = ["docker", "run", "--rm", "--network", "none", image, "python3", "-c", "pass"]
         subprocess.run(raw_cmd, check=True)  # warm the page cache for both sides
         engine_times: list[float] = []
@@ -173,43 +182,73 @@ def main() -> None:
         )
 
         jobs = [engine.submit(_request(url, image, "throughput")) for _ in range(args.queue)]
-        start = time.perf_counter()
+        sample = min(args.raw_sample, args.queue)
+        hardened_cmd = hardened_run_cmd(image, Path(tmp) / "hardened", 1.0, 512 * 1024**2)
+        gate = ClaimGate(engine.services, workers=2)
         engine.start(2)
-        # The store says when every job is done (one grouped count per poll: reading 1,000 jobs
-        # one by one here took the GIL from the engine's own threads); nothing is timed out.
-        while _unfinished(engine):
-            time.sleep(0.5)
-        took = time.perf_counter() - start
+        gate.wait_idle()
+        backend.reset()
+        stages_before = stage_seconds()
+        took = raw_took = hardened_took = engine_cpu = engine_kids = cli_cpu = 0.0
+        raw_runs = hardened_runs = 0
+        rounds = max(1, min(args.rounds, args.queue, sample))
+        for n in range(rounds):
+            # the engine's turn: its share of the queue, claimed as fast as the workers go
+            # (the last turn also takes what a failed claim left)
+            share = args.queue * (n + 1) // rounds - args.queue * n // rounds
+            cpu, kids = cpu_seconds()
+            start = time.perf_counter()
+            gate.allow(share)
+            gate.wait_idle()
+            while n == rounds - 1 and (left := _unfinished(engine)):
+                gate.allow(left)
+                gate.wait_idle()
+            took += time.perf_counter() - start
+            cpu2, kids2 = cpu_seconds()
+            engine_cpu, engine_kids = engine_cpu + cpu2 - cpu, engine_kids + kids2 - kids
+            # the baselines' turn, at the same parallelism (the engine's workers wait)
+            runs = sample * (n + 1) // rounds - sample * n // rounds
+            raw_took += _runs(raw_cmd, runs, 2)
+            cli_cpu += cpu_seconds()[1] - kids2
+            raw_runs += runs
+            hardened_took += _runs(hardened_cmd, max(runs // 2, 1), 2)
+            hardened_runs += max(runs // 2, 1)
+        stages_after = stage_seconds()
+        gate.allow(10**9)  # let the workers reach their stop
         engine.shutdown()
         finished = sum(engine.get(j.job_id).status == 70 for j in jobs)  # type: ignore[union-attr]
         starts = [sum(1 for _f, to, _d in engine.store.events(j.job_id) if to == 40) for j in jobs]
         duplicated = sum(1 for n in starts if n > 1)
         engine_rate = args.queue / took
-
-        # The baselines, right after, at the same parallelism: a plain `docker run`, and one
-        # with the engine container's isolation (what hardening costs Docker itself).
-        sample = min(args.raw_sample, args.queue)
-        hardened_cmd = hardened_run_cmd(image, Path(tmp) / "hardened", 1.0, 512 * 1024**2)
-        raw_rate = _rate(raw_cmd, sample, 2)
-        hardened_rate = _rate(hardened_cmd, sample, 2)
+        raw_rate = raw_runs / raw_took
+        hardened_rate = hardened_runs / hardened_took
         print(
             f"queue: {args.queue} no-op jobs, maxJobs 2, 2 workers: {took:.1f}s, "
-            f"{engine_rate:.2f} jobs/s"
+            f"{engine_rate:.2f} jobs/s (in {rounds} turns, interleaved with the baselines)"
         )
         print(
-            f"  raw docker run x{sample}, 2 at a time: {raw_rate:.2f} runs/s; "
+            f"  raw docker run x{raw_runs}, 2 at a time: {raw_rate:.2f} runs/s; "
             f"ratio engine/raw {engine_rate / raw_rate:.2f} (goal >= 0.9)"
         )
         print(
-            f"  hardened docker run x{sample} (the engine container's isolation), 2 at a time: "
-            f"{hardened_rate:.2f} runs/s; ratio engine/hardened {engine_rate / hardened_rate:.2f}"
+            f"  hardened docker run x{hardened_runs} (the engine container's isolation), 2 at "
+            f"a time: {hardened_rate:.2f} runs/s; ratio engine/hardened "
+            f"{engine_rate / hardened_rate:.2f}"
         )
         print(f"  lost (not 70): {args.queue - finished}  duplicated (started twice): {duplicated}")
+        print(
+            f"  CPU per job: engine process {1000 * engine_cpu / args.queue:.1f} ms + its tools "
+            f"(mkfs, mount) {1000 * engine_kids / args.queue:.1f} ms; the docker CLI "
+            f"{1000 * cli_cpu / raw_runs:.1f} ms per run (dockerd's own not counted); "
+            f"load {os.getloadavg()[0]:.1f}"
+        )
+        stages = {k: stages_after[k] - stages_before[k] for k in stages_after}
+        print(breakdown(backend, stages, args.queue, 2 * took, 2 / raw_rate))
         record(
             args.summary,
             f"{args.queue:,} queued no-op jobs, 2 workers (lost / duplicated)",
             f"{engine_rate:.2f} jobs/s ({args.queue - finished} / {duplicated})",
-            f"`docker run` x{sample}, 2 at a time: {raw_rate:.2f}/s (hardened: "
+            f"`docker run` x{raw_runs}, 2 at a time, interleaved: {raw_rate:.2f}/s (hardened: "
             f"{hardened_rate:.2f}/s, {engine_rate / hardened_rate:.2f}x)",
             engine_rate / raw_rate,
             ">= 0.9x, 0 lost, 0 duplicated",
