@@ -10,6 +10,8 @@ until the inputs are removed (see :mod:`operator_engine.file_objects`).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import os
 import re
@@ -161,20 +163,42 @@ def drop_work_area(folder: JobFolder) -> None:
     """Unmount and delete the run's size-limited area, if one is left (a lazy unmount when a
     container still holds it: the kernel frees it once that is gone)."""
     work = folder.work
-    if os.path.ismount(work):
-        for argv in (["umount", str(work)], ["umount", "-l", str(work)]):
-            try:
-                done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
-            except (OSError, subprocess.TimeoutExpired):
-                continue
-            if done.returncode == 0:
-                break
-        else:
-            log.warning("cannot unmount %s", work)
-            return
+    if os.path.ismount(work) and not _unmount(work):
+        log.warning("cannot unmount %s", work)
+        return
     if work.is_dir() and not work.is_symlink() and not os.path.ismount(work):
         shutil.rmtree(work, ignore_errors=True)
     folder.work_image.unlink(missing_ok=True)
+
+
+_MNT_DETACH = 2  # umount2(2): detach now, free once the last user is gone ("umount -l")
+
+
+def _unmount(point: Path) -> bool:
+    """Unmount ``point`` with umount2(2), lazily when it is busy (no umount(8) process per
+    job); the loop device ``mount -o loop`` set up goes with it (autoclear). On a libc without
+    umount2, umount(8)."""
+    umount2 = getattr(_libc(), "umount2", None)
+    if umount2 is None:
+        return _umount_tool(point)
+    path = os.fsencode(point)
+    return any(umount2(path, flags) == 0 for flags in (0, _MNT_DETACH))
+
+
+def _umount_tool(point: Path) -> bool:
+    for argv in (["umount", str(point)], ["umount", "-l", str(point)]):
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0:
+            return True
+    return False
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def append_log(path: Path, text: str) -> None:
