@@ -210,7 +210,8 @@ def _loop_area(folder: JobFolder, budget: int, max_entries: int) -> WritableArea
             str(image),
         )
         work.mkdir(mode=0o700)
-        _run("mount", "-o", "loop,nosuid,nodev,noexec", str(image), str(work))
+        # the type named: mount(8) does not probe the image for it (half the mount's time)
+        _run("mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noexec", str(image), str(work))
         os.chmod(work, 0o755)
         shutil.rmtree(work / "lost+found", ignore_errors=True)
         outputs, logs = work / "outputs", work / "logs"
