@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -45,6 +46,15 @@ class StageState:
     outputs: list[tuple[str, int]] = field(default_factory=list)
     #: the job's results, outputs then logs (publishing)
     records: list[ResultRecord] = field(default_factory=list)
+    #: the removal of a container that ended by itself, going on while the stages after the
+    #: run work (run); :meth:`container_gone` waits for it before the job ends
+    removal: threading.Thread | None = None
+
+    def container_gone(self) -> None:
+        """Wait until the run's container is removed (a job never ends with it still there)."""
+        if self.removal is not None:
+            self.removal.join()
+            self.removal = None
 
 
 @dataclass

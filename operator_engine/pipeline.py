@@ -64,7 +64,15 @@ def steps_from(start: Stage) -> list[tuple[Stage, Work | None]]:
 def execute(
     ctx: JobContext, store: JobStore, current: JobStatus, start: Stage = Stage.CONFIGURE
 ) -> JobStatus:
-    """Walk the job from stage ``start``; return its terminal status."""
+    """Walk the job from stage ``start``; return its terminal status. However the walk ends,
+    the run's container is gone by then."""
+    try:
+        return _walk(ctx, store, current, start)
+    finally:
+        ctx.state.container_gone()
+
+
+def _walk(ctx: JobContext, store: JobStore, current: JobStatus, start: Stage) -> JobStatus:
     for stage, work in steps_from(start):
         if ctx.should_yield() and current < S.RUNNING:
             raise Yielded  # once the algorithm has run, filtering and publishing finish
@@ -82,6 +90,7 @@ def execute(
             log.exception("job %s: %s failed unexpectedly", ctx.job_id, work.__name__)
             reason = f"internal error in {work.__name__} ({type(exc).__name__})"
             status = CRASH_FAILURE[current]
+            ctx.state.container_gone()
             end(
                 store,
                 ctx.workspace,
@@ -107,6 +116,7 @@ def execute(
 def finish(ctx: JobContext, store: JobStore, current: JobStatus) -> JobStatus:
     """End a job whose results are published: a paid job passes 71 until its escrow claim
     is settled (a chain outage leaves it at 71, lease released, for the sweep to resume)."""
+    ctx.state.container_gone()
     settlement = ctx.settlement
     if settlement is not None and (current is S.SETTLING or settlement.is_paid(ctx.job_id)):
         if current is not S.SETTLING:
@@ -126,6 +136,7 @@ def finish(ctx: JobContext, store: JobStore, current: JobStatus) -> JobStatus:
 def fail(ctx: JobContext, store: JobStore, current: JobStatus, outcome: Outcome) -> JobStatus:
     """End the job at the status ``outcome`` maps to (if the table allows that move from
     ``current``; else at the crash map's code), logs published, inputs removed."""
+    ctx.state.container_gone()
     wanted = FAILURE[outcome.kind]
     status = ending(current, wanted)
     if status is not wanted:

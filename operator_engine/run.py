@@ -9,6 +9,7 @@ stop; the time limit is the environment's ``maxJobDuration``; ``/data/outputs``,
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import BinaryIO
 from operator_engine.backends.base import (
     ALGORITHM_FILE,
     MOUNT_POINTS,
+    Backend,
     BackendError,
     ContainerSpec,
     ImageError,
@@ -29,6 +31,7 @@ from operator_engine.environments import gpu_share, job_share
 from operator_engine.lifecycle import FAILURE
 from operator_engine.workspace import did_dirname
 
+log = logging.getLogger(__name__)
 ALGORITHM_PATH = f"{MOUNT_POINTS['algorithm']}/{ALGORITHM_FILE}"
 PIDS_LIMIT = 128
 POLL_SECONDS = 0.5
@@ -182,8 +185,28 @@ def _run_in(ctx: JobContext, area: RunArea) -> Outcome:
     except BackendError as exc:
         outcome = Outcome(Kind.RUN_FAILED, str(exc))
     finally:
-        backend.remove(cid)
+        if outcome is not None and outcome.kind is Kind.OK:
+            # it ended by itself and its exit is read: the removal goes on while the disk
+            # share is released and the outputs filtered and published (the job ends only
+            # once it is done: JobContext.state.container_gone)
+            ctx.state.removal = _removing(backend, cid)
+        else:
+            backend.remove(cid)
     return outcome
+
+
+def _removing(backend: Backend, cid: str) -> threading.Thread:
+    """Remove container ``cid`` in a thread of its own; a failure is left to the sweep."""
+
+    def remove() -> None:
+        try:
+            backend.remove(cid)
+        except BackendError:
+            log.warning("container %s not removed; the sweep removes it", cid, exc_info=True)
+
+    thread = threading.Thread(target=remove, name=f"remove-{cid[:12]}", daemon=True)
+    thread.start()
+    return thread
 
 
 def _failed_as(exc: RunFailed) -> Outcome:

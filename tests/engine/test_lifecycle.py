@@ -345,7 +345,7 @@ def test_a_stage_failure_the_table_refuses_ends_the_job_at_the_crash_code(
     from types import SimpleNamespace
 
     from operator_engine import pipeline
-    from operator_engine.context import Outcome
+    from operator_engine.context import Outcome, StageState
 
     engine = _engine(tmp_path)
     job = engine.submit(request(files=[]))
@@ -355,6 +355,7 @@ def test_a_stage_failure_the_table_refuses_ends_the_job_at_the_crash_code(
         job_id=job.job_id,
         env=engine.registry.entries()["test-env"].env,
         workspace=engine.services.workspace(job.job_id),
+        state=StageState(),
     )
     outcome = Outcome(Kind.RUN_FAILED, "boom")
     ended = pipeline.fail(ctx, engine.store, S.CONFIGURING, outcome)  # type: ignore[arg-type]

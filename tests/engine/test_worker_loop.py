@@ -4,6 +4,7 @@ Every engine here polls once an hour, so a job left for the next poll would neve
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,44 @@ def test_a_nudge_between_a_look_and_the_wait_is_not_lost() -> None:
     signal.set()  # a job is queued before it waits
     assert signal.wait(seen, timeout=HOUR)  # it does not sleep through it
     assert not signal.wait(signal.mark(), timeout=0)  # nothing new since: it would wait
+
+
+class _SlowRemoval(FakeBackend):
+    """Removes a container only once the test allows it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.removing = threading.Event()
+        self.may_remove = threading.Event()
+
+    def remove(self, container_id: str) -> None:
+        self.removing.set()
+        assert self.may_remove.wait(60), "the test never allowed the removal"
+        super().remove(container_id)
+
+
+def test_a_finished_container_is_removed_while_the_job_publishes_and_before_it_ends(
+    tmp_path: Path, file_server: FileServer
+) -> None:
+    settings = settings_for(tmp_path, [env()], allow_non_public_ip=True)
+    backend = _SlowRemoval()
+    engine = build_engine(settings, backend=backend, poll_seconds=HOUR)
+    job = engine.submit(request(files=_data(file_server)))
+    engine.start(1)
+    try:
+        until(backend.removing.is_set, "the container's removal to begin")
+        # the stages after the run go on meanwhile, up to publishing, and the job waits there
+        until(
+            lambda: engine.store.row(job.job_id).status == JobStatus.PUBLISHING,  # type: ignore[union-attr]
+            "the job to publish while its container is being removed",
+        )
+        assert backend.containers(job.job_id), "removed before the test allowed it"
+        backend.may_remove.set()
+        until(
+            lambda: engine.get(job.job_id).status is JobStatus.FINISHED,  # type: ignore[union-attr]
+            "the job to finish once its container is gone",
+        )
+        assert not backend.containers(job.job_id)
+    finally:
+        backend.may_remove.set()
+        engine.shutdown()
