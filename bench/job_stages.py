@@ -144,7 +144,7 @@ def breakdown(
     """The per-job table: a worker's wall time by stage and Docker call, ms per job."""
     ms = {k: 1000 * v / jobs for k, v in backend.seconds.items()}
     staged = {k: 1000 * v / jobs for k, v in stages.items()}
-    docker_in_run = sum(ms.get(k, 0.0) for k in ("start", "running", "wait", "remove"))
+    docker_in_run = sum(ms.get(k, 0.0) for k in ("start", "running", "wait"))
     total = 1000 * worker_seconds / jobs
     rows = [
         ("configure: the job folder", staged["configure"]),
@@ -153,8 +153,8 @@ def breakdown(
         ("run: create + attach + start the container", ms.get("start", 0.0)),
         ("run: the container running to its end", ms.get("running", 0.0)),
         ("run: its exit (wait + 1 inspect)", ms.get("wait", 0.0)),
-        ("run: remove it", ms.get("remove", 0.0)),
         ("run: the disk share (set up, release), log, rest", staged["run"] - docker_in_run),
+        ("  (removing the container, while the next stages go on)", ms.get("remove", 0.0)),
         ("filter outputs", staged["filter_outputs"]),
         ("publish: hash the results", staged["publish"]),
         ("outside stages: claim, 6 transitions, lease, receipt", total - sum(staged.values())),
