@@ -79,6 +79,8 @@ class JobContext:
     #: signs a receipt's facts for a chain id (operator_engine.receipt_writer.Signer); None: no
     #: receipts (no provider key)
     receipt_signer: Signer | None = None
+    #: paid through an escrow lock (fixed before the job was queued); None: ask the settlement
+    paid: bool | None = None
     state: StageState = field(default_factory=StageState)
 
     @property

@@ -118,7 +118,12 @@ def finish(ctx: JobContext, store: JobStore, current: JobStatus) -> JobStatus:
     is settled (a chain outage leaves it at 71, lease released, for the sweep to resume)."""
     ctx.state.container_gone()
     settlement = ctx.settlement
-    if settlement is not None and (current is S.SETTLING or settlement.is_paid(ctx.job_id)):
+    paid = (
+        ctx.paid
+        if ctx.paid is not None
+        else settlement is not None and settlement.is_paid(ctx.job_id)
+    )
+    if settlement is not None and (current is S.SETTLING or paid):
         if current is not S.SETTLING:
             store.transition(ctx.job_id, current, S.SETTLING)
             current = S.SETTLING

@@ -141,7 +141,10 @@ class Worker:
         done, lost = threading.Event(), threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job_id, done, lost), daemon=True)
         beat.start()
+        paid: bool | None = None  # None: not known (then asked again where it matters)
         try:
+            # an escrow lock is recorded before its job is queued: paid or not, it stays so
+            paid = svc.settlement is not None and bool(svc.settlement.is_paid(job_id))
             request = svc.store.request_of(job_id)
             if request is None:
                 raise pipeline.Cancelled
@@ -171,7 +174,7 @@ class Worker:
                 pipeline.end(svc.store, svc.workspace(job_id), current, target, outcome, 0)
                 return
             workspace = backend.workspace(job_id)
-            unpaid = self._unpaid_reason(job_id, current)
+            unpaid = self._unpaid_reason(job_id, current) if paid else None
             if unpaid is not None:
                 pipeline.end(
                     svc.store,
@@ -197,6 +200,7 @@ class Worker:
                 settlement=svc.settlement,
                 registry_credential=svc.credential(entry.env.credentials_id),
                 receipt_signer=svc.receipt_signer,
+                paid=paid,
             )
             pipeline.execute(ctx, svc.store, current, start)
         except pipeline.Yielded:
@@ -209,7 +213,8 @@ class Worker:
         finally:
             done.set()
             svc.store.release(job_id, self.id)
-            self.settle_ended(job_id)
+            if paid is not False:
+                self.settle_ended(job_id)
 
     def _unpaid_reason(self, job_id: str, current: JobStatus) -> str | None:
         """Why a paid job must not start (its escrow lock is gone or would expire before its
