@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from operator_engine.api import Engine
 from operator_engine.backends.fake import FakeBackend
 from operator_engine.statuses import JobStatus
 from operator_engine.wakeup import WakeSignal
@@ -19,17 +20,20 @@ from tidewater.engine_config import build_engine
 HOUR = 3600.0
 
 
-def _data(file_server: FileServer) -> list[dict[str, Any]]:
+def _engine(
+    tmp_path: Path, file_server: FileServer, backend: FakeBackend, max_jobs: int = 1
+) -> tuple[Engine, list[dict[str, Any]]]:
+    """An engine polling once an hour, and the file objects of a small dataset."""
+    settings = settings_for(tmp_path, [env(maxJobs=max_jobs)], allow_non_public_ip=True)
     file_server.files["/d.csv"] = b"a,b\n1,2\n"
-    return [{"type": "url", "url": file_server.url("/d.csv")}]
+    engine = build_engine(settings, backend=backend, poll_seconds=HOUR)
+    return engine, [{"type": "url", "url": file_server.url("/d.csv")}]
 
 
 def test_a_queue_runs_back_to_back_without_waiting_a_poll(
     tmp_path: Path, file_server: FileServer
 ) -> None:
-    settings = settings_for(tmp_path, [env(maxJobs=1)], allow_non_public_ip=True)
-    engine = build_engine(settings, backend=FakeBackend(), poll_seconds=HOUR)
-    data = _data(file_server)
+    engine, data = _engine(tmp_path, file_server, FakeBackend())
     jobs = [engine.submit(request(files=data, agreement_id=f"q{n}")) for n in range(5)]
     engine.start(2)  # one worker runs a job, the other waits: maxJobs 1
     try:
@@ -48,9 +52,7 @@ def test_a_queue_runs_back_to_back_without_waiting_a_poll(
 def test_jobs_queued_while_the_workers_idle_run_without_a_poll(
     tmp_path: Path, file_server: FileServer
 ) -> None:
-    settings = settings_for(tmp_path, [env(maxJobs=2)], allow_non_public_ip=True)
-    engine = build_engine(settings, backend=FakeBackend(), poll_seconds=HOUR)
-    data = _data(file_server)
+    engine, data = _engine(tmp_path, file_server, FakeBackend(), max_jobs=2)
     engine.start(2)
     try:
         for n in range(3):  # each arrives while both workers wait out their hour
@@ -88,10 +90,9 @@ class _SlowRemoval(FakeBackend):
 def test_a_finished_container_is_removed_while_the_job_publishes_and_before_it_ends(
     tmp_path: Path, file_server: FileServer
 ) -> None:
-    settings = settings_for(tmp_path, [env()], allow_non_public_ip=True)
     backend = _SlowRemoval()
-    engine = build_engine(settings, backend=backend, poll_seconds=HOUR)
-    job = engine.submit(request(files=_data(file_server)))
+    engine, data = _engine(tmp_path, file_server, backend)
+    job = engine.submit(request(files=data))
     engine.start(1)
     try:
         until(backend.removing.is_set, "the container's removal to begin")
