@@ -17,7 +17,6 @@ from sqlalchemy.engine import Dialect
 
 from datastore.engine import is_sqlite
 
-
 #: ``info`` key of a pooled SQLite connection's reusable cursor.
 _CURSOR = "tidewater.read_cursor"
 

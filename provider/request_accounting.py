@@ -155,7 +155,10 @@ class Accountant:
     def _run(self) -> None:
         while True:
             time.sleep(self.interval)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # a sink failed: this batch is lost, the next ones are not
+                logging.getLogger(__name__).exception("request accounting failed")
 
     def flush(self) -> None:
         """Account for every entry queued so far, now."""

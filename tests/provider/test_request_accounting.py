@@ -91,3 +91,31 @@ def test_a_forked_child_starts_with_an_empty_queue() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     request_accounting.flush()
     assert ACCOUNTANT._queue.empty()
+
+
+def test_a_failing_sink_loses_one_batch_not_the_thread(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import provider.metrics
+
+    caplog.set_level(logging.INFO)
+    real = provider.metrics.count
+    failures: list[int] = []
+
+    def failing_once(batch: list[Entry]) -> None:
+        if not failures:
+            failures.append(len(batch))
+            raise RuntimeError("sink down")
+        real(batch)
+
+    monkeypatch.setattr(provider.metrics, "count", failing_once)
+    client.get("/", headers={"X-Request-Id": "first-batch"})
+    deadline = time.monotonic() + 30
+    while not failures:  # the thread's batch failed (logged, not raised)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    client.get("/", headers={"X-Request-Id": "second-batch"})
+    while not any("second-batch" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, "the accountant thread died"
+        time.sleep(0.05)
+    assert any(r.getMessage() == "request accounting failed" for r in caplog.records)
