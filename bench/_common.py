@@ -303,6 +303,26 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
+def context_switches(pids: list[int]) -> int:
+    """Context switches (voluntary + involuntary) of every thread of the live ``pids`` so far:
+    under a GIL each hand-off between request threads is two of them."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                status = (task / "status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+    return total
+
+
 def memory_kib(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of ``pid`` in KiB."""
     fields = {}

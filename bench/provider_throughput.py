@@ -36,6 +36,7 @@ from bench._common import (
     bare_gunicorn,
     bench_engine,
     bench_stack,
+    context_switches,
     cpu_seconds,
     require_wrk,
     run_shell_job,
@@ -134,15 +135,18 @@ def main() -> None:
         trees = {url: serving_tree(urlsplit(url).port or 0) for _name, url, _expect in endpoints}
         runs: dict[str, list[WrkResult]] = {name: [] for name, _url, _expect in endpoints}
         cpu: dict[str, list[float]] = {name: [] for name, _url, _expect in endpoints}
+        switches: dict[str, list[float]] = {name: [] for name, _url, _expect in endpoints}
         for n in range(args.rounds):
             for name, url, _expect in endpoints:
                 _note(f"round {n + 1}/{args.rounds}, wrk {args.duration}s: {name}")
-                before = cpu_seconds(trees[url])
+                before = cpu_seconds(trees[url]), context_switches(trees[url])
                 result = run_wrk(url, duration=args.duration, **load)
                 runs[name].append(result)
-                cpu[name].append((cpu_seconds(trees[url]) - before) / result.requests * 1e6)
+                cpu[name].append((cpu_seconds(trees[url]) - before[0]) / result.requests * 1e6)
+                switches[name].append((context_switches(trees[url]) - before[1]) / result.requests)
         results = [
-            (name, _median(found), statistics.median(cpu[name])) for name, found in runs.items()
+            (name, _median(found), statistics.median(cpu[name]), statistics.median(switches[name]))
+            for name, found in runs.items()
         ]
 
     _report(args, results)
@@ -159,7 +163,7 @@ def _median(runs: list[WrkResult]) -> WrkResult:
     )
 
 
-def _report(args: argparse.Namespace, results: list[tuple[str, WrkResult, float]]) -> None:
+def _report(args: argparse.Namespace, results: list[tuple[str, WrkResult, float, float]]) -> None:
     print(
         f"gunicorn gthread, {args.workers_proc} process(es) x {args.threads} threads; "
         f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s --latency, "
@@ -168,13 +172,16 @@ def _report(args: argparse.Namespace, results: list[tuple[str, WrkResult, float]
         f"load average {os.getloadavg()[0]:.2f} at the end"
     )
     print(f"target (issue): >= {TARGET_RPS:,.0f} req/s and p99 < {TARGET_P99_MS:.0f} ms on 2 cores")
-    header = f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}"
+    header = (
+        f"{'endpoint':<32}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}"
+        f"{'switches/req':>14}"
+    )
     print(header + f"{'req/s vs bare':>15}{'p99 vs bare':>13}{'bare CPU/ CPU':>15}")
-    _bare_name, bare, bare_cpu = results[0]
-    for name, result, cpu_us in results:
+    _bare_name, bare, bare_cpu, bare_switches = results[0]
+    for name, result, cpu_us, switched in results:
         line = (
             f"{name:<32}{result.rps:>10,.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
-            f"{cpu_us:>12.0f}"
+            f"{cpu_us:>12.0f}{switched:>14.1f}"
         )
         if result is not bare:
             line += (
@@ -189,8 +196,10 @@ def _report(args: argparse.Namespace, results: list[tuple[str, WrkResult, float]
                 args.summary,
                 f"`{name.removeprefix('tidewater ')}` vs bare Flask, gunicorn "
                 f"{args.workers_proc}x{args.threads}",
-                f"{result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms, {cpu_us:.0f} us CPU/req",
-                f"{bare.rps:,.0f} req/s, p99 {bare.p99_ms:.1f} ms, {bare_cpu:.0f} us CPU/req",
+                f"{result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms, {cpu_us:.0f} us CPU/req, "
+                f"{switched:.1f} switches/req",
+                f"{bare.rps:,.0f} req/s, p99 {bare.p99_ms:.1f} ms, {bare_cpu:.0f} us CPU/req, "
+                f"{bare_switches:.1f} switches/req",
                 result.rps / bare.rps,
                 f">= 0.6x; p99 {result.p99_ms / bare.p99_ms:.2f}x bare (<= 2x); "
                 f"CPU/req ratio {bare_cpu / cpu_us:.2f}",

@@ -6,7 +6,6 @@ the DBAPI connection (:class:`datastore.prepared.PreparedRead`).
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -15,18 +14,26 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from datastore.engine import reading
-from datastore.job_records import assemble, jobs_of, request_from_json
+from datastore.job_records import (
+    RESULT_COLUMNS,
+    job_from,
+    jobs_of,
+    request_from_json,
+    results_from_json,
+)
 from datastore.job_writes import order_holders, paid_job
+from datastore.json_rows import json_rows
 from datastore.prepared import PreparedRead
 from datastore.schema import job_events, job_results, jobs
 from operator_engine.models import Job, JobRequest, JobResult, Payments, utcnow
 from operator_engine.statuses import TERMINAL, JobStatus
 
 # The status route's read (JobStore.find), compiled once: an owner's jobs, or one of them, each
-# joined to its results (one row per result, or one with empty result columns): one statement
-# reads one snapshot, so it needs no transaction of its own.
+# in one row with its results as one JSON array (json_rows). One statement reads one snapshot,
+# so it needs no transaction of its own; one row per job keeps SQLite's steps, each of which
+# releases the GIL, to one per job.
 _BY_OWNER = jobs.c.owner == sa.bindparam("owner")
-#: What a Job shows (assemble): never the private request, which would be decoded for nothing.
+#: What a Job shows (job_from): never the private request, which would be decoded for nothing.
 _SHOWN = [
     jobs.c[name]
     for name in (
@@ -34,16 +41,13 @@ _SHOWN = [
         "agreement_id expire_timestamp stopreq exit_code oom_killed reason"
     ).split()
 ]
-#: A result's columns (their names differ from every shown job column), last in each row.
-_RESULT = [job_results.c[name] for name in "filename filesize type idx sha256".split()]
-_FIRST_RESULT_COLUMN = len(_SHOWN)
-_WITH_RESULTS = (
-    sa.select(*_SHOWN, *_RESULT)
-    .select_from(jobs.outerjoin(job_results, job_results.c.job_id == jobs.c.job_id))
-    .order_by(jobs.c.date_created, jobs.c.job_id, job_results.c.idx)
+_RESULTS = (
+    sa.select(json_rows(*RESULT_COLUMNS))
+    .where(job_results.c.job_id == jobs.c.job_id)
+    .scalar_subquery()
+    .label("results")
 )
-#: A result as assemble reads it (result columns need no processing: text and integers).
-_ResultRow = namedtuple("_ResultRow", "job_id filename filesize type idx sha256")
+_WITH_RESULTS = sa.select(*_SHOWN, _RESULTS).order_by(jobs.c.date_created, jobs.c.job_id)
 _OWNER_JOBS = PreparedRead(_WITH_RESULTS.where(_BY_OWNER))
 _OWNER_JOB = PreparedRead(_WITH_RESULTS.where(_BY_OWNER, jobs.c.job_id == sa.bindparam("job_id")))
 
@@ -71,18 +75,10 @@ class JobReads:
         """``owner``'s jobs (only ``job_id`` when given; only those that read ``did`` when
         given), oldest first. The status route's read: one prepared statement."""
         if job_id is None:
-            read, params = _OWNER_JOBS, {"owner": owner.lower()}
+            rows = _OWNER_JOBS.rows(self.engine, owner=owner.lower())
         else:
-            read, params = _OWNER_JOB, {"owner": owner.lower(), "job_id": job_id}
-        make = read.maker(self.engine.dialect)
-        job_rows: dict[str, Any] = {}  # each job's columns processed once, in order
-        result_rows = []
-        for raw in read.fetch(self.engine, **params):
-            if raw[0] not in job_rows:
-                job_rows[raw[0]] = make(raw)
-            if raw[_FIRST_RESULT_COLUMN] is not None:  # the outer join's empty side: no result
-                result_rows.append(_ResultRow(raw[0], *raw[_FIRST_RESULT_COLUMN:]))
-        found = assemble(list(job_rows.values()), result_rows)
+            rows = _OWNER_JOB.rows(self.engine, owner=owner.lower(), job_id=job_id)
+        found = [job_from(row, results_from_json(row.results)) for row in rows]
         return [j for j in found if did is None or did in j.input_dids]
 
     def result_path(self, job_id: str, index: int) -> tuple[str, JobResult] | None:

@@ -9,8 +9,10 @@ every ``files`` list out (they live in the job's 0700 folder, see
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -91,26 +93,46 @@ def assemble(rows: Sequence[Any], result_rows: Iterable[Any]) -> list[Job]:
     for r in result_rows:
         if r.job_id in results:
             results[r.job_id].append(JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256))
-    return [
-        Job(
-            job_id=row.job_id,
-            owner=row.owner,
-            environment=row.environment,
-            status=JobStatus(row.status),
-            date_created=aware(row.date_created),  # type: ignore[arg-type]
-            input_dids=list(row.input_dids),
-            algo_did=row.algo_did,
-            date_finished=aware(row.date_finished),
-            agreement_id=row.agreement_id,
-            expire_timestamp=row.expire_timestamp,
-            stopreq=StopReason(row.stopreq),
-            exit_code=row.exit_code,
-            oom_killed=bool(row.oom_killed),
-            reason=row.reason,
-            results=results[row.job_id],
-        )
-        for row in rows
-    ]
+    return [job_from(row, results[row.job_id]) for row in rows]
+
+
+def job_from(row: Any, results: list[JobResult]) -> Job:
+    """The Job of a ``jobs`` row (its shown columns) and its results."""
+    return Job(
+        job_id=row.job_id,
+        owner=row.owner,
+        environment=row.environment,
+        status=JobStatus(row.status),
+        date_created=aware(row.date_created),  # type: ignore[arg-type]
+        input_dids=list(row.input_dids),
+        algo_did=row.algo_did,
+        date_finished=aware(row.date_finished),
+        agreement_id=row.agreement_id,
+        expire_timestamp=row.expire_timestamp,
+        stopreq=StopReason(row.stopreq),
+        exit_code=row.exit_code,
+        oom_killed=bool(row.oom_killed),
+        reason=row.reason,
+        results=results,
+    )
+
+
+def results_from_json(text: str | None) -> list[JobResult]:
+    """A job's results from :func:`datastore.json_rows.json_rows` of ``RESULT_COLUMNS``.
+
+    >>> results_from_json('[["b.txt",2,"output",1,null],["a.txt",1,"output",0,"ab"]]')[0]
+    JobResult(filename='a.txt', filesize=1, type='output', index=0, sha256='ab')
+    >>> results_from_json(None), results_from_json("[]")
+    ([], [])
+    """
+    if not text:
+        return []
+    rows = sorted(json.loads(text), key=itemgetter(3))
+    return [JobResult(name, size, kind, index, sha256) for name, size, kind, index, sha256 in rows]
+
+
+#: The columns results_from_json reads, in order.
+RESULT_COLUMNS = tuple(job_results.c[name] for name in "filename filesize type idx sha256".split())
 
 
 def jobs_of(conn: Connection, rows: Sequence[Any]) -> list[Job]:

@@ -14,7 +14,8 @@ from inspect import iscoroutinefunction
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, current_app, g, has_request_context
+from flask.globals import request_ctx
 from sqlalchemy import Engine as SqlEngine
 from web3 import Web3
 
@@ -33,27 +34,24 @@ from provider.engine_port import EnginePort
 from provider.errors import ProviderError, register_error_handlers
 from provider.indexer import indexed_chain
 from provider.json_limits import install_json_limits
-from provider.logs import install_request_logging
 from provider.metrics import install_metrics
 from provider.nonces import NonceStore
+from provider.request_accounting import ROUTE_KEY, RequestAccounting
 from tidewater import __version__
 from tidewater.settings import Settings
 
 SOFTWARE = "tidewater"
 VERSION = __version__
 
-_CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
-_CORS_EXPOSE = "Content-Disposition, Content-Length, Content-Range, Accept-Ranges, X-Request-Id"
-#: Preflights that name no headers still get these (ocean.js 8 sends Authorization and Range).
-_CORS_HEADERS = "Content-Type, Authorization, Range"
 RPC_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
 
 
 class ProviderFlask(Flask):
-    """Flask, remembering which hooks and views are plain functions: Flask asks
-    ``inspect.iscoroutinefunction`` of every hook and view on every request (seven per
-    request here), which cost more than some of the hooks themselves."""
+    """Flask, remembering which hooks and views are plain functions (Flask asks
+    ``inspect.iscoroutinefunction`` of every hook and view on every request, which cost more
+    than some hooks), and noting each request's route rule in the WSGI environ for
+    :mod:`provider.request_accounting` (no hook of its own)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -66,6 +64,12 @@ class ProviderFlask(Flask):
             return self.async_to_sync(func)
         self._plain_functions.add(func)
         return func
+
+    def preprocess_request(self) -> Any:
+        req = request_ctx.request
+        if req.url_rule is not None:  # None: no route matched (counted as "unmatched")
+            req.environ[ROUTE_KEY] = req.url_rule.rule
+        return super().preprocess_request()
 
 
 @dataclass
@@ -185,21 +189,6 @@ def services() -> Services:
     return current_app.extensions["tidewater"]  # type: ignore[no-any-return]
 
 
-def _install_cors(app: Flask) -> None:
-    # dApp frontends call from browsers: every route, errors and preflights included.
-    @app.after_request
-    def _cors(response: Response) -> Response:
-        headers = response.headers
-        headers["Access-Control-Allow-Origin"] = "*"
-        headers["Access-Control-Expose-Headers"] = _CORS_EXPOSE
-        if request.method == "OPTIONS":
-            headers["Access-Control-Allow-Methods"] = _CORS_METHODS
-            asked = request.headers.get("Access-Control-Request-Headers")
-            headers["Access-Control-Allow-Headers"] = asked or _CORS_HEADERS
-            headers["Access-Control-Max-Age"] = "600"
-        return response
-
-
 def create_app(
     settings: Settings,
     *,
@@ -230,15 +219,15 @@ def create_app(
     for chain in chains.values():
         chain.resolver = build_resolver(svc, chain)
     register_error_handlers(app)
-    install_request_logging(app)
+    app.wsgi_app = RequestAccounting(app.wsgi_app)  # type: ignore[method-assign]
     install_metrics(app)
-    install_json_limits(app)  # after the request id and the metrics clock are set
+    install_json_limits(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    _install_cors(app)
     from provider.blueprints import BLUEPRINTS  # the route modules import this one
 
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     if start_workers:
         engine.start(settings.workers)
+
     return app

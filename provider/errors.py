@@ -18,13 +18,14 @@ import logging
 import traceback
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, g, jsonify, request
 from web3.exceptions import Web3Exception
 from werkzeug.exceptions import HTTPException
 
 from contracts_abi.escrow import EscrowError
 from operator_engine.credentials import CredentialsError
 from operator_engine.environments import FeeTokenUnchecked
+from provider.request_accounting import ERROR_KEY, REQUEST_ID_KEY
 
 log = logging.getLogger("tidewater.provider")
 
@@ -117,7 +118,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ProviderError)
     def _provider_error(exc: ProviderError) -> Response:
-        g.provider_error = exc  # counted by provider.metrics
+        request.environ[ERROR_KEY] = exc  # counted by provider.metrics
         return _json(exc.payload(), exc.status_code)
 
     @app.errorhandler(FeeTokenUnchecked)
@@ -164,7 +165,7 @@ def register_error_handlers(app: Flask) -> None:
         log.error(
             "unhandled %s (request %s)\n%s",
             type(exc).__name__,
-            getattr(g, "request_id", "-"),
+            request.environ.get(REQUEST_ID_KEY, "-"),
             frames,
         )
         return _json({"error": "internal error"}, 500)

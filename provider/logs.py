@@ -3,7 +3,9 @@
 Each line holds ``request_id`` (the client's ``X-Request-Id`` when it is a short token, else a
 generated one; echoed in the response), ``method``, ``path`` (never the query string: it can
 carry signatures and nonces), ``status`` and ``duration_ms``. Request bodies, headers,
-signatures, keys and decrypted URLs are never logged.
+signatures, keys and decrypted URLs are never logged. The lines are made off the request
+thread by :mod:`provider.request_accounting`; this module owns their format and the handler
+that writes every log line (:class:`BackgroundHandler`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,10 @@ import random
 import re
 import sys
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-
-from flask import Flask, Response, g, request
 
 from provider import json_limits
 
@@ -45,49 +44,10 @@ def request_id_from(header: str | None) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-def install_request_logging(app: Flask) -> None:
-    """Register the hooks that assign request ids and write one access line per request."""
-
-    @app.before_request
-    def _start() -> None:
-        g.request_started = time.perf_counter()
-        g.request_id = request_id_from(request.environ.get("HTTP_X_REQUEST_ID"))
-
-    @app.after_request
-    def _log(response: Response) -> Response:
-        now = time.perf_counter()
-        request_id = getattr(g, "request_id", None) or request_id_from(None)
-        started = getattr(g, "request_started", now)
-        response.headers["X-Request-Id"] = request_id
-        if not access_log.isEnabledFor(logging.INFO):
-            return response
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        fields = _AccessFields(
-            request_id=request_id,
-            method=req.method,
-            path=req.path,
-            status=response.status_code,
-            duration_ms=round((now - started) * 1000, 3),
-        )
-        # As access_log.info("%s", fields) would, without walking the stack for the caller
-        # (the caller is always this hook).
-        record = access_log.makeRecord(
-            access_log.name,
-            logging.INFO,
-            __file__,
-            0,
-            "%s",
-            (fields,),
-            None,
-            extra={"access": fields},
-        )
-        access_log.handle(record)
-        return response
-
-
-class _AccessFields(dict[str, Any]):
+class AccessFields(dict[str, Any]):
     """An access line's fields; reads as compact JSON wherever the message is formatted, while
-    :class:`JsonFormatter` merges the dict itself (no encode-decode round trip)."""
+    :class:`JsonFormatter` merges the dict itself (no encode-decode round trip). Written by
+    :mod:`provider.request_accounting`."""
 
     def __str__(self) -> str:
         return json.dumps(self, separators=(",", ":"))

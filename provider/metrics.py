@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import time
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections import Counter as Counter_
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -34,6 +35,8 @@ from prometheus_client.registry import Collector
 
 from datastore.jobs import JobStore
 from provider.errors import ResourceError, SignatureError
+from provider.request_accounting import Entry
+from provider.request_accounting import flush as flush_accounting
 
 bp = Blueprint("metrics", __name__)
 
@@ -89,38 +92,65 @@ class StoreCollector(Collector):
 
 
 def install_metrics(app: Flask) -> None:
-    """Count every request of ``app`` and serve ``/metrics``."""
+    """Serve ``/metrics`` (requests are counted by :mod:`provider.request_accounting`)."""
+    app.register_blueprint(bp)
 
-    @app.before_request
-    def _start() -> None:
-        g.metrics_start = time.perf_counter()
 
-    @app.after_request
-    def _count(response: Response) -> Response:
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        rule = req.url_rule
-        route = rule.rule if rule is not None else "unmatched"
-        key = (route, req.method, response.status_code)
+def count(batch: Iterable[Entry]) -> None:
+    """Add a batch of answered requests to the request metrics: one increment per label set
+    per batch, one latency observation per request."""
+    answered: Counter_[tuple[str, str, int]] = Counter_()
+    latencies: dict[str, list[float]] = {}
+    served: Counter_[str] = Counter_()
+    signature_failures = 0
+    refusals: Counter_[tuple[str, str]] = Counter_()
+    for entry in batch:
+        route = entry.route or "unmatched"
+        answered[(route, entry.method, entry.status)] += 1
+        latencies.setdefault(route, []).append(entry.seconds)
+        error = entry.error
+        if isinstance(error, SignatureError):
+            signature_failures += 1
+        elif isinstance(error, ResourceError):
+            refusals[(error.resource, error.code)] += 1
+        if route in _SERVED_ROUTES and entry.status in (200, 206):
+            served[route] += _content_length(entry.headers)
+    for key, n in answered.items():
         counter = _REQUEST_COUNTERS.get(key)
         if counter is None:
-            counter = _REQUEST_COUNTERS[key] = REQUESTS.labels(route, key[1], str(key[2]))
-        counter.inc()
-        started = g.get("metrics_start")
-        if started is not None:
-            latency = _LATENCIES.get(route)
-            if latency is None:
-                latency = _LATENCIES[route] = LATENCY.labels(route)
-            latency.observe(time.perf_counter() - started)
-        error = g.get("provider_error")
-        if isinstance(error, SignatureError):
-            SIGNATURE_FAILURES.inc()
-        elif isinstance(error, ResourceError):
-            VALIDATION_FAILURES.labels(error.resource, error.code).inc()
-        if route in _SERVED_ROUTES and response.status_code in (200, 206):
-            BYTES_SERVED.labels(route).inc(response.content_length or 0)
-        return response
+            counter = _REQUEST_COUNTERS[key] = REQUESTS.labels(key[0], key[1], str(key[2]))
+        counter.inc(n)
+    if signature_failures:
+        SIGNATURE_FAILURES.inc(signature_failures)
+    for (resource, code), n in refusals.items():
+        VALIDATION_FAILURES.labels(resource, code).inc(n)
+    for route, size in served.items():
+        BYTES_SERVED.labels(route).inc(size)
+    for route, seconds in latencies.items():
+        latency = _LATENCIES.get(route)
+        if latency is None:
+            latency = _LATENCIES[route] = LATENCY.labels(route)
+        observe_all(latency, seconds)
 
-    app.register_blueprint(bp)
+
+def observe_all(histogram: Any, amounts: list[float]) -> None:
+    """``histogram.observe(a)`` for each of ``amounts``, with one increment per bucket touched
+    and one of the sum (each increment of a multiprocess value takes a lock and writes a
+    shared file). Uses the child's ``_upper_bounds``/``_buckets``/``_sum``, which
+    ``observe`` itself uses (prometheus-client 0.2x; tests/provider/test_metrics.py checks the
+    two agree)."""
+    bounds = histogram._upper_bounds
+    per_bucket = Counter_(bisect_left(bounds, amount) for amount in amounts)
+    histogram._sum.inc(sum(amounts))
+    for index, n in per_bucket.items():
+        histogram._buckets[index].inc(n)
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int:
+    for name, value in headers:
+        if name.lower() == "content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
 
 
 def _is_loopback(address: str | None) -> bool:
@@ -141,6 +171,7 @@ def metrics() -> Response:
             mimetype="application/json",
         )
         return response
+    flush_accounting()  # this process's requests so far (others' are at most 0.1 s behind)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         counted = CollectorRegistry()
         MultiProcessCollector(counted)  # every HTTP worker's and the engine's samples, merged

@@ -13,6 +13,7 @@ from eth_account.signers.local import LocalAccount
 from flask.testing import FlaskClient
 
 from operator_engine.api import Engine
+from provider import request_accounting
 from provider.logs import BackgroundHandler, JsonFormatter
 from provider.request_auth import decrypt_text, result_text, unsigned_nonce_stop_text
 from tests.engine.conftest import FileServer
@@ -33,6 +34,7 @@ from tests.provider.core_support import (  # noqa: F401 (fixtures)
 
 
 def _access_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:
+    request_accounting.flush()  # the lines are made off the request thread, within 0.1 s
     return [json.loads(r.getMessage()) for r in caplog.records if r.name == "tidewater.access"]
 
 

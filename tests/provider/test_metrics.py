@@ -6,9 +6,11 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from operator_engine.api import Engine
+from provider.metrics import observe_all
 from tests.provider.core_support import (  # noqa: F401 (fixtures)
     FileServer,
     app_fixture,
@@ -87,3 +89,38 @@ def test_only_loopback_may_scrape_unless_opened(client: FlaskClient, app: Any) -
     svc = app.extensions["tidewater"]
     svc.settings = svc.settings.with_(metrics_public=True)
     assert client.get("/metrics", environ_base=remote).status_code == 200
+
+
+def test_requests_are_counted_exactly(client: FlaskClient) -> None:
+    route = "/api/services/nonce"
+    before = value(scrape(client), "tidewater_http_requests", "_total", route=route, status="200")
+    for _ in range(7):
+        assert client.get(route, query_string={"userAddress": "0x" + "ab" * 20}).status_code == 200
+    after = scrape(client)  # /metrics accounts for this process's queued requests first
+    assert value(after, "tidewater_http_requests", "_total", route=route, status="200") == (
+        before + 7
+    )
+
+
+def test_batched_observations_equal_one_by_one() -> None:
+    amounts = [0.0, 0.0004, 0.001, 0.0025, 0.003, 0.005, 0.7, 2.5, 9.99, 10.0, 11.0, 1e9, -1.0]
+    buckets = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+    samples = []
+    for batched in (False, True):
+        registry = CollectorRegistry()
+        histogram = Histogram("h", "h", ["route"], buckets=buckets, registry=registry)
+        child = histogram.labels("r")
+        if batched:
+            observe_all(child, amounts)
+        else:
+            for amount in amounts:
+                child.observe(amount)
+        samples.append(
+            sorted(
+                (sample.name, tuple(sorted(sample.labels.items())), sample.value)
+                for family in registry.collect()
+                for sample in family.samples
+                if not sample.name.endswith("_created")
+            )
+        )
+    assert samples[0] == samples[1]

@@ -241,6 +241,7 @@ def serve_api(
                 self.cfg.set("control_socket_disable", True)  # ~/.gunicorn socket; unused
             self.cfg.set("when_ready", lambda _arbiter: ready())
             self.cfg.set("child_exit", _child_exit)
+            self.cfg.set("worker_exit", _worker_exit)
 
         def load(self) -> Any:
             try:
@@ -248,6 +249,11 @@ def serve_api(
                     return create_app(settings)
             except (ChainUnavailableError, EnvironmentConfigError, EngineError) as exc:
                 raise CommandError(str(exc)) from None
+
+    def _worker_exit(_server: Any, _worker: Any) -> None:
+        from provider.request_accounting import flush
+
+        flush()  # in the exiting worker: its last requests' lines and samples
 
     def _child_exit(_server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
