@@ -40,8 +40,12 @@ FEE_TOKEN = "0x" + "0c" * 20
 
 #: cProfile's files grouped into what a reader of the breakdown cares about (first match wins).
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "request accounting middleware (request id, headers, queue)",
+        ("provider/request_accounting.py",),
+    ),
     ("tidewater access log (provider/logs.py + logging)", ("provider/logs.py", "/logging/")),
-    ("prometheus hooks (provider/metrics.py + client)", ("provider/metrics.py", "prometheus")),
+    ("prometheus (provider/metrics.py + client)", ("provider/metrics.py", "prometheus")),
     ("json_limits before_request", ("provider/json_limits.py",)),
     ("sqlalchemy (compile, cache key, execute, rows)", ("sqlalchemy",)),
     ("sqlite3 driver", ("sqlite3", "_sqlite3")),
@@ -306,7 +310,8 @@ def main() -> None:
         parts = _breakdown(stats, args.n)
         total = sum(parts.values())
         print(
-            f"cProfile breakdown, {name} (own time per request under the profiler, "
+            f"cProfile breakdown, {name} (own time per request under the profiler, on the "
+            f"request's thread: access lines and metrics are made on the accountant's, "
             f"{total:.0f} us in all):"
         )
         for component, us in parts.items():
