@@ -48,6 +48,10 @@ _RESULTS = (
     .label("results")
 )
 _WITH_RESULTS = sa.select(*_SHOWN, _RESULTS).order_by(jobs.c.date_created, jobs.c.job_id)
+#: A worker's stop check (JobReads.holder), several times per job: two columns, one statement.
+_HOLDER = PreparedRead(
+    sa.select(jobs.c.status, jobs.c.worker_id).where(jobs.c.job_id == sa.bindparam("job_id"))
+)
 _OWNER_JOBS = PreparedRead(_WITH_RESULTS.where(_BY_OWNER))
 _OWNER_JOB = PreparedRead(_WITH_RESULTS.where(_BY_OWNER, jobs.c.job_id == sa.bindparam("job_id")))
 
@@ -66,6 +70,12 @@ class JobReads:
         """The raw row (includes private columns: request, worker_id, container_id…)."""
         with reading(self.engine) as conn:
             return conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).first()
+
+    def holder(self, job_id: str) -> tuple[JobStatus, str | None] | None:
+        """The job's status and the worker holding it (None: no such job); what a worker asks
+        at every stage boundary, without reading (and decoding) the rest of the row."""
+        rows = _HOLDER.rows(self.engine, job_id=job_id)
+        return None if not rows else (JobStatus(rows[0].status), rows[0].worker_id)
 
     def request_of(self, job_id: str) -> JobRequest | None:
         row = self.row(job_id)

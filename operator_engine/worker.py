@@ -122,8 +122,8 @@ class Worker:
     def _cancelled(self, job_id: str, lost: threading.Event) -> bool:
         if lost.is_set():
             return True
-        row = self.services.store.row(job_id)
-        return row is None or JobStatus(row.status) in TERMINAL or row.worker_id != self.id
+        held = self.services.store.holder(job_id)
+        return held is None or held[0] in TERMINAL or held[1] != self.id
 
     def _heartbeat(self, job_id: str, done: threading.Event, lost: threading.Event) -> None:
         interval = max(self.services.lease_seconds / 3, 0.2)

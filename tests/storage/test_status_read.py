@@ -45,3 +45,12 @@ def test_find_matches_get(store_db: Engine) -> None:
     assert store.find(OWNER, did="did:op:2") == expected[1:]
     assert store.find(OWNER, job_id="nope") == []
     assert store.find("0x" + "cd" * 20) == []
+
+
+def test_holder_is_status_and_worker(store_db: Engine) -> None:
+    store = JobStore(store_db)
+    job, _ = store.insert(_request("did:op:1"), algo_did="")
+    assert store.holder(job.job_id) == (job.status, None)
+    store.update(job.job_id, worker_id="w-1")
+    assert store.holder(job.job_id) == (job.status, "w-1")
+    assert store.holder("nope") is None
