@@ -1,7 +1,8 @@
-"""The job store's reads (each in one read-only transaction).
+"""The job store's reads (each one statement, or one read-only transaction).
 
-The status route's read, :meth:`JobReads.find`, runs statements compiled once per dialect on
-the DBAPI connection (:class:`datastore.prepared.PreparedRead`).
+The status route's read (:meth:`JobReads.find`) and a worker's stop check
+(:meth:`JobReads.holder`) run one statement compiled once per dialect on the DBAPI connection
+(:class:`datastore.prepared.PreparedRead`).
 """
 
 from __future__ import annotations

@@ -27,10 +27,11 @@ def _dialect_key(dialect: Dialect) -> tuple[str, str, str]:
 
 class PreparedRead:
     """A ``SELECT`` (bound parameters named with ``sqlalchemy.bindparam``) compiled once per
-    dialect and run on a pooled DBAPI connection, in a read transaction as :func:`reading`
-    opens it (plain ``BEGIN`` on SQLite). Rows are named tuples (``row.column``) whose values
-    went through the columns' SQLAlchemy result processors, exactly as ``conn.execute`` gives
-    them (dates parsed, JSON decoded, booleans as ``bool``)."""
+    dialect and run on a pooled DBAPI connection: alone (:meth:`rows`, :meth:`fetch`: one
+    statement, one snapshot, no ``BEGIN`` on SQLite), or with others in one read transaction
+    (:meth:`run` on a :func:`raw_reading` cursor). Rows are named tuples (``row.column``) whose
+    values went through the columns' SQLAlchemy result processors, exactly as ``conn.execute``
+    gives them (dates parsed, JSON decoded, booleans as ``bool``)."""
 
     def __init__(self, statement: Select[Any]) -> None:
         self.statement = statement
