@@ -126,10 +126,10 @@ def run(ctx: JobContext) -> Outcome:
     budget = _budget(ctx)
     max_entries = ctx.env.egress.max_files * 10 + 1000
     try:
+        # perhaps still being made: the backend starts the container once it is ready
         area = ctx.workspace.open_run(budget, max_entries)
     except BackendError as exc:
         return Outcome(Kind.RUN_FAILED, str(exc))
-    ctx.configure_log(f"disk share for outputs, logs and output: {budget} bytes ({area.mode})")
     outcome = Outcome(Kind.RUN_FAILED, "the run did not finish")
     try:
         outcome = _run_in(ctx, area)
@@ -152,17 +152,29 @@ def _run_in(ctx: JobContext, area: RunArea) -> Outcome:
         spec = container_spec(ctx, area.budget)
     except (KeyError, ValueError) as exc:
         return Outcome(Kind.RUN_FAILED, f"cannot build the container: {exc}")
-    with area.open_log() as handle:
+    try:
+        cid = backend.start(spec, area)  # the area is ready once it returns
+    except BackendError as exc:
+        return Outcome(Kind.RUN_FAILED, str(exc))
+    try:
+        ctx.configure_log(
+            f"disk share for outputs, logs and output: {area.budget} bytes ({area.mode})"
+        )
+        handle = area.open_log()  # what it prints meanwhile waits in the attached stream
+    except BaseException:
+        backend.remove(cid)
+        raise
+    with handle:
         sink = ShareSink(handle, area.budget)
-        try:
-            cid = backend.start(spec, area)
-        except BackendError as exc:
-            return Outcome(Kind.RUN_FAILED, str(exc))
-        ctx.on_container(cid)
         follower = threading.Thread(
             target=backend.follow_logs, args=(cid, sink, area.budget + 1), daemon=True
         )
         follower.start()
+        try:
+            ctx.on_container(cid)  # recorded while it runs
+        except BaseException:
+            backend.remove(cid)
+            raise
         outcome = _supervise(ctx, cid, follower, area, sink)
         follower.join(timeout=10)
     try:

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ FILE_OBJECTS = "files.json"
 ENGINE_LOGS = (ALGORITHM_LOG, CONFIGURE_LOG, PUBLISH_LOG)
 _WORK = "work"
 _WORK_IMAGE = "work.img"
+_WORK_TEMPLATE = "work.tpl"
 log = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -101,6 +103,11 @@ class JobFolder:
     def work_image(self) -> Path:
         return self.root / _WORK_IMAGE
 
+    @property
+    def work_template(self) -> Path:
+        """What the area's file system is made from (its writable folders, while mkfs runs)."""
+        return self.root / _WORK_TEMPLATE
+
     def live_algorithm_log(self) -> Path:
         """Where the algorithm log is being written now: in the run's disk-share area while
         one is mounted, else in ``logs/`` (the area's log is copied there when the run ends)."""
@@ -159,9 +166,40 @@ def prepare_writable(
         os.close(fd)
 
 
-def drop_work_area(folder: JobFolder) -> None:
+#: job folder -> the thread dropping its area in the background (drop_work_area)
+_dropping: dict[Path, threading.Thread] = {}
+_dropping_lock = threading.Lock()
+
+
+def drop_work_area(folder: JobFolder, *, background: bool = False) -> None:
     """Unmount and delete the run's size-limited area, if one is left (a lazy unmount when a
-    container still holds it: the kernel frees it once that is gone)."""
+    container still holds it: the kernel frees it once that is gone). ``background``: in a
+    thread of its own (the run's end, once what it keeps is copied out); every later drop of
+    the same folder (``remove_inputs`` before a job ends, ``create``, ``remove``) waits for
+    it first, so a job never ends with its area still there."""
+    with _dropping_lock:
+        pending = _dropping.pop(folder.root, None)
+    if pending is not None:
+        pending.join()
+    if not background:
+        _drop(folder)
+        return
+
+    def drop() -> None:
+        try:
+            _drop(folder)
+        finally:
+            with _dropping_lock:
+                if _dropping.get(folder.root) is thread:
+                    del _dropping[folder.root]
+
+    thread = threading.Thread(target=drop, name=f"drop-{folder.root.name[:12]}")
+    with _dropping_lock:
+        _dropping[folder.root] = thread
+    thread.start()
+
+
+def _drop(folder: JobFolder) -> None:
     work = folder.work
     if os.path.ismount(work) and not _unmount(work):
         log.warning("cannot unmount %s", work)
@@ -169,6 +207,8 @@ def drop_work_area(folder: JobFolder) -> None:
     if work.is_dir() and not work.is_symlink() and not os.path.ismount(work):
         shutil.rmtree(work, ignore_errors=True)
     folder.work_image.unlink(missing_ok=True)
+    if folder.work_template.is_dir() and not folder.work_template.is_symlink():
+        shutil.rmtree(folder.work_template, ignore_errors=True)
 
 
 _MNT_DETACH = 2  # umount2(2): detach now, free once the last user is gone ("umount -l")

@@ -12,7 +12,9 @@ The contract, for whoever writes a backend (Docker and a fake today, Kubernetes 
   (:meth:`Backend.workspace`). Stage 20 creates it; provisioning writes the inputs, the
   algorithm and the DDOs into it (:meth:`JobWorkspace.stage`); the run opens a :class:`RunArea`
   (the job's one disk share for ``outputs``, ``logs`` and the captured output, measured by the
-  backend however it can) and passes it to :meth:`Backend.start`; afterwards the workspace lists
+  backend however it can) and passes it to :meth:`Backend.start`, which may prepare the
+  container while the share is still being made and lets it run only once
+  :meth:`RunArea.ready` returns; afterwards the workspace lists
   the outputs (:meth:`JobWorkspace.outputs`) and digests the files that become results
   (:meth:`JobWorkspace.result`), which the provider then serves by the ``rel`` path of each
   :class:`StoredFile`, relative to the job's folder in the engine's data dir (every backend
@@ -164,6 +166,11 @@ class RunArea(Protocol):
     budget: int
     max_entries: int
 
+    def ready(self) -> None:
+        """Wait until the share is in place (raise :class:`BackendError` when it cannot be
+        made). :meth:`Backend.start` calls it before the container can write: the area may be
+        made while the backend prepares the container; nothing else is asked of it before."""
+
     @property
     def check_seconds(self) -> float:
         """How often :meth:`is_exceeded` should be asked."""
@@ -176,7 +183,8 @@ class RunArea(Protocol):
 
     def release(self, *, keep_outputs: bool) -> None:
         """End the run: keep the algorithm log, the outputs only if ``keep_outputs``, nothing
-        else the algorithm wrote (its own files in ``logs`` are never published)."""
+        else the algorithm wrote (its own files in ``logs`` are never published). Also ends an
+        area that never became ready (its making is waited for first)."""
 
 
 class JobWorkspace(Protocol):
@@ -205,7 +213,8 @@ class JobWorkspace(Protocol):
         """sha256 of every file staged under ``inputs/<folder>``, in path order."""
 
     def open_run(self, budget: int, max_entries: int) -> RunArea:
-        """The writable area of one run (raise :class:`BackendError` when it cannot be made)."""
+        """The writable area of one run, perhaps still being made (:meth:`RunArea.ready`);
+        raise :class:`BackendError` when it cannot be made."""
 
     def settle(self) -> None:
         """Drop a run area a lost worker left, keeping the algorithm log it captured."""
@@ -260,7 +269,9 @@ class Backend(Protocol):
 
     def start(self, spec: ContainerSpec, area: RunArea) -> str:
         """Create and start the container of ``spec`` writing into ``area`` (one from this
-        backend's workspace of ``spec.job_id``); return its id."""
+        backend's workspace of ``spec.job_id``); return its id. The container is started only
+        after ``area.ready()`` returned; when that raises, no container is left and the error
+        propagates."""
 
     def follow_logs(self, container_id: str, sink: BinaryIO, limit: int) -> None:
         """Copy stdout+stderr into ``sink`` (at most ``limit`` bytes) until the container ends."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import docker
@@ -38,6 +39,7 @@ from operator_engine.backends.base import (
     ExitInfo,
     ImageError,
     RunArea,
+    Volume,
 )
 from operator_engine.backends.docker_api import stream_client, tune
 from operator_engine.backends.folder import FolderBackend, area_paths
@@ -172,57 +174,24 @@ class DockerBackend(FolderBackend):
     # -- containers --------------------------------------------------------------------------
 
     def start(self, spec: ContainerSpec, area: RunArea) -> str:
+        """Create the container while ``area``'s disk share is being made (Docker checks that
+        a bind mount's source exists at create and resolves it at start), then attach and start
+        it once the share is ready."""
         if not isinstance(area, WritableArea):
             raise BackendError("the Docker backend runs only in its own workspaces' areas")
         paths = area_paths(area)
-        limits = spec.limits
-        api = self.api
         try:
-            host_config = api.create_host_config(
-                network_mode="none",
-                read_only=True,
-                tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmp}"},
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                privileged=False,
-                ipc_mode="private",
-                pids_limit=limits.pids,
-                mem_limit=limits.memory,
-                memswap_limit=limits.memory,
-                nano_cpus=int(limits.cpu * 1e9),
-                oom_score_adj=500,
-                ulimits=[
-                    Ulimit(name="core", soft=0, hard=0),
-                    Ulimit(name="nofile", soft=1024, hard=1024),
-                ],
-                log_config=LogConfig(type="none"),
-                mounts=[
-                    DockerMount(m.target, str(paths[m.volume]), type="bind", read_only=m.read_only)
-                    for m in spec.mounts
-                ],
-                device_requests=device_requests(spec),
-            )
-            created = api.create_container(
-                image=spec.image,
-                entrypoint=["/bin/sh", "-c", spec.command],
-                working_dir="/",
-                environment=dict(spec.environment),
-                labels={
-                    JOB_LABEL: spec.job_id,
-                    **({SCOPE_LABEL: self.scope} if self.scope else {}),
-                },
-                user=ALGORITHM_USER,
-                hostname="algorithm",
-                host_config=host_config,
-                detach=True,
-            )
-            container_id = str(created["Id"])
+            container_id = self._create(spec, paths)
             try:
+                area.ready()
+                if area_paths(area) != paths:  # auto fell back to polling the job's folders
+                    self.remove(container_id)
+                    container_id = self._create(spec, area_paths(area))
                 # attached before the start: nothing it prints is missed
                 output = self._stream.attach(container_id, stdout=True, stderr=True, stream=True)
                 with self._attached_lock:
                     self._attached[container_id] = output
-                api.start(container_id)
+                self.api.start(container_id)
             except BaseException:
                 with contextlib.suppress(BackendError):  # no container the job cannot name
                     self.remove(container_id)
@@ -234,6 +203,47 @@ class DockerBackend(FolderBackend):
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise BackendError(f"Docker could not start the algorithm container: {exc}") from exc
         return container_id
+
+    def _create(self, spec: ContainerSpec, paths: dict[Volume, Path]) -> str:
+        """Create (not start) the hardened container of ``spec`` with its volumes at ``paths``."""
+        limits = spec.limits
+        api = self.api
+        host_config = api.create_host_config(
+            network_mode="none",
+            read_only=True,
+            tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmp}"},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            privileged=False,
+            ipc_mode="private",
+            pids_limit=limits.pids,
+            mem_limit=limits.memory,
+            memswap_limit=limits.memory,
+            nano_cpus=int(limits.cpu * 1e9),
+            oom_score_adj=500,
+            ulimits=[
+                Ulimit(name="core", soft=0, hard=0),
+                Ulimit(name="nofile", soft=1024, hard=1024),
+            ],
+            log_config=LogConfig(type="none"),
+            mounts=[
+                DockerMount(m.target, str(paths[m.volume]), type="bind", read_only=m.read_only)
+                for m in spec.mounts
+            ],
+            device_requests=device_requests(spec),
+        )
+        created = api.create_container(
+            image=spec.image,
+            entrypoint=["/bin/sh", "-c", spec.command],
+            working_dir="/",
+            environment=dict(spec.environment),
+            labels={JOB_LABEL: spec.job_id, **({SCOPE_LABEL: self.scope} if self.scope else {})},
+            user=ALGORITHM_USER,
+            hostname="algorithm",
+            host_config=host_config,
+            detach=True,
+        )
+        return str(created["Id"])
 
     def follow_logs(self, container_id: str, sink: BinaryIO, limit: int) -> None:
         written = 0

@@ -102,6 +102,7 @@ class FakeBackend(FolderBackend):
     def start(self, spec: ContainerSpec, area: RunArea) -> str:
         if not isinstance(area, WritableArea):
             raise BackendError("the fake backend runs only in its own workspaces' areas")
+        area.ready()
         cid = f"fake-{len(self.started)}-{spec.job_id}"
         dirs = area_paths(area)
         box: _FakeContainer

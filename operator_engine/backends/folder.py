@@ -137,7 +137,8 @@ class FolderWorkspace:
 
     def open_run(self, budget: int, max_entries: int) -> quota.WritableArea:
         try:
-            return quota.prepare(self.folder, budget, max_entries, self.disk_quota)
+            # a loop image is made in a thread while the backend creates the container
+            return quota.prepare(self.folder, budget, max_entries, self.disk_quota, background=True)
         except quota.QuotaError as exc:
             raise BackendError(str(exc)) from exc
 

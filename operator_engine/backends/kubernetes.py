@@ -183,6 +183,7 @@ class KubernetesBackend(FolderBackend):
     def start(self, spec: ContainerSpec, area: RunArea) -> str:
         """Mint the job's tokens, create its policies and Job, and watch its pod."""
         assert self.data_dir is not None, "bind() first"
+        area.ready()  # a polled folder area: ready at once
         job_id, limits = spec.job_id, spec.limits
         life = PULL_WAIT + limits.duration + PUSH_GRACE
         tokens = (

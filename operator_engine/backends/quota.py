@@ -13,7 +13,13 @@ share on disk. Two ways to hold it (``TIDEWATER_DISK_QUOTA``):
   share by more than the slack, and the engine, measuring the area every 50 ms, ends the job
   at 42 once the algorithm's data passes the budget. After the run the outputs (of a run that
   ended well) and the algorithm log are copied into the job folder, and the image is unmounted
-  and deleted.
+  and deleted. :meth:`FolderWorkspace.open_run
+  <operator_engine.backends.folder.FolderWorkspace.open_run>` makes and mounts the image in a
+  thread (``prepare(..., background=True)``) while the backend creates the container: Docker
+  checks that a bind mount's source exists when it creates a container but resolves the path
+  when it starts it, so ``work/outputs`` and ``work/logs`` exist at once as empty folders only
+  root can write (shadowed by the mount), and the backend starts the container only once
+  :meth:`WritableArea.ready` says the image is mounted over ``work``.
 
 ``poll`` (no privileges): the host folders are mounted; the supervisor measures them every
   ``POLL_SECONDS`` and the log capture stops at the budget. A writer can go over the share by
@@ -29,10 +35,12 @@ import os
 import shutil
 import stat
 import subprocess
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from operator_engine.backends.base import BackendError
 from operator_engine.workspace import (
     ALGORITHM_LOG,
     ENGINE_LOGS,
@@ -48,7 +56,7 @@ _TOOL_TIMEOUT = 60
 _loop_failed = False  # auto mode saw a loop mount fail in this process
 
 
-class QuotaError(RuntimeError):
+class QuotaError(BackendError):
     """The writable area could not be prepared (the message says why)."""
 
 
@@ -119,6 +127,41 @@ class WritableArea:
     outputs: Path
     logs: Path
     baseline: int = 0  # loop: bytes the empty file system already uses
+    #: loop, made in the background: the thread making and mounting the image, and the
+    #: setting it was asked under (``auto`` falls back to polling when it fails)
+    pending: threading.Thread | None = field(default=None, repr=False)
+    setting: str = "loop"
+    _error: QuotaError | None = field(default=None, repr=False)
+
+    def ready(self) -> None:
+        """Wait until the share is in place; :class:`QuotaError` when it cannot be (under
+        ``auto`` the area polls the job's own folders instead, and :attr:`outputs` and
+        :attr:`logs` change to them). Asked again, the same answer."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.join()
+            if self._error is not None:
+                drop_work_area(self.folder)  # what the failed making left (here, not before)
+                if self.setting == "auto":
+                    global _loop_failed
+                    log.warning("disk quota: loop mounts fail here; polling (%s)", self._error)
+                    _loop_failed = True
+                    self.mode, self.outputs, self.logs = (
+                        "poll",
+                        self.folder.outputs,
+                        self.folder.logs,
+                    )
+        if self._error is not None and self.mode == "loop":
+            raise self._error
+
+    def _make(self) -> None:
+        """The background half of :func:`prepare`: make and mount the image over ``work``
+        (a failure is left for :meth:`ready` to clean up: the container may be being created
+        with the folders it would remove)."""
+        try:
+            self.baseline = _make_image(self.folder, self.budget, self.max_entries)
+        except Exception as exc:  # whatever it is, the area is not there
+            self._error = QuotaError(f"cannot prepare a {self.budget}-byte ext4 area: {exc}")
 
     def open_log(self) -> BinaryIO:
         """The algorithm log in the area, opened for appending, unbuffered, never through a link."""
@@ -144,13 +187,20 @@ class WritableArea:
         """End the run's area: keep the algorithm log, the outputs only if ``keep_outputs``,
         and nothing else the algorithm wrote (its own files in ``/data/logs`` are never
         published)."""
+        try:
+            self.ready()
+        except QuotaError:
+            drop_work_area(self.folder)  # never mounted: nothing of the run to keep
+            return
         if self.mode == "loop":
             try:
                 _copy_file(self.logs / ALGORITHM_LOG, self.folder.log(ALGORITHM_LOG))
                 if keep_outputs:
                     _copy_tree(self.outputs, self.folder.outputs)
             finally:
-                drop_work_area(self.folder)
+                # unmounted and deleted while the job's next stages go on; the job's
+                # remove_inputs (before it ends) waits for it
+                drop_work_area(self.folder, background=True)
             return
         for child in self.logs.iterdir():
             if child.name not in ENGINE_LOGS:
@@ -171,12 +221,18 @@ def settle(folder: JobFolder) -> None:
     drop_work_area(folder)
 
 
-def prepare(folder: JobFolder, budget: int, max_entries: int, setting: str) -> WritableArea:
+def prepare(
+    folder: JobFolder, budget: int, max_entries: int, setting: str, *, background: bool = False
+) -> WritableArea:
     """The writable area of a run with ``budget`` bytes and ``max_entries`` files. Under
     ``auto``, a loop mount that fails (no loop device, no mount privilege) falls back to
-    polling, for this job and the rest of the process; under ``loop`` it is an error."""
+    polling, for this job and the rest of the process; under ``loop`` it is an error.
+    ``background``: the image is made and mounted in a thread, :meth:`WritableArea.ready`
+    waits for it (and says whether it failed); its folders exist at once, root's only."""
     global _loop_failed
     mode = "poll" if setting == "auto" and _loop_failed else choose_mode(setting)
+    if mode == "loop" and background:
+        return _loop_area_later(folder, budget, max_entries, setting)
     if mode == "loop":
         try:
             return _loop_area(folder, budget, max_entries)
@@ -189,9 +245,52 @@ def prepare(folder: JobFolder, budget: int, max_entries: int, setting: str) -> W
 
 
 def _loop_area(folder: JobFolder, budget: int, max_entries: int) -> WritableArea:
-    work, image = folder.work, folder.work_image
     drop_work_area(folder)
     try:
+        folder.work.mkdir(mode=0o700)
+        baseline = _make_image(folder, budget, max_entries)
+    except (OSError, QuotaError) as exc:
+        drop_work_area(folder)
+        raise QuotaError(f"cannot prepare a {budget}-byte ext4 area: {exc}") from None
+    work = folder.work
+    return WritableArea(
+        folder, "loop", budget, max_entries, work / "outputs", work / "logs", baseline
+    )
+
+
+def _loop_area_later(
+    folder: JobFolder, budget: int, max_entries: int, setting: str
+) -> WritableArea:
+    """The area of :func:`_loop_area` with its image made in a thread: ``work/outputs`` and
+    ``work/logs`` exist now as empty folders only root can write into (what Docker checks when
+    it creates a container), which the mount then shadows."""
+    work = folder.work
+    drop_work_area(folder)
+    try:
+        work.mkdir(mode=0o700)
+        for name in ("outputs", "logs"):
+            (work / name).mkdir(mode=0o700)
+    except OSError as exc:
+        drop_work_area(folder)
+        raise QuotaError(f"cannot prepare a {budget}-byte ext4 area: {exc}") from None
+    area = WritableArea(
+        folder, "loop", budget, max_entries, work / "outputs", work / "logs", setting=setting
+    )
+    area.pending = threading.Thread(target=area._make, name=f"disk-{folder.root.name[:12]}")
+    area.pending.start()
+    return area
+
+
+def _make_image(folder: JobFolder, budget: int, max_entries: int) -> int:
+    """Make the ext4 image of ``budget`` bytes with the algorithm's writable folders already in
+    it (``mkfs.ext4 -d`` from a template: the mount shows them at once, never an empty file
+    system) and mount it over the existing ``work`` folder; the bytes the empty file system
+    uses."""
+    work, image, template = folder.work, folder.work_image, folder.work_template
+    try:
+        shutil.rmtree(template, ignore_errors=True)
+        template.mkdir(mode=0o755)
+        prepare_writable(template / "outputs", template / "logs")
         fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         os.ftruncate(fd, budget + slack(budget))
         os.close(fd)
@@ -207,20 +306,19 @@ def _loop_area(folder: JobFolder, budget: int, max_entries: int) -> WritableArea
             str(max(max_entries + 16, 64)),
             "-E",
             "root_owner=0:0,nodiscard",
+            "-d",
+            str(template),
             str(image),
         )
-        work.mkdir(mode=0o700)
         # the type named: mount(8) does not probe the image for it (half the mount's time)
         _run("mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noexec", str(image), str(work))
         os.chmod(work, 0o755)
         shutil.rmtree(work / "lost+found", ignore_errors=True)
-        outputs, logs = work / "outputs", work / "logs"
-        prepare_writable(outputs, logs)
-        baseline = _fs_used(work)
-    except (OSError, QuotaError) as exc:
-        drop_work_area(folder)
-        raise QuotaError(f"cannot prepare a {budget}-byte ext4 area: {exc}") from None
-    return WritableArea(folder, "loop", budget, max_entries, outputs, logs, baseline)
+        return _fs_used(work)
+    except OSError as exc:  # the caller drops what is left
+        raise QuotaError(f"{exc}") from None
+    finally:
+        shutil.rmtree(template, ignore_errors=True)
 
 
 def _fs_used(path: Path) -> int:
