@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from datastore.job_records import OrderAlreadyUsed, jobs_of
-from datastore.schema import consumed_orders, job_events, jobs
+from datastore.job_records import OrderAlreadyUsed, ResultRecord, jobs_of
+from datastore.schema import consumed_orders, job_events, job_results, jobs
 from operator_engine.lifecycle import is_allowed, stamps
 from operator_engine.models import Job, Payments, utcnow
 from operator_engine.statuses import JobStatus
@@ -54,6 +55,16 @@ def write_status(
         )
     )
     return True
+
+
+def replace_results(conn: Connection, job_id: str, results: Sequence[ResultRecord]) -> None:
+    """Replace the results of ``job_id`` inside the caller's transaction."""
+    conn.execute(job_results.delete().where(job_results.c.job_id == job_id))
+    if results:
+        conn.execute(
+            job_results.insert(),
+            [{"job_id": job_id, "idx": i, **dataclasses.asdict(r)} for i, r in enumerate(results)],
+        )
 
 
 # -- consumed payments (docs/protocol.md §5) -------------------------------------------------

@@ -11,9 +11,8 @@ leases in :mod:`datastore.job_leases`, reports for the admin API and console in
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +29,7 @@ from datastore.job_records import (
     request_to_json,
 )
 from datastore.job_reports import JobReports
-from datastore.job_writes import consume_orders, paid_job, write_status
+from datastore.job_writes import consume_orders, paid_job, replace_results, write_status
 from datastore.schema import job_events, job_results, jobs
 from operator_engine.lifecycle import StopReason
 from operator_engine.models import Job, JobRequest, Payments, utcnow
@@ -108,6 +107,8 @@ class JobStore(JobReads, JobLeases, JobReports):
         to: JobStatus,
         *,
         detail: str | None = None,
+        via: Sequence[JobStatus] = (),
+        results: list[ResultRecord] | None = None,
         **values: Any,
     ) -> JobStatus:
         """Move ``job_id`` to ``to`` if it is in ``from_`` (default: any allowed source).
@@ -115,18 +116,48 @@ class JobStore(JobReads, JobLeases, JobReports):
         Returns the status it left. ``values`` are extra columns set in the same UPDATE
         (``stopreq``, ``exit_code``, ``oom_killed``, ``reason``, ``worker_id``…) besides the
         lifecycle's :func:`~operator_engine.lifecycle.stamps` (see :func:`write_status`).
+        ``via``: statuses the job passes through first, each written with its event in the
+        same transaction (a worker entering a stage with no work and the next one at once).
+        ``results``: the job's results, replaced in the same transaction.
         """
-        allowed = sources_of(to)
+        first = via[0] if via else to
+        allowed = sources_of(first)
         if from_ is not None:
             wanted = {from_} if isinstance(from_, JobStatus) else set(from_)
             allowed = allowed & frozenset(wanted)
+        # one known source: the guarded UPDATE alone decides (the row is read on a refusal)
+        left = from_ if isinstance(from_, JobStatus) and from_ in allowed else None
+        steps = (*via, to)
         with self.engine.begin() as conn:
-            current = conn.execute(sa.select(jobs.c.status).where(jobs.c.job_id == job_id)).scalar()
-            if current is None or current not in {int(s) for s in allowed}:
-                raise TransitionError(job_id, to, None if current is None else JobStatus(current))
-            left = JobStatus(current)
-            if not write_status(conn, job_id, left, to, at=utcnow(), detail=detail, **values):
-                raise TransitionError(job_id, to, left)
+            at = utcnow()
+            if left is None:
+                current = conn.execute(
+                    sa.select(jobs.c.status).where(jobs.c.job_id == job_id)
+                ).scalar()
+                if current is None or current not in {int(s) for s in allowed}:
+                    raise TransitionError(
+                        job_id, first, None if current is None else JobStatus(current)
+                    )
+                left = JobStatus(current)
+            step = left
+            for n, status in enumerate(steps):
+                last = n == len(steps) - 1
+                if not write_status(
+                    conn,
+                    job_id,
+                    step,
+                    status,
+                    at=at,
+                    detail=detail if last else None,
+                    **(values if last else {}),
+                ):
+                    now = conn.execute(
+                        sa.select(jobs.c.status).where(jobs.c.job_id == job_id)
+                    ).scalar()
+                    raise TransitionError(job_id, status, None if now is None else JobStatus(now))
+                step = status
+                if last and results is not None:
+                    replace_results(conn, job_id, results)
         return left
 
     def update(self, job_id: str, **values: Any) -> bool:
@@ -141,15 +172,7 @@ class JobStore(JobReads, JobLeases, JobReports):
     def set_results(self, job_id: str, results: list[ResultRecord]) -> None:
         """Replace the job's results (idempotent: a resumed publish rewrites them)."""
         with self.engine.begin() as conn:
-            conn.execute(job_results.delete().where(job_results.c.job_id == job_id))
-            if results:
-                conn.execute(
-                    job_results.insert(),
-                    [
-                        {"job_id": job_id, "idx": i, **dataclasses.asdict(r)}
-                        for i, r in enumerate(results)
-                    ],
-                )
+            replace_results(conn, job_id, results)
 
     def clear_results(self, job_id: str) -> None:
         with self.engine.begin() as conn:

@@ -73,12 +73,17 @@ def execute(
 
 
 def _walk(ctx: JobContext, store: JobStore, current: JobStatus, start: Stage) -> JobStatus:
+    passing: list[JobStatus] = []  # stages with no work: entered with the next, one transaction
     for stage, work in steps_from(start):
         if ctx.should_yield() and current < S.RUNNING:
             raise Yielded  # once the algorithm has run, filtering and publishing finish
+        if current < stage.status and work is None:
+            passing.append(stage.status)
+            continue
         if current < stage.status:
-            store.transition(ctx.job_id, current, stage.status)
-            current = stage.status
+            via = [status for status in passing if status < stage.status]
+            store.transition(ctx.job_id, current, stage.status, via=via)
+            current, passing = stage.status, []
         if work is None:
             continue
         if ctx.is_cancelled():
@@ -106,16 +111,25 @@ def _walk(ctx: JobContext, store: JobStore, current: JobStatus, start: Stage) ->
             raise Cancelled
         if outcome.kind is not Kind.OK:
             return fail(ctx, store, current, outcome)
+    if passing:  # the walk ended on a stage with no work (none does today)
+        store.transition(ctx.job_id, current, passing[-1], via=passing[:-1])
+        current = passing[-1]
+    records = None
     if current is not S.SETTLING:
         records = with_receipt(ctx, store, ctx.state.records, S.FINISHED)
-        store.set_results(ctx.job_id, records)
         ctx.workspace.remove_inputs()
-    return finish(ctx, store, current)
+    return finish(ctx, store, current, records)
 
 
-def finish(ctx: JobContext, store: JobStore, current: JobStatus) -> JobStatus:
-    """End a job whose results are published: a paid job passes 71 until its escrow claim
-    is settled (a chain outage leaves it at 71, lease released, for the sweep to resume)."""
+def finish(
+    ctx: JobContext,
+    store: JobStore,
+    current: JobStatus,
+    records: list[ResultRecord] | None = None,
+) -> JobStatus:
+    """End a job whose results are published (``records``: written with its next status):
+    a paid job passes 71 until its escrow claim is settled (a chain outage leaves it at 71,
+    lease released, for the sweep to resume)."""
     ctx.state.container_gone()
     settlement = ctx.settlement
     paid = (
@@ -125,14 +139,15 @@ def finish(ctx: JobContext, store: JobStore, current: JobStatus) -> JobStatus:
     )
     if settlement is not None and (current is S.SETTLING or paid):
         if current is not S.SETTLING:
-            store.transition(ctx.job_id, current, S.SETTLING)
-            current = S.SETTLING
+            store.transition(ctx.job_id, current, S.SETTLING, results=records)
+            current, records = S.SETTLING, None
         if not settlement.settle(ctx.job_id):
             raise Yielded
     store.transition(
         ctx.job_id,
         current,
         S.FINISHED,
+        results=records,
         results_expire_at=utcnow() + timedelta(seconds=ctx.env.storage_expiry),
     )
     return S.FINISHED

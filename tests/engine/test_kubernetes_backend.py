@@ -115,7 +115,8 @@ def run(tmp_path: Path, script: list[str], job: str | None = None) -> tuple[Fake
     spec = ContainerSpec(
         JOB, ALGO, "python3 $ALGO", {}, Limits(cpu=1, memory=2**30, disk=10**6, duration=60)
     )
-    cid = backend.start(spec, SimpleNamespace(budget=10**6, max_entries=100))  # type: ignore[arg-type]
+    area = SimpleNamespace(budget=10**6, max_entries=100, ready=lambda: None)
+    cid = backend.start(spec, area)  # type: ignore[arg-type]
     sink = io.BytesIO()
     backend.follow_logs(cid, sink, 1000)
     try:

@@ -143,7 +143,8 @@ def test_a_job_through_the_official_client(tmp_path: Path, api: tuple[FakeApiSer
     spec = ContainerSpec(
         JOB, ALGO, "true", {}, Limits(cpu=1, memory=2**30, disk=10**6, duration=60)
     )
-    cid = backend.start(spec, SimpleNamespace(budget=10**6, max_entries=100))  # type: ignore[arg-type]
+    area = SimpleNamespace(budget=10**6, max_entries=100, ready=lambda: None)
+    cid = backend.start(spec, area)  # type: ignore[arg-type]
     sink = io.BytesIO()
     backend.follow_logs(cid, sink, 1000)
     info = backend.wait(cid)
