@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,6 +58,26 @@ _OWNER_JOBS = PreparedRead(_WITH_RESULTS.where(_BY_OWNER))
 _OWNER_JOB = PreparedRead(_WITH_RESULTS.where(_BY_OWNER, jobs.c.job_id == sa.bindparam("job_id")))
 
 
+def _shown_job(make: Any, raw: Any) -> Job:
+    """The Job of a raw status row; the same Job object while the row is unchanged (so its
+    Ocean JSON is encoded once: ``Job.ocean_json``). A row the driver gave unhashable values
+    (PostgreSQL's decoded JSON) is decoded every time."""
+    try:
+        return _memo_job(make, raw)
+    except TypeError:
+        return _decode_job(make, raw)
+
+
+def _decode_job(make: Any, raw: Any) -> Job:
+    row = make(raw)
+    return job_from(row, results_from_json(row.results))
+
+
+#: The status route's recently read rows: the key is the whole raw row (every column the Job
+#: shows, its results included), so a changed job is a new key; bounded per process.
+_memo_job = lru_cache(maxsize=1024)(_decode_job)
+
+
 class JobReads:
     """The read half of :class:`datastore.jobs.JobStore`."""
 
@@ -86,10 +107,11 @@ class JobReads:
         """``owner``'s jobs (only ``job_id`` when given; only those that read ``did`` when
         given), oldest first. The status route's read: one prepared statement."""
         if job_id is None:
-            rows = _OWNER_JOBS.rows(self.engine, owner=owner.lower())
+            read, params = _OWNER_JOBS, {"owner": owner.lower()}
         else:
-            rows = _OWNER_JOB.rows(self.engine, owner=owner.lower(), job_id=job_id)
-        found = [job_from(row, results_from_json(row.results)) for row in rows]
+            read, params = _OWNER_JOB, {"owner": owner.lower(), "job_id": job_id}
+        make = read.maker(self.engine.dialect)
+        found = [_shown_job(make, raw) for raw in read.fetch(self.engine, **params)]
         return [j for j in found if did is None or did in j.input_dids]
 
     def result_path(self, job_id: str, index: int) -> tuple[str, JobResult] | None:

@@ -16,9 +16,7 @@ from sqlalchemy import Engine, Select
 from sqlalchemy.engine import Dialect
 
 from datastore.engine import is_sqlite
-
-#: ``info`` key of a pooled SQLite connection's reusable cursor.
-_CURSOR = "tidewater.read_cursor"
+from datastore.thread_readers import has_thread_readers, read_cursor
 
 
 def _dialect_key(dialect: Dialect) -> tuple[str, str, str]:
@@ -38,6 +36,7 @@ class PreparedRead:
         self._row: Any = namedtuple("Row", statement.selected_columns.keys())  # type: ignore[misc]
         #: per (dialect, driver, paramstyle): the SQL, positional bind order, result processors
         self._compiled: dict[tuple[str, str, str], tuple[str, Sequence[str] | None, list[Any]]] = {}
+        self._makers: dict[tuple[str, str, str], Any] = {}
 
     def _compile(self, dialect: Dialect) -> tuple[str, Sequence[str] | None, list[Any]]:
         compiled = self.statement.compile(dialect=dialect)
@@ -64,7 +63,15 @@ class PreparedRead:
         return cursor.fetchall()  # type: ignore[no-any-return]
 
     def maker(self, dialect: Dialect) -> Any:
-        """The function that turns one raw DBAPI row of :meth:`fetch` into a named row."""
+        """The function that turns one raw DBAPI row of :meth:`fetch` into a named row (the
+        same function object for every call with the same dialect)."""
+        key = _dialect_key(dialect)
+        made = self._makers.get(key)
+        if made is None:
+            made = self._makers[key] = self._make_maker(dialect)
+        return made
+
+    def _make_maker(self, dialect: Dialect) -> Any:
         processors = self._entry(dialect)[2]
         make = self._row._make
         if not any(processors):
@@ -75,24 +82,15 @@ class PreparedRead:
 
     def fetch(self, engine: Engine, **params: Any) -> list[Any]:
         """The raw DBAPI rows for ``params`` (values not yet processed: see :meth:`maker`), for
-        a caller that needs only some rows processed. One statement reads one snapshot, so on
-        SQLite it runs without ``BEGIN``/``ROLLBACK`` (autocommit: two fewer calls into SQLite,
-        each of which releases and retakes the GIL); elsewhere in the driver's implicit
-        transaction."""
-        if not is_sqlite(engine):
+        a caller that needs only some rows processed. One statement reads one snapshot, so on a
+        SQLite file it runs without ``BEGIN``/``ROLLBACK`` (autocommit: two fewer calls into
+        SQLite, each of which releases and retakes the GIL) on the thread's own connection
+        (:mod:`datastore.thread_readers`: no pool checkout); elsewhere on a pooled connection in
+        the driver's implicit transaction."""
+        if not has_thread_readers(engine):
             with raw_reading(engine) as cursor:
                 return self._fetch(cursor, engine.dialect, params)
-        connection = engine.raw_connection()  # pool checkout
-        try:
-            # One cursor per pooled connection, kept with it (``info`` lives as long as the
-            # DBAPI connection): a sqlite3 cursor is only a statement handle; making one per
-            # read cost more GIL time than the read's execute.
-            cursor = connection.info.get(_CURSOR)
-            if cursor is None:
-                cursor = connection.info[_CURSOR] = connection.cursor()
-            return self._fetch(cursor, engine.dialect, params)
-        finally:
-            connection.close()  # back to the pool (its reset finds no transaction to end)
+        return self._fetch(read_cursor(engine), engine.dialect, params)
 
     def rows(self, engine: Engine, **params: Any) -> list[Any]:
         """All rows for ``params``, processed (see :meth:`fetch`)."""
