@@ -54,6 +54,12 @@ _WITH_RESULTS = sa.select(*_SHOWN, _RESULTS).order_by(jobs.c.date_created, jobs.
 _HOLDER = PreparedRead(
     sa.select(jobs.c.status, jobs.c.worker_id).where(jobs.c.job_id == sa.bindparam("job_id"))
 )
+#: computeResult's file (JobReads.result_path).
+_RESULT = PreparedRead(
+    sa.select(job_results).where(
+        job_results.c.job_id == sa.bindparam("job_id"), job_results.c.idx == sa.bindparam("idx")
+    )
+)
 _OWNER_JOBS = PreparedRead(_WITH_RESULTS.where(_BY_OWNER))
 _OWNER_JOB = PreparedRead(_WITH_RESULTS.where(_BY_OWNER, jobs.c.job_id == sa.bindparam("job_id")))
 
@@ -115,14 +121,12 @@ class JobReads:
         return [j for j in found if did is None or did in j.input_dids]
 
     def result_path(self, job_id: str, index: int) -> tuple[str, JobResult] | None:
-        with reading(self.engine) as conn:
-            r = conn.execute(
-                sa.select(job_results).where(
-                    job_results.c.job_id == job_id, job_results.c.idx == index
-                )
-            ).first()
-        if r is None:
+        """Where result ``index`` of ``job_id`` is stored (relative to the job's folder), and
+        its entry; computeResult's read (one prepared statement)."""
+        rows = _RESULT.rows(self.engine, job_id=job_id, idx=index)
+        if not rows:
             return None
+        r = rows[0]
         return r.path, JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256)
 
     def events(self, job_id: str) -> list[tuple[int | None, int, str | None]]:

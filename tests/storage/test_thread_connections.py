@@ -1,4 +1,4 @@
-"""Per-thread SQLite read connections (datastore.thread_readers): one per thread, the pool's
+"""Per-thread SQLite read connections (datastore.thread_connections): one per thread, the pool's
 PRAGMAs, no transaction left open, closed by dispose, never shared across a fork."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from datastore.engine import make_engine
 from datastore.prepared import PreparedRead
-from datastore.thread_readers import has_thread_readers, read_cursor
+from datastore.thread_connections import has_thread_connections, thread_cursor
 
 metadata = sa.MetaData()
 items = sa.Table(
@@ -45,22 +45,22 @@ def _set_size(db: sa.Engine, size: int) -> None:
         conn.execute(sa.update(items).values(size=size))
 
 
-def test_only_sqlite_files_have_thread_readers(tmp_path: Path) -> None:
-    assert has_thread_readers(make_engine(f"sqlite:///{tmp_path / 'x.db'}"))
-    assert not has_thread_readers(make_engine("sqlite://"))
-    assert not has_thread_readers(make_engine("sqlite:///:memory:"))
+def test_only_sqlite_files_have_thread_connections(tmp_path: Path) -> None:
+    assert has_thread_connections(make_engine(f"sqlite:///{tmp_path / 'x.db'}"))
+    assert not has_thread_connections(make_engine("sqlite://"))
+    assert not has_thread_connections(make_engine("sqlite:///:memory:"))
 
 
 def test_a_thread_keeps_one_connection_with_the_pools_pragmas(db: sa.Engine) -> None:
-    cursor = read_cursor(db)
-    assert read_cursor(db) is cursor
+    cursor = thread_cursor(db)
+    assert thread_cursor(db) is cursor
     connection = cursor.connection
     assert connection.isolation_level is None  # autocommit: each SELECT is its own snapshot
     assert connection.execute("PRAGMA busy_timeout").fetchone() == (30_000,)
     assert connection.execute("PRAGMA foreign_keys").fetchone() == (1,)
     assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     seen: list[object] = []
-    thread = threading.Thread(target=lambda: seen.append(read_cursor(db).connection))
+    thread = threading.Thread(target=lambda: seen.append(thread_cursor(db).connection))
     thread.start()
     thread.join()
     assert seen and seen[0] is not connection
@@ -78,7 +78,7 @@ def test_reads_hold_no_snapshot_between_statements(db: sa.Engine) -> None:
     finally:
         checkpointer.close()
     assert busy == 0
-    assert not read_cursor(db).connection.in_transaction
+    assert not thread_cursor(db).connection.in_transaction
 
 
 def test_threads_read_side_by_side(db: sa.Engine) -> None:
@@ -102,13 +102,13 @@ def test_threads_read_side_by_side(db: sa.Engine) -> None:
 
 
 def test_dispose_closes_the_readers_and_the_next_read_opens_one(db: sa.Engine) -> None:
-    old = read_cursor(db).connection
+    old = thread_cursor(db).connection
     db.dispose()
     with pytest.raises(sqlite3.ProgrammingError):
         old.execute("SELECT 1")
     _set_size(db, 3)
     assert _size(db) == 3
-    assert read_cursor(db).connection is not old
+    assert thread_cursor(db).connection is not old
 
 
 def _child_reads(url: str, out: multiprocessing.connection.Connection) -> None:
@@ -117,13 +117,13 @@ def _child_reads(url: str, out: multiprocessing.connection.Connection) -> None:
 
 
 def test_a_forked_child_opens_its_own_reader(db: sa.Engine) -> None:
-    parent = read_cursor(db).connection
+    parent = thread_cursor(db).connection
     _size(db)
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
 
     def child() -> None:
-        cursor = read_cursor(db)
+        cursor = thread_cursor(db)
         send.send((cursor.connection is not parent, _size(db)))
 
     process = context.Process(target=child)
@@ -131,4 +131,21 @@ def test_a_forked_child_opens_its_own_reader(db: sa.Engine) -> None:
     process.join(timeout=60)
     assert process.exitcode == 0
     assert receive.recv() == (True, 1)
-    assert read_cursor(db).connection is parent and _size(db) == 1
+    assert thread_cursor(db).connection is parent and _size(db) == 1
+
+
+def test_a_finished_threads_reader_is_closed_by_the_next_thread(db: sa.Engine) -> None:
+    opened: list[sqlite3.Connection] = []
+
+    def read() -> None:
+        opened.append(thread_cursor(db).connection)
+        _size(db)
+
+    for _ in range(2):
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+    first, second = opened
+    with pytest.raises(sqlite3.ProgrammingError):
+        first.execute("SELECT 1")
+    assert second.execute("SELECT 1").fetchone() == (1,)
