@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,8 +54,34 @@ _WITH_RESULTS = sa.select(*_SHOWN, _RESULTS).order_by(jobs.c.date_created, jobs.
 _HOLDER = PreparedRead(
     sa.select(jobs.c.status, jobs.c.worker_id).where(jobs.c.job_id == sa.bindparam("job_id"))
 )
+#: computeResult's file (JobReads.result_path).
+_RESULT = PreparedRead(
+    sa.select(job_results).where(
+        job_results.c.job_id == sa.bindparam("job_id"), job_results.c.idx == sa.bindparam("idx")
+    )
+)
 _OWNER_JOBS = PreparedRead(_WITH_RESULTS.where(_BY_OWNER))
 _OWNER_JOB = PreparedRead(_WITH_RESULTS.where(_BY_OWNER, jobs.c.job_id == sa.bindparam("job_id")))
+
+
+def _shown_job(make: Any, raw: Any) -> Job:
+    """The Job of a raw status row; the same Job object while the row is unchanged (so its
+    Ocean JSON is encoded once: ``Job.ocean_json``). A row the driver gave unhashable values
+    (PostgreSQL's decoded JSON) is decoded every time."""
+    try:
+        return _memo_job(make, raw)
+    except TypeError:
+        return _decode_job(make, raw)
+
+
+def _decode_job(make: Any, raw: Any) -> Job:
+    row = make(raw)
+    return job_from(row, results_from_json(row.results))
+
+
+#: The status route's recently read rows: the key is the whole raw row (every column the Job
+#: shows, its results included), so a changed job is a new key; bounded per process.
+_memo_job = lru_cache(maxsize=1024)(_decode_job)
 
 
 class JobReads:
@@ -86,21 +113,20 @@ class JobReads:
         """``owner``'s jobs (only ``job_id`` when given; only those that read ``did`` when
         given), oldest first. The status route's read: one prepared statement."""
         if job_id is None:
-            rows = _OWNER_JOBS.rows(self.engine, owner=owner.lower())
+            read, params = _OWNER_JOBS, {"owner": owner.lower()}
         else:
-            rows = _OWNER_JOB.rows(self.engine, owner=owner.lower(), job_id=job_id)
-        found = [job_from(row, results_from_json(row.results)) for row in rows]
+            read, params = _OWNER_JOB, {"owner": owner.lower(), "job_id": job_id}
+        make = read.maker(self.engine.dialect)
+        found = [_shown_job(make, raw) for raw in read.fetch(self.engine, **params)]
         return [j for j in found if did is None or did in j.input_dids]
 
     def result_path(self, job_id: str, index: int) -> tuple[str, JobResult] | None:
-        with reading(self.engine) as conn:
-            r = conn.execute(
-                sa.select(job_results).where(
-                    job_results.c.job_id == job_id, job_results.c.idx == index
-                )
-            ).first()
-        if r is None:
+        """Where result ``index`` of ``job_id`` is stored (relative to the job's folder), and
+        its entry; computeResult's read (one prepared statement)."""
+        rows = _RESULT.rows(self.engine, job_id=job_id, idx=index)
+        if not rows:
             return None
+        r = rows[0]
         return r.path, JobResult(r.filename, r.filesize, r.type, r.idx, r.sha256)
 
     def events(self, job_id: str) -> list[tuple[int | None, int, str | None]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from datastore.prepared import PreparedRead
+from datastore.prepared import PreparedRead, PreparedWrite
 from datastore.schema import NONCE_CHARS, provider_nonces
 
 __all__ = ["NONCE_CHARS", "NonceRepository"]
@@ -18,6 +18,19 @@ __all__ = ["NONCE_CHARS", "NonceRepository"]
 #: ``GET nonce`` reads this on every call: compiled once, run on the DBAPI directly.
 _STORED = PreparedRead(
     select(provider_nonces.c.nonce).where(provider_nonces.c.address == bindparam("address"))
+)
+
+
+_INSERT = PreparedWrite(
+    insert(provider_nonces).values(address=bindparam("who"), nonce=bindparam("new"))
+)
+_SWAP = PreparedWrite(
+    update(provider_nonces)
+    .where(
+        provider_nonces.c.address == bindparam("who"),
+        provider_nonces.c.nonce == bindparam("seen"),
+    )
+    .values(nonce=bindparam("new"))
 )
 
 
@@ -34,18 +47,11 @@ class NonceRepository:
 
     def swap(self, address: str, seen: str | None, new: str) -> bool:
         """Store ``new`` if ``address``'s nonce is still ``seen`` (None: no row yet); False
-        when another writer changed it first."""
-        table = provider_nonces
+        when another writer changed it first. One statement, its own transaction."""
         try:
-            with self.engine.begin() as conn:
-                if seen is None:
-                    conn.execute(insert(table).values(address=address, nonce=new))
-                    return True
-                changed = conn.execute(
-                    update(table)
-                    .where(table.c.address == address, table.c.nonce == seen)
-                    .values(nonce=new)
-                ).rowcount
+            if seen is None:
+                _INSERT.run(self.engine, who=address, new=new)
+                return True
+            return _SWAP.run(self.engine, who=address, seen=seen, new=new) == 1
         except IntegrityError:
             return False  # another request inserted this address first
-        return changed == 1

@@ -7,9 +7,11 @@ with :class:`Job` values, which :meth:`Job.to_ocean` turns into the wire shape c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from operator_engine.lifecycle import StopReason
@@ -242,6 +244,12 @@ class Job:
         if self.exit_code is not None or self.oom_killed:
             body["terminationDetails"] = {"exitCode": self.exit_code, "OOMKilled": self.oom_killed}
         return body
+
+    @cached_property
+    def ocean_json(self) -> str:
+        """:meth:`to_ocean` as compact JSON (what the provider's ``jsonify`` writes for it),
+        encoded once per Job object: the store hands out one Job per unchanged row."""
+        return json.dumps(self.to_ocean(), separators=(",", ":"))
 
 
 @dataclass(frozen=True)

@@ -170,14 +170,10 @@ class Services:
     def owned_job(self, owner: str, job_id: str | None, did: str | None = None) -> Job:
         """The job ``job_id`` when ``owner`` owns it (and, given ``did``, it read that asset);
         otherwise 404 — the same answer whether the job is missing or someone else's."""
-        job = self.engine.get(job_id) if job_id else None
-        if (
-            job is None
-            or job.owner.lower() != owner.lower()
-            or (did is not None and did not in job.input_dids)
-        ):
+        found = self.engine.find(owner, job_id=job_id, did=did) if job_id else []
+        if not found:
             raise ProviderError("Job not found", 404)
-        return job
+        return found[0]
 
     @property
     def provider_address(self) -> str:

@@ -9,15 +9,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from flask import Flask
+from flask import Flask, jsonify
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from operator_engine.api import Engine
+from operator_engine.models import Job, JobResult
 from operator_engine.statuses import JobStatus
 from provider.request_auth import job_text, unsigned_nonce_stop_text
 from tests.engine.conftest import FileServer
@@ -106,6 +108,52 @@ def test_status_lists_only_the_owners_jobs(
         COMPUTE, query_string={"consumerAddress": consumer.address, "documentId": DID}
     )
     assert [j["jobId"] for j in by_doc.json] == [mine.job_id]
+
+
+def test_status_body_is_jsonify_byte_for_byte_and_follows_each_change(
+    app: Flask, client: FlaskClient, engine: Engine, consumer: LocalAccount, files: FileServer
+) -> None:
+    """The status answer is built from each job's JSON encoded once (the store hands out one
+    Job per unchanged row): the same bytes as jsonify of the Ocean objects, and a job that
+    changes gets a new answer."""
+    submit(engine, consumer.address, files)
+    queued = submit(engine, consumer.address, files, run=False)
+    query = {"consumerAddress": consumer.address}
+
+    def expected() -> bytes:
+        with app.app_context():
+            return jsonify([j.to_ocean() for j in engine.find(consumer.address)]).get_data()
+
+    first = client.get(COMPUTE, query_string=query)
+    assert first.status_code == 200 and first.mimetype == "application/json"
+    assert first.get_data() == expected()
+    assert [j["status"] for j in first.json] == [70, 1]
+    again = client.get(COMPUTE, query_string=query)
+    assert again.get_data() == first.get_data()
+    engine.run_until_idle()
+    after = client.get(COMPUTE, query_string=query)
+    assert after.get_data() == expected() != first.get_data()
+    assert [j["status"] for j in after.json] == [70, 70]
+    one = client.get(COMPUTE, query_string={**query, "jobId": queued.job_id})
+    assert one.json == [after.json[1]]
+
+
+def test_a_jobs_encoded_json_is_what_the_apps_jsonify_writes(app: Flask) -> None:
+    job = Job(
+        job_id="j1",
+        owner="0xab",
+        environment="free",
+        status=JobStatus.FINISHED,
+        date_created=datetime(2026, 1, 2, tzinfo=UTC),
+        input_dids=["did:op:1", "did:op:2"],
+        algo_did="raw",
+        date_finished=datetime(2026, 1, 3, tzinfo=UTC),
+        exit_code=3,
+        oom_killed=True,
+        results=[JobResult("résumé ✓.txt", 5, "output", 0, "ab")],
+    )
+    with app.app_context():
+        assert jsonify([job.to_ocean()]).get_data() == f"[{job.ocean_json}]\n".encode()
 
 
 # -- stop --------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from datastore.engine import is_sqlite, make_engine, reading
-from datastore.prepared import PreparedRead, raw_reading
+from datastore.prepared import PreparedRead, PreparedWrite, raw_reading
 
 metadata = sa.MetaData()
 things = sa.Table(
@@ -88,3 +88,26 @@ def test_a_read_leaves_writers_free(db: sa.Engine) -> None:
     with db.begin() as conn:
         conn.execute(sa.update(things).where(things.c.id == "b").values(size=2))
     assert BY_OWNER.rows(db, owner="0xab")[1].size == 2
+
+
+ADD = PreparedWrite(
+    sa.insert(things).values(id=sa.bindparam("key"), owner=sa.bindparam("who"), flag=True)
+)
+RESIZE = PreparedWrite(
+    sa.update(things)
+    .where(things.c.id == sa.bindparam("key"), things.c.size == sa.bindparam("was"))
+    .values(size=sa.bindparam("now"))
+)
+
+
+def test_a_prepared_write_commits_alone_and_reports_what_it_changed(db: sa.Engine) -> None:
+    assert ADD.run(db, key="d", who="0xef") == 1
+    with pytest.raises(sa.exc.IntegrityError):
+        ADD.run(db, key="d", who="0xef")
+    assert RESIZE.run(db, key="b", was=0, now=5) == 1
+    assert RESIZE.run(db, key="b", was=0, now=6) == 0  # compare-and-swap: "was" is stale
+    with db.connect() as other:  # another connection sees both: each write committed alone
+        assert other.execute(sa.select(things.c.owner).where(things.c.id == "d")).scalar() == "0xef"
+        assert other.execute(sa.select(things.c.size).where(things.c.id == "b")).scalar() == 5
+    with db.begin() as conn:  # and no write lock is left behind
+        conn.execute(sa.update(things).where(things.c.id == "c").values(size=1))

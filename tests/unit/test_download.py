@@ -4,9 +4,11 @@ reported, never taken as whole."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -84,3 +86,14 @@ def test_save_body_of_an_empty_body(server: str, tmp_path: Path) -> None:
     with requests.get(server + "/empty", stream=True, timeout=30) as response:
         assert save_body(response, target) == (hashlib.sha256(b"").hexdigest(), 0)
     assert target.read_bytes() == b""
+
+
+def test_a_failing_write_raises_and_leaves_no_thread(server: str) -> None:
+    """Writing to a full device (``/dev/full``: every write fails with ENOSPC) raises that
+    error; the hashing thread is gone when save_body returns."""
+    threads = {t.name for t in threading.enumerate()}
+    with requests.get(server + "/sized", stream=True, timeout=30) as response:
+        with pytest.raises(OSError) as failed:
+            save_body(response, Path("/dev/full"))
+    assert failed.value.errno == errno.ENOSPC
+    assert "sha256" not in {t.name for t in threading.enumerate()} - threads
