@@ -150,14 +150,14 @@ def breakdown(
         ("configure: the job folder", staged["configure"]),
         ("provision: image check (1 inspect), input fetch, algorithm", staged["provision"]),
         ("  of which the image check", ms.get("image", 0.0)),
-        ("run: create + attach + start the container", ms.get("start", 0.0)),
+        ("run: create + attach + start (disk share made meanwhile)", ms.get("start", 0.0)),
         ("run: the container running to its end", ms.get("running", 0.0)),
         ("run: its exit (wait + 1 inspect)", ms.get("wait", 0.0)),
-        ("run: the disk share (set up, release), log, rest", staged["run"] - docker_in_run),
+        ("run: disk share release (copy out), log, rest", staged["run"] - docker_in_run),
         ("  (removing the container, while the next stages go on)", ms.get("remove", 0.0)),
         ("filter outputs", staged["filter_outputs"]),
         ("publish: hash the results", staged["publish"]),
-        ("outside stages: claim, 6 transitions, lease, receipt", total - sum(staged.values())),
+        ("outside stages: claim, 5 transactions, lease, receipt", total - sum(staged.values())),
     ]
     lines = [f"  {'where a worker thread spends a job':<56} {'ms/job':>8}"]
     lines += [f"  {name:<56} {value:8.1f}" for name, value in rows]

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from datastore.engine import is_sqlite, reading
 from datastore.job_records import jobs_of
 from datastore.job_writes import write_status
+from datastore.prepared import PreparedWrite
 from datastore.schema import jobs
 from operator_engine.models import ComputeEnvironment, Job, utcnow
 from operator_engine.statuses import IN_FLIGHT, OCCUPYING, JobStatus
@@ -31,6 +32,13 @@ _LEASE_COLUMNS = (
     jobs.c.worker_id,
     jobs.c.heartbeat_at,
     jobs.c.lease_expires_at,
+)
+
+#: a worker lets go of a job (the end of every walk)
+_RELEASE = PreparedWrite(
+    jobs.update()
+    .where(jobs.c.job_id == sa.bindparam("job"), jobs.c.worker_id == sa.bindparam("holder"))
+    .values(worker_id=None, heartbeat_at=None, lease_expires_at=None)
 )
 
 _CLAIM_LOCK_KEY = 0x7469_6465  # "tide": one advisory lock serialises PostgreSQL claims
@@ -110,12 +118,8 @@ class JobLeases:
             )
 
     def release(self, job_id: str, worker_id: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                jobs.update()
-                .where(jobs.c.job_id == job_id, jobs.c.worker_id == worker_id)
-                .values(worker_id=None, heartbeat_at=None, lease_expires_at=None)
-            )
+        """Drop ``worker_id``'s lease on ``job_id`` (one statement, compiled once)."""
+        _RELEASE.run(self.engine, job=job_id, holder=worker_id)
 
     def in_flight_rows(self) -> list[Any]:
         """(job_id, status, worker_id, heartbeat_at, lease_expires_at) of in-flight jobs."""

@@ -174,23 +174,21 @@ class DockerBackend(FolderBackend):
     # -- containers --------------------------------------------------------------------------
 
     def start(self, spec: ContainerSpec, area: RunArea) -> str:
-        """Create the container while ``area``'s disk share is being made (Docker checks that
-        a bind mount's source exists at create and resolves it at start), then attach and start
-        it once the share is ready."""
+        """Create the container and attach to it while ``area``'s disk share is being made
+        (Docker checks that a bind mount's source exists at create and resolves it at start),
+        then start it once the share is ready."""
         if not isinstance(area, WritableArea):
             raise BackendError("the Docker backend runs only in its own workspaces' areas")
         paths = area_paths(area)
         try:
             container_id = self._create(spec, paths)
             try:
+                self._attach(container_id)
                 area.ready()
                 if area_paths(area) != paths:  # auto fell back to polling the job's folders
                     self.remove(container_id)
                     container_id = self._create(spec, area_paths(area))
-                # attached before the start: nothing it prints is missed
-                output = self._stream.attach(container_id, stdout=True, stderr=True, stream=True)
-                with self._attached_lock:
-                    self._attached[container_id] = output
+                    self._attach(container_id)
                 self.api.start(container_id)
             except BaseException:
                 with contextlib.suppress(BackendError):  # no container the job cannot name
@@ -203,6 +201,12 @@ class DockerBackend(FolderBackend):
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise BackendError(f"Docker could not start the algorithm container: {exc}") from exc
         return container_id
+
+    def _attach(self, container_id: str) -> None:
+        """Attach to its output before the start: nothing it prints is missed."""
+        output = self._stream.attach(container_id, stdout=True, stderr=True, stream=True)
+        with self._attached_lock:
+            self._attached[container_id] = output
 
     def _create(self, spec: ContainerSpec, paths: dict[Volume, Path]) -> str:
         """Create (not start) the hardened container of ``spec`` with its volumes at ``paths``."""
