@@ -273,12 +273,18 @@ class DockerBackend(FolderBackend):
             output.close()
 
     def wait(self, container_id: str) -> ExitInfo:
+        """Its exit code and OOM flag from one inspect (``wait`` does not say whether the
+        kernel killed it for memory); only a container not yet seen ended is waited for
+        first. Called once its output stream ended, it has nearly always ended too: the
+        daemon answers the inspect once it has recorded the exit."""
         try:
-            status = self.api.wait(container_id, timeout=60)
-            state = self.api.inspect_container(container_id).get("State", {})  # OOMKilled
+            state = self.api.inspect_container(container_id).get("State", {})
+            if state.get("Running") or state.get("Status") in ("created", "restarting"):
+                self.api.wait(container_id, timeout=60)
+                state = self.api.inspect_container(container_id).get("State", {})
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise BackendError(f"cannot read the container's exit: {exc}") from exc
-        return ExitInfo(int(status.get("StatusCode", -1)), bool(state.get("OOMKilled")))
+        return ExitInfo(int(state.get("ExitCode", -1)), bool(state.get("OOMKilled")))
 
     def kill(self, container_id: str) -> None:
         try:
