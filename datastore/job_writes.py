@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Update
 from sqlalchemy.engine import Connection
 
 from datastore.job_records import OrderAlreadyUsed, ResultRecord, jobs_of
@@ -42,19 +44,36 @@ def write_status(
     if from_ is None:
         conn.execute(jobs.insert().values(job_id=job_id, **columns))
     else:
-        where = (jobs.c.job_id == job_id, jobs.c.status == int(from_))
-        if conn.execute(jobs.update().where(*where).values(**columns)).rowcount != 1:
+        params = {f"v_{name}": value for name, value in columns.items()}
+        update = _guarded_update(tuple(sorted(columns)))
+        if conn.execute(update, {**params, "job": job_id, "from": int(from_)}).rowcount != 1:
             return False
     conn.execute(
-        job_events.insert().values(
-            job_id=job_id,
-            from_status=None if from_ is None else int(from_),
-            to_status=int(to),
-            at=at,
-            detail=detail,
-        )
+        _EVENT,
+        {
+            "job_id": job_id,
+            "from_status": None if from_ is None else int(from_),
+            "to_status": int(to),
+            "at": at,
+            "detail": detail,
+        },
     )
     return True
+
+
+#: one status move's event (a statement built once: SQLAlchemy caches its compiled form)
+_EVENT = job_events.insert()
+
+
+@functools.lru_cache(maxsize=64)
+def _guarded_update(names: tuple[str, ...]) -> Update:
+    """``UPDATE jobs SET <names> WHERE job_id = :job AND status = :from``, built once per set of
+    columns (a statement built per call costs its construction and cache key every time)."""
+    return (
+        jobs.update()
+        .where(jobs.c.job_id == sa.bindparam("job"), jobs.c.status == sa.bindparam("from"))
+        .values({name: sa.bindparam(f"v_{name}", type_=jobs.c[name].type) for name in names})
+    )
 
 
 def replace_results(conn: Connection, job_id: str, results: Sequence[ResultRecord]) -> None:
