@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from datastore.engine import is_sqlite, reading
-from datastore.job_records import jobs_of
+from datastore.job_records import job_from
 from datastore.job_writes import write_status
 from datastore.prepared import PreparedWrite
 from datastore.schema import jobs
@@ -41,6 +41,25 @@ _RELEASE = PreparedWrite(
     .values(worker_id=None, heartbeat_at=None, lease_expires_at=None)
 )
 
+#: in-flight jobs per environment (what a claim counts against ``maxJobs``)
+_BUSY = (
+    sa.select(jobs.c.environment, sa.func.count())
+    .where(jobs.c.status.in_([int(s) for s in OCCUPYING]))
+    .group_by(jobs.c.environment)
+)
+#: the oldest queued job of the environments ``envs`` (statements built once: SQLAlchemy
+#: caches their compiled form)
+_OLDEST = (
+    sa.select(jobs.c.job_id)
+    .where(jobs.c.status == int(JobStatus.WARMING_UP))
+    .where(jobs.c.environment.in_(sa.bindparam("envs", expanding=True)))
+    .order_by(jobs.c.date_created, jobs.c.job_id)
+    .limit(1)
+)
+#: PostgreSQL: the same, skipping rows another claim holds
+_OLDEST_UNLOCKED = _OLDEST.with_for_update(skip_locked=True)
+_ROW = sa.select(jobs).where(jobs.c.job_id == sa.bindparam("job"))
+
 _CLAIM_LOCK_KEY = 0x7469_6465  # "tide": one advisory lock serialises PostgreSQL claims
 
 
@@ -58,33 +77,19 @@ class JobLeases:
         """Atomically move the oldest queued job whose environment has room to STARTED, owned
         by ``worker_id`` for ``lease_seconds``. Room = fewer than ``maxJobs`` in-flight jobs in
         that environment (a job settling its payment at 71 no longer counts)."""
-        in_flight = [int(s) for s in OCCUPYING]
         now = utcnow()
         with self.engine.begin() as conn:
-            if not is_sqlite(self.engine):
+            sqlite = is_sqlite(self.engine)
+            if not sqlite:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CLAIM_LOCK_KEY)))
-            busy: dict[str, int] = dict(
-                conn.execute(
-                    sa.select(jobs.c.environment, sa.func.count())
-                    .where(jobs.c.status.in_(in_flight))
-                    .group_by(jobs.c.environment)
-                ).all()
-            )
+            busy: dict[str, int] = dict(conn.execute(_BUSY).all())  # type: ignore[arg-type]
             open_envs = [
                 env_id for env_id, env in envs.items() if busy.get(env_id, 0) < env.max_jobs
             ]
             if not open_envs:
                 return None
-            query = (
-                sa.select(jobs.c.job_id)
-                .where(jobs.c.status == int(JobStatus.WARMING_UP))
-                .where(jobs.c.environment.in_(open_envs))
-                .order_by(jobs.c.date_created, jobs.c.job_id)
-                .limit(1)
-            )
-            if not is_sqlite(self.engine):
-                query = query.with_for_update(skip_locked=True)
-            job_id = conn.execute(query).scalar()
+            oldest = _OLDEST if sqlite else _OLDEST_UNLOCKED
+            job_id = conn.execute(oldest, {"envs": open_envs}).scalar()
             if job_id is None:
                 return None
             if not write_status(
@@ -99,8 +104,8 @@ class JobLeases:
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
             ):
                 return None
-            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).one()
-            return jobs_of(conn, [row])[0]
+            row = conn.execute(_ROW, {"job": job_id}).one()
+            return job_from(row, [])  # a job just out of the queue has no results yet
 
     def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float = 30.0) -> bool:
         """Renew the lease for ``lease_seconds``; False when the job is no longer this
