@@ -34,21 +34,15 @@ import requests
 from bench._common import (
     WrkResult,
     bare_gunicorn,
-    bench_engine,
-    bench_stack,
     context_switches,
     cpu_seconds,
     require_wrk,
-    run_shell_job,
     run_wrk,
-    serve_args,
     serving_tree,
     sigterm_as_ctrl_c,
 )
+from bench._served import served_provider
 from bench.summary import record
-from contracts_abi.devchain import dev_account
-from tidewater.settings import Settings
-from tidewater.stack import provider_server
 
 TARGET_RPS = 1000.0
 TARGET_P99_MS = 20.0
@@ -84,44 +78,24 @@ def main() -> None:
     args = parser.parse_args()
     require_wrk()
     sigterm_as_ctrl_c()
-    consumer = dev_account("consumer").address
     load = {"threads": args.wrk_threads, "connections": args.connections}
 
     with tempfile.TemporaryDirectory(prefix="tidewater-bench-") as tmp, ExitStack() as stack:
         folder = Path(tmp)
-        env, files = bench_stack(
-            stack, folder, ENV_ID, log_level=args.log_level, maxJobDuration=120
-        )
-        _note("running one real job so the status lookup finds it...")
-        with bench_engine(Settings.from_env(env)) as engine:
-            job = run_shell_job(
-                engine,
-                owner=consumer,
-                env_id=ENV_ID,
-                script='echo "rows: $(wc -l < $INPUTS/*/0)" > $OUTPUTS/summary.txt\n',
-                dataset_url=files + "/data.csv",
-            )
-        _note("starting tidewater serve and the bare gunicorn app...")
-        provider = stack.enter_context(
-            provider_server(
-                env,
-                extra_args=serve_args(args.workers_proc, args.threads),
-                log_path=folder / "provider.log",
-            )
+        served = served_provider(
+            stack,
+            folder,
+            ENV_ID,
+            workers_proc=args.workers_proc,
+            threads=args.threads,
+            log_level=args.log_level,
+            note=_note,
         )
         bare = stack.enter_context(bare_gunicorn(folder, args.workers_proc, args.threads))
         endpoints = [
             ("bare Flask GET /ping", bare + "/ping", '"nonce"'),
-            (
-                "tidewater GET nonce",
-                f"{provider}/api/services/nonce?userAddress={consumer}",
-                '"nonce"',
-            ),
-            (
-                "tidewater GET compute (status)",
-                f"{provider}/api/services/compute?consumerAddress={consumer}&jobId={job.job_id}",
-                job.job_id,
-            ),
+            ("tidewater GET nonce", served.nonce_url, '"nonce"'),
+            ("tidewater GET compute (status)", served.status_url, served.job_id),
         ]
         for _name, url, expect in endpoints:
             _check(url, expect)

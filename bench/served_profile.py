@@ -28,20 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
     WrkResult,
-    bench_engine,
-    bench_stack,
     context_switches,
     cpu_seconds,
     require_wrk,
-    run_shell_job,
     run_wrk,
-    serve_args,
     server_processes,
     sigterm_as_ctrl_c,
 )
-from contracts_abi.devchain import dev_account
-from tidewater.settings import Settings
-from tidewater.stack import provider_server
+from bench._served import served_provider
 
 #: (component, path fragments of the innermost frame's file), first match wins.
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -116,31 +110,15 @@ def main() -> None:
         sys.exit("py-spy not found: pip install py-spy, or pass --py-spy PATH")
     require_wrk()
     sigterm_as_ctrl_c()
-    consumer = dev_account("consumer").address
     with tempfile.TemporaryDirectory(prefix="tidewater-bench-") as tmp, ExitStack() as stack:
         folder = Path(tmp)
-        env, files = bench_stack(stack, folder, "bench-profile", maxJobDuration=120)
-        with bench_engine(Settings.from_env(env)) as engine:
-            job = run_shell_job(
-                engine,
-                owner=consumer,
-                env_id="bench-profile",
-                script='echo "rows: $(wc -l < $INPUTS/*/0)" > $OUTPUTS/summary.txt\n',
-                dataset_url=files + "/data.csv",
-            )
-        provider = stack.enter_context(
-            provider_server(
-                env, extra_args=serve_args(1, args.threads), log_path=folder / "provider.log"
-            )
+        served = served_provider(
+            stack, folder, "bench-profile", workers_proc=1, threads=args.threads
         )
+        provider = served.url
         port = int(provider.rsplit(":", 1)[1])
         worker = server_processes(port)[-1]
-        endpoints = {
-            "GET nonce": f"{provider}/api/services/nonce?userAddress={consumer}",
-            "GET compute (status)": (
-                f"{provider}/api/services/compute?consumerAddress={consumer}&jobId={job.job_id}"
-            ),
-        }
+        endpoints = {"GET nonce": served.nonce_url, "GET compute (status)": served.status_url}
         for name, url in endpoints.items():
             run_wrk(url, threads=1, connections=16, duration=2)  # warm up
             results: list[WrkResult] = []

@@ -105,8 +105,14 @@ def _close_all(engine: Engine) -> None:
         held.close_all()
 
 
+#: In a forked child: the parent's connections, kept from being closed there (SQLite's rule
+#: for a connection that crossed a fork is to neither use nor close it).
+_INHERITED: list[_EngineConnections] = []
+
+
 def _forget_after_fork() -> None:
-    """A forked child never uses its parent's connections (SQLite forbids it)."""
+    """A forked child never uses its parent's connections; it opens its own."""
+    _INHERITED.extend(_BY_ENGINE.values())
     _BY_ENGINE.clear()
 
 

@@ -287,16 +287,18 @@ class Engine(WorkerThreads):
             log.warning("job %s: escrow settlement postponed", job_id, exc_info=True)
 
     def open_result(self, job_id: str, index: int) -> tuple[Path, JobResult]:
-        """The file of result ``index`` (its position in ``results``) and its entry."""
+        """The file of result ``index`` (its position in ``results``; an absolute path with no
+        symlink in it) and its entry."""
         found = self.store.result_path(job_id, index)
         if found is None:
             raise ResultNotFound(f"job {job_id} has no result {index}")
         rel, result = found
         root = self.services.folder(job_id).root
         path = root / rel
-        if path.is_symlink() or not path.is_file() or root not in path.resolve().parents:
+        resolved = path.resolve()
+        if path.is_symlink() or not resolved.is_file() or root not in resolved.parents:
             raise ResultNotFound(f"result {index} of job {job_id} is no longer stored")
-        return path, result
+        return resolved, result
 
     # -- environments ------------------------------------------------------------------------
 

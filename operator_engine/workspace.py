@@ -59,13 +59,20 @@ def jobs_root(data_dir: Path) -> Path:
     return data_dir / "jobs"
 
 
+@functools.lru_cache(maxsize=64)
+def _resolved_jobs_root(data_dir: Path) -> Path:
+    """:func:`jobs_root` with every symlink resolved (once per data dir: each ``resolve`` is a
+    ``stat`` per path component, and every result download asks)."""
+    return jobs_root(data_dir).resolve()
+
+
 @dataclass(frozen=True)
 class JobFolder:
     root: Path
 
     @classmethod
     def of(cls, data_dir: Path, job_id: str) -> JobFolder:
-        return cls(jobs_root(data_dir).resolve() / job_id)
+        return cls(_resolved_jobs_root(data_dir) / job_id)
 
     @property
     def inputs(self) -> Path:

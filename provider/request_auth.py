@@ -45,7 +45,7 @@ from typing import Any
 from provider.errors import RequestValidationError, SignatureError
 from provider.nonces import NonceStore, next_nonce, parse_nonce
 from provider.params import is_missing
-from provider.signatures import nonce_text, recover_command_signer, recover_signer
+from provider.signatures import nonce_text, signed_by
 
 #: Commands ocean.js 8 signs (:func:`command_text`); ``invalidateAuthToken`` signs none ("").
 COMMANDS = frozenset(
@@ -163,12 +163,12 @@ def nonce_param_text(nonce_raw: Any) -> str:
 # -- verification ------------------------------------------------------------------------------
 def signer_matches(address: str, signature: str, text: str) -> bool:
     """True when the V4 ``signature`` over ``text`` recovers to ``address`` (any case)."""
-    return recover_signer(text, signature).lower() == address.lower()
+    return signed_by(address, signature, text)
 
 
 def command_signer_matches(address: str, signature: str, text: str) -> bool:
     """True when the C2D v2 ``signature`` over ``text`` recovers to ``address`` (any case)."""
-    return recover_command_signer(text, signature).lower() == address.lower()
+    return signed_by(address, signature, text, command=True)
 
 
 def verify_request(

@@ -31,19 +31,17 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from coincurve import PublicKey
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_keys.exceptions import BadSignature
-from eth_keys.main import KeyAPI
+from eth_utils import to_checksum_address
 from eth_utils.crypto import keccak
-from eth_utils.exceptions import ValidationError
 
 from provider.errors import SignatureError
 
 _PREFIX = b"\x19Ethereum Signed Message:\n32"
 
 _HEX_SIG = re.compile(r"^(0x)?[0-9a-fA-F]{130}$")
-_keys = KeyAPI()
 
 
 def message_digest(text: str) -> bytes:
@@ -85,7 +83,7 @@ def sign_command(private_key: str, text: str) -> str:
 
 def recover_command_signer(text: str, signature: str) -> str:
     """The checksum address that signed the C2D v2 ``text`` (see :func:`recover_signer`)."""
-    return _recover(command_digest(text), signature)
+    return to_checksum_address(_recover(command_digest(text), signature))
 
 
 def recover_signer(text: str, signature: str) -> str:
@@ -99,26 +97,44 @@ def recover_signer(text: str, signature: str) -> str:
     ...
     provider.errors.SignatureError: Invalid signature: cannot recover a signer.
     """
-    return _recover(message_digest(text), signature)
+    return to_checksum_address(_recover(message_digest(text), signature))
 
 
-def _recover(digest: bytes, signature: str) -> str:
+def signed_by(address: str, signature: str, text: str, *, command: bool = False) -> bool:
+    """True when ``signature`` over ``text`` (a C2D v2 command when ``command``) recovers to
+    ``address`` (0x + 40 hex digits, any case): the signer's 20 bytes are compared, so no
+    checksum is computed. Raises :class:`SignatureError` as :func:`recover_signer` does.
+
+    >>> sig = sign_text("0x" + "11" * 32, "x")
+    >>> signed_by("0x19e7e376e7c213b7e7e7e46cc70a5dd086daff2a", sig, "x")
+    True
+    >>> signed_by("0x" + "00" * 20, sig, "x"), signed_by("0xzz", sig, "x")
+    (False, False)
+    """
+    digest = command_digest(text) if command else message_digest(text)
+    signer = _recover(digest, signature)
+    try:
+        return address[:2] in ("0x", "0X") and signer == bytes.fromhex(address[2:])
+    except ValueError:  # not hex: no signer has that address
+        return False
+
+
+def _recover(digest: bytes, signature: str) -> bytes:
+    """The 20-byte address whose key made ``signature`` over ``digest`` (libsecp256k1 through
+    coincurve: r and s must be below the curve order, as eth-keys requires)."""
     if not isinstance(signature, str) or not _HEX_SIG.match(signature):
         raise SignatureError("Invalid signature: expected 0x followed by 65 bytes of hex.")
-    raw = bytes.fromhex(signature[2:] if signature[:2] in ("0x", "0X") else signature)
+    raw = bytearray.fromhex(signature[2:] if signature[:2] in ("0x", "0X") else signature)
     v = raw[64]
     if v in (27, 28):
-        v -= 27
-    if v not in (0, 1):
+        raw[64] = v - 27
+    elif v not in (0, 1):
         raise SignatureError("Invalid signature: v must be 0, 1, 27 or 28.")
-    r = int.from_bytes(raw[:32], "big")
-    s = int.from_bytes(raw[32:64], "big")
     try:
-        sig = _keys.Signature(vrs=(v, r, s))
-        public_key = sig.recover_public_key_from_msg_hash(digest)
-    except (BadSignature, ValidationError, ValueError):
+        public_key = PublicKey.from_signature_and_message(bytes(raw), digest, hasher=None)
+    except ValueError:
         raise SignatureError("Invalid signature: cannot recover a signer.") from None
-    return str(public_key.to_checksum_address())
+    return keccak(public_key.format(compressed=False)[1:])[12:]
 
 
 def nonce_text(value: Any) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, send_file
@@ -108,7 +107,7 @@ def result_response(svc: Services, job: Job, index: int) -> Response:
     try:
         path, result = svc.engine.open_result(job.job_id, index)
         response = send_file(
-            Path(path).resolve(),  # a relative path would be taken from the app's root
+            path,  # absolute (a relative one would be taken from the app's root)
             mimetype="application/octet-stream",
             conditional=True,
             etag=False,

@@ -51,6 +51,35 @@ def test_digest_is_eip191_over_keccak_of_text(key: bytes, text: str) -> None:
     )
 
 
+@settings(max_examples=30, deadline=None)
+@given(key=KEYS, text=st.text(max_size=80), v_form=st.sampled_from(["27/28", "0/1"]))
+def test_signed_by_agrees_with_eth_account(key: bytes, text: str, v_form: str) -> None:
+    """signed_by (the routes' check: libsecp256k1 recovery, 20 bytes compared) says what
+    eth-account's recovery says, in either case of the address, for V4 and C2D v2 texts."""
+    address = Account.from_key(key).address
+    signature = sign_text("0x" + key.hex(), text)
+    command = signatures.sign_command("0x" + key.hex(), text)
+    if v_form == "0/1":
+        signature = _with_v(signature, int(signature[-2:], 16) - 27)
+    digest = encode_defunct(primitive=keccak(text.encode()))
+    assert Account.recover_message(digest, signature=bytes.fromhex(signature[2:])) == address
+    for form in (address, address.lower(), "0X" + address[2:].upper()):
+        assert signatures.signed_by(form, signature, text)
+        assert signatures.signed_by(form, command, text, command=True)
+    other = Account.from_key(bytes(31) + b"\x07").address
+    assert not signatures.signed_by(other, signature, text)
+    assert not signatures.signed_by(address, signature, text + "x")
+
+
+@pytest.mark.parametrize("r_or_s", ["r", "s"])
+def test_r_or_s_at_or_above_the_curve_order_is_refused(r_or_s: str) -> None:
+    signature = bytearray.fromhex(sign_text("0x" + "66" * 32, "t")[2:])
+    order = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    signature[0 if r_or_s == "r" else 32 : 32 if r_or_s == "r" else 64] = order.to_bytes(32, "big")
+    with pytest.raises(SignatureError, match="cannot recover"):
+        recover_signer("t", "0x" + signature.hex())
+
+
 def test_not_personal_sign_of_the_text() -> None:
     key = "0x" + "33" * 32
     personal = Account.sign_message(encode_defunct(text="hello"), key)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).parents[2]
 #: the code outside the storage package (tests may look at tables directly)
 PACKAGES = ("tidewater", "provider", "operator_engine", "contracts_abi", "bench")
 #: SQL plumbing that belongs to the repositories, never to their callers
-PLUMBING = {"reading", "raw_reading", "PreparedRead"}
+PLUMBING = {"reading", "raw_reading", "PreparedRead", "PreparedWrite", "thread_cursor"}
 
 
 def _modules() -> list[Path]:
