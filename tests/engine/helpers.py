@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,18 @@ def env(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
+
+
+def docker_run_area(
+    data_dir: Path, client: Any, image: str, disk_quota: str, budget: int
+) -> tuple[Any, Any, Any, str]:
+    """(a DockerBackend bound to ``data_dir``, job ``job``'s created workspace, its run area of
+    ``budget`` bytes, the resolved id of ``image``) for tests of one container."""
+    from operator_engine.backends.docker import DockerBackend
+
+    backend = DockerBackend(client, pull=False, disk_quota=disk_quota)
+    backend.bind(scope=f"test-{os.getpid()}", data_dir=data_dir)
+    workspace = backend.workspace("job")
+    workspace.create()
+    area = workspace.open_run(budget, 100)
+    return backend, workspace, area, backend.resolve_image(*image.rsplit(":", 1), None)

@@ -15,6 +15,7 @@ from operator_engine.backends import quota
 from operator_engine.backends.base import ContainerSpec, Limits
 from operator_engine.backends.docker import DockerBackend
 from operator_engine.workspace import ALGORITHM_LOG, ALGORITHM_UID, JobFolder, drop_work_area
+from tests.engine.helpers import docker_run_area
 
 SHARE = 8 * 1024**2
 needs_loop = pytest.mark.skipif(
@@ -24,6 +25,14 @@ needs_loop = pytest.mark.skipif(
 
 def _refuse(*argv: str) -> None:
     raise quota.QuotaError(f"{argv[0]}: permission denied")
+
+
+@pytest.fixture
+def loop_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loop mounts look available, but mkfs and mount are refused."""
+    monkeypatch.setattr(quota, "loop_available", lambda: True)
+    monkeypatch.setattr(quota, "_run", _refuse)
+    monkeypatch.setattr(quota, "_loop_failed", False)
 
 
 def _new_folder(root: Path) -> JobFolder:
@@ -70,34 +79,24 @@ def test_a_background_drop_is_waited_for_by_the_next_drop(tmp_path: Path) -> Non
     assert not os.path.ismount(folder.work)
 
 
-def test_a_background_area_that_fails_under_loop_raises_and_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.usefixtures("loop_refused")
+@pytest.mark.parametrize("setting", ["loop", "auto"])
+def test_a_background_area_that_fails_raises_under_loop_and_polls_under_auto(
+    tmp_path: Path, setting: str
 ) -> None:
-    monkeypatch.setattr(quota, "loop_available", lambda: True)
-    monkeypatch.setattr(quota, "_run", _refuse)
-    monkeypatch.setattr(quota, "_loop_failed", False)
     folder = _new_folder(tmp_path)
-    area = quota.prepare(folder, SHARE, 100, "loop", background=True)
-    for _ in range(2):  # asked again, the same answer
-        with pytest.raises(quota.QuotaError, match="permission denied"):
-            area.ready()
+    area = quota.prepare(folder, SHARE, 100, setting, background=True)
+    if setting == "loop":
+        for _ in range(2):  # asked again, the same answer
+            with pytest.raises(quota.QuotaError, match="permission denied"):
+                area.ready()
+    else:  # the job's own folders, polled; and so for the rest of the process
+        area.ready()
+        assert area.mode == "poll" and (area.outputs, area.logs) == (folder.outputs, folder.logs)
+        assert quota.prepare(folder, SHARE, 100, "auto", background=True).mode == "poll"
     area.release(keep_outputs=True)
     assert not folder.work.exists() and not folder.work_image.exists()
     assert not folder.work_template.exists()
-
-
-def test_a_background_area_that_fails_under_auto_polls_the_job_folders(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(quota, "loop_available", lambda: True)
-    monkeypatch.setattr(quota, "_run", _refuse)
-    monkeypatch.setattr(quota, "_loop_failed", False)
-    folder = _new_folder(tmp_path)
-    area = quota.prepare(folder, SHARE, 100, "auto", background=True)
-    area.ready()
-    assert area.mode == "poll" and (area.outputs, area.logs) == (folder.outputs, folder.logs)
-    assert not folder.work.exists() and not folder.work_image.exists()
-    assert quota.prepare(folder, SHARE, 100, "auto", background=True).mode == "poll"
 
 
 # -- real Docker -----------------------------------------------------------------------------
@@ -130,12 +129,9 @@ def _run_container(
 def test_docker_starts_the_container_on_the_mounted_share(
     tmp_path: Path, docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
-    backend = DockerBackend(docker_client, pull=False, disk_quota="loop")
-    backend.bind(scope=f"test-{os.getpid()}", data_dir=tmp_path)
-    workspace = backend.workspace("job")
-    workspace.create()
-    area = workspace.open_run(SHARE, 100)
-    image = backend.resolve_image(*busybox_image.rsplit(":", 1), None)
+    backend, workspace, area, image = docker_run_area(
+        tmp_path, docker_client, busybox_image, "loop", SHARE
+    )
     printed = _run_container(
         backend,
         image,
@@ -151,22 +147,14 @@ def test_docker_starts_the_container_on_the_mounted_share(
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("loop_refused")
 def test_docker_recreates_the_container_when_auto_falls_back_to_polling(
-    tmp_path: Path,
-    docker_client: docker.DockerClient,
-    busybox_image: str,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
-    monkeypatch.setattr(quota, "loop_available", lambda: True)
-    monkeypatch.setattr(quota, "_run", _refuse)
-    monkeypatch.setattr(quota, "_loop_failed", False)
-    backend = DockerBackend(docker_client, pull=False, disk_quota="auto")
-    backend.bind(scope=f"test-{os.getpid()}", data_dir=tmp_path)
-    workspace = backend.workspace("job")
-    workspace.create()
-    area = workspace.open_run(SHARE, 100)
+    backend, workspace, area, image = docker_run_area(
+        tmp_path, docker_client, busybox_image, "auto", SHARE
+    )
     assert area.outputs == workspace.folder.work / "outputs"  # created with these first
-    image = backend.resolve_image(*busybox_image.rsplit(":", 1), None)
     _run_container(backend, image, area, "echo hi > /data/outputs/o.txt")
     assert area.mode == "poll"
     assert (workspace.folder.outputs / "o.txt").read_text() == "hi\n"

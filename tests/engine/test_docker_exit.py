@@ -3,14 +3,13 @@ ended, and waits first for one still running."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import docker
 import pytest
 
 from operator_engine.backends.base import ContainerSpec, Limits
-from operator_engine.backends.docker import DockerBackend
+from tests.engine.helpers import docker_run_area
 
 pytestmark = pytest.mark.integration
 
@@ -19,12 +18,9 @@ pytestmark = pytest.mark.integration
 def test_wait_gives_the_exit_code_whether_or_not_it_has_ended(
     follow: bool, tmp_path: Path, docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
-    backend = DockerBackend(docker_client, pull=False, disk_quota="poll")
-    backend.bind(scope=f"test-{os.getpid()}", data_dir=tmp_path)
-    workspace = backend.workspace("job")
-    workspace.create()
-    area = workspace.open_run(1024**2, 100)
-    image = backend.resolve_image(*busybox_image.rsplit(":", 1), None)
+    backend, _workspace, area, image = docker_run_area(
+        tmp_path, docker_client, busybox_image, "poll", 1024**2
+    )
     spec = ContainerSpec(
         "job", image, "sleep 1; echo done; exit 3", {}, Limits(1, 64 * 1024**2, 1024**2, 60)
     )
