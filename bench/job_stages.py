@@ -152,7 +152,7 @@ def breakdown(
         ("  of which the image check", ms.get("image", 0.0)),
         ("run: create + attach + start (disk share made meanwhile)", ms.get("start", 0.0)),
         ("run: the container running to its end", ms.get("running", 0.0)),
-        ("run: its exit (wait + 1 inspect)", ms.get("wait", 0.0)),
+        ("run: its exit (1 inspect; a wait if still running)", ms.get("wait", 0.0)),
         ("run: disk share release (copy out), log, rest", staged["run"] - docker_in_run),
         ("  (removing the container, while the next stages go on)", ms.get("remove", 0.0)),
         ("filter outputs", staged["filter_outputs"]),
