@@ -14,6 +14,8 @@ The tables themselves come from the migrations (:func:`datastore.migrate.upgrade
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,6 +70,25 @@ def _private_sqlite_file(database: Path) -> None:
             pass
 
 
+def _use_wal(cursor: Any) -> None:
+    """Put the database in WAL mode (a no-op once it is). The first connections to a new file
+    can race to switch it: each reads the header, then wants the exclusive lock, and SQLite
+    answers "database is locked" at once to one of them (a deadlock, which the busy timeout
+    does not wait out). That one retries until the other has switched, within the busy
+    timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url``; for SQLite the parent folder is created (0700) if missing
     and the database file is 0600."""
@@ -93,8 +114,8 @@ def make_engine(url: str) -> Engine:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin (see _on_begin).
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _use_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         # deleted rows and scrubbed columns are overwritten, not left in freed pages
