@@ -158,8 +158,8 @@ def main() -> None:
     parser.add_argument(
         "--pairs",
         type=int,
-        default=4,
-        help="computeResult / send_file pairs per round, taken back to back (4)",
+        default=8,
+        help="computeResult / send_file pairs per round, taken back to back (8)",
     )
     parser.add_argument("--workers-proc", type=int, default=1, help="gunicorn processes (1)")
     parser.add_argument("--threads", type=int, default=8, help="threads per process (8)")
