@@ -27,12 +27,17 @@ def _dialect_key(dialect: Dialect) -> tuple[str, str, str]:
     return (dialect.name, dialect.driver, dialect.paramstyle)
 
 
-def _positional(
-    sql_order: tuple[str, Sequence[str] | None], params: dict[str, Any]
-) -> tuple[str, Any]:
-    """The SQL and its parameters in the form the DBAPI wants (a list for positional styles)."""
-    sql, order = sql_order
-    return sql, [params[name] for name in order] if order is not None else params
+def _compiled_sql(statement: Any, dialect: Dialect) -> tuple[Any, str, Sequence[str] | None]:
+    """``statement`` compiled for ``dialect``, its SQL, and its bind names in order (positional
+    paramstyles; None for named ones)."""
+    compiled = statement.compile(dialect=dialect)
+    order = list(compiled.positiontup or ()) if dialect.positional else None
+    return compiled, compiled.string, order
+
+
+def _bind(order: Sequence[str] | None, params: dict[str, Any]) -> Any:
+    """``params`` in the form the DBAPI wants (a list in ``order`` for positional styles)."""
+    return [params[name] for name in order] if order is not None else params
 
 
 class PreparedWrite:
@@ -56,9 +61,8 @@ class PreparedWrite:
         key = _dialect_key(dialect)
         entry = self._compiled.get(key)
         if entry is None:
-            compiled = self.statement.compile(dialect=dialect)
-            order = list(compiled.positiontup or ()) if dialect.positional else None
-            entry = self._compiled[key] = (compiled.string, order, dict(compiled.params))
+            compiled, sql, order = _compiled_sql(self.statement, dialect)
+            entry = self._compiled[key] = (sql, order, dict(compiled.params))
         return entry
 
     def run(self, engine: Engine, **params: Any) -> int:
@@ -67,7 +71,7 @@ class PreparedWrite:
             with engine.begin() as conn:
                 return int(conn.execute(self.statement, params).rowcount)  # type: ignore[attr-defined]
         sql, order, literals = self._entry(engine.dialect)
-        sql, args = _positional((sql, order), {**literals, **params})
+        args = _bind(order, {**literals, **params})
         cursor = thread_cursor(engine)
         try:
             cursor.execute(sql, args)
@@ -92,13 +96,12 @@ class PreparedRead:
         self._makers: dict[tuple[str, str, str], Any] = {}
 
     def _compile(self, dialect: Dialect) -> tuple[str, Sequence[str] | None, list[Any]]:
-        compiled = self.statement.compile(dialect=dialect)
-        order = list(compiled.positiontup or ()) if dialect.positional else None
+        _compiled, sql, order = _compiled_sql(self.statement, dialect)
         processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in self.statement.selected_columns
         ]
-        entry = (compiled.string, order, processors)
+        entry = (sql, order, processors)
         self._compiled[_dialect_key(dialect)] = entry
         return entry
 
@@ -112,7 +115,7 @@ class PreparedRead:
 
     def _fetch(self, cursor: Any, dialect: Dialect, params: dict[str, Any]) -> list[Any]:
         sql, order, _processors = self._entry(dialect)
-        cursor.execute(*_positional((sql, order), params))
+        cursor.execute(sql, _bind(order, params))
         return cursor.fetchall()  # type: ignore[no-any-return]
 
     def maker(self, dialect: Dialect) -> Any:

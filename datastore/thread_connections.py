@@ -22,7 +22,6 @@ import os
 import threading
 import weakref
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, event
 
@@ -60,7 +59,7 @@ class _EngineConnections:
             self.connections = []
 
 
-_BY_ENGINE: WeakKeyDictionary[Engine, _EngineConnections] = WeakKeyDictionary()
+_BY_ENGINE: weakref.WeakKeyDictionary[Engine, _EngineConnections] = weakref.WeakKeyDictionary()
 _REGISTER = threading.Lock()
 
 
