@@ -1,22 +1,25 @@
 """Streaming a large HTTP body into a file, hashed with sha256 on the way.
 
-Receiving, hashing and writing each cost CPU per byte of the same order here (on a 2-core VM,
-per 200 MB: the socket copy ~0.08 s, sha256 with the SHA extensions ~0.13 s, ``write(2)`` into
-fresh page-cache pages ~0.07 s), so one thread doing them in turn is bound by their sum.
+Receiving, hashing and writing each cost CPU per byte of the same order (on this 2-core VM, per
+200 MiB: the socket copy ~0.05 s, sha256 with the SHA extensions ~0.14 s, ``write(2)`` into
+fresh page-cache pages ~0.09 s), so one thread doing them in turn is bound by their sum.
 :func:`save_body` splits them over two threads: the calling thread reads the socket into one of
-a few reused 1 MiB buffers and writes it to the file, while a second thread hashes the buffers
-already read, in order; a buffer is reused once it is hashed. Both threads' calls release the
-GIL, so on two cores the download takes about max(read + write, hash) instead of their sum.
+two reused 1 MiB buffers and hashes it while the bytes are still in its core's cache, and a
+second thread writes the buffers to the file, in order, meanwhile. Both threads' calls release
+the GIL, so on two cores the download takes about max(read + hash, write) instead of the sum.
 Nothing is copied in Python: the socket reads straight into the buffer (``http.client``'s
-``readinto``), hashing and writing take views of it. One sha256 stream is the ceiling (~1.6
-GB/s per core here, less on a loaded machine).
+``readinto``), hashing and writing take views of it. One sha256 stream on one core is the
+ceiling (~1.5-1.9 GB/s here, less on a loaded machine).
 
-(Measured against that split on this VM, over loopback from a sendfile(2) server: read, hash
-and write in turn 0.68-0.73 GB/s; a thread each for hashing and writing with 256 KiB buffers
-0.74-0.80; reading and writing in one thread, hashing in another, 1 MiB buffers 0.80-0.89.
-Reading into a preallocated, mapped file instead of writing was tried too: on ext4 here it
-cost as much CPU as ``write(2)`` or more once earlier writes were being flushed, and a full
-disk would fault rather than fail.)
+(Measured side by side on this VM, over loopback from a sendfile(2) server, 200 MiB each, medians
+of 14-20 alternating downloads: read, hash and write in turn 0.68-0.73 GB/s; reading and writing
+in one thread and hashing in another, 4 x 1 MiB buffers, 0.93-0.99 GB/s: the hashing thread,
+reading bytes another core received, took 0.16-0.20 s where hashing them where they arrived
+takes 0.14; this split with 2 x 1 MiB buffers 1.03-1.10 GB/s (4 buffers, or 512 KiB ones: 0.99-
+1.06). Also tried: a writer and a hasher thread beside the reader (0.97), two threads taking
+alternate chunks, each reading, hashing in turn and writing its own (0.94), and reading into a
+preallocated, mapped file instead of writing (on ext4 here it cost as much CPU as ``write(2)``
+or more once earlier writes were being flushed, and a full disk would fault rather than fail).)
 """
 
 from __future__ import annotations
@@ -25,14 +28,14 @@ import hashlib
 import threading
 from pathlib import Path
 from queue import SimpleQueue
-from typing import Any, Protocol
+from types import TracebackType
+from typing import IO, Any, Protocol
 
 import requests
 
-#: Bytes per socket read and buffers in flight (one being read and written, the rest waiting
-#: for the hasher): 4 MiB in all.
+#: Bytes per socket read, and buffers in flight: one being read and hashed, one being written.
 CHUNK = 1 << 20
-BUFFERS = 4
+BUFFERS = 2
 
 
 class _ReadsInto(Protocol):
@@ -63,66 +66,82 @@ def save_body(response: requests.Response, target: Path) -> tuple[str, int]:
     """Write the body of a streamed ``response`` to ``target``; returns (sha256 hex, bytes).
 
     Raises :class:`TruncatedBodyError` when fewer bytes than ``Content-Length`` arrived (the
-    file is left for the caller to remove), and whatever reading or writing raised."""
+    file is left for the caller to remove), and whatever reading or writing raised (a failed
+    write stops the download at the next buffer)."""
     reader, expected = body_reader(response)
-    hasher = _Hasher([memoryview(bytearray(CHUNK)) for _ in range(BUFFERS)])
+    digest = hashlib.sha256()
     total = 0
-    try:
-        with target.open("wb") as handle:
-            while True:
-                index = hasher.free_buffer()
-                buffer = hasher.buffers[index]
-                size = reader.readinto(buffer)
-                if not size:
-                    hasher.give_back(index)
-                    break
-                handle.write(buffer[:size])  # larger than the file's buffer: one write(2)
-                total += size
-                hasher.hash(index, size)
-    finally:
-        digest = hasher.finish()
+    with target.open("wb", buffering=0) as handle, _Writer(handle) as writer:
+        while size := reader.readinto(buffer := writer.free_buffer()):
+            writer.write(buffer, size)
+            digest.update(buffer[:size])  # while the writer thread writes the same bytes
+            total += size
+        writer.give_back(buffer)
     if expected is not None and total != expected:
         raise TruncatedBodyError(f"got {total} of {expected} bytes")
-    return digest, total
+    return digest.hexdigest(), total
 
 
-class _Hasher:
-    """A thread that hashes filled buffers in the order given and hands each back."""
+class _Writer:
+    """A thread that writes the views given, in order, and hands each buffer back once written.
 
-    def __init__(self, buffers: list[memoryview]) -> None:
-        self.buffers = buffers
-        self._digest = hashlib.sha256()
-        self._free: SimpleQueue[int] = SimpleQueue()
-        self._todo: SimpleQueue[tuple[int, int] | None] = SimpleQueue()
+    After a failed write it writes nothing more; :meth:`free_buffer` and leaving the ``with``
+    block raise the error."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self._free: SimpleQueue[memoryview] = SimpleQueue()
+        self._todo: SimpleQueue[tuple[memoryview, int] | None] = SimpleQueue()
         self._error: BaseException | None = None
-        for index in range(len(buffers)):
-            self._free.put(index)
-        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        for _ in range(BUFFERS):
+            self._free.put(memoryview(bytearray(CHUNK)))
+        self._thread = threading.Thread(target=self._run, name="result-writer", daemon=True)
+
+    def __enter__(self) -> _Writer:
         self._thread.start()
+        return self
 
-    def free_buffer(self) -> int:
-        return self._free.get()
-
-    def give_back(self, index: int) -> None:
-        self._free.put(index)
-
-    def hash(self, index: int, size: int) -> None:
-        self._todo.put((index, size))
-
-    def finish(self) -> str:
-        """Wait for the buffers given so far; the hex digest (re-raises a failed hash)."""
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self._todo.put(None)
         self._thread.join()
+        if exc is None and self._error is not None:
+            raise self._error
+
+    def free_buffer(self) -> memoryview:
+        """A whole buffer no write is using (waits for one)."""
+        buffer = self._free.get()
         if self._error is not None:
             raise self._error
-        return self._digest.hexdigest()
+        return buffer
+
+    def give_back(self, buffer: memoryview) -> None:
+        self._free.put(buffer)
+
+    def write(self, buffer: memoryview, size: int) -> None:
+        """Queue the first ``size`` bytes of ``buffer`` (from :meth:`free_buffer`) for writing;
+        the buffer goes back to the free ones once they are written."""
+        self._todo.put((buffer, size))
 
     def _run(self) -> None:
         while (item := self._todo.get()) is not None:
-            index, size = item
+            buffer, size = item
             if self._error is None:
                 try:
-                    self._digest.update(self.buffers[index][:size])
-                except BaseException as exc:  # reported by finish(); buffers keep flowing
+                    _write_all(self._handle, buffer[:size])
+                except BaseException as exc:  # raised in the reading thread
                     self._error = exc
-            self._free.put(index)
+            self._free.put(buffer)
+
+
+def _write_all(handle: IO[bytes], view: memoryview) -> None:
+    """``write(2)`` until all of ``view`` is written (a regular file takes it in one call)."""
+    while view:
+        written = handle.write(view)
+        if not written:
+            raise OSError(f"write to {handle.name} took no bytes")
+        view = view[written:]
