@@ -188,7 +188,8 @@ class ProviderClient:
 
         The body goes from the socket to disk through a few reused buffers, hashed on the way
         (:func:`tidewater.download.save_body`); with ``expect_sha256`` a mismatch, or a body
-        cut short, removes the file and raises :class:`ProviderHTTPError`."""
+        cut short, removes the file and raises :class:`ProviderHTTPError`. A failed read or
+        write (a full disk) removes the file too, and raises as it was."""
         nonce = self.next_nonce(account.address)
         params = {
             "consumerAddress": account.address,
@@ -209,6 +210,9 @@ class ProviderClient:
                 sha256, _size = save_body(response, target)
             except TruncatedBodyError as exc:
                 problem = str(exc)
+            except BaseException:
+                target.unlink(missing_ok=True)
+                raise
             else:
                 if expect_sha256 is None or sha256 == expect_sha256.lower():
                     return target

@@ -1,8 +1,10 @@
 """``ProviderClient.download_result`` against a real threaded server: streamed, hashed on the
-way, and refused (file removed) when the sha256 is not the listed one."""
+way, and refused (file removed) when the sha256 is not the listed one or the file cannot be
+written."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import threading
 from pathlib import Path
@@ -41,6 +43,13 @@ def test_client_download_streams_and_checks_sha256(
         with pytest.raises(ProviderHTTPError, match="sha256"):
             client.download_result(consumer, job.job_id, 0, tmp_path / "bad", expect_sha256="00")
         assert not any((tmp_path / "bad").iterdir())  # nothing unverified is left behind
+        full = tmp_path / "full"  # the result's name leads to a device where writes fail
+        full.mkdir()
+        (full / result.filename).symlink_to("/dev/full")
+        with pytest.raises(OSError) as failed:
+            client.download_result(consumer, job.job_id, 0, full, expect_sha256=result.sha256)
+        assert failed.value.errno == errno.ENOSPC
+        assert not any(full.iterdir())
     finally:
         client.close()
         server.shutdown()
