@@ -71,12 +71,11 @@ def save_body(response: requests.Response, target: Path) -> tuple[str, int]:
     reader, expected = body_reader(response)
     digest = hashlib.sha256()
     total = 0
-    with target.open("wb", buffering=0) as handle, _Writer(handle) as writer:
+    with target.open("wb") as handle, _Writer(handle) as writer:
         while size := reader.readinto(buffer := writer.free_buffer()):
             writer.write(buffer, size)
             digest.update(buffer[:size])  # while the writer thread writes the same bytes
             total += size
-        writer.give_back(buffer)
     if expected is not None and total != expected:
         raise TruncatedBodyError(f"got {total} of {expected} bytes")
     return digest.hexdigest(), total
@@ -119,9 +118,6 @@ class _Writer:
             raise self._error
         return buffer
 
-    def give_back(self, buffer: memoryview) -> None:
-        self._free.put(buffer)
-
     def write(self, buffer: memoryview, size: int) -> None:
         """Queue the first ``size`` bytes of ``buffer`` (from :meth:`free_buffer`) for writing;
         the buffer goes back to the free ones once they are written."""
@@ -132,16 +128,8 @@ class _Writer:
             buffer, size = item
             if self._error is None:
                 try:
-                    _write_all(self._handle, buffer[:size])
+                    # larger than the file's buffer: written straight through, in one write(2)
+                    self._handle.write(buffer[:size])
                 except BaseException as exc:  # raised in the reading thread
                     self._error = exc
             self._free.put(buffer)
-
-
-def _write_all(handle: IO[bytes], view: memoryview) -> None:
-    """``write(2)`` until all of ``view`` is written (a regular file takes it in one call)."""
-    while view:
-        written = handle.write(view)
-        if not written:
-            raise OSError(f"write to {handle.name} took no bytes")
-        view = view[written:]
